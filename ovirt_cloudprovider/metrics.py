@@ -1,0 +1,126 @@
+"""Prometheus metrics: one :class:`Metrics` object per process (tests build their own registry).
+
+Every name is prefixed ``ovirt_cloudprovider_`` and follows the Prometheus conventions (base units,
+``_total`` for counters, ``_seconds`` for durations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from . import __version__
+
+PREFIX = "ovirt_cloudprovider"
+
+# Request latencies: engine and API server calls take from milliseconds to tens of seconds.
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    """All metrics of the controller, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info", "Build information; the value is always 1.",
+            ["version", "python_version"], registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.sync_duration_seconds = Histogram(
+            f"{PREFIX}_sync_duration_seconds", "Duration of a full sweep (discovery, planning, applying).",
+            buckets=_SYNC_BUCKETS, registry=r,
+        )
+        self.syncs_total = Counter(
+            f"{PREFIX}_syncs_total", "Sweeps by result (success, failure).", ["result"], registry=r,
+        )
+        self.last_successful_sync_timestamp_seconds = Gauge(
+            f"{PREFIX}_last_successful_sync_timestamp_seconds",
+            "Unix time of the end of the last successful sweep.", registry=r,
+        )
+        self.vms = Gauge(
+            f"{PREFIX}_vms", "VMs matched by the filter in the last successful discovery, by oVirt status.",
+            ["status"], registry=r,
+        )
+        self.managed_nodes = Gauge(
+            f"{PREFIX}_managed_nodes", "Nodes with an ovirt:// providerID after the last sweep.", registry=r,
+        )
+        self.skipped_vms = Gauge(
+            f"{PREFIX}_skipped_vms", "VMs that match the filter but cannot become a Node, by reason.",
+            ["reason"], registry=r,
+        )
+        self.actions_total = Counter(
+            f"{PREFIX}_actions_total", "Actions applied to Nodes, by kind and result (success, error, conflict).",
+            ["kind", "result"], registry=r,
+        )
+        self.deletions_blocked_total = Counter(
+            f"{PREFIX}_deletions_blocked_total", "Node deletions the safety rules stopped, by reason.",
+            ["reason"], registry=r,
+        )
+        self.ambiguous_matches_total = Counter(
+            f"{PREFIX}_ambiguous_matches_total", "VMs or nodes that matched more than one candidate.",
+            registry=r,
+        )
+        self.engine_requests_total = Counter(
+            f"{PREFIX}_engine_requests_total", "Requests to the oVirt engine by operation and HTTP status code "
+            "(code is 'error' when no HTTP answer came).", ["operation", "code"], registry=r,
+        )
+        self.engine_request_duration_seconds = Histogram(
+            f"{PREFIX}_engine_request_duration_seconds", "Latency of requests to the oVirt engine.",
+            ["operation"], buckets=_REQUEST_BUCKETS, registry=r,
+        )
+        self.engine_events_total = Counter(
+            f"{PREFIX}_engine_events_total", "Engine events seen that trigger an early sweep.", registry=r,
+        )
+        self.kube_requests_total = Counter(
+            f"{PREFIX}_kube_requests_total", "Requests to the Kubernetes API by operation and HTTP status code "
+            "(code is 'error' when no HTTP answer came).", ["operation", "code"], registry=r,
+        )
+        self.kube_request_duration_seconds = Histogram(
+            f"{PREFIX}_kube_request_duration_seconds", "Latency of requests to the Kubernetes API.",
+            ["operation"], buckets=_REQUEST_BUCKETS, registry=r,
+        )
+        self.leader = Gauge(
+            f"{PREFIX}_leader", "1 when this replica holds the leader Lease (or runs without election).",
+            registry=r,
+        )
+
+    @contextlib.contextmanager
+    def engine_request(self, operation: str) -> Iterator[_Outcome]:
+        """Time one engine request; the caller sets ``outcome.code`` (default ``200``; ``error`` on raise)."""
+        with _observe(self.engine_requests_total, self.engine_request_duration_seconds, operation) as o:
+            yield o
+
+    @contextlib.contextmanager
+    def kube_request(self, operation: str) -> Iterator[_Outcome]:
+        """Time one Kubernetes API request; like :meth:`engine_request`."""
+        with _observe(self.kube_requests_total, self.kube_request_duration_seconds, operation) as o:
+            yield o
+
+
+class _Outcome:
+    __slots__ = ("code",)
+
+    def __init__(self) -> None:
+        self.code: str = "200"
+
+
+@contextlib.contextmanager
+def _observe(counter: Counter, histogram: Histogram, operation: str) -> Iterator[_Outcome]:
+    outcome = _Outcome()
+    start = time.monotonic()
+    try:
+        yield outcome
+    except BaseException as exc:
+        code = getattr(exc, "code", None) or getattr(exc, "status", None)
+        outcome.code = str(code) if isinstance(code, int) and code > 0 else "error"
+        raise
+    finally:
+        histogram.labels(operation).observe(time.monotonic() - start)
+        counter.labels(operation, outcome.code).inc()

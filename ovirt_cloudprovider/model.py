@@ -1,0 +1,257 @@
+"""Records shared by the pure core and the shell.
+
+Everything here is a frozen dataclass of plain values: no SDK objects, no Kubernetes client models,
+no I/O. ``ovirt.py`` produces :class:`VirtualMachine` and :class:`Snapshot`; ``desired.py`` turns them
+into :class:`NodeSpec`; ``kube.py`` produces :class:`ObservedNode`; ``plan.py`` compares the two and
+returns :class:`Action` records that ``kube.py`` applies.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+# --- well-known keys --------------------------------------------------------------------------------
+
+PROVIDER_PREFIX = "ovirt://"
+
+LABEL_ZONE = "topology.kubernetes.io/zone"
+LABEL_REGION = "topology.kubernetes.io/region"
+LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+LABEL_HOSTNAME = "kubernetes.io/hostname"
+LABEL_OS = "kubernetes.io/os"
+LABEL_ARCH = "kubernetes.io/arch"
+LABEL_OVIRT_HOST = "ovirt.org/host"
+LABEL_OVIRT_CLUSTER = "ovirt.org/cluster"
+LABEL_OVIRT_DATACENTER = "ovirt.org/datacenter"
+# Marks a Node that this controller registered (created) itself, as opposed to a kubelet.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "ovirt-cloudprovider"
+
+# How many consecutive successful sweeps have not seen this node's VM (deletion safety).
+ANNOTATION_ABSENT_SWEEPS = "ovirt.org/absent-sweeps"
+# The VM id of a node we registered or initialized (for humans and for matching).
+ANNOTATION_VM_ID = "ovirt.org/vm-id"
+
+TAINT_UNINITIALIZED = "node.cloudprovider.kubernetes.io/uninitialized"
+TAINT_SHUTDOWN = "node.cloudprovider.kubernetes.io/shutdown"
+
+# oVirt VM statuses (ovirtsdk4.types.VmStatus values) by what they mean for a Node.
+RUNNING_STATUSES = frozenset(
+    {"up", "powering_up", "reboot_in_progress", "migrating", "powering_down", "restoring_state",
+     "saving_state", "wait_for_launch", "paused"}
+)
+SHUTDOWN_STATUSES = frozenset({"down", "suspended"})
+# "unknown", "not_responding" and "image_locked" mean the VM exists but we cannot tell more.
+EXISTS_STATUSES = frozenset({"unknown", "not_responding", "image_locked"})
+
+
+# --- oVirt side ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GuestNic:
+    """One network device as the guest agent reports it (``reported_devices``)."""
+
+    name: str
+    mac: str | None = None
+    ips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VirtualMachine:
+    """What we know of one oVirt VM after discovery. Built by ``ovirt.py`` only."""
+
+    id: str
+    name: str
+    status: str  # an ovirtsdk4.types.VmStatus value: "up", "down", "suspended", "unknown", ...
+    fqdn: str | None = None
+    cluster: str | None = None
+    cluster_id: str | None = None
+    datacenter: str | None = None
+    datacenter_id: str | None = None
+    host: str | None = None
+    host_id: str | None = None
+    tags: tuple[str, ...] = ()
+    nics: tuple[GuestNic, ...] = ()
+    cpus: int | None = None  # sockets * cores * threads
+    memory_bytes: int | None = None
+    os_type: str | None = None  # vm.os.type, e.g. "rhel_8x64", "other_linux"
+    guest_os: str | None = None  # "<distribution> <version>" from the guest agent, e.g. "Fedora 39"
+    kernel: str | None = None  # guest kernel release from the guest agent
+    architecture: str | None = None  # "x86_64", "ppc64", "aarch64", ...
+    instance_type: str | None = None  # oVirt instance type name, if the VM uses one
+    guest_agent: bool = False  # True when the guest agent reported anything (devices, fqdn or OS)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The result of one complete discovery: every VM the filter matched, at one point in time.
+
+    A Snapshot only exists for a search that finished: any error raises instead, so a Snapshot is
+    never partial. ``requests`` is how many HTTP requests the search took (for logs and metrics).
+    """
+
+    vms: tuple[VirtualMachine, ...]
+    query: str
+    requests: int = 0
+
+
+# --- Kubernetes side -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, order=True)
+class NodeAddress:
+    type: str  # "InternalIP" | "ExternalIP" | "Hostname" | "InternalDNS" | "ExternalDNS"
+    address: str
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str  # "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """The part of ``status.nodeInfo`` we can fill from the engine (registration only)."""
+
+    system_uuid: str
+    os_image: str = ""
+    kernel_version: str = ""
+    architecture: str = ""
+    operating_system: str = "linux"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """The Node one VM should become. Built by ``desired.py`` (pure)."""
+
+    name: str
+    provider_id: str
+    vm_id: str
+    vm_name: str
+    status: str
+    addresses: tuple[NodeAddress, ...]
+    labels: tuple[tuple[str, str], ...]  # sorted (key, value) pairs
+    shutdown: bool  # the VM is down or suspended: the shutdown taint belongs on the node
+    running: bool  # the VM runs: only running VMs get a new Node registered
+    fqdn: str | None = None
+    cpus: int | None = None
+    memory_bytes: int | None = None
+    node_info: NodeInfo | None = None
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True)
+class SkippedVM:
+    """A VM that matched the filter but cannot become a Node, and why (e.g. an invalid name)."""
+
+    vm_id: str
+    vm_name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Desired:
+    """desired.py's answer for a whole Snapshot."""
+
+    nodes: tuple[NodeSpec, ...]
+    skipped: tuple[SkippedVM, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedNode:
+    """A Node as the informer cache holds it, reduced to what planning needs. Built by ``kube.py``."""
+
+    name: str
+    uid: str
+    resource_version: str
+    provider_id: str | None = None
+    system_uuid: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    taints: tuple[Taint, ...] = ()
+    addresses: tuple[NodeAddress, ...] = ()
+    hostname: str | None = None  # the Hostname address or kubernetes.io/hostname label, if any
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    @property
+    def annotation_map(self) -> dict[str, str]:
+        return dict(self.annotations)
+
+    @property
+    def registered_by_us(self) -> bool:
+        return self.label_map.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE
+
+
+# --- plan ------------------------------------------------------------------------------------------
+
+class ActionKind(str, enum.Enum):
+    REGISTER = "register"  # create a Node (body from ``spec``)
+    INITIALIZE = "initialize"  # fill a kubelet-registered node, remove the uninitialized taint
+    UPDATE = "update"  # labels / addresses drifted
+    TAINT = "taint"  # add the shutdown taint
+    UNTAINT = "untaint"  # remove the shutdown taint
+    MARK_ABSENT = "mark-absent"  # VM not seen: bump the absent-sweeps annotation
+    CLEAR_ABSENT = "clear-absent"  # VM seen again: drop the annotation
+    DELETE = "delete"  # VM confirmed gone: delete with uid + resourceVersion preconditions
+    BLOCK_DELETE = "block-delete"  # a deletion the safety rules stopped (Event + metric only)
+    AMBIGUOUS = "ambiguous"  # a VM or node matched more than one candidate (Event + metric only)
+    SKIP = "skip"  # a VM that cannot become a Node (invalid name, ...): log + metric only
+
+
+@dataclass(frozen=True)
+class Action:
+    """One write (or one notice) for one Node. ``kube.py`` applies it with the smallest request.
+
+    Patch fields are ``None`` when that part does not change:
+    - ``labels`` / ``annotations``: keys to set; a value of ``None`` removes the key;
+    - ``taints``: the node's complete new taint list (``spec.taints`` is an atomic list);
+    - ``provider_id``: set ``spec.providerID`` (only ever when it was empty);
+    - ``addresses``: the complete new ``status.addresses`` (written through ``nodes/status``);
+    - ``spec``: the NodeSpec to create (REGISTER) or that this action serves.
+    ``uid`` and ``resource_version`` are the preconditions the node was planned against.
+    """
+
+    kind: ActionKind
+    node: str
+    reason: str  # short CamelCase reason, also used as the Event reason, e.g. "RegisteredNode"
+    message: str  # one human sentence, also the Event message
+    vm_id: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    spec: NodeSpec | None = None
+    labels: tuple[tuple[str, str | None], ...] | None = None
+    annotations: tuple[tuple[str, str | None], ...] | None = None
+    taints: tuple[Taint, ...] | None = None
+    provider_id: str | None = None
+    addresses: tuple[NodeAddress, ...] | None = None
+    warning: bool = False  # Event type Warning instead of Normal
+
+    @property
+    def writes(self) -> bool:
+        return self.kind not in (ActionKind.BLOCK_DELETE, ActionKind.AMBIGUOUS, ActionKind.SKIP)
+
+
+@dataclass(frozen=True)
+class SweepMemory:
+    """What the planner needs to remember between sweeps that is not stored in the cluster.
+
+    Deletion counts live on the Nodes (annotation), so this only carries what makes a sweep
+    trustworthy: whether the last discovery succeeded.
+    """
+
+    last_sweep_ok: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    managed_nodes: int = 0  # nodes with an ovirt:// providerID that we are responsible for
+    notes: tuple[str, ...] = field(default=())

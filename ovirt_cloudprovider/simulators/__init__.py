@@ -1,0 +1,1 @@
+"""Loopback simulators of the oVirt Engine API and the Kubernetes API (tests, benchmarks, demo)."""
