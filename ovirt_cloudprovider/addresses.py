@@ -1,0 +1,134 @@
+"""A VM's guest-reported network devices → the Node's ``status.addresses``. Pure.
+
+Rules (:func:`node_addresses`):
+
+- NICs whose name matches a ``[nodes] ignore_interfaces`` pattern (``fnmatch``, case-sensitive) are
+  skipped: container, CNI and bridge interfaces carry pod or service addresses, not the node's.
+- Unusable addresses are dropped: strings that are not IP addresses, loopback, link-local
+  (169.254.0.0/16, fe80::/10), unspecified (0.0.0.0, ::), multicast and 255.255.255.255. An IPv6 zone
+  (``%eth0``) or a prefix length (``/24``) on an address is ignored; IPv4-mapped IPv6 addresses are
+  read as IPv4; IPv6 is written in compressed form.
+- Classification: an address inside ``internal_cidrs`` is an InternalIP, inside ``external_cidrs`` an
+  ExternalIP; when both lists have a network holding it, the more specific network (the longer prefix)
+  decides (config.py refuses the same network in both lists; if it happens anyway, internal wins).
+  An address in neither follows ``unmatched_addresses``: internal, external or ignore.
+- Order (the first address is the node's primary one, as the kubelet and the cloud-node controller
+  read it): InternalIP IPv4, InternalIP IPv6, ExternalIP IPv4, ExternalIP IPv6, then Hostname; within
+  a group in the order the guest agent reports the NICs and their addresses. An address that appears
+  twice (on two NICs) is listed once, where it first appears.
+- Hostname: the VM's FQDN as the guest agent reports it, lowercased and without a trailing dot, when it
+  is a valid DNS name (and not ``localhost`` or an IP address); nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+
+from .config import NodesConfig
+from .model import NodeAddress, VirtualMachine
+
+INTERNAL_IP = "InternalIP"
+EXTERNAL_IP = "ExternalIP"
+HOSTNAME = "Hostname"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_DNS_SUBDOMAIN = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
+_LOCALHOST_LABELS = frozenset({"localhost", "localhost4", "localhost6"})
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """A usable node address from a guest-reported string, or ``None`` (invalid, loopback,
+    link-local, unspecified, multicast, broadcast)."""
+    address, slash, prefix = text.strip().partition("/")
+    address = address.split("%", 1)[0]  # an IPv6 zone
+    try:
+        ip: IPAddress = (ipaddress.ip_interface(f"{address}/{prefix}").ip if slash
+                         else ipaddress.ip_address(address))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip == _LIMITED_BROADCAST:
+        return None
+    return ip
+
+
+def hostname(vm: VirtualMachine) -> str | None:
+    """The VM's FQDN as a Hostname address (lowercase, no trailing dot), or ``None`` when the guest
+    agent reported none or something that is not a usable DNS name."""
+    if not vm.fqdn:
+        return None
+    name = vm.fqdn.strip().rstrip(".").lower()
+    if not _DNS_SUBDOMAIN.fullmatch(name) or name.split(".", 1)[0] in _LOCALHOST_LABELS:
+        return None
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name
+    return None  # an IP address reported as the FQDN
+
+
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _longest_match(ip: IPAddress, networks: tuple[IPNetwork, ...]) -> int:
+    """The prefix length of the most specific network holding ``ip``, or -1."""
+    best = -1
+    for network in networks:
+        if network.version == ip.version and ip in network and network.prefixlen > best:
+            best = network.prefixlen
+    return best
+
+
+def classify(ip: IPAddress, nodes: NodesConfig) -> str | None:
+    """``"InternalIP"``, ``"ExternalIP"`` or ``None`` (ignored) for one usable address."""
+    return _classify(ip, _networks(nodes.internal_cidrs), _networks(nodes.external_cidrs),
+                     nodes.unmatched_addresses)
+
+
+def _classify(ip: IPAddress, internal_networks: tuple[IPNetwork, ...],
+              external_networks: tuple[IPNetwork, ...], unmatched: str) -> str | None:
+    internal = _longest_match(ip, internal_networks)
+    external = _longest_match(ip, external_networks)
+    if internal >= 0 or external >= 0:
+        return INTERNAL_IP if internal >= external else EXTERNAL_IP
+    return {"internal": INTERNAL_IP, "external": EXTERNAL_IP}.get(unmatched)
+
+
+def interface_ignored(name: str, nodes: NodesConfig) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in nodes.ignore_interfaces)
+
+
+def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress, ...]:
+    """The Node addresses for ``vm``, in the stable order described in the module docstring."""
+    groups: dict[tuple[str, int], list[str]] = {
+        (INTERNAL_IP, 4): [], (INTERNAL_IP, 6): [], (EXTERNAL_IP, 4): [], (EXTERNAL_IP, 6): [],
+    }
+    internal, external = _networks(nodes.internal_cidrs), _networks(nodes.external_cidrs)
+    seen: set[str] = set()
+    for nic in vm.nics:
+        if interface_ignored(nic.name, nodes):
+            continue
+        for raw in nic.ips:
+            ip = parse_ip(raw)
+            if ip is None:
+                continue
+            text = ip.compressed
+            if text in seen:
+                continue
+            seen.add(text)
+            kind = _classify(ip, internal, external, nodes.unmatched_addresses)
+            if kind is not None:
+                groups[(kind, ip.version)].append(text)
+    addresses = [NodeAddress(kind, text) for (kind, _version), texts in groups.items() for text in texts]
+    name = hostname(vm)
+    if name:
+        addresses.append(NodeAddress(HOSTNAME, name))
+    return tuple(addresses)

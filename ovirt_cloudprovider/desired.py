@@ -1,0 +1,260 @@
+"""A discovery :class:`Snapshot` → the Nodes the VMs should become (:class:`Desired`). Pure.
+
+Node name (``[nodes] name_source``): the VM name (default), its FQDN, or the FQDN's first label.
+Kubernetes node names are DNS-1123 subdomains. A name that is valid once lowercased is used as it is
+(the kubelet lowercases its hostname the same way). Otherwise it is made valid predictably: lowercase;
+every run of characters other than ``a-z 0-9 . -`` becomes one ``-``; within each dot-separated label
+runs of ``-`` collapse to one and leading/trailing ``-`` go; empty labels (``..``, leading or trailing
+dots) go. ``My_VM 01`` → ``my-vm-01``, ``web..Front_`` → ``web.front``. When nothing is left, or the
+result is longer than 253 characters or has a label longer than 63, the VM is skipped, and so are
+all VMs whose names end up equal (both are named in the reason): a name is never guessed.
+
+A skipped VM's ``reason`` starts with a stable short code for metrics (:func:`skip_code`), then a
+sentence: ``invalid-name: ...``, ``duplicate-name: ...``, ``no-fqdn: ...``, ``invalid-id: ...``.
+
+Labels (sorted), each value made a valid label value (characters other than ``A-Z a-z 0-9 . _ -``
+become ``-``, non-alphanumerics trimmed at both ends) or omitted when empty or longer than 63:
+
+- ``topology.kubernetes.io/zone``: ``zone_source`` (cluster by default; datacenter; host; none);
+- ``topology.kubernetes.io/region``: ``region_source`` (data center by default; cluster; none);
+- ``node.kubernetes.io/instance-type``: the VM's oVirt instance type name when it uses one, else
+  computed from its size as ``<vCPUs>cpu-<memory>gib`` (``2cpu-4gib``), or ``<vCPUs>cpu-<memory>mib``
+  when the memory is not a whole number of GiB (``1cpu-1536mib``); omitted when the size is unknown;
+- ``ovirt.org/host``, ``ovirt.org/cluster``, ``ovirt.org/datacenter``: where the VM runs / belongs;
+- ``kubernetes.io/arch``: amd64 (x86_64), arm64 (aarch64), ppc64le (ppc64le, and ppc64, which is how
+  the engine names its POWER platform; oVirt runs little-endian POWER guests), s390x; omitted otherwise;
+- ``kubernetes.io/os``: windows or linux when the guest agent's OS name or the VM's OS type says so;
+  omitted when unknown (OS type ``other``, no guest agent);
+- ``[nodes] extra_labels`` (they never replace a computed label).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+
+from .addresses import hostname, node_addresses
+from .config import NodesConfig
+from .model import (
+    LABEL_ARCH,
+    LABEL_INSTANCE_TYPE,
+    LABEL_OS,
+    LABEL_OVIRT_CLUSTER,
+    LABEL_OVIRT_DATACENTER,
+    LABEL_OVIRT_HOST,
+    LABEL_REGION,
+    LABEL_ZONE,
+    PROVIDER_PREFIX,
+    RUNNING_STATUSES,
+    SHUTDOWN_STATUSES,
+    Desired,
+    NodeInfo,
+    NodeSpec,
+    SkippedVM,
+    Snapshot,
+    VirtualMachine,
+)
+
+SKIP_INVALID_NAME = "invalid-name"
+SKIP_DUPLICATE_NAME = "duplicate-name"
+SKIP_NO_FQDN = "no-fqdn"
+SKIP_INVALID_ID = "invalid-id"
+SKIP_CODES = frozenset({SKIP_INVALID_NAME, SKIP_DUPLICATE_NAME, SKIP_NO_FQDN, SKIP_INVALID_ID})
+
+_GIB = 1024**3
+_MIB = 1024**2
+_DNS_SUBDOMAIN = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
+_ARCHITECTURES = {
+    "x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le",
+    "ppc64": "ppc64le", "s390x": "s390x",
+}
+# Linux in a guest OS name ("CentOS Linux 7", "Fedora 39") or an oVirt OS type ("rhel_8x64", "sles_12").
+_LINUX = re.compile(
+    r"linux|red hat|\b(rhel|centos|fedora|ubuntu|debian|suse|sles|opensuse|rocky|alma|rhcos|coreos|flatcar|"
+    r"alpine|gentoo|mageia|photon)")
+
+
+def skip_code(skipped: SkippedVM) -> str:
+    """The stable short code of a skip reason (a metrics label value), ``"other"`` if it has none."""
+    code = skipped.reason.split(":", 1)[0]
+    return code if code in SKIP_CODES else "other"
+
+
+def make_node_name(raw: str) -> tuple[str | None, str | None]:
+    """``raw`` as a valid node name → ``(name, None)``, or ``(None, problem)`` when it cannot be."""
+    lowered = raw.strip().lower()
+    if _DNS_SUBDOMAIN.fullmatch(lowered):
+        return lowered, None
+    replaced = re.sub(r"[^a-z0-9.-]+", "-", lowered)
+    labels = [re.sub(r"-{2,}", "-", label).strip("-") for label in replaced.split(".")]
+    name = ".".join(label for label in labels if label)
+    if not name:
+        return None, "has no letters or digits to make a node name of"
+    if len(name) > 253:
+        return None, f"makes a node name of {len(name)} characters (at most 253)"
+    long_label = next((label for label in name.split(".") if len(label) > 63), None)
+    if long_label is not None:
+        return None, f"makes a node name with a part of {len(long_label)} characters (at most 63)"
+    return name, None
+
+
+def node_name(vm: VirtualMachine, nodes: NodesConfig) -> tuple[str | None, str | None]:
+    """The node name for ``vm`` → ``(name, None)``, or ``(None, reason)`` with a coded reason."""
+    if nodes.name_source == "name":
+        name, problem = make_node_name(vm.name)
+        if problem:
+            return None, f"{SKIP_INVALID_NAME}: VM name {_quote(vm.name)} {problem}"
+        return name, None
+    fqdn = hostname(vm)
+    if fqdn is None:
+        got = f" (it reports {_quote(vm.fqdn)})" if vm.fqdn else ""
+        return None, (f"{SKIP_NO_FQDN}: name_source is {nodes.name_source} but the guest agent reports no "
+                      f"usable FQDN{got}")
+    return (fqdn.split(".", 1)[0] if nodes.name_source == "short-fqdn" else fqdn), None
+
+
+def label_value(value: str | None) -> str | None:
+    """``value`` as a valid label value, or ``None`` (omit the label) when nothing valid is left or it
+    is longer than 63 characters."""
+    if value is None:
+        return None
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", value.strip()).strip("-._")
+    if not cleaned or len(cleaned) > 63:
+        return None
+    return cleaned
+
+
+def instance_type(vm: VirtualMachine) -> str | None:
+    """The oVirt instance type name, else ``<cpus>cpu-<N>gib`` (or ``-<N>mib``), else ``None``."""
+    if vm.instance_type:
+        return vm.instance_type
+    if not vm.cpus or not vm.memory_bytes or vm.cpus < 1 or vm.memory_bytes < _MIB:
+        return None
+    if vm.memory_bytes % _GIB == 0:
+        return f"{vm.cpus}cpu-{vm.memory_bytes // _GIB}gib"
+    return f"{vm.cpus}cpu-{vm.memory_bytes // _MIB}mib"
+
+
+def kube_arch(architecture: str | None) -> str | None:
+    """The Kubernetes (GOARCH) name for an oVirt / guest architecture, or ``None``."""
+    return _ARCHITECTURES.get((architecture or "").strip().lower())
+
+
+def kube_os(vm: VirtualMachine) -> str | None:
+    """``"windows"``, ``"linux"`` or ``None`` (unknown), from the guest agent's OS name first, then the
+    VM's configured OS type."""
+    for text in (vm.guest_os, vm.os_type):
+        lowered = (text or "").lower()
+        if "windows" in lowered:
+            return "windows"
+        if _LINUX.search(lowered):
+            return "linux"
+    return None
+
+
+def node_labels(vm: VirtualMachine, nodes: NodesConfig) -> tuple[tuple[str, str], ...]:
+    """All labels for ``vm``'s Node, sorted by key; invalid values omitted."""
+    zone = {"cluster": vm.cluster, "datacenter": vm.datacenter, "host": vm.host}.get(nodes.zone_source)
+    region = {"datacenter": vm.datacenter, "cluster": vm.cluster}.get(nodes.region_source)
+    candidates = {
+        LABEL_ZONE: zone,
+        LABEL_REGION: region,
+        LABEL_INSTANCE_TYPE: instance_type(vm),
+        LABEL_OVIRT_HOST: vm.host,
+        LABEL_OVIRT_CLUSTER: vm.cluster,
+        LABEL_OVIRT_DATACENTER: vm.datacenter,
+        LABEL_ARCH: kube_arch(vm.architecture),
+        LABEL_OS: kube_os(vm),
+    }
+    labels: dict[str, str] = {}
+    for key, raw in candidates.items():
+        value = label_value(raw)
+        if value is not None:
+            labels[key] = value
+    for key, value in nodes.extra_labels:
+        labels.setdefault(key, value)
+    return tuple(sorted(labels.items()))
+
+
+def vm_uuid(vm_id: str) -> str | None:
+    """The VM id as a lowercase UUID string (the SMBIOS system UUID), or ``None`` if it is not one."""
+    try:
+        return str(uuid.UUID(vm_id.strip()))
+    except ValueError:
+        return None
+
+
+def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig) -> NodeSpec:
+    """The Node ``vm`` should become under ``name`` (the VM id must be a UUID, see :func:`vm_uuid`)."""
+    system_uuid = vm_uuid(vm.id) or vm.id.strip().lower()
+    status = vm.status.strip().lower()
+    return NodeSpec(
+        name=name,
+        provider_id=PROVIDER_PREFIX + system_uuid,
+        vm_id=vm.id,
+        vm_name=vm.name,
+        status=vm.status,
+        addresses=node_addresses(vm, nodes),
+        labels=node_labels(vm, nodes),
+        shutdown=status in SHUTDOWN_STATUSES,
+        running=status in RUNNING_STATUSES,
+        fqdn=hostname(vm),
+        cpus=vm.cpus,
+        memory_bytes=vm.memory_bytes,
+        node_info=NodeInfo(
+            system_uuid=system_uuid,
+            os_image=vm.guest_os or "",
+            kernel_version=vm.kernel or "",
+            architecture=kube_arch(vm.architecture) or "",
+            operating_system=kube_os(vm) or "",
+        ),
+    )
+
+
+def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
+    """A NodeSpec for every VM in ``snapshot`` that has a usable, unique node name (sorted by name);
+    a SkippedVM for every other one (sorted by VM name, then id). A VM id listed twice counts once."""
+    skipped: list[SkippedVM] = []
+    by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
+    seen_ids: set[str] = set()
+    for vm in snapshot.vms:
+        system_uuid = vm_uuid(vm.id)
+        if system_uuid is None:
+            skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {_quote(vm.id)} is not "
+                                                     "a UUID"))
+            continue
+        if system_uuid in seen_ids:
+            continue
+        seen_ids.add(system_uuid)
+        name, problem = node_name(vm, nodes)
+        if name is None:
+            skipped.append(SkippedVM(vm.id, vm.name, problem or SKIP_INVALID_NAME))
+            continue
+        by_name[name].append(vm)
+
+    specs: list[NodeSpec] = []
+    for name, vms in by_name.items():
+        if len(vms) == 1:
+            specs.append(node_spec(vms[0], name, nodes))
+            continue
+        listed = _and_list([f"{_quote(vm.name)} ({vm.id})" for vm in vms])
+        reason = (f"{SKIP_DUPLICATE_NAME}: VMs {listed} map to the same node name {_quote(name)}; rename "
+                  "all but one")
+        skipped.extend(SkippedVM(vm.id, vm.name, reason) for vm in vms)
+    return Desired(
+        nodes=tuple(sorted(specs, key=lambda spec: spec.name)),
+        skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.vm_id))),
+    )
+
+
+def _quote(text: str | None) -> str:
+    text = text or ""
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _and_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
