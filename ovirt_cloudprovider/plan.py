@@ -1,0 +1,648 @@
+"""Planning: desired Nodes + observed Nodes → :class:`~ovirt_cloudprovider.model.Plan` (pure).
+
+:func:`plan_sync` compares what one complete, successful discovery says the Nodes should be
+(:class:`Desired`) with the Nodes the informer cache holds (:class:`ObservedNode`) and returns the
+Actions that ``kube.py`` applies. No I/O, no clock: the same inputs give the same Plan, whatever the
+order of ``observed``. Memory between sweeps (the deletion counter) lives on the Nodes themselves, in
+the ``ovirt.org/absent-sweeps`` annotation, so it survives restarts, leader changes and ``sync --once``.
+
+Semantics, in the order the planner applies them:
+
+Ownership
+    A Node is *managed* when its ``spec.providerID`` is ``ovirt://<vm-id>``. The legacy in-tree oVirt
+    provider wrote ``ovirt:///<vm-id>`` (its instance id was ``"/" + uuid``); both forms name the same VM
+    and VM ids compare case-insensitively. A node with another providerID (``aws://``, ``vsphere://``, or
+    a bare ``ovirt://`` without an id) is *foreign* and never touched. A node without a providerID is
+    *unprovisioned*: it is only touched when it matches exactly one VM.
+
+Matching a VM (NodeSpec) to nodes
+    1. providerID: managed nodes whose VM id is the VM's id. Authoritative.
+    2. systemUUID, name, FQDN: unprovisioned nodes whose ``status.nodeInfo.systemUUID`` equals the VM id
+       (case-insensitively, also in the mixed-endian form some firmware reports), whose name is the
+       NodeSpec's name, or whose name or hostname is the VM's FQDN (case-insensitively). A node that
+       reports a well-formed systemUUID that is *not* the VM's id is never matched by name or FQDN:
+       oVirt's SMBIOS UUID is the VM id, so that node is another machine, and a providerID, once set,
+       cannot be changed. (So a node named like VM B that reports VM A's UUID is A's, and B's name is
+       taken: NodeNameConflict.)
+    All weak rules count alike: a VM that matches several unprovisioned nodes, or a node that matches
+    several VMs, is ambiguous (AMBIGUOUS, a Warning Event, no writes for those nodes, no registration).
+    A VM claimed by two kubelet nodes with its providerID is ambiguous too.
+    Our own placeholder (``app.kubernetes.io/managed-by=ovirt-cloudprovider``) gives way to a kubelet
+    node of the same VM: the kubelet node is initialized/updated and the placeholder deleted
+    (``ReplacedByKubelet``, with uid + resourceVersion preconditions; needs ``nodes.delete``; not
+    counted by the circuit breaker, since the VM is present).
+
+Writes to a matched node (the *owner*)
+    - INITIALIZE (``nodes.initialize``) when it has no providerID or carries the
+      ``node.cloudprovider.kubernetes.io/uninitialized`` taint: one action that sets the providerID
+      (only if empty), the label and address changes below, the ``ovirt.org/vm-id`` annotation, and the
+      taint list without the uninitialized taint and with the shutdown rule applied (``None`` when that
+      changes nothing). With ``initialize`` off an unprovisioned node is left alone; a managed one still
+      gets UPDATE/TAINT (its uninitialized taint stays).
+    - UPDATE (``nodes.update``): only what differs. Labels: every label the NodeSpec carries is set
+      when it differs, except the kubelet's own labels (``kubernetes.io/{arch,os,hostname}``), which
+      are only added when missing, and ``app.kubernetes.io/managed-by``, which is never changed.
+      ``ovirt.org/{host,cluster,datacenter}`` are removed when no longer produced (the host of a VM that
+      is down); other labels are never removed (a zone we can no longer compute keeps its last value).
+      Addresses: the complete list when it differs (order included), except that a NodeSpec without
+      an IP address (silent guest agent, VM down) never replaces a node's addresses that contain an IP,
+      and an empty list never blanks a node's addresses. A missing or wrong ``ovirt.org/vm-id``
+      annotation is restored.
+    - TAINT / UNTAINT (``nodes.taint_shutdown``): ``node.cloudprovider.kubernetes.io/shutdown:
+      NoSchedule`` is added when the VM is down or suspended and removed when its status is a running
+      one; ``unknown``, ``not_responding``, ``image_locked`` change nothing. ``Action.taints`` is the
+      complete new list, other taints kept in order.
+    - CLEAR_ABSENT: the node's VM is present (also when the VM is skipped) and the node carries the
+      absence counter: the annotation is removed. This is done whatever the switches, and even on a
+      node that is otherwise ambiguous, because a stale counter could later shorten the grace period.
+    Per node the actions come in the order INITIALIZE, TAINT/UNTAINT, UPDATE, CLEAR_ABSENT: at most one
+    action writes ``spec`` (the taint list, the providerID) and it comes first, so an applier that
+    guards those writes with the planned resourceVersion (kube.py does) finds it unchanged; the later
+    ones only patch labels, annotations and addresses.
+
+REGISTER (``nodes.register``)
+    A running VM (``NodeSpec.running``) with no candidate node at all gets a Node: ``Action.labels``
+    (the NodeSpec's labels plus ``app.kubernetes.io/managed-by=ovirt-cloudprovider``),
+    ``annotations`` (``ovirt.org/vm-id``), ``taints`` (empty: no uninitialized taint), ``provider_id``
+    and ``addresses`` are the body to create; capacity and nodeInfo come from ``Action.spec``. When the
+    name is taken by a node that is not a candidate (foreign, another VM's, or a node whose systemUUID
+    says it is another machine) nothing is registered: SKIP ``NodeNameConflict`` (warning).
+
+Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
+    A managed node whose VM id is in neither ``desired.nodes`` nor ``desired.skipped`` is absent. With a
+    counter ``c`` in ``ovirt.org/absent-sweeps`` (missing or not a non-negative integer: 0), this sweep is
+    its ``c + 1``-th consecutive absent sweep: below N it is MARK_ABSENT (annotation set to ``c + 1``); at
+    N or more it is DELETE (uid + resourceVersion preconditions). With N = 3: sweeps 1 and 2 mark,
+    sweep 3 deletes. Safety:
+    - empty discovery: when the snapshot holds no VM at all (no NodeSpec, no skipped VM), every absent
+      node gets BLOCK_DELETE ``EmptyDiscovery`` and nothing is marked: an empty answer never advances a
+      counter.
+    - circuit breaker: when the DELETEs planned for absent VMs outnumber
+      ``deletion_limit(managed)`` = ``max(1, floor(max_delete_fraction * managed))``, capped by
+      ``max_delete_count`` when that is > 0 (``managed`` = managed nodes observed now), every one of them
+      becomes BLOCK_DELETE ``CircuitBreaker`` and its counter is left as it is (at N - 1 or more, no
+      write): deletion stays one sweep away and happens on the first sweep the breaker lets it through,
+      or the counter resets if the VM comes back. Marking is not gated by the breaker: a mark only writes
+      an annotation, is undone by CLEAR_ABSENT, and keeps the count visible; the breaker guards the step
+      that cannot be undone.
+
+Plan.managed_nodes
+    The number of managed nodes once the plan is applied: managed now, minus planned DELETEs, plus
+    REGISTERs and INITIALIZEs that set a providerID. It equals the current count in a steady state.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+
+from .config import ControllerConfig, NodesConfig
+from .model import (
+    ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_VM_ID,
+    LABEL_ARCH,
+    LABEL_HOSTNAME,
+    LABEL_MANAGED_BY,
+    LABEL_OS,
+    LABEL_OVIRT_CLUSTER,
+    LABEL_OVIRT_DATACENTER,
+    LABEL_OVIRT_HOST,
+    MANAGED_BY_VALUE,
+    PROVIDER_PREFIX,
+    RUNNING_STATUSES,
+    TAINT_SHUTDOWN,
+    TAINT_UNINITIALIZED,
+    Action,
+    ActionKind,
+    Desired,
+    NodeAddress,
+    NodeSpec,
+    ObservedNode,
+    Plan,
+    Taint,
+)
+
+__all__ = [
+    "KUBELET_LABELS",
+    "OWNED_REMOVABLE_LABELS",
+    "SHUTDOWN_TAINT",
+    "address_change",
+    "deletion_limit",
+    "label_changes",
+    "plan_sync",
+    "provider_vm_id",
+    "same_uuid",
+]
+
+SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
+
+# Labels the kubelet sets and reconciles itself: we add them when missing, never overwrite them.
+KUBELET_LABELS = frozenset(
+    {LABEL_ARCH, LABEL_OS, LABEL_HOSTNAME, "beta.kubernetes.io/arch", "beta.kubernetes.io/os"}
+)
+# Labels only we produce: removed from a node when the NodeSpec no longer carries them.
+OWNED_REMOVABLE_LABELS = frozenset({LABEL_OVIRT_HOST, LABEL_OVIRT_CLUSTER, LABEL_OVIRT_DATACENTER})
+
+_IP_TYPES = frozenset({"InternalIP", "ExternalIP"})
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+# Action reasons (also the Event reasons).
+REASON_REGISTERED = "RegisteredNode"
+REASON_INITIALIZED = "InitializedNode"
+REASON_UPDATED = "UpdatedNode"
+REASON_TAINTED = "ShutdownTaintAdded"
+REASON_UNTAINTED = "ShutdownTaintRemoved"
+REASON_ABSENT = "VMAbsent"
+REASON_REAPPEARED = "VMReappeared"
+REASON_DELETED = "DeletedNode"
+REASON_REPLACED = "ReplacedByKubelet"
+REASON_EMPTY_DISCOVERY = "EmptyDiscovery"
+REASON_CIRCUIT_BREAKER = "CircuitBreaker"
+REASON_AMBIGUOUS = "AmbiguousMatch"
+REASON_SKIPPED = "SkippedVM"
+REASON_NAME_CONFLICT = "NodeNameConflict"
+
+# Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
+_KIND_ORDER = {
+    kind: i for i, kind in enumerate((
+        ActionKind.INITIALIZE, ActionKind.TAINT, ActionKind.UNTAINT, ActionKind.UPDATE,
+        ActionKind.CLEAR_ABSENT, ActionKind.MARK_ABSENT, ActionKind.DELETE, ActionKind.BLOCK_DELETE,
+        ActionKind.AMBIGUOUS, ActionKind.REGISTER, ActionKind.SKIP,
+    ))
+}
+
+
+# --- small pure helpers (public ones are used by kube.py / the CLI too) ---------------------------------
+
+def provider_vm_id(provider_id: str | None) -> str | None:
+    """The lower-case VM id of an ``ovirt://<id>`` (or legacy ``ovirt:///<id>``) providerID, else None."""
+    if not provider_id or not provider_id.startswith(PROVIDER_PREFIX):
+        return None
+    vm_id = provider_id[len(PROVIDER_PREFIX):].lstrip("/").strip().lower()
+    return vm_id or None
+
+
+def _uuid_forms(value: str) -> tuple[str, ...]:
+    """``value`` lower-cased, plus its mixed-endian twin when it is a well-formed UUID."""
+    u = value.strip().lower()
+    if not _UUID_RE.match(u):
+        return (u,)
+    a, b, c, d, e = u.split("-")
+
+    def swap(h: str) -> str:
+        return "".join(reversed([h[i:i + 2] for i in range(0, len(h), 2)]))
+
+    return (u, f"{swap(a)}-{swap(b)}-{swap(c)}-{d}-{e}")
+
+
+def same_uuid(system_uuid: str | None, vm_id: str) -> bool:
+    """True when a node's systemUUID names the VM: equal ignoring case, or its mixed-endian form."""
+    return bool(system_uuid) and vm_id.strip().lower() in _uuid_forms(system_uuid or "")
+
+
+def _contradicts(system_uuid: str | None, vm_id: str) -> bool:
+    """The node reports a well-formed systemUUID that is not this VM's: it is another machine."""
+    if not system_uuid or not _UUID_RE.match(system_uuid.strip().lower()):
+        return False
+    return not same_uuid(system_uuid, vm_id)
+
+
+def deletion_limit(managed: int, controller: ControllerConfig) -> int:
+    """How many nodes of absent VMs one sweep may delete before the circuit breaker blocks them all.
+
+    ``max(1, floor(max_delete_fraction * managed))``, and at most ``max_delete_count`` when that is > 0.
+    The fraction is taken at its decimal value (0.29 * 100 is 29, not 28.999...).
+    """
+    limit = max(1, math.floor(Fraction(str(controller.max_delete_fraction)) * managed))
+    if controller.max_delete_count > 0:
+        limit = min(limit, controller.max_delete_count)
+    return limit
+
+
+def _absent_count(node: ObservedNode) -> int:
+    """The node's absence counter; a missing or malformed value counts as 0 (counting starts over)."""
+    raw = node.annotation_map.get(ANNOTATION_ABSENT_SWEEPS, "").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+def _has_ip(addresses: Iterable[NodeAddress]) -> bool:
+    return any(a.type in _IP_TYPES for a in addresses)
+
+
+def _fold(name: str | None) -> str:
+    return (name or "").strip().rstrip(".").lower()
+
+
+def _vm(spec: NodeSpec) -> str:
+    return f"VM {spec.vm_name} ({spec.vm_id})"
+
+
+def _names(nodes: Iterable[ObservedNode]) -> str:
+    return ", ".join(n.name for n in nodes)
+
+
+def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | None], ...]:
+    """The smallest label patch that brings ``node`` to ``spec`` (None removes a key), sorted by key."""
+    current = node.label_map
+    wanted = spec.label_map
+    changes: dict[str, str | None] = {}
+    for key, value in wanted.items():
+        if key == LABEL_MANAGED_BY:
+            continue
+        if key in KUBELET_LABELS:
+            if key not in current:
+                changes[key] = value
+        elif current.get(key) != value:
+            changes[key] = value
+    for key in OWNED_REMOVABLE_LABELS:
+        if key in current and key not in wanted:
+            changes[key] = None
+    return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
+
+
+def address_change(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...] | None:
+    """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
+    wanted = tuple(spec.addresses)
+    if not _has_ip(wanted) and (_has_ip(node.addresses) or not wanted):
+        return None
+    return wanted if wanted != tuple(node.addresses) else None
+
+
+def _shutdown_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
+    """``taints`` with the shutdown taint added (VM down/suspended) or removed (VM running)."""
+    present = SHUTDOWN_TAINT in taints
+    runs = spec.status in RUNNING_STATUSES
+    if spec.shutdown and not runs and not present:
+        return [*taints, SHUTDOWN_TAINT]
+    if runs and not spec.shutdown and present:
+        return [t for t in taints if t != SHUTDOWN_TAINT]
+    return taints
+
+
+def _needs_initialization(node: ObservedNode) -> bool:
+    return not node.provider_id or any(t.key == TAINT_UNINITIALIZED for t in node.taints)
+
+
+# --- the planner ---------------------------------------------------------------------------------------
+
+def plan_sync(
+    desired: Desired,
+    observed: Sequence[ObservedNode],
+    *,
+    nodes: NodesConfig,
+    controller: ControllerConfig,
+) -> Plan:
+    """Plan one sweep. Call it only with the Desired of a complete, successful discovery.
+
+    Pure and deterministic: actions are sorted by node name, then by kind (INITIALIZE, TAINT, UNTAINT,
+    UPDATE, CLEAR_ABSENT, MARK_ABSENT, DELETE, BLOCK_DELETE, AMBIGUOUS, REGISTER, SKIP); SKIPs of VMs
+    that have no node name come last, by VM name. See the module docstring for the rules.
+    """
+    return _Planner(desired, observed, nodes, controller).plan()
+
+
+class _Planner:
+    """One planning run. Mutable inside, but only :meth:`plan`'s frozen result leaves it."""
+
+    def __init__(
+        self, desired: Desired, observed: Sequence[ObservedNode], nodes: NodesConfig,
+        controller: ControllerConfig,
+    ) -> None:
+        self.desired = desired
+        self.cfg = nodes
+        self.controller = controller
+        self.actions: list[Action] = []
+        self.notes: list[str] = []
+        self.deleting: set[str] = set()  # nodes a DELETE is planned for
+        self.ambiguous: set[str] = set()  # nodes an AMBIGUOUS is planned for
+        # Node names are unique in a cluster; keep the first by (name, uid) if a caller repeats one.
+        self.by_name: dict[str, ObservedNode] = {}
+        for node in sorted(observed, key=lambda n: (n.name, n.uid)):
+            self.by_name.setdefault(node.name, node)
+        self.managed: dict[str, list[ObservedNode]] = {}  # vm id → nodes with that providerID
+        self.unprovisioned: list[ObservedNode] = []
+        for node in self.by_name.values():
+            vm_id = provider_vm_id(node.provider_id)
+            if vm_id is not None:
+                self.managed.setdefault(vm_id, []).append(node)
+            elif not node.provider_id:
+                self.unprovisioned.append(node)
+            elif node.provider_id.startswith(PROVIDER_PREFIX):
+                self.notes.append(f"node {node.name} has providerID {node.provider_id!r} without a VM id: "
+                                  "left alone")
+        self.managed_count = sum(len(v) for v in self.managed.values())
+
+    # -- entry point --
+
+    def plan(self) -> Plan:
+        specs = sorted(self.desired.nodes, key=lambda s: (s.name, s.vm_id))
+        weak = self._weak_matches(specs)
+        claims: dict[str, list[tuple[NodeSpec, list[str]]]] = {}
+        for spec in specs:
+            for name, rules in weak[spec.vm_id].items():
+                claims.setdefault(name, []).append((spec, rules))
+        poisoned = {name for name, cl in claims.items() if len(cl) > 1}
+        for name in sorted(poisoned):
+            found = "; ".join(f"{_vm(s)} by {', '.join(r)}" for s, r in claims[name])
+            self._ambiguous(self.by_name[name], None,
+                            f"Node {name} has no providerID and matches {len(claims[name])} VMs ({found}); "
+                            "it is left alone until only one matches.")
+        for spec in specs:
+            self._resolve(spec, weak[spec.vm_id], poisoned)
+        self._absence()
+        for skipped in sorted(self.desired.skipped, key=lambda k: (k.vm_name, k.vm_id)):
+            self.actions.append(Action(
+                kind=ActionKind.SKIP, node="", reason=REASON_SKIPPED, vm_id=skipped.vm_id, warning=True,
+                message=f"VM {skipped.vm_name} ({skipped.vm_id}) cannot become a node: {skipped.reason}.",
+            ))
+        return Plan(actions=tuple(sorted(self.actions, key=_sort_key)),
+                    managed_nodes=self._managed_after(), notes=tuple(self.notes))
+
+    # -- matching --
+
+    def _weak_matches(self, specs: Sequence[NodeSpec]) -> dict[str, dict[str, list[str]]]:
+        """vm id → {unprovisioned node name → the rules it matched by}, via indexes (no n*m scan)."""
+        by_uuid: dict[str, list[ObservedNode]] = {}
+        by_fqdn: dict[str, list[ObservedNode]] = {}
+        for node in self.unprovisioned:
+            for form in set(_uuid_forms(node.system_uuid)) if node.system_uuid else ():
+                by_uuid.setdefault(form, []).append(node)
+            for key in {_fold(node.name), _fold(node.hostname)} - {""}:
+                by_fqdn.setdefault(key, []).append(node)
+        result: dict[str, dict[str, list[str]]] = {}
+        for spec in specs:
+            found: dict[str, list[str]] = {}
+            vm_id = spec.vm_id.strip().lower()
+            for node in by_uuid.get(vm_id, ()):
+                found.setdefault(node.name, []).append("systemUUID")
+            named = self.by_name.get(spec.name)
+            if named is not None and not named.provider_id and not _contradicts(named.system_uuid, vm_id):
+                found.setdefault(named.name, []).append("name")
+            if _fold(spec.fqdn):
+                for node in by_fqdn.get(_fold(spec.fqdn), ()):
+                    if not _contradicts(node.system_uuid, vm_id):
+                        found.setdefault(node.name, []).append("FQDN")
+            result[spec.vm_id] = found
+        return result
+
+    def _resolve(self, spec: NodeSpec, weak: dict[str, list[str]], poisoned: set[str]) -> None:
+        vm = _vm(spec)
+        claimed = self.managed.get(spec.vm_id.strip().lower(), [])
+        kubelet = [n for n in claimed if not n.registered_by_us]
+        placeholders = [n for n in claimed if n.registered_by_us]
+        clean = [self.by_name[name] for name in sorted(weak) if name not in poisoned]
+        has_poisoned = any(name in poisoned for name in weak)
+        described = ", ".join(f"{name} by {' and '.join(rules)}" for name, rules in sorted(weak.items()))
+
+        if len(kubelet) > 1:
+            for node in [*claimed, *clean]:
+                self._ambiguous(node, spec, f"{vm} is claimed by {len(kubelet)} kubelet nodes with its "
+                                            f"providerID ({_names(kubelet)}); none of them is changed.")
+            return
+        if kubelet:
+            owner = kubelet[0]
+            for node in clean:
+                rules = " and ".join(weak[node.name])
+                self._ambiguous(node, spec, f"Node {node.name} matches {vm} by {rules}, but the VM already "
+                                            f"has node {owner.name}; {node.name} is left alone.")
+            self._replace(placeholders, owner, spec)
+            self._sync(owner, spec)
+            return
+        if has_poisoned or len(clean) > 1:
+            for node in clean:
+                self._ambiguous(node, spec, f"{vm} matches {len(weak)} nodes without a providerID "
+                                            f"({described}); none of them is initialized.")
+            self._placeholder_only(placeholders, spec)
+            return
+        if clean:
+            self._replace(placeholders, clean[0], spec)
+            self._sync(clean[0], spec)
+            return
+        if placeholders:
+            self._placeholder_only(placeholders, spec)
+            return
+        self._register(spec)
+
+    def _placeholder_only(self, placeholders: list[ObservedNode], spec: NodeSpec) -> None:
+        if len(placeholders) == 1:
+            self._sync(placeholders[0], spec)
+        elif placeholders:
+            for node in placeholders:
+                self._ambiguous(node, spec, f"{_vm(spec)} has {len(placeholders)} placeholder nodes with its "
+                                            f"providerID ({_names(placeholders)}); none of them is changed.")
+
+    def _ambiguous(self, node: ObservedNode, spec: NodeSpec | None, message: str) -> None:
+        if node.name in self.ambiguous:
+            return
+        self.ambiguous.add(node.name)
+        self.actions.append(_node_action(ActionKind.AMBIGUOUS, node, spec, REASON_AMBIGUOUS, message,
+                                         warning=True))
+
+    # -- writes for present VMs --
+
+    def _replace(self, placeholders: list[ObservedNode], owner: ObservedNode, spec: NodeSpec) -> None:
+        if not self.cfg.delete:
+            return
+        for node in placeholders:
+            self.deleting.add(node.name)
+            self.actions.append(_node_action(
+                ActionKind.DELETE, node, spec, REASON_REPLACED,
+                f"Deleting placeholder node {node.name} of {_vm(spec)}: the kubelet registered node "
+                f"{owner.name} for the same VM.",
+            ))
+
+    def _register(self, spec: NodeSpec) -> None:
+        if not (self.cfg.register and spec.running):
+            return
+        taken = self.by_name.get(spec.name)
+        if taken is not None:
+            why = (f"providerID {taken.provider_id}" if taken.provider_id
+                   else f"systemUUID {taken.system_uuid}, which is not the VM id")
+            self.actions.append(Action(
+                kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
+                spec=spec, warning=True,
+                message=f"{_vm(spec)} has no node, but the name {spec.name} is taken by a node with {why}; "
+                        "not registering.",
+            ))
+            return
+        labels: dict[str, str | None] = {**spec.label_map, LABEL_MANAGED_BY: MANAGED_BY_VALUE}
+        self.actions.append(Action(
+            kind=ActionKind.REGISTER, node=spec.name, reason=REASON_REGISTERED, vm_id=spec.vm_id, spec=spec,
+            labels=tuple(sorted(labels.items(), key=lambda kv: kv[0])),
+            annotations=((ANNOTATION_VM_ID, spec.vm_id),), taints=(), provider_id=spec.provider_id,
+            addresses=tuple(spec.addresses),
+            message=f"Registered node {spec.name} for {_vm(spec)} with {len(spec.addresses)} address(es) "
+                    f"and {len(labels)} label(s).",
+        ))
+
+    def _sync(self, node: ObservedNode, spec: NodeSpec) -> None:
+        """Bring one owner node to ``spec``: INITIALIZE, or TAINT/UNTAINT plus UPDATE; then CLEAR_ABSENT."""
+        vm = _vm(spec)
+        vm_annotation = (None if node.annotation_map.get(ANNOTATION_VM_ID) == spec.vm_id
+                         else ((ANNOTATION_VM_ID, spec.vm_id),))
+        if _needs_initialization(node):
+            if self.cfg.initialize:
+                self._initialize(node, spec, vm_annotation)
+                self._clear_absent(node, spec)
+                return
+            if not node.provider_id:
+                return  # not ours until initialized, and initializing is switched off
+        if self.cfg.taint_shutdown:
+            after = _shutdown_change(list(node.taints), spec)
+            if after != list(node.taints):
+                added = SHUTDOWN_TAINT in after
+                verb = f"added taint {TAINT_SHUTDOWN}:NoSchedule to" if added else \
+                    f"removed taint {TAINT_SHUTDOWN}:NoSchedule from"
+                self.actions.append(_node_action(
+                    ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
+                    REASON_TAINTED if added else REASON_UNTAINTED,
+                    f"{vm} is {spec.status}: {verb} node {node.name} ({len(after)} taint(s) now).",
+                    taints=tuple(after),
+                ))
+        if self.cfg.update:
+            labels = label_changes(node, spec)
+            addresses = address_change(node, spec)
+            if labels or addresses is not None or vm_annotation:
+                parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
+                if addresses is not None:
+                    parts.append(f"{len(addresses)} address(es)")
+                if vm_annotation:
+                    parts.append(f"annotation {ANNOTATION_VM_ID}")
+                self.actions.append(_node_action(
+                    ActionKind.UPDATE, node, spec, REASON_UPDATED,
+                    f"Updated node {node.name} for {vm}: " + ", ".join(parts) + ".",
+                    labels=labels or None, addresses=addresses, annotations=vm_annotation,
+                ))
+        self._clear_absent(node, spec)
+
+    def _initialize(
+        self, node: ObservedNode, spec: NodeSpec, vm_annotation: tuple[tuple[str, str | None], ...] | None,
+    ) -> None:
+        taints = [t for t in node.taints if t.key != TAINT_UNINITIALIZED]
+        parts = [f"removed taint {TAINT_UNINITIALIZED}"] if len(taints) < len(node.taints) else []
+        if self.cfg.taint_shutdown:
+            shutdown = _shutdown_change(taints, spec)
+            if len(shutdown) != len(taints):
+                verb = "added" if len(shutdown) > len(taints) else "removed"
+                parts.append(f"{verb} taint {TAINT_SHUTDOWN}")
+            taints = shutdown
+        provider_id = None if node.provider_id else spec.provider_id
+        labels = label_changes(node, spec)
+        addresses = address_change(node, spec)
+        parts[:0] = [f"providerID {provider_id}"] if provider_id else []
+        parts += [f"{len(labels)} label(s)"] if labels else []
+        parts += [f"{len(addresses)} address(es)"] if addresses is not None else []
+        self.actions.append(_node_action(
+            ActionKind.INITIALIZE, node, spec, REASON_INITIALIZED,
+            f"Initialized node {node.name} for {_vm(spec)}: " + ", ".join(parts) + ".",
+            provider_id=provider_id, labels=labels or None, annotations=vm_annotation, addresses=addresses,
+            taints=tuple(taints) if taints != list(node.taints) else None,
+        ))
+
+    def _clear_absent(self, node: ObservedNode, spec: NodeSpec | None) -> None:
+        if ANNOTATION_ABSENT_SWEEPS not in node.annotation_map:
+            return
+        count = node.annotation_map[ANNOTATION_ABSENT_SWEEPS]
+        who = _vm(spec) if spec else f"VM {provider_vm_id(node.provider_id)}"
+        self.actions.append(_node_action(
+            ActionKind.CLEAR_ABSENT, node, spec, REASON_REAPPEARED,
+            f"{who} of node {node.name} is present again after {count} absent sweep(s); "
+            "the absence count is reset.",
+            annotations=((ANNOTATION_ABSENT_SWEEPS, None),),
+            vm_id=None if spec else provider_vm_id(node.provider_id),
+        ))
+
+    # -- absent VMs --
+
+    def _absence(self) -> None:
+        present = {s.vm_id.strip().lower() for s in self.desired.nodes}
+        present |= {k.vm_id.strip().lower() for k in self.desired.skipped}
+        spec_by_id = {s.vm_id.strip().lower(): s for s in self.desired.nodes}
+        absent: list[tuple[str, ObservedNode]] = []
+        handled = {a.node for a in self.actions if a.kind == ActionKind.CLEAR_ABSENT} | self.deleting
+        for vm_id, claimed in sorted(self.managed.items()):
+            for node in claimed:
+                if vm_id not in present:
+                    absent.append((vm_id, node))
+                elif node.name not in handled:
+                    self._clear_absent(node, spec_by_id.get(vm_id))  # ambiguous, unsynced or skipped VM
+        if not absent or not self.cfg.delete:
+            return
+        n = max(1, self.controller.delete_after_sweeps)
+        managed = self.managed_count
+        if not present:
+            self.notes.append(f"EmptyDiscovery: the discovery returned no VMs while {managed} managed "
+                              "node(s) exist; no node is marked or deleted")
+            for vm_id, node in absent:
+                self._block(node, vm_id, REASON_EMPTY_DISCOVERY,
+                            f"Deletion of node {node.name} (VM {vm_id}) is blocked: the discovery returned "
+                            f"no VMs while {managed} managed node(s) exist, so absence is not counted.")
+            return
+        due: list[tuple[str, ObservedNode, int]] = []
+        for vm_id, node in absent:
+            count = _absent_count(node) + 1
+            if count >= n:
+                due.append((vm_id, node, count))
+                continue
+            self.actions.append(_node_action(
+                ActionKind.MARK_ABSENT, node, None, REASON_ABSENT,
+                f"VM {vm_id} of node {node.name} was absent from {count} consecutive successful "
+                f"sweep(s); the node is deleted at {n}.",
+                annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=vm_id,
+            ))
+        limit = deletion_limit(managed, self.controller)
+        if len(due) > limit:
+            self.notes.append(f"CircuitBreaker: {len(due)} of {managed} managed node(s) would be deleted at "
+                              f"once, more than the limit of {limit}; all {len(due)} deletions blocked")
+            for vm_id, node, count in due:
+                self._block(node, vm_id, REASON_CIRCUIT_BREAKER,
+                            f"Deletion of node {node.name} (VM {vm_id}, absent from {count} consecutive "
+                            f"sweeps) is blocked by the circuit breaker: {len(due)} of {managed} managed "
+                            f"nodes would be deleted at once, more than the limit of {limit} "
+                            f"(max_delete_fraction={self.controller.max_delete_fraction}, "
+                            f"max_delete_count={self.controller.max_delete_count}).")
+            return
+        for vm_id, node, count in due:
+            self.deleting.add(node.name)
+            self.actions.append(_node_action(
+                ActionKind.DELETE, node, None, REASON_DELETED,
+                f"Deleting node {node.name}: VM {vm_id} was absent from {count} consecutive successful "
+                f"sweeps (threshold {n}).", vm_id=vm_id,
+            ))
+
+    def _block(self, node: ObservedNode, vm_id: str, reason: str, message: str) -> None:
+        self.actions.append(_node_action(ActionKind.BLOCK_DELETE, node, None, reason, message, vm_id=vm_id,
+                                         warning=True))
+
+    def _managed_after(self) -> int:
+        count = self.managed_count - len(self.deleting)
+        for action in self.actions:
+            if action.kind == ActionKind.REGISTER or (
+                    action.kind == ActionKind.INITIALIZE and action.provider_id is not None):
+                count += 1
+        return count
+
+
+def _node_action(
+    kind: ActionKind, node: ObservedNode, spec: NodeSpec | None, reason: str, message: str, *,
+    labels: tuple[tuple[str, str | None], ...] | None = None,
+    annotations: tuple[tuple[str, str | None], ...] | None = None,
+    taints: tuple[Taint, ...] | None = None,
+    provider_id: str | None = None,
+    addresses: tuple[NodeAddress, ...] | None = None,
+    vm_id: str | None = None,
+    warning: bool = False,
+) -> Action:
+    """An Action on an existing node, with the uid/resourceVersion it was planned against."""
+    return Action(
+        kind=kind, node=node.name, reason=reason, message=message,
+        vm_id=vm_id if vm_id is not None else (spec.vm_id if spec else None),
+        uid=node.uid, resource_version=node.resource_version, spec=spec, labels=labels,
+        annotations=annotations, taints=taints, provider_id=provider_id, addresses=addresses, warning=warning,
+    )
+
+
+def _sort_key(action: Action) -> tuple[bool, str, int, str, str]:
+    return (action.node == "", action.node, _KIND_ORDER[action.kind], action.vm_id or "", action.reason)
