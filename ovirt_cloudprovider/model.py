@@ -109,6 +109,10 @@ class Taint:
     key: str
     effect: str  # "NoSchedule" | "PreferNoSchedule" | "NoExecute"
     value: str | None = None
+    # ``timeAdded`` (RFC 3339) as the API server reported it. ``spec.taints`` is written as a whole
+    # list, so kube.py sends it back unchanged for other writers' taints (NoExecute eviction timers).
+    # Not part of equality: planning compares key, effect and value only.
+    time_added: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
