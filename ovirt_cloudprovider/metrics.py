@@ -56,7 +56,8 @@ class Metrics:
             ["reason"], registry=r,
         )
         self.actions_total = Counter(
-            f"{PREFIX}_actions_total", "Actions applied to Nodes, by kind and result (success, error, conflict).",
+            f"{PREFIX}_actions_total",
+            "Actions applied to Nodes, by kind and result (success, error, conflict).",
             ["kind", "result"], registry=r,
         )
         self.deletions_blocked_total = Counter(
@@ -68,7 +69,8 @@ class Metrics:
             registry=r,
         )
         self.engine_requests_total = Counter(
-            f"{PREFIX}_engine_requests_total", "Requests to the oVirt engine by operation and HTTP status code "
+            f"{PREFIX}_engine_requests_total",
+            "Requests to the oVirt engine by operation and HTTP status code "
             "(code is 'error' when no HTTP answer came).", ["operation", "code"], registry=r,
         )
         self.engine_request_duration_seconds = Histogram(
@@ -79,7 +81,8 @@ class Metrics:
             f"{PREFIX}_engine_events_total", "Engine events seen that trigger an early sweep.", registry=r,
         )
         self.kube_requests_total = Counter(
-            f"{PREFIX}_kube_requests_total", "Requests to the Kubernetes API by operation and HTTP status code "
+            f"{PREFIX}_kube_requests_total",
+            "Requests to the Kubernetes API by operation and HTTP status code "
             "(code is 'error' when no HTTP answer came).", ["operation", "code"], registry=r,
         )
         self.kube_request_duration_seconds = Histogram(

@@ -1,0 +1,325 @@
+"""The loop: when to sweep, and one sweep from discovery to applied Actions.
+
+One sweep (:func:`run_sweep`) is the pipeline of DESIGN.md: ``EngineClient.discover`` → ``desired_nodes``
+→ ``plan_sync`` (against the node cache) → ``NodeWriter`` (one action at a time, only while this replica
+may write). :class:`Controller` decides when to sweep:
+
+- every ``sync_interval`` seconds, jittered by up to 10 %;
+- early, when the engine reports a relevant event (VM started, stopped, removed, migrated, renamed,
+  tagged) or the node watch shows a node that waits for initialization;
+- never two sweeps at once (one thread sweeps), and after a failure only after a jittered exponential
+  backoff (``backoff_base`` doubling up to ``backoff_max``).
+
+Lifecycle: :meth:`Controller.run` blocks until ``stop`` is set; it starts the event poller thread,
+and returns within about a second of ``stop`` (a sweep in flight finishes its current request first;
+no action is applied after ``stop`` or after leadership is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .config import Config
+from .desired import desired_nodes, skip_code
+from .health import HealthState
+from .logs import kv
+from .metrics import Metrics
+from .model import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot
+from .ovirt import EngineError
+from .plan import plan_sync
+
+log = logging.getLogger(__name__)
+
+
+class _Engine(Protocol):
+    def discover(self, query: str) -> Snapshot: ...
+    def last_event_index(self) -> int: ...
+    def events_since(self, index: int) -> tuple[int, Sequence[Any]]: ...
+    def reset(self) -> None: ...
+
+
+class _Cache(Protocol):
+    @property
+    def synced(self) -> bool: ...
+    def nodes(self) -> tuple[ObservedNode, ...]: ...
+
+
+class _Writer(Protocol):
+    def apply(self, actions: Sequence[Action]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did. ``ok`` is False when discovery failed or any write failed."""
+
+    ok: bool
+    plan: Plan | None = None
+    snapshot: Snapshot | None = None
+    error: str | None = None
+    applied: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    interrupted: bool = False
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], writer: _Writer | None,
+              metrics: Metrics | None = None, may_write: Callable[[], bool] = lambda: True,
+              health: HealthState | None = None) -> SweepReport:
+    """Discover, plan and (unless ``writer`` is None: dry run) apply one sweep.
+
+    Nothing is planned after a failed discovery, so a failure never deletes, taints or rewrites a node.
+    ``may_write`` is asked before every action: a replica that lost its lease stops at once.
+    """
+    start = time.monotonic()
+    if health:
+        health.sweep_started()
+    try:
+        log.info("sweep started", extra=kv(query=config.filters.vms or "<all VMs>"))
+        try:
+            snapshot = engine.discover(config.filters.vms)
+        except EngineError as exc:
+            if health:
+                health.engine_failed(str(exc))
+            seconds = time.monotonic() - start
+            log.error("sweep failed: discovery did not complete; no node was changed",
+                      extra=kv(error=str(exc), seconds=round(seconds, 3)))
+            if metrics:
+                metrics.syncs_total.labels("failure").inc()
+                metrics.sync_duration_seconds.observe(seconds)
+            return SweepReport(ok=False, error=str(exc), seconds=seconds)
+        if health:
+            health.engine_ok()
+        desired = desired_nodes(snapshot, config.nodes)
+        plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
+        counts = dict(Counter(a.kind.value for a in plan.actions))
+        _log_plan(plan)
+        applied = failed = conflicts = 0
+        interrupted = False
+        if writer is not None:
+            for action in plan.actions:
+                if action.writes and not may_write():
+                    interrupted = True
+                    log.warning("stopped applying actions: this replica may no longer write",
+                                extra=kv(remaining=len(plan.actions) - applied - failed - conflicts))
+                    break
+                result = writer.apply([action])
+                applied += int(getattr(result, "applied", 0))
+                failed += int(getattr(result, "failed", 0))
+                conflicts += int(getattr(result, "conflicts", 0))
+        seconds = time.monotonic() - start
+        ok = failed == 0 and not interrupted
+        if metrics:
+            _record(metrics, snapshot, desired, plan, ok=ok, seconds=seconds, dry_run=writer is None)
+        log.info("sweep finished", extra=kv(
+            ok=ok, vms=len(snapshot.vms), engine_requests=snapshot.requests, managed_nodes=plan.managed_nodes,
+            actions=len(plan.actions), applied=applied, failed=failed, conflicts=conflicts,
+            seconds=round(seconds, 3), **{f"n_{k.replace('-', '_')}": v for k, v in sorted(counts.items())}))
+        return SweepReport(ok=ok, plan=plan, snapshot=snapshot, applied=applied, failed=failed,
+                           conflicts=conflicts, interrupted=interrupted, seconds=seconds, counts=counts,
+                           error=None if ok else f"{failed} action(s) failed" if failed else "interrupted")
+    finally:
+        if health:
+            health.sweep_finished()
+
+
+def _log_plan(plan: Plan) -> None:
+    for a in plan.actions:
+        level = logging.WARNING if a.warning else logging.INFO if a.writes else logging.DEBUG
+        log.log(level, "planned action", extra=kv(kind=a.kind.value, node=a.node, vm_id=a.vm_id,
+                                                  reason=a.reason, message=a.message))
+
+
+def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, *, ok: bool, seconds: float,
+            dry_run: bool) -> None:
+    metrics.vms.clear()
+    for status, n in Counter(vm.status for vm in snapshot.vms).items():
+        metrics.vms.labels(status).set(n)
+    metrics.skipped_vms.clear()
+    # VMs desired.py could not turn into a node (invalid-name, duplicate-name, no-fqdn, ...), and VMs whose
+    # node name is taken by a node that is not theirs (node-name-conflict)
+    skipped = Counter(skip_code(s) for s in desired.skipped)
+    skipped.update(_kebab(a.reason) for a in plan.actions if a.kind is ActionKind.SKIP and a.node)
+    for reason, n in skipped.items():
+        metrics.skipped_vms.labels(reason).set(n)
+    if dry_run:
+        return
+    metrics.managed_nodes.set(plan.managed_nodes)
+    for a in plan.actions:
+        if a.kind is ActionKind.BLOCK_DELETE:
+            metrics.deletions_blocked_total.labels(_blocked_reason(a)).inc()
+        elif a.kind is ActionKind.AMBIGUOUS:
+            metrics.ambiguous_matches_total.inc()
+    metrics.sync_duration_seconds.observe(seconds)
+    metrics.syncs_total.labels("success" if ok else "failure").inc()
+    if ok:
+        metrics.last_successful_sync_timestamp_seconds.set(time.time())
+
+
+def _blocked_reason(action: Action) -> str:
+    # reasons such as "EmptyDiscovery" / "CircuitBreaker" → "empty-discovery" / "circuit-breaker"
+    return _kebab(action.reason)
+
+
+def _kebab(camel: str) -> str:
+    out = []
+    for i, ch in enumerate(camel):
+        if ch.isupper() and i and not camel[i - 1].isupper():
+            out.append("-")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+class _Leader(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class Controller:
+    """Runs sweeps forever; see the module docstring for when."""
+
+    def __init__(self, *, config: Config, engine: _Engine, cache: _Cache, writer: _Writer,
+                 metrics: Metrics, health: HealthState, leader: _Leader | None = None,
+                 backoff_base: float = 5.0, debounce: float = 0.5,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.cache = cache
+        self.writer = writer
+        self.metrics = metrics
+        self.health = health
+        self.leader = leader
+        self.backoff_base = backoff_base
+        self.debounce = debounce
+        self._rng = rng or random.Random()
+        self._wake = threading.Event()
+        self._reasons: set[str] = set()
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._watched_files = self._file_stamps()
+
+    # --- triggers ----------------------------------------------------------------------------------
+    def trigger(self, reason: str) -> None:
+        """Ask for an early sweep (engine event, node waiting for initialization, new leader)."""
+        with self._lock:
+            self._reasons.add(reason)
+        self._wake.set()
+
+    def on_node_event(self, event_type: str, node: ObservedNode) -> None:
+        """Node watch callback: a node that waits for its cloud provider starts a sweep."""
+        if event_type in ("ADDED", "MODIFIED") and any(
+                t.key == "node.cloudprovider.kubernetes.io/uninitialized" for t in node.taints):
+            self.trigger(f"node {node.name} waits for initialization")
+
+    def on_started_leading(self) -> None:
+        self.trigger("became leader")
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def may_write(self) -> bool:
+        return self.leader is None or self.leader.is_leader
+
+    def run(self, stop: threading.Event) -> None:
+        poller = threading.Thread(target=self._poll_events, args=(stop,), name="engine-events", daemon=True)
+        poller.start()
+        interval = self.config.controller.sync_interval
+        next_full = time.monotonic()  # first sweep at once
+        not_before = 0.0
+        while not stop.is_set():
+            self.health.beat()
+            now = time.monotonic()
+            self._check_secret_files()
+            with self._lock:
+                early = bool(self._reasons)
+            due = now >= next_full or (early and now >= not_before)
+            if due and self.may_write() and self.cache.synced:
+                with self._lock:
+                    reasons = sorted(self._reasons) or ["periodic"]
+                    self._reasons.clear()
+                self._wake.clear()
+                log.info("sweep triggered", extra=kv(reasons="; ".join(reasons)))
+                report = run_sweep(config=self.config, engine=self.engine, nodes=self.cache.nodes(),
+                                   writer=self.writer, metrics=self.metrics, may_write=self.may_write,
+                                   health=self.health)
+                end = time.monotonic()
+                if report.ok or report.interrupted:
+                    self._failures = 0
+                    next_full = end + interval * (1 + self._rng.uniform(0.0, 0.1))
+                    not_before = end + self.debounce
+                else:
+                    self._failures += 1
+                    delay = min(self.config.controller.backoff_max,
+                                self.backoff_base * 2 ** (self._failures - 1)) * self._rng.uniform(0.5, 1.0)
+                    log.info("retrying after backoff", extra=kv(failures=self._failures, seconds=round(delay, 1)))
+                    next_full = end + delay
+                    not_before = next_full
+                continue
+            if due and not self.may_write():
+                next_full = now + interval  # standby: stay idle, wake on leadership
+            wait = max(0.05, min(next_full - now, 2.0))
+            if early:
+                wait = max(0.05, min(wait, not_before - now))
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _poll_events(self, stop: threading.Event) -> None:
+        """Engine event poller (all replicas: it also keeps readiness honest on standbys)."""
+        period = self.config.controller.event_poll_interval
+        index: int | None = None
+        while not stop.is_set():
+            try:
+                if period <= 0:
+                    # events disabled: a cheap contact keeps /readyz meaningful on standby replicas
+                    if not self.may_write():
+                        self.engine.last_event_index()
+                        self.health.engine_ok()
+                    stop.wait(self.config.controller.sync_interval)
+                    continue
+                if index is None:
+                    index = self.engine.last_event_index()
+                else:
+                    index, events = self.engine.events_since(index)
+                    if events:  # (the engine client counts them in engine_events_total)
+                        names = sorted({str(getattr(e, "vm_name", None) or getattr(e, "vm_id", "?"))
+                                        for e in events})
+                        log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
+                        if self.may_write():
+                            self.trigger(f"engine events for {', '.join(names[:5])}")
+                self.health.engine_ok()
+            except EngineError as exc:
+                self.health.engine_failed(str(exc))
+                log.warning("engine event poll failed", extra=kv(error=str(exc)))
+            except Exception as exc:  # never let the poller die silently
+                self.health.engine_failed(f"event poll: {exc.__class__.__name__}")
+                log.exception("engine event poll crashed", extra=kv(error=str(exc)))
+            stop.wait(max(period, 0.2))
+
+    # --- rotated secrets ---------------------------------------------------------------------------
+    def _file_stamps(self) -> dict[str, tuple[float, int] | None]:
+        conn = self.config.connection
+        stamps: dict[str, tuple[float, int] | None] = {}
+        for path in (conn.password_file, conn.ca_file):
+            if path:
+                try:
+                    st = os.stat(path)
+                    stamps[path] = (st.st_mtime, st.st_ino)
+                except OSError:
+                    stamps[path] = None
+        return stamps
+
+    def _check_secret_files(self) -> None:
+        stamps = self._file_stamps()
+        if stamps != self._watched_files:
+            changed = sorted(p for p in stamps if stamps[p] != self._watched_files.get(p))
+            self._watched_files = stamps
+            log.info("credentials or CA file changed; the next engine request logs in again",
+                     extra=kv(files=",".join(changed)))
+            self.engine.reset()

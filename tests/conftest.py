@@ -1,0 +1,1 @@
+"""Fixtures shared by every test module: loopback simulators, started and stopped per test."""

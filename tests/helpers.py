@@ -1,0 +1,31 @@
+"""Helpers shared by the process-level tests: run the console script, write configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def run_cli(args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60.0,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ovirt_cloudprovider ARGS`` as a real process; returns the completed process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OVIRT_", "KUBECONFIG"))}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "ovirt_cloudprovider", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, input=input, cwd=REPO, check=False)
+
+
+def write_config(path: Path, *, uri: str, password: str, ca_file: str | None, vms: str = "tag=kubernetes",
+                 extra: str = "", username: str = "admin@internal") -> Path:
+    text = f"[connection]\nuri = {uri}\nusername = {username}\npassword = {password}\n"
+    if ca_file:
+        text += f"ca_file = {ca_file}\n"
+    text += f"timeout = 5\n\n[filters]\nvms = {vms}\n\n{extra}"
+    path.write_text(text)
+    return path
