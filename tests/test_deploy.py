@@ -321,7 +321,7 @@ Grant = tuple[str, str, str, str, str]  # (role kind, api group, resource, verb,
 
 def expected_grants(lease_name: str) -> set[Grant]:
     grants: set[Grant] = set()
-    for verb in ("get", "list", "watch", "create", "patch", "delete"):
+    for verb in ("list", "watch", "create", "patch", "delete"):
         grants.add(("ClusterRole", "", "nodes", verb, ""))
     grants.add(("ClusterRole", "", "nodes/status", "patch", ""))
     for verb in ("create", "patch"):
