@@ -22,7 +22,7 @@ import yaml
 from helpers import REPO
 
 from ovirt_cloudprovider.cli import run_controller
-from ovirt_cloudprovider.config import ConnectionConfig, Config, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.model import TAINT_SHUTDOWN, TAINT_UNINITIALIZED
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator, RbacPolicy

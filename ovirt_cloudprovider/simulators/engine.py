@@ -1342,6 +1342,7 @@ class _Fault:
     seconds: float = 0.0
     reason: str = ""
     detail: str = ""
+    skip: int = 0  # let this many matching requests through first (e.g. fail page 2 of a search)
 
 
 @dataclass(frozen=True)
@@ -1642,9 +1643,10 @@ class EngineSimulator:
         self._add_fault(_Fault("latency", path_prefix, count, seconds=seconds))
 
     def fail_requests(self, status: int = 503, *, count: int | None = None,
-                      path_prefix: str = API_PREFIX) -> None:
-        """Answer matching requests with ``status`` and an Apache-style HTML error page."""
-        self._add_fault(_Fault("status", path_prefix, count, status=status))
+                      path_prefix: str = API_PREFIX, skip: int = 0) -> None:
+        """Answer matching requests with ``status`` and an Apache-style HTML error page (after ``skip`` of them
+        were answered normally)."""
+        self._add_fault(_Fault("status", path_prefix, count, status=status, skip=skip))
 
     def proxy_errors(self, *, count: int | None = None, path_prefix: str = "/") -> None:
         """A broken reverse proxy in front of the engine: 502 + Apache "Proxy Error" HTML, SSO included."""
@@ -1727,6 +1729,9 @@ class EngineSimulator:
             hits = []
             for f in self._faults:
                 if path.startswith(f.path_prefix) and (f.remaining is None or f.remaining > 0):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        continue
                     if f.remaining is not None:
                         f.remaining -= 1
                     hits.append(f)
