@@ -249,3 +249,30 @@ def test_readyz_follows_engine_health(replicas: Callable[..., Replica], engine: 
     wait_for(lambda: http_get(r.url + "/readyz")[0] == 200, 15, "/readyz true again")
     # nothing was deleted or rewritten because of the outage
     assert set(nodes_before) <= {n["metadata"]["name"] for n in kube.list_nodes()}
+
+
+def test_rotated_password_file_is_picked_up_without_restart(tmp_path: Path, engine: EngineSimulator,
+                                                             kube: KubeApiSimulator) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    cfg = tmp_path / "rotating.conf"
+    cfg.write_text(f"[connection]\nuri = {engine.url}\nusername = {engine.username}\npassword_file = {secret}\n"
+                   f"ca_file = {engine.ca_file}\ntimeout = 5\n[filters]\nvms = tag=kubernetes\n{CONTROLLER}")
+    r = Replica("replica-a", cfg, kube.write_kubeconfig(tmp_path / "kc"), tmp_path, leader_elect=False)
+    try:
+        wait_for(lambda: running_vm_ids(engine) <= node_ids(kube), 20, "nodes", r.logs)
+        rotated = "rotated-" + PASSWORD
+        engine.password = rotated  # the engine's password changes and the Secret follows
+        secret.write_text(rotated + "\n")
+        engine.expire_tokens()
+        logins = engine.logins
+        vm = next(v for v in engine.fleet.vms.values() if v.status == "up" and not v.name.startswith("k8s-cp"))
+        engine.set_status(vm.id, "down")
+        wait_for(lambda: any(t["key"] == TAINT_SHUTDOWN for n in kube.list_nodes()
+                             if n["spec"].get("providerID") == f"ovirt://{vm.id}"
+                             for t in n["spec"].get("taints") or []), 10, "a sweep with the new password", r.logs)
+        assert engine.logins > logins
+        assert r.proc.poll() is None
+        assert rotated not in r.logs() and PASSWORD not in r.logs()
+    finally:
+        r.stop()
