@@ -276,3 +276,19 @@ def test_rotated_password_file_is_picked_up_without_restart(tmp_path: Path, engi
         assert rotated not in r.logs() and PASSWORD not in r.logs()
     finally:
         r.stop()
+
+
+def test_kubelet_registered_node_is_initialized_within_seconds(replicas: Callable[..., Replica],
+                                                               engine: EngineSimulator,
+                                                               kube: KubeApiSimulator) -> None:
+    r = replicas("replica-a", leader_elect=False)
+    wait_for(lambda: running_vm_ids(engine) <= node_ids(kube), 20, "nodes", r.logs)
+    time.sleep(0.5)  # the next periodic sweep is ~5 s away
+    vm = engine.add_vm("late-joiner", event=False)  # no engine event: only the node watch can trigger
+    t0 = time.monotonic()
+    kube.register_kubelet_node("late-joiner", internal_ip="10.1.2.3", system_uuid=vm.id.upper())
+    wait_for(lambda: "node.cloudprovider.kubernetes.io/uninitialized" not in {
+        t["key"] for t in (kube.get_node("late-joiner") or {}).get("spec", {}).get("taints") or []}, 4,
+        "initialization", r.logs)
+    assert time.monotonic() - t0 < 4
+    assert (kube.get_node("late-joiner") or {})["spec"].get("providerID") == f"ovirt://{vm.id}"
