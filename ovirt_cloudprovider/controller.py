@@ -6,7 +6,10 @@ may write). :class:`Controller` decides when to sweep:
 
 - every ``sync_interval`` seconds, jittered by up to 10 %;
 - early, when the engine reports a relevant event (VM started, stopped, removed, migrated, renamed,
-  tagged) or the node watch shows a node that waits for initialization;
+  tagged) or the node watch shows a node that waits for initialization. When the events only say that
+  a few known VMs started, stopped, were suspended or migrated, the early sweep is *targeted*: those
+  VMs are fetched by id (one GET each instead of the whole paged search) and only their nodes are
+  planned, with deletion off; anything else (a removal, a tag change, missed events) is a full sweep;
 - never two sweeps at once (one thread sweeps), and after a failure only after a jittered exponential
   backoff (``backoff_base`` doubling up to ``backoff_max``).
 
@@ -23,8 +26,8 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .config import Config
@@ -32,7 +35,7 @@ from .desired import desired_nodes, skip_code
 from .health import HealthState
 from .logs import kv
 from .metrics import Metrics
-from .model import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot
+from .model import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .ovirt import EngineError
 from .plan import plan_sync
 
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 
 class _Engine(Protocol):
     def discover(self, query: str) -> Snapshot: ...
+    def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]: ...
     def last_event_index(self) -> int: ...
     def events_since(self, index: int) -> tuple[int, Sequence[Any]]: ...
     def reset(self) -> None: ...
@@ -101,35 +105,88 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
-        counts = dict(Counter(a.kind.value for a in plan.actions))
-        _log_plan(plan)
-        applied = failed = conflicts = 0
-        interrupted = False
-        if writer is not None:
-            for action in plan.actions:
-                if action.writes and not may_write():
-                    interrupted = True
-                    log.warning("stopped applying actions: this replica may no longer write",
-                                extra=kv(remaining=len(plan.actions) - applied - failed - conflicts))
-                    break
-                result = writer.apply([action])
-                applied += int(getattr(result, "applied", 0))
-                failed += int(getattr(result, "failed", 0))
-                conflicts += int(getattr(result, "conflicts", 0))
-        seconds = time.monotonic() - start
-        ok = failed == 0 and not interrupted
+        report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
         if metrics:
-            _record(metrics, snapshot, desired, plan, ok=ok, seconds=seconds, dry_run=writer is None)
-        log.info("sweep finished", extra=kv(
-            ok=ok, vms=len(snapshot.vms), engine_requests=snapshot.requests, managed_nodes=plan.managed_nodes,
-            actions=len(plan.actions), applied=applied, failed=failed, conflicts=conflicts,
-            seconds=round(seconds, 3), **{f"n_{k.replace('-', '_')}": v for k, v in sorted(counts.items())}))
-        return SweepReport(ok=ok, plan=plan, snapshot=snapshot, applied=applied, failed=failed,
-                           conflicts=conflicts, interrupted=interrupted, seconds=seconds, counts=counts,
-                           error=None if ok else f"{failed} action(s) failed" if failed else "interrupted")
+            _record(metrics, snapshot, desired, plan, ok=report.ok, seconds=report.seconds,
+                    dry_run=writer is None)
+        _log_report("sweep finished", report)
+        return report
     finally:
         if health:
             health.sweep_finished()
+
+
+def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: Sequence[str],
+                       nodes: Sequence[ObservedNode], writer: _Writer, metrics: Metrics | None = None,
+                       may_write: Callable[[], bool] = lambda: True,
+                       health: HealthState | None = None) -> SweepReport:
+    """Refresh only ``vm_ids`` (VMs of ``base``, the last complete discovery) and apply the actions for
+    their nodes. Deletion is off here (it needs complete discoveries); a VM the engine no longer has keeps
+    its old record until the next full sweep. Returns a report whose ``snapshot`` is ``base`` updated."""
+    start = time.monotonic()
+    if health:
+        health.sweep_started()
+    try:
+        try:
+            fresh = engine.fetch_vms(vm_ids)
+        except EngineError as exc:
+            if health:
+                health.engine_failed(str(exc))
+            log.warning("targeted sweep failed; no node was changed", extra=kv(error=str(exc)))
+            if metrics:
+                metrics.targeted_syncs_total.labels("failure").inc()
+            return SweepReport(ok=False, error=str(exc), seconds=time.monotonic() - start)
+        if health:
+            health.engine_ok()
+        vms = tuple(fresh.get(vm.id) or vm for vm in base.vms)
+        snapshot = Snapshot(vms=vms, query=base.query, requests=len(fresh))
+        desired = desired_nodes(snapshot, config.nodes)
+        wanted = set(vm_ids)
+        full = plan_sync(desired, nodes, nodes=replace(config.nodes, delete=False), controller=config.controller)
+        plan = replace(full, actions=tuple(a for a in full.actions if a.vm_id in wanted))
+        report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
+        if metrics:
+            metrics.targeted_syncs_total.labels("success" if report.ok else "failure").inc()
+        _log_report("targeted sweep finished", report)
+        return report
+    finally:
+        if health:
+            health.sweep_finished()
+
+
+def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
+           start: float) -> SweepReport:
+    """Apply ``plan`` one action at a time (``writer`` None: dry run), asking ``may_write`` before each."""
+    counts = dict(Counter(a.kind.value for a in plan.actions))
+    _log_plan(plan)
+    applied = failed = conflicts = 0
+    interrupted = False
+    if writer is not None:
+        for action in plan.actions:
+            if action.writes and not may_write():
+                interrupted = True
+                log.warning("stopped applying actions: this replica may no longer write",
+                            extra=kv(remaining=len(plan.actions) - applied - failed - conflicts))
+                break
+            result = writer.apply([action])
+            applied += int(getattr(result, "applied", 0))
+            failed += int(getattr(result, "failed", 0))
+            conflicts += int(getattr(result, "conflicts", 0))
+    ok = failed == 0 and not interrupted
+    return SweepReport(ok=ok, plan=plan, snapshot=snapshot, applied=applied, failed=failed,
+                       conflicts=conflicts, interrupted=interrupted, seconds=time.monotonic() - start,
+                       counts=counts,
+                       error=None if ok else f"{failed} action(s) failed" if failed else "interrupted")
+
+
+def _log_report(message: str, report: SweepReport) -> None:
+    plan, snapshot = report.plan, report.snapshot
+    assert plan is not None and snapshot is not None
+    log.info(message, extra=kv(
+        ok=report.ok, vms=len(snapshot.vms), engine_requests=snapshot.requests, managed_nodes=plan.managed_nodes,
+        actions=len(plan.actions), applied=report.applied, failed=report.failed, conflicts=report.conflicts,
+        seconds=round(report.seconds, 3),
+        **{f"n_{k.replace('-', '_')}": v for k, v in sorted(report.counts.items())}))
 
 
 def _log_plan(plan: Plan) -> None:
@@ -179,6 +236,12 @@ def _kebab(camel: str) -> str:
     return "".join(out)
 
 
+# Engine events that only change a VM's status or host: its node can be refreshed alone. Anything else
+# (removed, renamed/updated, tagged, untagged, events missed) may change which VMs match: a full sweep.
+TARGETED_EVENT_KINDS = frozenset({"started", "stopped", "suspended", "migrated"})
+MAX_TARGETED = 20  # more VMs than this in one burst: one paged search is cheaper
+
+
 class _Leader(Protocol):
     @property
     def is_leader(self) -> bool: ...
@@ -203,15 +266,24 @@ class Controller:
         self._rng = rng or random.Random()
         self._wake = threading.Event()
         self._reasons: set[str] = set()
+        self._targets: set[str] = set()  # VMs for a targeted sweep (status events)
+        self._needs_full = False  # an early trigger that only a full sweep answers
+        self._snapshot: Snapshot | None = None  # the last complete discovery
         self._lock = threading.Lock()
         self._failures = 0
         self._watched_files = self._file_stamps()
 
     # --- triggers ----------------------------------------------------------------------------------
-    def trigger(self, reason: str) -> None:
-        """Ask for an early sweep (engine event, node waiting for initialization, new leader)."""
+    def trigger(self, reason: str, *, vm_ids: Iterable[str] = ()) -> None:
+        """Ask for an early sweep (engine event, node waiting for initialization, new leader): a targeted one
+        for ``vm_ids`` when given (VMs whose status changed), else a full one."""
+        ids = set(vm_ids)
         with self._lock:
             self._reasons.add(reason)
+            if ids:
+                self._targets |= ids
+            else:
+                self._needs_full = True
         self._wake.set()
 
     def on_node_event(self, event_type: str, node: ObservedNode) -> None:
@@ -243,13 +315,33 @@ class Controller:
             if due and self.may_write() and self.cache.synced:
                 with self._lock:
                     reasons = sorted(self._reasons) or ["periodic"]
+                    targets = sorted(self._targets)
+                    known = self._snapshot is not None and set(targets) <= {vm.id for vm in self._snapshot.vms}
+                    targeted = (now < next_full and not self._needs_full and known
+                                and 0 < len(targets) <= MAX_TARGETED)
                     self._reasons.clear()
+                    self._targets.clear()
+                    self._needs_full = False
                 self._wake.clear()
+                if targeted and self._snapshot is not None:
+                    log.info("targeted sweep triggered", extra=kv(reasons="; ".join(reasons), vms=len(targets)))
+                    report = run_targeted_sweep(
+                        config=self.config, engine=self.engine, base=self._snapshot, vm_ids=targets,
+                        nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics,
+                        may_write=self.may_write, health=self.health)
+                    if report.ok:
+                        self._snapshot = report.snapshot
+                    else:
+                        self.trigger("targeted sweep failed")  # a full sweep (with its backoff) follows
+                    not_before = time.monotonic() + self.debounce
+                    continue
                 log.info("sweep triggered", extra=kv(reasons="; ".join(reasons)))
                 report = run_sweep(config=self.config, engine=self.engine, nodes=self.cache.nodes(),
                                    writer=self.writer, metrics=self.metrics, may_write=self.may_write,
                                    health=self.health)
                 end = time.monotonic()
+                if report.snapshot is not None:
+                    self._snapshot = report.snapshot
                 if report.ok or report.interrupted:
                     self._failures = 0
                     next_full = end + interval * (1 + self._rng.uniform(0.0, 0.1))
@@ -292,7 +384,9 @@ class Controller:
                                         for e in events})
                         log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
                         if self.may_write():
-                            self.trigger(f"engine events for {', '.join(names[:5])}")
+                            targetable = all(e.kind in TARGETED_EVENT_KINDS and e.vm_id for e in events)
+                            self.trigger(f"engine events for {', '.join(names[:5])}",
+                                         vm_ids=[str(e.vm_id) for e in events] if targetable else ())
                 self.health.engine_ok()
             except EngineError as exc:
                 self.health.engine_failed(str(exc))

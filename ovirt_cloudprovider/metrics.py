@@ -40,6 +40,10 @@ class Metrics:
         self.syncs_total = Counter(
             f"{PREFIX}_syncs_total", "Sweeps by result (success, failure).", ["result"], registry=r,
         )
+        self.targeted_syncs_total = Counter(
+            f"{PREFIX}_targeted_syncs_total",
+            "Targeted sweeps (only the VMs an engine event named, fetched by id) by result.", ["result"], registry=r,
+        )
         self.last_successful_sync_timestamp_seconds = Gauge(
             f"{PREFIX}_last_successful_sync_timestamp_seconds",
             "Unix time of the end of the last successful sweep.", registry=r,

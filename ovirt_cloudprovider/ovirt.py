@@ -24,7 +24,7 @@ How it talks to the engine:
 - **Events**: ``/events?from=<index>&max=<n>`` (newest first; ``max`` drops the *older* ones, so the highest
   index is tracked, not the last item). Only the AuditLogType codes in :data:`NODE_EVENT_CODES` are returned.
 - **Metrics**: every HTTP request is counted with ``Metrics.engine_request(operation)``, operations
-  ``sso_login``, ``search_vms``, ``events``, ``api_root``, ``logout``.
+  ``sso_login``, ``search_vms``, ``get_vm``, ``events``, ``api_root``, ``logout``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -332,6 +332,27 @@ class EngineClient:
             return list(c.system_service().vms_service().list(search=search, max=self._page_size,
                                                                   follow=DISCOVERY_FOLLOW))
         return list_page
+
+    def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
+        """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);
+        ``None`` for a VM the engine no longer has (404). For the few VMs an engine event names, so that a
+        shutdown is reflected without a full search; raises EngineError on any other failure."""
+        out: dict[str, VirtualMachine | None] = {}
+        with self._lock:
+            for vm_id in dict.fromkeys(vm_ids):
+
+                def get(c: Any, vm_id: str = vm_id) -> Any:
+                    return c.system_service().vms_service().vm_service(vm_id).get(follow=DISCOVERY_FOLLOW)
+
+                try:
+                    item = self._call("get_vm", f"VM {vm_id}", get)
+                except EngineFaultError as err:
+                    if err.code != 404:
+                        raise
+                    out[vm_id] = None
+                    continue
+                out[vm_id] = vm_record(item)
+        return out
 
     def last_event_index(self) -> int:
         """The index of the newest engine event (0 if there is none): a starting point for events_since()."""

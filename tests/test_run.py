@@ -181,6 +181,7 @@ def test_engine_event_taints_within_target(replicas: Callable[..., Replica], eng
     node = next(n for n in kube.list_nodes() if n["spec"].get("providerID") == f"ovirt://{vm.id}")
     name = node["metadata"]["name"]
     time.sleep(0.5)  # let the first sweep settle, so the next full sweep is ~5 s away
+    searches = engine.request_count("/ovirt-engine/api/vms", exact=True)
     t0 = time.monotonic()
     engine.set_status(vm.id, "down")
     wait_for(lambda: any(t["key"] == TAINT_SHUTDOWN for t in (kube.get_node(name) or {}).get("spec", {})
@@ -190,6 +191,10 @@ def test_engine_event_taints_within_target(replicas: Callable[..., Replica], eng
     engine.set_status(vm.id, "up")
     wait_for(lambda: not any(t["key"] == TAINT_SHUTDOWN for t in (kube.get_node(name) or {}).get("spec", {})
                              .get("taints") or []), 5.0, "the taint removal")
+    # both were targeted sweeps: one GET of that VM each, no new paged search of the whole fleet
+    assert engine.request_count("/ovirt-engine/api/vms", exact=True) == searches
+    assert engine.request_count(f"/ovirt-engine/api/vms/{vm.id}", exact=True) == 2
+    assert metric(r.metrics(), "ovirt_cloudprovider_targeted_syncs_total", result="success") == 2
 
 
 def test_two_replicas_one_writer_and_failover(replicas: Callable[..., Replica], engine: EngineSimulator,

@@ -17,7 +17,7 @@ from helpers import run_cli, write_config
 from kubernetes import client as k8s
 
 from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
-from ovirt_cloudprovider.controller import SweepReport, run_sweep
+from ovirt_cloudprovider.controller import SweepReport, run_sweep, run_targeted_sweep
 from ovirt_cloudprovider.kube import NodeCache, NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.model import (
@@ -306,3 +306,29 @@ def test_sync_once_cli_dry_run_and_apply(tmp_path: Path, engine: EngineSimulator
     for line in r.stderr.splitlines():
         if line.startswith("{"):
             json.loads(line)  # structured logs stay parseable
+
+
+def test_targeted_sweep_touches_only_the_named_vms_and_never_deletes(world: World) -> None:
+    world.converge()
+    base = world.sweep().snapshot
+    assert base is not None
+    first, second, third = running(world.engine)[-3:]
+    world.engine.set_status(first.id, "down")
+    world.engine.set_status(second.id, "down")  # not named: left to the next full sweep
+    world.engine.remove_vm(third.id)  # named, but gone: no deletion without complete discoveries
+    cache = NodeCache(world.api)
+    cache.start()
+    try:
+        assert cache.wait_synced(10)
+        world.engine.reset_requests()
+        report = run_targeted_sweep(config=world.config, engine=world.client, base=base,
+                                    vm_ids=[first.id, third.id], nodes=cache.nodes(), writer=world.writer)
+    finally:
+        cache.stop()
+    assert report.ok
+    assert world.engine.request_count("/vms", exact=True) == 0  # no search, one GET per named VM
+    assert world.engine.request_count("/vms/", method="GET") == 2
+    assert TAINT_SHUTDOWN in taint_keys(world.node_of(first.id))
+    assert TAINT_SHUTDOWN not in taint_keys(world.node_of(second.id))
+    node = world.node_of(third.id)
+    assert node is not None and ANNOTATION_ABSENT_SWEEPS not in (node["metadata"].get("annotations") or {})
