@@ -176,3 +176,26 @@ def test_env_password_overrides_file(tmp_path: Path, engine: EngineSimulator) ->
     r = run_cli(["check-config", "--config", str(cfg)], env={"OVIRT_PASSWORD": PASSWORD})
     assert r.returncode == 0, r.stderr
     _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_run_with_missing_kubeconfig_is_one_line_and_exit_2(config: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-kubeconfig"
+    r = run_cli(["run", "--config", str(config), "--kubeconfig", str(missing)])
+    assert r.returncode == 2
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and str(missing) in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_run_with_busy_metrics_port_is_one_line_and_exit_2(config: Path, tmp_path: Path) -> None:
+    from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+    with socket.socket() as busy, KubeApiSimulator() as kube:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli(["run", "--config", str(config), "--kubeconfig", kube.write_kubeconfig(tmp_path / "kc"),
+                     f"--metrics-bind-address=127.0.0.1:{port}", "--leader-elect=false"])
+    assert r.returncode == 2
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
