@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -295,6 +296,48 @@ def test_request_counters(kubeapi: KubeApiSimulator, kube_api_client: client.Api
     assert kubeapi.count() == 0 and kubeapi.writes() == 0
 
 
+def test_a_request_is_counted_before_its_answer_is_sent(kubeapi: KubeApiSimulator) -> None:
+    big = "x" * (200 * 1024)
+    for i in range(40):  # an 8 MiB list: more than the socket buffers hold, so the server blocks writing it
+        kubeapi.create_node({"metadata": {"name": f"n{i}", "annotations": {"big": big}}})
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect((kubeapi.host, kubeapi.port))
+        s.sendall(b"GET /api/v1/nodes HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n")
+        assert s.recv(12) == b"HTTP/1.1 200"
+        # the server is still writing the body: the request is counted already, with its code
+        assert kubeapi.count(verb="list", resource="nodes", code=200) == 1
+    # the client hung up halfway through the answer: still counted, and only once
+    time.sleep(0.2)
+    assert kubeapi.count() == 1 and kubeapi.requests[0].path == "/api/v1/nodes"
+
+
+def test_errors_are_counted_once_with_their_code(kubeapi_sims: Sims, api_client_for: Clients) -> None:
+    policy = RbacPolicy.from_yaml_text(RBAC_YAML, service_account="kube-system:ovirt-cloudprovider")
+    sim = kubeapi_sims(token="sa-token", admin_token="admin", rbac=policy)
+    sim.create_node(node("n1"))
+    api = client.CoreV1Api(api_client_for(sim))
+    calls: list[tuple[Callable[[], Any], int, str]] = [
+        (lambda: api.read_node("missing"), 404, "get"),
+        (lambda: api.delete_node("n1"), 403, "delete"),
+        (lambda: client.CoreV1Api(api_client_for(sim, token="wrong")).list_node(), 401, "list"),
+        (lambda: (sim.throttle_next(1, verb="patch"), api.patch_node("n1", {"metadata": {}})), 429, "patch"),
+        (lambda: (sim.fail_next(1, verb="list"), api.list_node()), 500, "list"),
+        (lambda: (sim.fail_next(1, code=503, verb="get"), api.read_node("n1")), 503, "get"),
+        (lambda: (sim.conflict_next(1, verb="patch"), api.patch_node("n1", {"metadata": {}})), 409, "patch"),
+    ]
+    for n, (call, code, verb) in enumerate(calls, start=1):
+        with pytest.raises(ApiException) as ei:
+            call()
+        assert ei.value.status == code
+        assert sim.count(code=code) == 1 and sim.count() == n
+        last = sim.requests[-1]
+        assert (last.verb, last.code) == (verb, code)
+    api.read_node("n1")
+    assert sim.count() == len(calls) + 1 and sim.count(code=200) == 1
+
+
 # --- RBAC -------------------------------------------------------------------------------------------
 
 RBAC_YAML = """
@@ -453,6 +496,42 @@ def test_strategic_merge_patch_directives() -> None:
     assert out["status"]["conditions"] == [{"type": "B", "status": "True"}]
     assert strategic_merge_patch(orig, {"metadata": {"labels": {"$patch": "replace", "n": "1"}}},
                                  "Node")["metadata"]["labels"] == {"n": "1"}
+
+
+def test_strategic_merge_patch_drops_directives_for_a_missing_field(kubeapi: KubeApiSimulator) -> None:
+    # since kubernetes#117568 (1.28) a patch value with nothing to merge with is taken without its directives
+    kubeapi.create_node({"metadata": {"name": "n"}})
+    code, headers, d = raw(kubeapi, "PATCH", "/api/v1/nodes/n/status", {"status": {"addresses": [
+        {"type": "InternalIP", "address": "1.1.1.1"}, {"$patch": "replace"}]}},
+        ctype="application/strategic-merge-patch+json")
+    assert code == 200 and "Warning" not in headers
+    assert d["status"]["addresses"] == [{"type": "InternalIP", "address": "1.1.1.1"}]
+    assert kubeapi.get_node("n")["status"]["addresses"] == [{"type": "InternalIP", "address": "1.1.1.1"}]
+    # the kubelet heartbeat helper ($patch: replace first) on a node without addresses
+    kubeapi.create_node({"metadata": {"name": "m"}})
+    after = kubeapi.update_node_status("m", addresses=[{"type": "InternalIP", "address": "2.2.2.2"}])
+    assert after["status"]["addresses"] == [{"type": "InternalIP", "address": "2.2.2.2"}]
+    # what kubectl 1.32's strategicpatch (apimachinery) makes of the other cases
+    orig = {"metadata": {"name": "x", "labels": {"a": "b"}}, "status": {"phase": "Running"}}
+    cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({"spec": {"$patch": "replace", "podCIDR": "10.0.0.0/24"}}, {}),  # a map with $patch is dropped whole
+        ({"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}, {"$patch": "delete", "key": "x"}]}},
+         {"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]}}),
+        ({"spec": {"podCIDR": None, "unschedulable": True, "taints": [{"key": "a", "value": None}]}},
+         {"spec": {"unschedulable": True, "taints": [{"key": "a"}]}}),  # and without its nulls
+        ({"metadata": {"$deleteFromPrimitiveList/finalizers": ["f"]}}, {}),  # nothing to delete from
+        ({"status": {"$setElementOrder/addresses": [{"type": "InternalIP"}], "addresses": [
+            {"type": "InternalIP", "address": "1.1.1.1"}, {"$patch": "delete", "type": "X"}]}},
+         {"status": {"phase": "Running", "addresses": [{"type": "InternalIP", "address": "1.1.1.1"}]}}),
+        ({"metadata": {"labels": [{"$patch": "replace"}, {"a": 1}]}},  # a value of another kind is no merge
+         {"metadata": {"name": "x", "labels": [{"a": 1}]}}),
+    ]
+    for patch, changed in cases:
+        assert strategic_merge_patch(orig, patch, "Node") == {**orig, **changed}, patch
+    # a delete list deletes whatever the field's patch strategy (status.volumesInUse has none)
+    assert strategic_merge_patch({"status": {"volumesInUse": ["a", "b"]}},
+                                 {"status": {"$deleteFromPrimitiveList/volumesInUse": ["a"]}},
+                                 "Node") == {"status": {"volumesInUse": ["b"]}}
 
 
 def test_spec_status_split_and_immutable_provider_id(kubeapi: KubeApiSimulator,

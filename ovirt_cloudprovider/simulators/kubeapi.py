@@ -717,21 +717,66 @@ def _smp_map(original: Obj | None, patch: Obj, t: str | None) -> Obj:
         if pv is None:
             original.pop(k, None)
             continue
-        if k not in original:
-            original[k] = pv
+        if k not in original or _kind_of(original[k]) != _kind_of(pv):
+            # Nothing to merge with: take the patch value, but (since kubernetes#117568, 1.28) without its
+            # directives, and (IgnoreUnmatchedNulls) without its nulls; a delete list for a missing field is a
+            # no-op (kubernetes#110472).
+            if not is_delete_list:
+                _discard_nulls(pv)
+                value, keep = _remove_directives(pv)
+                if keep:
+                    original[k] = value
+                else:
+                    original.pop(k, None)
             continue
         ov = original[k]
-        if _kind_of(ov) != _kind_of(pv):
-            original[k] = pv
-            continue
         child, strategy, merge_key = _smp_lookup(t, k)
         if isinstance(ov, dict):
             original[k] = pv if strategy == "replace" else _smp_map(ov, pv, child)
         elif isinstance(ov, list):
-            original[k] = _smp_slice(ov, pv, child, merge_key, is_delete_list) if strategy == "merge" else pv
+            # a delete list deletes whatever the field's patch strategy (kubernetes#110472)
+            merge = strategy == "merge" or is_delete_list
+            original[k] = _smp_slice(ov, pv, child, merge_key, is_delete_list) if merge else pv
         else:
             original[k] = pv
     return original
+
+
+def _discard_nulls(v: Any) -> None:
+    """strategicpatch.discardNullValuesFromPatch: drop null map values, at any depth (in place)."""
+    if isinstance(v, dict):
+        for k in list(v):
+            if v[k] is None:
+                del v[k]
+            else:
+                _discard_nulls(v[k])
+    elif isinstance(v, list):
+        for x in v:
+            _discard_nulls(x)
+
+
+def _remove_directives(v: Any) -> tuple[Any, bool]:
+    """strategicpatch.removeDirectives: a patch value taken as is loses every map that holds a ``$patch``
+    directive (a list element, or the field itself: the bool says whether to keep it). Other directive keys
+    ($setElementOrder/..., $retainKeys, $deleteFromPrimitiveList/...) stay, and decode as unknown fields."""
+    if isinstance(v, dict):
+        if "$patch" in v:
+            return None, False
+        for k in list(v):
+            value, keep = _remove_directives(v[k])
+            if keep:
+                v[k] = value
+            else:
+                del v[k]
+        return v, True
+    if isinstance(v, list):
+        out: list[Any] = []
+        for x in v:
+            value, keep = _remove_directives(x)
+            if keep:
+                out.append(value)
+        return out, True
+    return v, True
 
 
 def _smp_retain_keys(original: Obj, patch: Obj) -> None:
@@ -956,7 +1001,7 @@ def _smp_set_element_order(original: Obj, patch: Obj, t: str | None) -> None:
         if found_o and not found_p:
             merged = ovals
         elif found_p and not found_o:
-            merged = pvals
+            merged = _remove_directives(pvals)[0]
         elif found_o and found_p:
             merged = _smp_slice(ovals, pvals, child, merge_key, False) if strategy == "merge" else pvals
         else:
@@ -2871,6 +2916,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # plumbing ------------------------------------------------------------------------------------
     def _send(self, code: int, data: bytes, content_type: str, headers: Mapping[str, str] | None = None,
               warnings: Sequence[str] = ()) -> None:
+        self._record(code)  # before the first byte: a client that has its answer finds its request counted
         self.send_response(code)
         self.send_header("Audit-Id", self._audit)
         self.send_header("Cache-Control", "no-cache, private")
@@ -2906,23 +2952,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return "json"
 
     def _handle(self, method: str) -> None:
-        sim = self.sim
         self._audit = str(uuid.uuid4())
-        self._recorded = False
         url = urllib.parse.urlsplit(self.path)
+        self._method, self._url_path = method, url.path
+        self._req: _Request | None = None
+        self._user = ""
+        self._recorded = False
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
-        req: _Request | None = None
-        user = ""
         code = 500
         try:
-            user = self._authenticate()
-            req = self._parse(method, url.path, query)
+            # like kube-apiserver's filter chain: the request info is resolved first (so that a 401 is counted
+            # against its resource), authentication answers before a bad path does
+            bad_path: ApiError | None = None
+            try:
+                self._req = self._parse(method, url.path, query)
+            except ApiError as e:
+                bad_path = e
+            self._user = self._authenticate()
+            if bad_path is not None:
+                raise bad_path
+            req = self._req
             if req is None:
                 code = self._serve_nonresource(method, url.path)
                 return
-            req.user = user
+            req.user = self._user
             self._inject(req, "latency")
             self._inject(req, "throttle")
             self._authorize(req)
@@ -2939,18 +2994,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self._send_json(500, err_internal(str(e)).status)
         finally:
-            if not self._recorded:
-                with sim._lock:
-                    sim._records.append(RequestRecord(
-                        method, url.path, req.verb if req else method.lower(), req.resource if req else None,
-                        req.namespace if req else "", req.name if req else "", code, user))
+            self._record(code)  # nothing was sent (the client went away first): count it all the same
 
-    def _record(self, req: _Request, code: int) -> None:
-        """Record a long-running request (a watch) when it starts rather than when it ends."""
+    def _record(self, code: int) -> None:
+        """Count this request once, with the status ``code`` about to be sent: called right before the
+        first byte of the answer (a watch's headers included), so the counters never lag the client."""
+        if self._recorded:
+            return
         self._recorded = True
+        req = self._req
+        rec = RequestRecord(self._method, self._url_path, req.verb if req else self._method.lower(),
+                            req.resource if req else None, req.namespace if req else "", req.name if req else "",
+                            code, self._user)
         with self.sim._lock:
-            self.sim._records.append(RequestRecord(self.command, urllib.parse.urlsplit(self.path).path, req.verb,
-                                                   req.resource, req.namespace, req.name, code, req.user))
+            self.sim._records.append(rec)
 
     def _authenticate(self) -> str:
         sim = self.sim
@@ -3242,13 +3299,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             sim._watches.add(watch)
         self.close_connection = True
         try:
+            self._record(200)
             self.send_response(200)
             self.send_header("Audit-Id", self._audit)
             self.send_header("Cache-Control", "no-cache, private")
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self._record(req, 200)
             if expired is not None:
                 self._write_event("ERROR", expired)
                 self._write_chunk(b"")
