@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -29,3 +31,24 @@ def write_config(path: Path, *, uri: str, password: str, ca_file: str | None, vm
     text += f"timeout = 5\n\n[filters]\nvms = {vms}\n\n{extra}"
     path.write_text(text)
     return path
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; its last answer, as a bool."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str] | None = None) -> Any:
+    """Poll ``cond`` until it returns something true and return that; fail the test naming ``what`` (and
+    showing ``logs()``) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := cond():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"; log:\n{logs()}" if logs else ""))

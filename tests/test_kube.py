@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import eventually as wait_for
 from kubernetes import client as k8s
 
 from ovirt_cloudprovider.kube import (
@@ -50,15 +51,6 @@ pytest_plugins = ["tests.kube_fixtures"]
 DUAL_STACK = (NodeAddress("InternalIP", "10.0.0.5"), NodeAddress("InternalIP", "fd00::5"),
               NodeAddress("ExternalIP", "192.0.2.5"), NodeAddress("Hostname", "vm1.example.test"))
 SHUTDOWN = Taint(TAINT_SHUTDOWN, "NoSchedule")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 def counted(sim: KubeApiSimulator, *args: Any, **kw: Any) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import eventually as wait_for
 from kubernetes import client as k8s
 
 from ovirt_cloudprovider.leader import LeaderElector
@@ -23,15 +24,6 @@ pytest_plugins = ["tests.kube_fixtures"]
 NS = "kube-system"
 LEASE = "ovirt-cloudprovider"
 FAST = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.3}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 class Replica:

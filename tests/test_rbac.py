@@ -11,15 +11,14 @@ deploy/role.yaml and their bindings, authenticated as the Deployment's ServiceAc
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import REPO
+from helpers import REPO, wait_for
 
 from ovirt_cloudprovider.cli import run_controller
 from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
@@ -51,15 +50,6 @@ def granted(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
                         for v in rule["verbs"]:
                             out.add((g, r, v))
     return out
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := cond():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def taints(kube: KubeApiSimulator, name: str) -> set[str]:

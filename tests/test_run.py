@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, write_config
+from helpers import REPO, wait_for, write_config
 
 from ovirt_cloudprovider.model import TAINT_SHUTDOWN
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
@@ -36,16 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"; log:\n{logs()}" if logs else ""))
 
 
 def http_get(url: str) -> tuple[int, str]:
