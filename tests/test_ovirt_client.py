@@ -155,13 +155,10 @@ def test_discovery_of_1000_vms(engine_sims: Sims, engine_conn_for: ConnFor, clie
                                metrics: Metrics) -> None:
     sim = engine_sims(generate_fleet(1000, seed=9))
     client = clients(engine_conn_for(sim, timeout=20.0), metrics=metrics)
-    client.check()  # log in first: measure the search alone
-    t0 = time.monotonic()
+    client.check()  # log in first: count the search alone (its speed is measured in benchmarks/discovery.py)
     snap = client.discover("tag=kubernetes")
-    seconds = time.monotonic() - t0
     assert len(snap.vms) == 1000 and snap.requests == 11 == sim.request_count("/vms", exact=True)
     assert metric(metrics, "search_vms", "200") == 11 and metric(metrics, "sso_login", "200") == 1
-    assert seconds < 20, seconds
 
 
 def test_filter_with_sortby_or_page_is_refused(engine_client: EngineClient) -> None:
