@@ -191,7 +191,8 @@ def _log_report(message: str, report: SweepReport) -> None:
 
 def _log_plan(plan: Plan) -> None:
     for a in plan.actions:
-        level = logging.WARNING if a.warning else logging.INFO if a.writes else logging.DEBUG
+        # writes are logged once by the writer when applied; notices (blocked, ambiguous, skipped) here
+        level = logging.WARNING if a.warning else logging.DEBUG
         log.log(level, "planned action", extra=kv(kind=a.kind.value, node=a.node, vm_id=a.vm_id,
                                                   reason=a.reason, message=a.message))
 
