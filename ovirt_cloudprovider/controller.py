@@ -360,6 +360,8 @@ class Controller:
             wait = max(0.05, min(next_full - now, 2.0))
             if early:
                 wait = max(0.05, min(wait, not_before - now))
+            if due and not self.cache.synced:
+                wait = 0.5  # the node cache is (re)listing: nothing to plan against yet
             self._wake.wait(wait)
             self._wake.clear()
 

@@ -70,8 +70,9 @@ class HealthState:
         with self._lock:
             beat_age = now - self._heartbeat
             sweep_age = None if self._sweep_started is None else now - self._sweep_started
+        # the loop beats between sweeps; during a sweep (a large fleet, a slow engine) only stuck_after counts
         checks = [
-            (beat_age <= self.heartbeat_timeout, f"loop: last heartbeat {beat_age:.1f}s ago"),
+            (sweep_age is not None or beat_age <= self.heartbeat_timeout, f"loop: last heartbeat {beat_age:.1f}s ago"),
             (sweep_age is None or sweep_age <= self.stuck_after,
              "sweep: idle" if sweep_age is None else f"sweep: running for {sweep_age:.1f}s"),
         ]
