@@ -52,3 +52,19 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, logs: Callable[
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"; log:\n{logs()}" if logs else ""))
+
+
+def mutate_every_way(sim: Any) -> str:
+    """On a default generated fleet (``k8s-cp-0..2`` and workers): every mutation that logs an engine event,
+    in a fixed order (stop, start, suspend a worker; migrate, rename, tag, untag, remove control planes).
+    Returns the worker's name."""
+    worker = next(v.name for v in sim.fleet.vms.values() if v.name.startswith("k8s-worker") and v.status == "up")
+    sim.set_status(worker, "down")
+    sim.set_status(worker, "up")
+    sim.set_status(worker, "suspended")
+    sim.migrate("k8s-cp-1")
+    sim.rename("k8s-cp-2", "k8s-cp-2b")
+    sim.tag_vm("k8s-cp-0", "backup")
+    sim.untag_vm("k8s-cp-0", "backup")
+    sim.remove_vm("k8s-cp-2b")
+    return str(worker)

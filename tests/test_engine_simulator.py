@@ -21,6 +21,7 @@ from typing import Any
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
+from helpers import mutate_every_way
 from ovirtsdk4.reader import Reader
 
 from ovirt_cloudprovider.simulators import engine as sim_engine
@@ -383,16 +384,7 @@ def test_search_over_http_with_max_and_unknown_field(engine_sim: EngineSimulator
 
 def test_mutations_append_realistic_events(engine_sim: EngineSimulator) -> None:
     start = engine_sim.fleet.last_event_id()
-    worker = next(v.name for v in engine_sim.fleet.vms.values() if v.name.startswith("k8s-worker")
-                  and v.status == "up")
-    engine_sim.set_status(worker, "down")
-    engine_sim.set_status(worker, "up")
-    engine_sim.set_status(worker, "suspended")
-    engine_sim.migrate("k8s-cp-1")
-    engine_sim.rename("k8s-cp-2", "k8s-cp-2b")
-    engine_sim.tag_vm("k8s-cp-0", "backup")
-    engine_sim.untag_vm("k8s-cp-0", "backup")
-    engine_sim.remove_vm("k8s-cp-2b")
+    worker = mutate_every_way(engine_sim)
     engine_sim.add_vm("k8s-new")
     codes = [e.code for e in engine_sim.fleet.events if e.id > start]
     assert codes == [33, 61, 153, 32, 503, 62, 63, 35, 440, 446, 113, 34]

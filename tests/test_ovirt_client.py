@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import mutate_every_way
 from ovirtsdk4.reader import Reader
 from prometheus_client import CollectorRegistry
 
@@ -524,16 +525,7 @@ def test_events_full_page_reports_possible_misses(engine_sims: Sims, engine_conn
 def test_every_simulated_mutation_is_a_relevant_event(engine_sim: EngineSimulator,
                                                       engine_client: EngineClient) -> None:
     start = engine_client.last_event_index()
-    worker = next(v.name for v in engine_sim.fleet.vms.values() if v.name.startswith("k8s-worker")
-                  and v.status == "up")
-    engine_sim.set_status(worker, "down")
-    engine_sim.set_status(worker, "up")
-    engine_sim.set_status(worker, "suspended")
-    engine_sim.migrate("k8s-cp-1")
-    engine_sim.rename("k8s-cp-2", "k8s-cp-2b")
-    engine_sim.tag_vm("k8s-cp-0", "backup")
-    engine_sim.untag_vm("k8s-cp-0", "backup")
-    engine_sim.remove_vm("k8s-cp-2b")
+    mutate_every_way(engine_sim)
     _, events = engine_client.events_since(start)
     kinds = [e.kind for e in events]
     assert kinds == ["stopped", "stopped", "started", "started", "suspended", "migrated", "updated", "tagged",
