@@ -127,9 +127,8 @@ def _load(args: argparse.Namespace) -> Config:
 def _node_json(spec: NodeSpec | None) -> dict[str, Any] | None:
     if spec is None:
         return None
-    from .model import SHUTDOWN_STATUSES, TAINT_SHUTDOWN
-    taints = ([{"key": TAINT_SHUTDOWN, "value": None, "effect": "NoSchedule"}]
-              if spec.status in SHUTDOWN_STATUSES else [])
+    from .model import TAINT_SHUTDOWN
+    taints = [{"key": TAINT_SHUTDOWN, "value": None, "effect": "NoSchedule"}] if spec.shutdown else []
     return {"name": spec.name, "providerID": spec.provider_id,
             "addresses": [{"type": a.type, "address": a.address} for a in spec.addresses],
             "labels": dict(spec.labels), "taints": taints}
@@ -140,7 +139,7 @@ def _vm_json(vm: VirtualMachine) -> dict[str, Any]:
             "datacenter": vm.datacenter, "host": vm.host}
 
 
-def _discover(config: Config) -> tuple[list[tuple[VirtualMachine, NodeSpec | None, str | None]], int]:
+def _discover(config: Config) -> list[tuple[VirtualMachine, NodeSpec | None, str | None]]:
     from .desired import desired_nodes
     from .ovirt import EngineClient
     client = EngineClient(config.connection, page_size=config.controller.page_size)
@@ -151,13 +150,12 @@ def _discover(config: Config) -> tuple[list[tuple[VirtualMachine, NodeSpec | Non
     desired = desired_nodes(snapshot, config.nodes)
     by_vm = {n.vm_id: n for n in desired.nodes}
     skipped = {s.vm_id: s.reason for s in desired.skipped}
-    rows = [(vm, by_vm.get(vm.id), skipped.get(vm.id)) for vm in snapshot.vms]
-    return rows, snapshot.requests
+    return [(vm, by_vm.get(vm.id), skipped.get(vm.id)) for vm in snapshot.vms]
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
     config = _load(args)
-    rows, _ = _discover(config)
+    rows = _discover(config)
     if args.output == "json":
         doc = [{"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in rows]
         print(json.dumps(doc, indent=2))

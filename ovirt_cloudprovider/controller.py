@@ -214,7 +214,7 @@ def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, 
     metrics.managed_nodes.set(plan.managed_nodes)
     for a in plan.actions:
         if a.kind is ActionKind.BLOCK_DELETE:
-            metrics.deletions_blocked_total.labels(_blocked_reason(a)).inc()
+            metrics.deletions_blocked_total.labels(_kebab(a.reason)).inc()
         elif a.kind is ActionKind.AMBIGUOUS:
             metrics.ambiguous_matches_total.inc()
     metrics.sync_duration_seconds.observe(seconds)
@@ -223,12 +223,8 @@ def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, 
         metrics.last_successful_sync_timestamp_seconds.set(time.time())
 
 
-def _blocked_reason(action: Action) -> str:
-    # reasons such as "EmptyDiscovery" / "CircuitBreaker" → "empty-discovery" / "circuit-breaker"
-    return _kebab(action.reason)
-
-
 def _kebab(camel: str) -> str:
+    """A CamelCase action reason as a metric label: "CircuitBreaker" → "circuit-breaker"."""
     out = []
     for i, ch in enumerate(camel):
         if ch.isupper() and i and not camel[i - 1].isupper():
