@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,3 +70,14 @@ def mutate_every_way(sim: Any) -> str:
     sim.untag_vm("k8s-cp-0", "backup")
     sim.remove_vm("k8s-cp-2b")
     return str(worker)
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET ``url``: (status, body), or (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from helpers import http_get
 
 from ovirt_cloudprovider.health import HealthServer, HealthState
 from ovirt_cloudprovider.metrics import Metrics
@@ -81,25 +80,17 @@ def server(state: HealthState) -> Iterator[tuple[HealthServer, Metrics]]:
     srv.stop()
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_endpoints(server: tuple[HealthServer, Metrics], state: HealthState) -> None:
     srv, metrics = server
     base = f"http://127.0.0.1:{srv.port}"
-    assert get(base + "/healthz") == (200, "[+]loop: last heartbeat 0.0s ago\n[+]sweep: idle\nok\n")
-    code, body = get(base + "/readyz")
+    assert http_get(base + "/healthz") == (200, "[+]loop: last heartbeat 0.0s ago\n[+]sweep: idle\nok\n")
+    code, body = http_get(base + "/readyz")
     assert code == 503 and body.endswith("readyz check failed\n")
     state.engine_ok()
-    assert get(base + "/readyz")[0] == 200
+    assert http_get(base + "/readyz")[0] == 200
     metrics.syncs_total.labels("success").inc(3)
-    code, body = get(base + "/metrics")
+    code, body = http_get(base + "/metrics")
     assert code == 200
     assert 'ovirt_cloudprovider_syncs_total{result="success"} 3.0' in body
     assert "ovirt_cloudprovider_build_info{" in body
-    assert get(base + "/nope")[0] == 404
+    assert http_get(base + "/nope")[0] == 404

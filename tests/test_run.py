@@ -13,14 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, wait_for, write_config
+from helpers import REPO, http_get, wait_for, write_config
 
 from ovirt_cloudprovider.model import TAINT_SHUTDOWN
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
@@ -36,16 +34,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def http_get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
