@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import urllib3
 from kubernetes import client as k8s
@@ -49,7 +49,7 @@ from kubernetes.config.incluster_config import (
 from kubernetes.config.kube_config import load_kube_config
 
 from .logs import kv
-from .metrics import Metrics
+from .metrics import Metrics, observe_kube
 from .model import (
     ANNOTATION_VM_ID,
     LABEL_HOSTNAME,
@@ -100,27 +100,6 @@ T = TypeVar("T")
 
 
 # --- small shared helpers (leader.py uses them too) ---------------------------------------------------
-
-class _Code(Protocol):
-    code: str
-
-
-class _NullOutcome:
-    __slots__ = ("code",)
-
-    def __init__(self) -> None:
-        self.code = "200"
-
-
-@contextlib.contextmanager
-def observe_request(metrics: Metrics | None, operation: str) -> Iterator[_Code]:
-    """``metrics.kube_request(operation)`` when metrics are configured, else a no-op outcome."""
-    if metrics is None:
-        yield _NullOutcome()
-        return
-    with metrics.kube_request(operation) as outcome:
-        yield outcome
-
 
 def one_line(text: object, limit: int = 200) -> str:
     """Collapse whitespace and truncate: log and error text is always one line."""
@@ -539,7 +518,7 @@ class NodeCache:
             if cont:
                 kwargs["_continue"] = cont
             try:
-                with observe_request(self._metrics, "list_nodes") as outcome:
+                with observe_kube(self._metrics, "list_nodes") as outcome:
                     resp: Any = self._api.list_node(**kwargs)
                     outcome.code = str(resp.status)
                     body = read_json(resp)
@@ -593,7 +572,7 @@ class NodeCache:
         with self._lock:
             rv = self._rv
         try:
-            with observe_request(self._metrics, "watch_nodes") as outcome:
+            with observe_kube(self._metrics, "watch_nodes") as outcome:
                 resp: Any = self._api.list_node(
                     watch=True, resource_version=rv, allow_watch_bookmarks=True,
                     timeout_seconds=timeout_seconds, _preload_content=False,
@@ -1003,7 +982,7 @@ class NodeWriter:
         while True:
             attempt += 1
             try:
-                with observe_request(self._metrics, operation) as outcome:
+                with observe_kube(self._metrics, operation) as outcome:
                     resp = call()
                     outcome.code = str(resp.status)
                     return read_json(resp)
@@ -1052,7 +1031,7 @@ class NodeWriter:
                     return
                 patch = {"count": count + 1, "lastTimestamp": ts}
                 try:
-                    with observe_request(self._metrics, "patch_event") as outcome:
+                    with observe_kube(self._metrics, "patch_event") as outcome:
                         resp: Any = self._api.patch_namespaced_event(
                             name, EVENT_NAMESPACE, patch, _preload_content=False, _content_type=_SMP,
                             _request_timeout=self._timeout)
@@ -1075,7 +1054,7 @@ class NodeWriter:
                 "reportingComponent": self._component, "reportingInstance": self._host,
                 "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
             }
-            with observe_request(self._metrics, "create_event") as outcome:
+            with observe_kube(self._metrics, "create_event") as outcome:
                 created_resp: Any = self._api.create_namespaced_event(
                     EVENT_NAMESPACE, cast(Any, body), _preload_content=False, _content_type=_JSON,
                     _request_timeout=self._timeout)

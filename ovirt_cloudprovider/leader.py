@@ -29,9 +29,9 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from .kube import REQUEST_ERRORS, describe_error, observe_request, one_line, read_json, utc_now
+from .kube import REQUEST_ERRORS, describe_error, one_line, read_json, utc_now
 from .logs import kv
-from .metrics import Metrics
+from .metrics import Metrics, observe_kube
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class LeaderElector:
     def _get(self, timeout: float) -> dict[str, Any] | None:
         t = max(0.1, timeout)
         try:
-            with observe_request(self._metrics, "get_lease") as outcome:
+            with observe_kube(self._metrics, "get_lease") as outcome:
                 resp: Any = self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
                                                             _request_timeout=(min(t, 5.0), t))
                 outcome.code = str(resp.status)
@@ -310,7 +310,7 @@ class LeaderElector:
         t = max(0.1, timeout)
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
-        with observe_request(self._metrics, "create_lease") as outcome:
+        with observe_kube(self._metrics, "create_lease") as outcome:
             resp: Any = self._api.create_namespaced_lease(self.namespace, cast(Any, body),
                                                           _preload_content=False,
                                                           _content_type="application/json",
@@ -328,7 +328,7 @@ class LeaderElector:
         metadata.setdefault("name", self.name)
         metadata.setdefault("namespace", self.namespace)
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
-        with observe_request(self._metrics, "update_lease") as outcome:
+        with observe_kube(self._metrics, "update_lease") as outcome:
             resp: Any = self._api.replace_namespaced_lease(self.name, self.namespace, cast(Any, body),
                                                            _preload_content=False,
                                                            _content_type="application/json",

@@ -99,19 +99,21 @@ class Metrics:
         )
 
     @contextlib.contextmanager
-    def engine_request(self, operation: str) -> Iterator[_Outcome]:
+    def engine_request(self, operation: str) -> Iterator[Outcome]:
         """Time one engine request; the caller sets ``outcome.code`` (default ``200``; ``error`` on raise)."""
         with _observe(self.engine_requests_total, self.engine_request_duration_seconds, operation) as o:
             yield o
 
     @contextlib.contextmanager
-    def kube_request(self, operation: str) -> Iterator[_Outcome]:
+    def kube_request(self, operation: str) -> Iterator[Outcome]:
         """Time one Kubernetes API request; like :meth:`engine_request`."""
         with _observe(self.kube_requests_total, self.kube_request_duration_seconds, operation) as o:
             yield o
 
 
-class _Outcome:
+class Outcome:
+    """The HTTP status code of one observed request, as a label value (set by the caller)."""
+
     __slots__ = ("code",)
 
     def __init__(self) -> None:
@@ -119,8 +121,8 @@ class _Outcome:
 
 
 @contextlib.contextmanager
-def _observe(counter: Counter, histogram: Histogram, operation: str) -> Iterator[_Outcome]:
-    outcome = _Outcome()
+def _observe(counter: Counter, histogram: Histogram, operation: str) -> Iterator[Outcome]:
+    outcome = Outcome()
     start = time.monotonic()
     try:
         yield outcome
@@ -131,3 +133,23 @@ def _observe(counter: Counter, histogram: Histogram, operation: str) -> Iterator
     finally:
         histogram.labels(operation).observe(time.monotonic() - start)
         counter.labels(operation, outcome.code).inc()
+
+
+@contextlib.contextmanager
+def observe_engine(metrics: Metrics | None, operation: str) -> Iterator[Outcome]:
+    """``metrics.engine_request(operation)``, or a no-op outcome when there are no metrics."""
+    if metrics is None:
+        yield Outcome()
+        return
+    with metrics.engine_request(operation) as outcome:
+        yield outcome
+
+
+@contextlib.contextmanager
+def observe_kube(metrics: Metrics | None, operation: str) -> Iterator[Outcome]:
+    """``metrics.kube_request(operation)``, or a no-op outcome when there are no metrics."""
+    if metrics is None:
+        yield Outcome()
+        return
+    with metrics.kube_request(operation) as outcome:
+        yield outcome

@@ -43,7 +43,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,7 +54,7 @@ from . import __version__
 from . import config as _config
 from .config import ConfigError, ConnectionConfig
 from .logs import kv
-from .metrics import Metrics
+from .metrics import Metrics, observe_engine
 from .model import GuestNic, Snapshot, VirtualMachine
 
 log = logging.getLogger(__name__)
@@ -444,14 +444,6 @@ class EngineClient:
 
     # --- requests through the SDK ----------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _request(self, operation: str) -> Iterator[Any]:
-        if self._metrics is None:
-            yield _NullOutcome()
-        else:
-            with self._metrics.engine_request(operation) as outcome:
-                yield outcome
-
     def _connection(self) -> _SdkConnection:
         if self._sdk is None:
             token = self._token or self._login()
@@ -477,7 +469,7 @@ class EngineClient:
                 conn = self._connection()
                 logins_before = self._logins
                 try:
-                    with self._request(operation) as outcome:
+                    with observe_engine(self._metrics, operation) as outcome:
                         try:
                             result = fn(conn)
                         except EngineError:
@@ -639,7 +631,7 @@ class EngineClient:
         form = {"grant_type": "password", "scope": "ovirt-app-api", "username": self._conn.username,
                 "password": password}
         try:
-            with self._request("sso_login") as outcome:
+            with observe_engine(self._metrics, "sso_login") as outcome:
                 try:
                     status, ctype, body = self._post_form(SSO_TOKEN_PATH, form, self._timeout)
                 except EngineError:
@@ -696,7 +688,7 @@ class EngineClient:
 
     def _logout(self, token: str) -> None:
         timeout = min(self._timeout, LOGOUT_TIMEOUT)
-        with self._request("logout") as outcome:
+        with observe_engine(self._metrics, "logout") as outcome:
             try:
                 status, _, _ = self._post_form(SSO_LOGOUT_PATH, {"scope": "ovirt-app-api", "token": token}, timeout)
             except (_Deadline, OSError, urllib.error.URLError, http.client.HTTPException, ValueError, EngineError) \
@@ -704,10 +696,6 @@ class EngineClient:
                 raise self._sso_transport_error("logout", e) from None
             outcome.code = str(status)
         log.debug("logged out of the engine", extra=kv(engine=self._where, status=status))
-
-
-class _NullOutcome:
-    code = "200"
 
 
 # --- SDK objects -> records ----------------------------------------------------------------------
