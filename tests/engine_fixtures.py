@@ -1,4 +1,4 @@
-"""Engine simulator fixtures (a pytest plugin): ``pytest_plugins = ["tests.engine_fixtures"]`` in a test module.
+"""Engine simulator fixtures (a pytest plugin, registered once in the root conftest).
 
 - ``engine_sim``: a started :class:`EngineSimulator` with a small generated fleet (12 Kubernetes VMs + 4 others,
   seed 7); stopped after the test.
@@ -7,15 +7,13 @@
 - ``engine_conn``: a ``ConnectionConfig`` for ``engine_sim`` (CA file, 5 s timeout).
 - ``engine_client``: an ``EngineClient`` on ``engine_conn`` (page size 100), closed after the test.
 - ``engine_conn_for``: ``engine_conn_for(sim, **overrides) -> ConnectionConfig`` for any simulator.
-- ``engine_samples``: the directory of recorded engine answers (``../shared/ovirt-samples``, or
-  ``$OVIRT_SAMPLES_DIR``).
+- ``engine_samples``: the directory of recorded engine answers (``tests/samples``, see its PROVENANCE.md).
 
 Test modules should not import this module (pytest registers it as a plugin); use the fixtures.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,9 +24,7 @@ import pytest
 from ovirt_cloudprovider.config import ConnectionConfig
 from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, Fleet, generate_fleet
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path(os.environ.get("OVIRT_SAMPLES_DIR") or REPO.parent / "shared" / "ovirt-samples")
+from tests.helpers import SAMPLES
 
 
 def connection_for(sim: EngineSimulator, **overrides: Any) -> ConnectionConfig:

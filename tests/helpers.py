@@ -1,4 +1,5 @@
-"""Helpers shared by the process-level tests: run the console script, write configs."""
+"""Helpers shared by the tests: the repository and sample paths, running the console script, writing configs,
+and the one polling helper (``wait_for``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# Recorded real engine answers, copied from ../shared/ovirt-samples with their provenance (samples/PROVENANCE.md).
+SAMPLES = REPO / "tests" / "samples"
 
 
 def run_cli(args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60.0,
@@ -35,24 +37,17 @@ def write_config(path: Path, *, uri: str, password: str, ca_file: str | None, vm
     return path
 
 
-def eventually(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes; its last answer, as a bool."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str] | None = None) -> Any:
-    """Poll ``cond`` until it returns something true and return that; fail the test naming ``what`` (and
-    showing ``logs()``) after ``timeout`` seconds."""
+def wait_for(cond: Callable[[], Any], timeout: float = 5.0, what: str = "the condition",
+             logs: Callable[[], str] | None = None, interval: float = 0.02) -> Any:
+    """The one polling helper: poll ``cond`` every ``interval`` seconds until it returns something true and
+    return that; fail the test naming ``what`` (and showing ``logs()``) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := cond():
             return value
-        time.sleep(0.05)
+        time.sleep(interval)
+    if value := cond():
+        return value
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"; log:\n{logs()}" if logs else ""))
 
 

@@ -1,4 +1,4 @@
-"""Kubernetes API simulator fixtures (a pytest plugin): ``pytest_plugins = ["tests.kube_fixtures"]``.
+"""Kubernetes API simulator fixtures (a pytest plugin, registered once in the root conftest).
 
 - ``kubeapi``: a started plain-HTTP :class:`KubeApiSimulator` (no auth); stopped after the test.
 - ``kubeapi_tls``: a started HTTPS simulator requiring the bearer token ``KUBEAPI_TOKEN``; stopped after.

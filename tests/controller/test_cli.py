@@ -1,0 +1,201 @@
+"""The console script as a user runs it: real processes against the loopback engine simulator.
+
+Every failure must be one line on stderr with a non-zero exit, and the password must appear nowhere,
+at any verbosity.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
+from tests.helpers import run_cli, write_config
+
+PASSWORD = "Sekr3t-pa55-%-word"
+
+
+@pytest.fixture
+def engine() -> Iterator[EngineSimulator]:
+    with EngineSimulator(generate_fleet(12, seed=3, untagged=4), password=PASSWORD) as sim:
+        yield sim
+
+
+@pytest.fixture
+def config(tmp_path: Path, engine: EngineSimulator) -> Path:
+    return write_config(tmp_path / "ovirt-cloud.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error:" in line]
+
+
+def _assert_no_secret(*outputs: str) -> None:
+    for out in outputs:
+        assert PASSWORD not in out
+
+
+def test_check_config_reports_login_and_search(config: Path, engine: EngineSimulator) -> None:
+    r = run_cli(["check-config", "--config", str(config)])
+    assert r.returncode == 0, r.stderr
+    assert "login:   ok" in r.stdout
+    assert "12 VM(s) matched in 1 request(s)" in r.stdout
+    assert "4.5.5" in r.stdout  # the engine's product version
+    _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_discover_json_has_one_object_per_vm(config: Path, engine: EngineSimulator) -> None:
+    r = run_cli(["discover", "--config", str(config), "-o", "json"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc) == 12
+    tagged = {vm.id for vm in engine.fleet.vms.values() if vm.name.startswith("k8s-")}
+    assert {item["vm"]["id"] for item in doc} == tagged
+    for item in doc:
+        assert set(item["vm"]) == {"id", "name", "status", "fqdn", "cluster", "datacenter", "host"}
+        node = item["node"]
+        if node is None:
+            continue
+        assert set(node) == {"name", "providerID", "addresses", "labels", "taints"}
+        assert node["providerID"] == f"ovirt://{item['vm']['id']}"
+        assert node["labels"]["topology.kubernetes.io/zone"] == item["vm"]["cluster"]
+        assert node["labels"]["topology.kubernetes.io/region"] == item["vm"]["datacenter"]
+        for addr in node["addresses"]:
+            assert addr["type"] in ("InternalIP", "ExternalIP", "Hostname")
+            assert not addr["address"].startswith(("fe80:", "127.", "169.254."))
+        if item["vm"]["status"] in ("down", "suspended"):
+            assert node["taints"] == [{"key": "node.cloudprovider.kubernetes.io/shutdown", "value": None,
+                                       "effect": "NoSchedule"}]
+        else:
+            assert node["taints"] == []
+
+
+def test_discover_table_lists_vms(config: Path) -> None:
+    r = run_cli(["discover", "--config", str(config)])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["VM", "STATUS", "CLUSTER"]
+    assert len(lines) == 13
+    assert any(line.startswith("k8s-cp-0 ") for line in lines)
+
+
+def test_legacy_announcement_file_loads_and_rewrites_tags(tmp_path: Path, engine: EngineSimulator) -> None:
+    # The example of the original in-tree provider, plus the CA of our simulator.
+    cfg = tmp_path / "legacy.conf"
+    cfg.write_text(f"[connection]\nuri = {engine.url}\nusername = admin@internal\npassword = {PASSWORD}\n"
+                   f"ca_file = {engine.ca_file}\n[filters]\nvms = tags=kubernetes\n")
+    r = run_cli(["discover", "--config", str(cfg), "-o", "json"])
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 12
+    assert "tag=" in r.stderr and "tags=" in r.stderr  # the rewrite is logged once
+    searches = [rec for rec in engine.requests if rec.path.endswith("/vms")]
+    assert searches
+    assert all(rec.query.get("search", "").startswith("tag=kubernetes ") for rec in searches)
+
+
+def test_wrong_password_is_one_line_and_exit_1(tmp_path: Path, engine: EngineSimulator) -> None:
+    wrong = "Wr0ng-" + PASSWORD
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=wrong, ca_file=engine.ca_file)
+    for verbosity in ([], ["-v"], ["-vv"]):
+        r = run_cli(["check-config", "--config", str(cfg), *verbosity])
+        assert r.returncode == 1
+        errors = _error_lines(r.stderr)
+        assert len(errors) == 1, r.stderr
+        assert "authentication" in errors[0].lower() or "credentials" in errors[0].lower() \
+            or "login" in errors[0].lower()
+        assert "Traceback" not in r.stderr
+        assert wrong not in r.stdout + r.stderr
+        _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_unreachable_engine_is_one_line_and_exit_1(tmp_path: Path, engine: EngineSimulator) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    cfg = write_config(tmp_path / "c.conf", uri=f"https://127.0.0.1:{port}/ovirt-engine/api",
+                       password=PASSWORD, ca_file=engine.ca_file)
+    r = run_cli(["discover", "--config", str(cfg), "-v"])
+    assert r.returncode == 1
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1, r.stderr
+    assert f"127.0.0.1:{port}" in errors[0] or "127.0.0.1" in errors[0]
+    assert "Traceback" not in r.stderr
+    _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_proxy_502_is_one_line_and_exit_1(config: Path, engine: EngineSimulator) -> None:
+    engine.proxy_errors()
+    r = run_cli(["check-config", "--config", str(config), "-vv"])
+    assert r.returncode == 1
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1, r.stderr
+    assert "502" in errors[0]
+    assert "<html" not in errors[0].lower()
+    assert "Traceback" not in r.stderr
+    _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.conf"
+    r = run_cli(["discover", "--config", str(missing)])
+    assert r.returncode == 2
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and str(missing) in errors[0]
+
+
+def test_config_error_names_section_and_key(tmp_path: Path, engine: EngineSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file,
+                       extra="[controller]\nsync_intervall = 30\n")
+    r = run_cli(["check-config", "--config", str(cfg)])
+    assert r.returncode == 2
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1
+    assert "[controller]" in errors[0] and "sync_intervall" in errors[0] and "sync_interval" in errors[0]
+    _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_bad_flag_is_usage_error() -> None:
+    r = run_cli(["run", "--leader-elect=maybe"])
+    assert r.returncode == 2
+    assert "--leader-elect" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_mentions_no_secret(config: Path) -> None:
+    r = run_cli(["run", "--help"], env={"OVIRT_PASSWORD": PASSWORD})
+    assert r.returncode == 0
+    assert "--leader-elect" in r.stdout and "--metrics-bind-address" in r.stdout
+    _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_env_password_overrides_file(tmp_path: Path, engine: EngineSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password="not-the-password", ca_file=engine.ca_file)
+    r = run_cli(["check-config", "--config", str(cfg)], env={"OVIRT_PASSWORD": PASSWORD})
+    assert r.returncode == 0, r.stderr
+    _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_run_with_missing_kubeconfig_is_one_line_and_exit_2(config: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-kubeconfig"
+    r = run_cli(["run", "--config", str(config), "--kubeconfig", str(missing)])
+    assert r.returncode == 2
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and str(missing) in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_run_with_busy_metrics_port_is_one_line_and_exit_2(config: Path, tmp_path: Path) -> None:
+    from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+    with socket.socket() as busy, KubeApiSimulator() as kube:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli(["run", "--config", str(config), "--kubeconfig", kube.write_kubeconfig(tmp_path / "kc"),
+                     f"--metrics-bind-address=127.0.0.1:{port}", "--leader-elect=false"])
+    assert r.returncode == 2
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,334 @@
+"""Node sync end to end: one sweep at a time, through the real ovirtsdk4 and kubernetes clients, against both
+loopback simulators. The sweeps run in-process (``run_sweep``, exactly what ``sync --once`` and the controller
+loop run); the CLI's ``sync --once`` is exercised as a real process at the end.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.controller import SweepReport, run_sweep, run_targeted_sweep
+from ovirt_cloudprovider.kube import NodeCache, NodeWriter
+from ovirt_cloudprovider.metrics import Metrics
+from ovirt_cloudprovider.model import (
+    ANNOTATION_ABSENT_SWEEPS,
+    RUNNING_STATUSES,
+    TAINT_SHUTDOWN,
+    TAINT_UNINITIALIZED,
+)
+from ovirt_cloudprovider.ovirt import EngineClient
+from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice, generate_fleet
+from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+from tests.helpers import run_cli, write_config
+
+
+class World:
+    """Both simulators, our clients, and a sweep() that runs one complete sweep like ``sync --once``."""
+
+    def __init__(self, engine: EngineSimulator, kube: KubeApiSimulator, **controller: Any) -> None:
+        self.engine, self.kube = engine, kube
+        self.config = Config(
+            path="<test>",
+            connection=ConnectionConfig(uri=engine.url, username=engine.username, password=engine.password,
+                                        ca_file=engine.ca_file, timeout=10),
+            filters=FiltersConfig(vms="tag=kubernetes"),
+            controller=replace(ControllerConfig(), page_size=5, **controller))
+        cfg = k8s.Configuration()
+        cfg.host = kube.url
+        self.api = k8s.ApiClient(cfg)
+        self.client = EngineClient(self.config.connection, page_size=5)
+        self.metrics = Metrics()
+        self.writer = NodeWriter(self.api, metrics=self.metrics, backoff_initial=0.05, event_repeat_interval=0)
+
+    def sweep(self) -> SweepReport:
+        cache = NodeCache(self.api)
+        cache.start()
+        try:
+            assert cache.wait_synced(10)
+            return run_sweep(config=self.config, engine=self.client, nodes=cache.nodes(), writer=self.writer,
+                             metrics=self.metrics)
+        finally:
+            cache.stop()
+
+    def converge(self, max_sweeps: int = 4) -> None:
+        for _ in range(max_sweeps):
+            self.kube.reset_counts()
+            report = self.sweep()
+            assert report.ok, report.error
+            if self.kube.writes("nodes") + self.kube.writes("nodes/status") == 0:
+                return
+        raise AssertionError("no steady state")
+
+    def node_of(self, vm_id: str) -> dict[str, Any] | None:
+        return next((n for n in self.kube.list_nodes() if n["spec"].get("providerID") == f"ovirt://{vm_id}"), None)
+
+    def close(self) -> None:
+        self.client.close()
+        self.api.close()
+
+
+@pytest.fixture
+def engine() -> Iterator[EngineSimulator]:
+    with EngineSimulator(generate_fleet(12, seed=21, untagged=3)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeApiSimulator]:
+    with KubeApiSimulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def world(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[World]:
+    w = World(engine, kube, delete_after_sweeps=3)
+    yield w
+    w.close()
+
+
+def running(engine: EngineSimulator, *, tagged: bool = True) -> list[Any]:
+    return [vm for vm in engine.fleet.vms.values()
+            if vm.status in RUNNING_STATUSES and vm.name.startswith("k8s-") == tagged]
+
+
+def taint_keys(node: dict[str, Any] | None) -> set[str]:
+    return {t["key"] for t in ((node or {}).get("spec") or {}).get("taints") or []}
+
+
+def test_running_tagged_vms_become_nodes_and_second_sweep_writes_nothing(world: World) -> None:
+    report = world.sweep()
+    assert report.ok
+    vms = running(world.engine)
+    nodes = {n["spec"]["providerID"]: n for n in world.kube.list_nodes()}
+    assert set(nodes) == {f"ovirt://{vm.id}" for vm in vms}  # untagged and down VMs get no node
+    fleet = world.engine.fleet
+    for vm in vms:
+        node = nodes[f"ovirt://{vm.id}"]
+        assert node["metadata"]["name"] == vm.name
+        labels = node["metadata"]["labels"]
+        cluster = fleet.clusters[vm.cluster_id]
+        assert labels["topology.kubernetes.io/zone"] == cluster.name
+        assert labels["topology.kubernetes.io/region"] == fleet.datacenters[cluster.datacenter_id].name
+        assert labels["ovirt.org/host"] == fleet.hosts[vm.host_id].name
+        ips = [str(ipaddress.ip_address(ip)) for d in vm.devices if d.name.startswith("eth") for ip in d.ips
+               if not ip.startswith("fe80")]
+        addresses = [(a["type"], a["address"]) for a in node["status"].get("addresses") or []]
+        internal = [a for t, a in addresses if t == "InternalIP"]
+        assert sorted(internal) == sorted(ips)  # IPv6 kept, link-local dropped
+        assert internal[0] == ips[0]  # the primary address first (eth0's IPv4)
+        assert all(not a.startswith(("172.17.", "127.")) for _, a in addresses)  # docker0, lo ignored
+        assert node["status"]["nodeInfo"]["systemUUID"] == vm.id
+    world.kube.reset_counts()
+    engine_before = world.engine.request_count()
+    assert world.sweep().ok
+    assert world.kube.writes() == 0  # a steady sweep makes zero writes (events included)
+    assert world.engine.request_count() - engine_before == 3  # 12 VMs, page size 5: pages of 5, 5, 2
+
+
+def test_shutdown_taints_and_start_untaints(world: World) -> None:
+    world.converge()
+    vm = running(world.engine)[-1]
+    world.engine.set_status(vm.id, "down")
+    assert world.sweep().ok
+    assert TAINT_SHUTDOWN in taint_keys(world.node_of(vm.id))
+    world.engine.set_status(vm.id, "up")
+    assert world.sweep().ok
+    assert TAINT_SHUTDOWN not in taint_keys(world.node_of(vm.id))
+    reasons = [e["reason"] for e in world.kube.list_events()]
+    assert "ShutdownTaintAdded" in reasons and "ShutdownTaintRemoved" in reasons
+
+
+@pytest.mark.parametrize("how", ["removed", "untagged"])
+def test_vm_gone_deletes_its_node_on_the_third_sweep(world: World, how: str) -> None:
+    world.converge()
+    vm = running(world.engine)[-1]
+    if how == "removed":
+        world.engine.remove_vm(vm.id)
+    else:
+        world.engine.set_tags(vm.id, ["backup"])
+    for sweep in (1, 2):
+        assert world.sweep().ok
+        node = world.node_of(vm.id)
+        assert node is not None, f"deleted on sweep {sweep}"
+        assert node["metadata"]["annotations"][ANNOTATION_ABSENT_SWEEPS] == str(sweep)
+    assert world.sweep().ok
+    assert world.node_of(vm.id) is None
+    assert any(e["reason"] == "DeletedNode" for e in world.kube.list_events())
+
+
+def test_vm_seen_again_resets_the_count(world: World) -> None:
+    world.converge()
+    vm = running(world.engine)[-1]
+    world.engine.set_tags(vm.id, ["backup"])
+    world.sweep()
+    world.sweep()
+    world.engine.set_tags(vm.id, ["kubernetes"])
+    world.sweep()
+    node = world.node_of(vm.id)
+    assert node is not None and ANNOTATION_ABSENT_SWEEPS not in (node["metadata"].get("annotations") or {})
+
+
+@pytest.mark.parametrize("fault", ["proxy_errors", "fail_requests", "drop_connections", "engine_faults"])
+def test_engine_errors_change_nothing(world: World, fault: str) -> None:
+    world.converge()
+    world.engine.remove_vm(running(world.engine)[-1].id)
+    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    getattr(world.engine, fault)()
+    world.kube.reset_counts()
+    for _ in range(4):
+        report = world.sweep()
+        assert not report.ok and report.plan is None
+    assert world.kube.writes() == 0
+    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+    assert world.metrics.syncs_total.labels("failure")._value.get() == 4
+
+
+def test_engine_error_on_a_later_page_is_a_failed_sweep(world: World) -> None:
+    world.converge()
+    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    # page 1 (5 VMs) answers, page 2 fails: a partial answer would look like 7 vanished VMs
+    for _ in range(3):
+        world.engine.fail_requests(503, count=1, path_prefix="/ovirt-engine/api/vms", skip=1)
+        report = world.sweep()
+        assert not report.ok and report.plan is None
+        assert "503" in (report.error or "")
+    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+
+
+def test_empty_answer_deletes_nothing(world: World) -> None:
+    world.converge()
+    nodes = len(world.kube.list_nodes())
+    for vm in list(world.engine.fleet.vms.values()):
+        if vm.name.startswith("k8s-"):
+            world.engine.set_tags(vm.id, [])  # the filter now matches nothing
+    for _ in range(5):
+        report = world.sweep()
+        assert report.ok
+    assert len(world.kube.list_nodes()) == nodes
+    assert all(ANNOTATION_ABSENT_SWEEPS not in (n["metadata"].get("annotations") or {})
+               for n in world.kube.list_nodes())
+    assert world.metrics.deletions_blocked_total.labels("empty-discovery")._value.get() >= nodes
+
+
+def test_burst_of_disappearances_trips_the_circuit_breaker(world: World) -> None:
+    world.converge()
+    nodes = len(world.kube.list_nodes())
+    vms = running(world.engine)
+    for vm in vms[: len(vms) * 2 // 3]:  # two thirds vanish at once
+        world.engine.remove_vm(vm.id)
+    for _ in range(5):
+        assert world.sweep().ok
+    assert len(world.kube.list_nodes()) == nodes
+    assert world.metrics.deletions_blocked_total.labels("circuit-breaker")._value.get() > 0
+    assert any(e["reason"] == "CircuitBreaker" and e["type"] == "Warning" for e in world.kube.list_events())
+
+
+def test_kubelet_registered_node_is_initialized(world: World) -> None:
+    vm = running(world.engine)[0]
+    world.kube.register_kubelet_node(vm.name, internal_ip="192.0.2.10", system_uuid=vm.id.upper())
+    assert world.sweep().ok
+    node = world.kube.get_node(vm.name)
+    assert node is not None
+    assert node["spec"]["providerID"] == f"ovirt://{vm.id}"
+    assert TAINT_UNINITIALIZED not in taint_keys(node)
+    assert "topology.kubernetes.io/zone" in node["metadata"]["labels"]
+    assert "app.kubernetes.io/managed-by" not in node["metadata"]["labels"]  # the kubelet's node, not ours
+    assert any(e["reason"] == "InitializedNode" for e in world.kube.list_events(involved_name=vm.name))
+
+
+def test_foreign_node_is_untouched(world: World) -> None:
+    world.kube.create_node({"metadata": {"name": "aws-node", "labels": {"a": "b"}},
+                            "spec": {"providerID": "aws:///us-east-1a/i-0123456789"}})
+    world.kube.create_node({"metadata": {"name": "bare-metal-1"}})  # no providerID, matches no VM
+    before = {n: world.kube.get_node(n)["metadata"]["resourceVersion"] for n in ("aws-node", "bare-metal-1")}
+    for _ in range(4):
+        assert world.sweep().ok
+    assert {n: world.kube.get_node(n)["metadata"]["resourceVersion"] for n in before} == before
+
+
+def test_invalid_vm_names_are_made_valid_or_skipped(engine: EngineSimulator, world: World) -> None:
+    engine.add_vm("Web_Frontend 01", devices=[GuestDevice("eth0", "56:6f:00:00:00:01", ["10.99.0.1"])])
+    engine.add_vm("!!!", devices=[GuestDevice("eth0", "56:6f:00:00:00:02", ["10.99.0.2"])])
+    assert world.sweep().ok
+    names = {n["metadata"]["name"] for n in world.kube.list_nodes()}
+    assert "web-frontend-01" in names
+    assert all(n.replace("-", "").replace(".", "").isalnum() and n == n.lower() for n in names)
+    assert world.metrics.skipped_vms.labels("invalid-name")._value.get() == 1
+
+
+@pytest.mark.parametrize("fault", ["conflict", "throttle", "fail", "drop_watch"])
+def test_kube_api_faults_converge_to_the_same_state(engine: EngineSimulator, kube: KubeApiSimulator,
+                                                    world: World, fault: str) -> None:
+    if fault == "conflict":
+        kube.conflict_next(3)
+    elif fault == "throttle":
+        kube.throttle_next(5, retry_after=1)
+    elif fault == "fail":
+        kube.fail_next(3, code=500)
+    world.sweep()
+    if fault == "drop_watch":
+        kube.drop_watches()
+    vm = running(engine)[-1]
+    engine.set_status(vm.id, "down")
+    world.converge(max_sweeps=5)
+    expected = {f"ovirt://{v.id}" for v in engine.fleet.vms.values()
+                if v.name.startswith("k8s-") and (v.status in RUNNING_STATUSES or v.id == vm.id)}
+    assert {n["spec"].get("providerID") for n in kube.list_nodes()} == expected
+    assert TAINT_SHUTDOWN in taint_keys(world.node_of(vm.id))
+
+
+def test_sync_once_cli_dry_run_and_apply(tmp_path: Path, engine: EngineSimulator, kube: KubeApiSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=engine.password, ca_file=engine.ca_file)
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    r = run_cli(["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig", kubeconfig])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].split()[:3] == ["ACTION", "NODE", "VM"]
+    assert sum(line.startswith("register ") for line in r.stdout.splitlines()) == len(running(engine))
+    assert kube.writes() == 0 and kube.list_nodes() == []
+    r = run_cli(["sync", "--once", "--config", str(cfg), "--kubeconfig", kubeconfig])
+    assert r.returncode == 0, r.stderr
+    assert len(kube.list_nodes()) == len(running(engine))
+    r = run_cli(["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig", kubeconfig])
+    assert r.stdout.strip() == "no actions: the nodes match the VMs"
+    engine.proxy_errors()
+    r = run_cli(["sync", "--once", "--config", str(cfg), "--kubeconfig", kubeconfig, "--log-format", "json"])
+    assert r.returncode == 1
+    assert "no node was changed" in r.stderr
+    for line in r.stderr.splitlines():
+        if line.startswith("{"):
+            json.loads(line)  # structured logs stay parseable
+
+
+def test_targeted_sweep_touches_only_the_named_vms_and_never_deletes(world: World) -> None:
+    world.converge()
+    base = world.sweep().snapshot
+    assert base is not None
+    first, second, third = running(world.engine)[-3:]
+    world.engine.set_status(first.id, "down")
+    world.engine.set_status(second.id, "down")  # not named: left to the next full sweep
+    world.engine.remove_vm(third.id)  # named, but gone: no deletion without complete discoveries
+    cache = NodeCache(world.api)
+    cache.start()
+    try:
+        assert cache.wait_synced(10)
+        world.engine.reset_requests()
+        report = run_targeted_sweep(config=world.config, engine=world.client, base=base,
+                                    vm_ids=[first.id, third.id], nodes=cache.nodes(), writer=world.writer)
+    finally:
+        cache.stop()
+    assert report.ok
+    assert world.engine.request_count("/vms", exact=True) == 0  # no search, one GET per named VM
+    assert world.engine.request_count("/vms/", method="GET") == 2
+    assert TAINT_SHUTDOWN in taint_keys(world.node_of(first.id))
+    assert TAINT_SHUTDOWN not in taint_keys(world.node_of(second.id))
+    node = world.node_of(third.id)
+    assert node is not None and ANNOTATION_ABSENT_SWEEPS not in (node["metadata"].get("annotations") or {})

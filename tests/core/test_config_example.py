@@ -1,0 +1,98 @@
+"""ovirt-cloud.conf.example loads, and documents every key of every section with its real default.
+
+Convention in the example: a line ``# key = value`` documents ``key`` with its DEFAULT (uncomment to
+change it). Live (uncommented) lines are example settings, allowed only for the keys below. This test
+parses those lines and compares them with the dataclasses, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ovirt_cloudprovider.config import (
+    ConnectionConfig,
+    ControllerConfig,
+    FiltersConfig,
+    NodesConfig,
+    load_config,
+    schema_keys,
+)
+from tests.helpers import REPO
+
+EXAMPLE = REPO / "ovirt-cloud.conf.example"
+REQUIRED = {"connection": {"uri", "password"}}  # no default: shown live, not as "# key = default"
+LIVE_EXAMPLES = {"connection": {"uri", "password"}, "filters": {"vms"}}
+DEFAULTS = {"filters": FiltersConfig(), "nodes": NodesConfig(), "controller": ControllerConfig()}
+
+_SECTION = re.compile(r"^\[([a-z]+)\]\s*$")
+_DOCUMENTED = re.compile(r"^#\s?([a-z][a-z0-9_]*) = ?(.*)$")
+_LIVE = re.compile(r"^([a-z][a-z0-9_]*) = ?(.*)$")
+
+
+def _parse_example() -> tuple[list[str], dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    sections: list[str] = []
+    documented: dict[str, dict[str, str]] = {}
+    live: dict[str, dict[str, str]] = {}
+    current = ""
+    for number, line in enumerate(EXAMPLE.read_text().splitlines(), 1):
+        if m := _SECTION.match(line):
+            current = m.group(1)
+            sections.append(current)
+            documented[current], live[current] = {}, {}
+        elif m := _DOCUMENTED.match(line):
+            assert current, f"line {number}: a documented key before the first section"
+            key, value = m.groups()
+            assert key in schema_keys()[current], f"line {number}: [{current}] {key} is not a key here"
+            assert key not in documented[current], f"line {number}: [{current}] {key} documented twice"
+            documented[current][key] = value
+        elif m := _LIVE.match(line):
+            key, value = m.groups()
+            assert key in LIVE_EXAMPLES.get(current, set()), f"line {number}: [{current}] {key} set live"
+            live[current][key] = value
+    return sections, documented, live
+
+
+def test_example_loads_as_it_is() -> None:
+    config = load_config(str(EXAMPLE), {})
+    assert config.connection.uri == "https://engine.example.com/ovirt-engine/api"
+    assert config.filters.vms == "tag=kubernetes"
+
+
+def test_example_has_every_section_in_order() -> None:
+    sections, _, _ = _parse_example()
+    assert sections == list(schema_keys())
+
+
+@pytest.mark.parametrize("section", list(schema_keys()))
+def test_every_key_is_documented(section: str) -> None:
+    _, documented, live = _parse_example()
+    required = REQUIRED.get(section, set())
+    assert set(documented[section]) == set(schema_keys()[section]) - required
+    assert required <= set(live[section])
+
+
+def test_documented_values_are_the_defaults(tmp_path: Path) -> None:
+    _, documented, live = _parse_example()
+    lines: list[str] = []
+    for section, keys in documented.items():
+        lines.append(f"[{section}]")
+        required = REQUIRED.get(section, set())
+        lines += [f"{key} = {value}" for key, value in live[section].items() if key in required]
+        lines += [f"{key} = {value}" for key, value in keys.items()]
+    path = tmp_path / "defaults.conf"
+    path.write_text("\n".join(lines) + "\n")
+    config = load_config(str(path), {})
+    assert config.filters == DEFAULTS["filters"]
+    assert config.nodes == DEFAULTS["nodes"]
+    assert config.controller == DEFAULTS["controller"]
+    assert config.connection == ConnectionConfig(uri=config.connection.uri,
+                                                 password=live["connection"]["password"])
+
+
+def test_example_mentions_the_environment_variables() -> None:
+    text = EXAMPLE.read_text()
+    for name in ("OVIRT_URL", "OVIRT_USERNAME", "OVIRT_PASSWORD", "OVIRT_PASSWORD_FILE"):
+        assert name in text
