@@ -14,7 +14,7 @@ import math
 import statistics
 import time
 
-from ovirt_cloudprovider.config import ConnectionConfig
+from ovirt_cloudprovider.core.settings import ConnectionConfig
 from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 

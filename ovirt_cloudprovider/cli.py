@@ -3,6 +3,8 @@
 Subcommands: ``run`` (the controller), ``sync --once [--dry-run]``, ``discover [-o table|json]``,
 ``check-config`` and ``demo``. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 A user mistake is one line on stderr (``ovirt-cloudprovider: error: ...``), never a traceback.
+
+This module parses the command line and prints; what runs is built by :mod:`ovirt_cloudprovider.app`.
 """
 
 from __future__ import annotations
@@ -12,18 +14,21 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
-import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TextIO
 
-from . import __version__
-from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_bind_address
+from . import __version__, app
+from .config import load_config
+from .config.schema import parse_bind_address
+from .core.records import TAINT_SHUTDOWN, Action, NodeSpec, VirtualMachine
+from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
+from .kube import KubeConfigError
 from .logs import kv, setup_logging
-from .model import Action, NodeSpec, VirtualMachine
+from .ovirt import EngineError
 
 log = logging.getLogger("ovirt_cloudprovider.cli")
 
@@ -100,11 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run, "sync": cmd_sync, "discover": cmd_discover, "check-config": cmd_check_config,
         "demo": cmd_demo,
     }
-    from .kube import KubeConfigError
-    from .ovirt import EngineError
     try:
         return handlers[args.command](args)
-    except (ConfigError, UsageError, KubeConfigError) as exc:
+    except (ConfigError, UsageError, KubeConfigError, app.StartupError) as exc:
         _fail(str(exc))
         return EXIT_USAGE
     except EngineError as exc:
@@ -119,7 +122,9 @@ def _fail(message: str) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config, os.environ)
+    config = load_config(args.config, os.environ)
+    app.log_notices(config)
+    return config
 
 
 # --- discover / check-config -----------------------------------------------------------------------
@@ -127,7 +132,6 @@ def _load(args: argparse.Namespace) -> Config:
 def _node_json(spec: NodeSpec | None) -> dict[str, Any] | None:
     if spec is None:
         return None
-    from .model import TAINT_SHUTDOWN
     taints = [{"key": TAINT_SHUTDOWN, "value": None, "effect": "NoSchedule"}] if spec.shutdown else []
     return {"name": spec.name, "providerID": spec.provider_id,
             "addresses": [{"type": a.type, "address": a.address} for a in spec.addresses],
@@ -139,29 +143,14 @@ def _vm_json(vm: VirtualMachine) -> dict[str, Any]:
             "datacenter": vm.datacenter, "host": vm.host}
 
 
-def _discover(config: Config) -> list[tuple[VirtualMachine, NodeSpec | None, str | None]]:
-    from .desired import desired_nodes
-    from .ovirt import EngineClient
-    client = EngineClient(config.connection, page_size=config.controller.page_size)
-    try:
-        snapshot = client.discover(config.filters.vms)
-    finally:
-        client.close()
-    desired = desired_nodes(snapshot, config.nodes)
-    by_vm = {n.vm_id: n for n in desired.nodes}
-    skipped = {s.vm_id: s.reason for s in desired.skipped}
-    return [(vm, by_vm.get(vm.id), skipped.get(vm.id)) for vm in snapshot.vms]
-
-
 def cmd_discover(args: argparse.Namespace) -> int:
-    config = _load(args)
-    rows = _discover(config)
+    found = app.discover(_load(args))
     if args.output == "json":
-        doc = [{"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in rows]
+        doc = [{"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in found.rows]
         print(json.dumps(doc, indent=2))
         return EXIT_OK
     table = [("VM", "STATUS", "CLUSTER", "HOST", "NODE", "ADDRESSES", "NOTE")]
-    for vm, spec, reason in rows:
+    for vm, spec, reason in found.rows:
         addrs = ",".join(a.address for a in spec.addresses if a.type != "Hostname") if spec else ""
         note = reason or ("" if spec is None or spec.running else
                           "shutdown taint" if spec.shutdown else "not running: no new Node")
@@ -172,30 +161,23 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .ovirt import EngineClient
     config = _load(args)
     conn = config.connection
     print(f"config:  {config.path}: ok")
     tls = "NOT verified (insecure)" if conn.insecure else f"verified with {conn.ca_file or 'the system CA bundle'}"
     print(f"engine:  {conn.uri} as {conn.username} (TLS {tls})")
     print(f"filter:  {config.filters.vms or '<none: every VM>'}")
-    client = EngineClient(conn, page_size=config.controller.page_size)
-    try:
-        product = client.check()
-        print(f"login:   ok ({product})")
-        snapshot = client.discover(config.filters.vms)
-    finally:
-        client.close()
-    from collections import Counter
-
-    from .desired import desired_nodes
-    desired = desired_nodes(snapshot, config.nodes)
+    found = app.discover(config, check_login=True)
+    snapshot = found.snapshot
+    print(f"login:   ok ({found.product})")
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(Counter(vm.status for vm in snapshot.vms).items()))
     print(f"search:  {len(snapshot.vms)} VM(s) matched in {snapshot.requests} request(s)"
           + (f" ({statuses})" if statuses else ""))
-    print(f"nodes:   {len(desired.nodes)} VM(s) map to Nodes, {len(desired.skipped)} skipped")
-    for s in desired.skipped:
-        print(f"  skipped {s.vm_name} ({s.vm_id}): {s.reason}")
+    mapped = sum(1 for _, spec, _ in found.rows if spec is not None)
+    print(f"nodes:   {mapped} VM(s) map to Nodes, {found.skipped} skipped")
+    for vm, _, reason in found.rows:
+        if reason:
+            print(f"  skipped {vm.name} ({vm.id}): {reason}")
     if not snapshot.vms:
         print("warning: the filter matched no VM; check [filters] vms (a typo in a search field name "
               "returns an empty list, not an error)")
@@ -222,25 +204,10 @@ def print_plan(actions: Sequence[Action], out: TextIO | None = None) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .controller import run_sweep
-    from .kube import NodeCache, NodeWriter, load_api_client
-    from .metrics import Metrics
-    from .ovirt import EngineClient
-    config = _load(args)
-    api = load_api_client(args.kubeconfig)
-    metrics = Metrics()
-    cache = NodeCache(api, metrics=metrics)
-    cache.start()
-    engine = EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics)
-    try:
-        if not cache.wait_synced(config.connection.timeout):
-            _fail("could not list the cluster's nodes; nothing was changed")
-            return EXIT_FAILURE
-        writer = None if args.dry_run else NodeWriter(api, metrics=metrics)
-        report = run_sweep(config=config, engine=engine, nodes=cache.nodes(), writer=writer, metrics=metrics)
-    finally:
-        cache.stop()
-        engine.close()
+    report = app.sync_once(_load(args), kubeconfig=args.kubeconfig, dry_run=args.dry_run)
+    if report is None:
+        _fail("could not list the cluster's nodes; nothing was changed")
+        return EXIT_FAILURE
     if report.plan is not None and args.dry_run:
         print_plan(report.plan.actions)
     if not report.ok:
@@ -251,17 +218,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 # --- run -------------------------------------------------------------------------------------------
 
-def _identity() -> str:
-    pod = os.environ.get("POD_NAME")
-    return pod if pod else f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-
-
 def _run_settings(args: argparse.Namespace, config: Config) -> Config:
     ctl = config.controller
     if args.metrics_bind_address is not None:
         try:
             parse_bind_address(args.metrics_bind_address)
-        except ConfigError as exc:
+        except ValueError as exc:
             raise UsageError(f"--metrics-bind-address: {exc}") from None
         ctl = replace(ctl, metrics_bind_address=args.metrics_bind_address)
     if args.leader_elect is not None:
@@ -283,82 +245,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    return run_controller(config, kubeconfig=args.kubeconfig, stop=stop)
-
-
-def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Event,
-                   identity: str | None = None, event_repeat_interval: float = 300.0) -> int:
-    """Start every component, run until ``stop``, then shut down in order within a few seconds.
-
-    ``event_repeat_interval``: an Event repeated within this many seconds is not written again.
-    """
-    from .controller import Controller
-    from .health import HealthServer, HealthState
-    from .kube import NodeCache, NodeWriter, load_api_client
-    from .leader import LeaderElector
-    from .metrics import Metrics
-    from .ovirt import EngineClient
-    ctl = config.controller
-    host, port = parse_bind_address(ctl.metrics_bind_address)
-    api = load_api_client(kubeconfig)
-    metrics = Metrics()
-    # the engine is contacted every event_poll_interval (or every sync_interval with events off)
-    contact_period = ctl.event_poll_interval if ctl.event_poll_interval > 0 else ctl.sync_interval
-    health = HealthState(engine_stale_after=max(3 * contact_period, 30.0))
-    try:
-        server = HealthServer(host=host, port=port, registry=metrics.registry, state=health)
-    except OSError as exc:
-        raise UsageError(f"metrics bind address {ctl.metrics_bind_address}: {exc.strerror or exc}") from None
-    identity = identity or _identity()
-    engine = EngineClient(config.connection, page_size=ctl.page_size, metrics=metrics)
-    writer = NodeWriter(api, metrics=metrics, host_identity=identity, event_repeat_interval=event_repeat_interval,
-                        stop=stop)
-    elector: LeaderElector | None = None
-    controller: Controller
-    if ctl.leader_elect:
-        elector = LeaderElector(api, namespace=ctl.leader_elect_namespace, name=ctl.leader_elect_lease_name,
-                                identity=identity, lease_duration=ctl.lease_duration,
-                                renew_deadline=ctl.renew_deadline, retry_period=ctl.retry_period,
-                                metrics=metrics, on_started_leading=lambda: controller.on_started_leading())
-    else:
-        metrics.leader.set(1)
-    cache = NodeCache(api, metrics=metrics, on_event=lambda t, n: controller.on_node_event(t, n))
-    controller = Controller(config=config, engine=engine, cache=cache, writer=writer, metrics=metrics,
-                            health=health, leader=elector)
-    health.set_cache_synced(lambda: cache.synced)
-    log.info("starting", extra=kv(version=__version__, identity=identity, config=config.path,
-                                  engine=config.connection.uri, filter=config.filters.vms,
-                                  leader_elect=ctl.leader_elect, sync_interval=ctl.sync_interval))
-    server.start()
-    cache.start()
-    elector_thread = None
-    if elector is not None:
-        elector_thread = threading.Thread(target=elector.run, args=(stop,), name="leader-election", daemon=True)
-        elector_thread.start()
-    loop = threading.Thread(target=controller.run, args=(stop,), name="controller", daemon=True)
-    loop.start()
-    try:
-        while not stop.wait(0.5):
-            if not loop.is_alive():
-                log.error("controller loop ended unexpectedly")
-                stop.set()
-                return EXIT_FAILURE
-    finally:
-        stop.set()
-        loop.join(timeout=2.0)  # no action in flight once the lease is released (as client-go requires)
-        if elector is not None:
-            elector.release()
-        cache.stop()
-        engine.close()
-        server.stop()
-        log.info("stopped", extra=kv(identity=identity))
-    return EXIT_OK
+    return app.run_controller(config, kubeconfig=args.kubeconfig, stop=stop)
 
 
 # --- demo ------------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    # The demo needs the simulators, which the container image does not ship: an optional import.
+    try:
+        from .demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("ovirt_cloudprovider.simulators"):
+            raise
+        _fail("demo is not included in this installation (it needs the simulators, which the container image "
+              "does not ship); run it from a clone or a pip install")
+        return EXIT_USAGE
     return int(run_demo(keep_running=args.keep_running, vms=args.vms))
 
 

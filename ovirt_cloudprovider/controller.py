@@ -30,14 +30,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .config import Config
-from .desired import desired_nodes, skip_code
+from .core.desired import desired_nodes, skip_code
+from .core.plan import plan_sync
+from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
+from .core.settings import Config
 from .health import HealthState
 from .logs import kv
 from .metrics import Metrics
-from .model import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .ovirt import EngineError
-from .plan import plan_sync
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from .app import run_controller  # the same start-up code as ``ovirt-cloudprovider run``
 from .config import load_config
-from .model import ANNOTATION_ABSENT_SWEEPS, TAINT_SHUTDOWN, TAINT_UNINITIALIZED
+from .core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_SHUTDOWN, TAINT_UNINITIALIZED
 from .simulators.engine import EngineSimulator, Fleet, GuestDevice
 from .simulators.kubeapi import NODES, KubeApiSimulator, table_cells
 
@@ -131,8 +132,6 @@ def _has_taint(node: dict[str, Any] | None, key: str) -> bool:
 def run_demo(*, keep_running: bool = False, vms: int = 12, out: TextIO | None = None,
              stop: threading.Event | None = None) -> int:
     """Run the demo; returns the exit status. ``stop`` ends a ``keep_running`` demo (tests)."""
-    from .cli import run_controller  # the same start-up code as ``ovirt-cloudprovider run``
-
     o = _Out(out or sys.stdout)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger().setLevel(logging.WARNING)  # progress lines below; -v shows the controller's logs

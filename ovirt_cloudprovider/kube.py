@@ -48,9 +48,7 @@ from kubernetes.config.incluster_config import (
 )
 from kubernetes.config.kube_config import load_kube_config
 
-from .logs import kv
-from .metrics import Metrics, observe_kube
-from .model import (
+from .core.records import (
     ANNOTATION_VM_ID,
     LABEL_HOSTNAME,
     LABEL_MANAGED_BY,
@@ -62,6 +60,8 @@ from .model import (
     ObservedNode,
     Taint,
 )
+from .logs import kv
+from .metrics import Metrics, observe_kube
 
 log = logging.getLogger(__name__)
 

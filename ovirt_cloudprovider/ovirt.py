@@ -52,10 +52,10 @@ import pycurl
 
 from . import __version__
 from . import config as _config
-from .config import ConfigError, ConnectionConfig
+from .core.records import GuestNic, Snapshot, VirtualMachine
+from .core.settings import ConfigError, ConnectionConfig
 from .logs import kv
 from .metrics import Metrics, observe_engine
-from .model import GuestNic, Snapshot, VirtualMachine
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ovirt_cloudprovider.model import TAINT_SHUTDOWN
+from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, http_get, wait_for, write_config
@@ -116,7 +116,7 @@ def replicas(tmp_path: Path, setup: tuple[Path, str]) -> Iterator[Callable[..., 
 
 
 def running_vm_ids(engine: EngineSimulator) -> set[str]:
-    from ovirt_cloudprovider.model import RUNNING_STATUSES
+    from ovirt_cloudprovider.core.records import RUNNING_STATUSES
     return {vm.id for vm in engine.fleet.vms.values() if vm.status in RUNNING_STATUSES}
 
 
@@ -172,6 +172,9 @@ def test_engine_event_taints_within_target(replicas: Callable[..., Replica], eng
     # both were targeted sweeps: one GET of that VM each, no new paged search of the whole fleet
     assert engine.request_count("/ovirt-engine/api/vms", exact=True) == searches
     assert engine.request_count(f"/ovirt-engine/api/vms/{vm.id}", exact=True) == 2
+    # the sweep counts itself just after its last write: wait for the count, then check it is exact
+    wait_for(lambda: metric(r.metrics(), "ovirt_cloudprovider_targeted_syncs_total", result="success") >= 2, 2.0,
+             "the targeted sweep count")
     assert metric(r.metrics(), "ovirt_cloudprovider_targeted_syncs_total", result="success") == 2
 
 

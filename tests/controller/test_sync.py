@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.controller import SweepReport, run_sweep, run_targeted_sweep
-from ovirt_cloudprovider.kube import NodeCache, NodeWriter
-from ovirt_cloudprovider.metrics import Metrics
-from ovirt_cloudprovider.model import (
+from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
     RUNNING_STATUSES,
     TAINT_SHUTDOWN,
     TAINT_UNINITIALIZED,
 )
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.kube import NodeCache, NodeWriter
+from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator

@@ -11,8 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from ovirt_cloudprovider.config import ControllerConfig, NodesConfig
-from ovirt_cloudprovider.model import (
+from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
@@ -41,6 +40,7 @@ from ovirt_cloudprovider.model import (
     SkippedVM,
     Taint,
 )
+from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
 
 UNINITIALIZED = Taint(TAINT_UNINITIALIZED, "NoSchedule", "true")
 SHUTDOWN = Taint(TAINT_SHUTDOWN, "NoSchedule")

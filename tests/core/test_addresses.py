@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ovirt_cloudprovider.addresses import classify, hostname, node_addresses, parse_ip
-from ovirt_cloudprovider.config import NodesConfig
-from ovirt_cloudprovider.model import GuestNic, NodeAddress, VirtualMachine
+from ovirt_cloudprovider.core.addresses import classify, hostname, node_addresses, parse_ip
+from ovirt_cloudprovider.core.records import GuestNic, NodeAddress, VirtualMachine
+from ovirt_cloudprovider.core.settings import NodesConfig
 from tests.helpers import SAMPLES as ALL_SAMPLES
 
 SAMPLES = ALL_SAMPLES / "manageiq"

@@ -10,20 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from ovirt_cloudprovider.config import (
+from ovirt_cloudprovider.app import log_notices
+from ovirt_cloudprovider.config import load_config, resolve_password
+from ovirt_cloudprovider.config.schema import (
+    label_key_problem,
+    label_value_problem,
+    parse_bind_address,
+    rewrite_legacy_query,
+    schema_keys,
+)
+from ovirt_cloudprovider.core.settings import (
     Config,
     ConfigError,
     ConnectionConfig,
     ControllerConfig,
     FiltersConfig,
     NodesConfig,
-    label_key_problem,
-    label_value_problem,
-    load_config,
-    parse_bind_address,
-    resolve_password,
-    rewrite_legacy_query,
-    schema_keys,
 )
 
 SECRET = "S3cr3t%pa55;#word"
@@ -71,8 +73,7 @@ def section(name: str, body: str) -> str:
 
 # --- the legacy file ---------------------------------------------------------------------------------
 
-def test_legacy_announcement_file_loads_unchanged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="ovirt_cloudprovider.config")
+def test_legacy_announcement_file_loads_unchanged(tmp_path: Path) -> None:
     config = load(tmp_path, LEGACY)
     assert config.connection == ConnectionConfig(
         uri="https://ovirt-engine:8443/ovirt-engine/api", username="admin@internal", password="admin")
@@ -80,27 +81,24 @@ def test_legacy_announcement_file_loads_unchanged(tmp_path: Path, caplog: pytest
     assert config.nodes == NodesConfig()
     assert config.controller == ControllerConfig()
     assert config.path.endswith("ovirt-cloud.conf")
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [n for n in config.notices if n.level == "warning"]
     assert len(warnings) == 1
-    assert "'tags'" in warnings[0].getMessage() and "'tag'" in warnings[0].getMessage()
-    fields = warnings[0].__dict__["fields"]
+    assert "'tags'" in warnings[0].message and "'tag'" in warnings[0].message
+    fields = dict(warnings[0].fields)
     assert fields["configured"] == "tags=kubernetes"
     assert fields["sent"] == "tag=kubernetes"
 
 
 def test_legacy_minimal_file_uses_the_legacy_username_default(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.config")
+        tmp_path: Path) -> None:
     config = load(tmp_path, "[connection]\nuri = https://e/ovirt-engine/api\npassword = x\n"
                             "[filters]\nvms = tag=k\n")
     assert config.connection.username == "admin@internal"
-    assert any("legacy default" in r.getMessage() for r in caplog.records)
+    assert any(n.level == "info" and "legacy default" in n.message for n in config.notices)
 
 
-def test_no_warning_when_the_query_is_already_right(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="ovirt_cloudprovider.config")
-    load(tmp_path, LEGACY.replace("tags=", "tag="))
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+def test_no_warning_when_the_query_is_already_right(tmp_path: Path) -> None:
+    assert not [n for n in load(tmp_path, LEGACY.replace("tags=", "tag=")).notices if n.level == "warning"]
 
 
 @pytest.mark.parametrize(("query", "sent"), [
@@ -181,18 +179,16 @@ def test_uri_is_normalised(tmp_path: Path, uri: str, expected: str) -> None:
     assert load(tmp_path, f"[connection]\nuri = {uri}\npassword = x\n").connection.uri == expected
 
 
-def test_uri_path_appended_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.config")
-    load(tmp_path, "[connection]\nuri = https://engine/\npassword = x\n")
-    infos = [r for r in caplog.records if "appended /ovirt-engine/api" in r.getMessage()]
-    assert len(infos) == 1 and infos[0].levelno == logging.INFO
+def test_uri_path_appended_is_noticed(tmp_path: Path) -> None:
+    config = load(tmp_path, "[connection]\nuri = https://engine/\npassword = x\n")
+    infos = [n for n in config.notices if "appended /ovirt-engine/api" in n.message]
+    assert len(infos) == 1 and infos[0].level == "info"
 
 
-def test_plain_http_uri_is_allowed_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.config")
+def test_plain_http_uri_is_allowed_with_a_warning(tmp_path: Path) -> None:
     config = load(tmp_path, "[connection]\nuri = http://engine:8080/ovirt-engine/api\npassword = x\n")
     assert config.connection.uri == "http://engine:8080/ovirt-engine/api"
-    assert any(r.levelno == logging.WARNING and "plain http" in r.getMessage() for r in caplog.records)
+    assert any(n.level == "warning" and "plain http" in n.message for n in config.notices)
 
 
 @pytest.mark.parametrize(("uri", "problem"), [
@@ -319,10 +315,9 @@ def test_booleans(tmp_path: Path, text: str, value: bool) -> None:
     assert load(tmp_path, CONNECTION + f"insecure = {text}\n").connection.insecure is value
 
 
-def test_insecure_logs_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.config")
-    load(tmp_path, CONNECTION + "insecure = yes\n")
-    assert any(r.levelno == logging.WARNING and "TLS verification" in r.getMessage() for r in caplog.records)
+def test_insecure_gives_a_warning(tmp_path: Path) -> None:
+    config = load(tmp_path, CONNECTION + "insecure = yes\n")
+    assert any(n.level == "warning" and "TLS verification" in n.message for n in config.notices)
 
 
 def test_bad_boolean(tmp_path: Path) -> None:
@@ -432,10 +427,10 @@ def test_filter_queries(tmp_path: Path, written: str, sent: str) -> None:
     assert load(tmp_path, section("filters", f"vms = {written}")).filters.vms == sent
 
 
-def test_empty_filter_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.config")
-    assert load(tmp_path, CONNECTION).filters.vms == ""
-    assert any(r.levelno == logging.WARNING and "every VM" in r.getMessage() for r in caplog.records)
+def test_empty_filter_warns(tmp_path: Path) -> None:
+    config = load(tmp_path, CONNECTION)
+    assert config.filters.vms == ""
+    assert any(n.level == "warning" and "every VM" in n.message for n in config.notices)
 
 
 @pytest.mark.parametrize(("query", "problem"), [
@@ -706,11 +701,14 @@ def test_multiline_password_error_does_not_show_it(tmp_path: Path) -> None:
                             "indented line belongs to the key above; remove the indentation)")
 
 
-def test_logs_of_a_good_load_do_not_contain_the_password(tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_notices_of_a_good_load_do_not_contain_the_password(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    load(tmp_path, CONNECTION.replace("https", "http") + "insecure = yes\n")
-    assert caplog.records
+    config = load(tmp_path, CONNECTION.replace("https", "http") + "insecure = yes\n")
+    assert len(config.notices) >= 2
+    assert all(SECRET not in repr(n) for n in config.notices)
+    log_notices(config)  # as the CLI does
+    assert len(caplog.records) == len(config.notices)
     assert SECRET not in caplog.text and all(SECRET not in repr(r.__dict__) for r in caplog.records)
 
 

@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ovirt_cloudprovider.config import (
-    ConnectionConfig,
-    ControllerConfig,
-    FiltersConfig,
-    NodesConfig,
-    load_config,
-    schema_keys,
-)
+from ovirt_cloudprovider.config import load_config
+from ovirt_cloudprovider.config.schema import schema_keys
+from ovirt_cloudprovider.core.settings import ConnectionConfig, ControllerConfig, FiltersConfig, NodesConfig
 from tests.helpers import REPO
 
 EXAMPLE = REPO / "ovirt-cloud.conf.example"

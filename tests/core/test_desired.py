@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ovirt_cloudprovider.config import NodesConfig, label_key_problem, label_value_problem
-from ovirt_cloudprovider.desired import (
+from ovirt_cloudprovider.config.schema import label_key_problem, label_value_problem
+from ovirt_cloudprovider.core.desired import (
     SKIP_DUPLICATE_NAME,
     SKIP_INVALID_ID,
     SKIP_INVALID_NAME,
@@ -26,7 +26,7 @@ from ovirt_cloudprovider.desired import (
     node_name,
     skip_code,
 )
-from ovirt_cloudprovider.model import (
+from ovirt_cloudprovider.core.records import (
     EXISTS_STATUSES,
     RUNNING_STATUSES,
     SHUTDOWN_STATUSES,
@@ -38,6 +38,7 @@ from ovirt_cloudprovider.model import (
     Snapshot,
     VirtualMachine,
 )
+from ovirt_cloudprovider.core.settings import NodesConfig
 
 DEFAULT = NodesConfig()
 GIB = 1024**3

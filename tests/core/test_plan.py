@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from ovirt_cloudprovider.config import ControllerConfig, NodesConfig
-from ovirt_cloudprovider.model import (
+from ovirt_cloudprovider.core.plan import deletion_limit, plan_sync
+from ovirt_cloudprovider.core.providerid import vm_id_of
+from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
@@ -26,7 +27,7 @@ from ovirt_cloudprovider.model import (
     SkippedVM,
     Taint,
 )
-from ovirt_cloudprovider.plan import deletion_limit, plan_sync, provider_vm_id, same_uuid
+from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
 from tests.core.plan_builders import (
     NOT_READY,
     SHUTDOWN,
@@ -133,7 +134,7 @@ def test_recreated_vm_waits_for_the_old_node_to_go() -> None:
     assert history[2] == [("web1", "delete", "DeletedNode"), ("web1", "skip", "NodeNameConflict")]
     assert history[3] == [("web1", "register", "RegisteredNode")]
     assert history[4] == []
-    assert provider_vm_id(next(n for n in observed if n.name == "web1").provider_id) == new.vm_id
+    assert vm_id_of(next(n for n in observed if n.name == "web1").provider_id) == new.vm_id
 
 
 # --- untouchable nodes -----------------------------------------------------------------------------------
@@ -161,22 +162,6 @@ def test_empty_ovirt_provider_id_is_left_alone() -> None:
 
 
 # --- matching and initialization ---------------------------------------------------------------------------
-
-def test_provider_vm_id_accepts_the_legacy_form() -> None:
-    assert provider_vm_id("ovirt://ABC-1") == "abc-1"
-    assert provider_vm_id("ovirt:///abc-1") == "abc-1"  # the in-tree provider's "/" + uuid
-    assert provider_vm_id("ovirt://") is None
-    assert provider_vm_id("aws:///i-1") is None
-    assert provider_vm_id(None) is None and provider_vm_id("") is None
-
-
-def test_same_uuid_ignores_case_and_mixed_endian() -> None:
-    vm = "4a5b6c7d-1122-3344-5566-778899aabbcc"
-    assert same_uuid(vm.upper(), vm)
-    assert same_uuid("7d6c5b4a-2211-4433-5566-778899aabbcc", vm)
-    assert not same_uuid("7d6c5b4a-2211-4433-6655-778899aabbcc", vm)
-    assert not same_uuid(None, vm) and not same_uuid("", vm)
-
 
 @pytest.mark.parametrize(
     "rule", ["name", "systemUUID-upper", "systemUUID-swapped", "fqdn-name", "fqdn-hostname"])
@@ -523,7 +508,7 @@ def test_node_is_deleted_on_the_nth_absent_sweep_not_earlier() -> None:
             (K.MARK_ABSENT, ((ANNOTATION_ABSENT_SWEEPS, count),))]
     delete = only(plans[2], K.DELETE)
     assert delete.reason == "DeletedNode" and delete.uid == gone.uid and delete.resource_version == "9"
-    assert "3 consecutive" in delete.message and str(provider_vm_id(gone.provider_id)) in delete.message
+    assert "3 consecutive" in delete.message and str(vm_id_of(gone.provider_id)) in delete.message
     assert plans[0].actions[0].reason == "VMAbsent" and "1 consecutive" in plans[0].actions[0].message
     assert plans[3].actions == ()
     assert [n.name for n in final] == ["web1"]
@@ -713,8 +698,8 @@ def test_managed_nodes_counts_the_state_after_the_plan() -> None:
 
 def test_with_the_real_desired_nodes() -> None:
     """Engine records → desired.py → plan → apply → plan: converged, upper-case ids included."""
-    from ovirt_cloudprovider.desired import desired_nodes
-    from ovirt_cloudprovider.model import GuestNic, Snapshot, VirtualMachine
+    from ovirt_cloudprovider.core.desired import desired_nodes
+    from ovirt_cloudprovider.core.records import GuestNic, Snapshot, VirtualMachine
 
     def vm(n: int, status: str = "up", **kw: object) -> VirtualMachine:
         return VirtualMachine(id=f"6B2F0C1E-4C1A-4D8E-9A77-0E5C1F7E0A0{n}", name=f"web{n}", status=status,
@@ -760,10 +745,10 @@ def _check_world(world: World) -> None:
     assert world.nodes.delete or not present_kinds & {K.DELETE, K.MARK_ABSENT, K.BLOCK_DELETE}
     # Safety of deletions.
     deleted = [a for a in p.actions if a.kind == K.DELETE and a.reason == "DeletedNode"]
-    managed = sum(provider_vm_id(n.provider_id) is not None for n in world.observed)
+    managed = sum(vm_id_of(n.provider_id) is not None for n in world.observed)
     assert len(deleted) <= deletion_limit(managed, world.controller)
     for action in deleted:
-        assert provider_vm_id(by_name[action.node].provider_id) not in vm_ids
+        assert vm_id_of(by_name[action.node].provider_id) not in vm_ids
     if not vm_ids:
         assert not present_kinds & {K.DELETE, K.MARK_ABSENT}
     for action in p.actions:
@@ -775,7 +760,7 @@ def _check_world(world: World) -> None:
 
     # Applying the plan: the API server accepts it, and the count of managed nodes is as predicted.
     after = apply_in_memory(world.observed, p.actions)
-    assert sum(provider_vm_id(n.provider_id) is not None for n in after) == p.managed_nodes
+    assert sum(vm_id_of(n.provider_id) is not None for n in after) == p.managed_nodes
     for node in after:
         if node.uid in world.foreign_uids | world.stray_uids:
             assert node == next(n for n in world.observed if n.uid == node.uid)
@@ -791,7 +776,7 @@ def _check_world(world: World) -> None:
         else:
             assert action.kind in (K.MARK_ABSENT, K.DELETE), kinds(second)
             node = next(n for n in after if n.name == action.node)
-            assert provider_vm_id(node.provider_id) not in vm_ids
+            assert vm_id_of(node.provider_id) not in vm_ids
             if action.kind == K.MARK_ABSENT and action.node in marks:
                 assert dict(action.annotations or ())[ANNOTATION_ABSENT_SWEEPS] == str(marks[action.node] + 1)
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from ovirt_cloudprovider.cli import build_parser
-from ovirt_cloudprovider.config import DEFAULT_CONFIG_PATH
+from ovirt_cloudprovider.core.settings import DEFAULT_CONFIG_PATH
 from tests.helpers import REPO
 
 CONTAINERFILE = REPO / "Containerfile"

@@ -28,7 +28,8 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError
 
 from ovirt_cloudprovider.cli import build_parser
-from ovirt_cloudprovider.config import DEFAULT_CONFIG_PATH, ControllerConfig, load_config
+from ovirt_cloudprovider.config import load_config
+from ovirt_cloudprovider.core.settings import DEFAULT_CONFIG_PATH, ControllerConfig
 from tests.helpers import REPO
 
 Obj = dict[str, Any]

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ovirt_cloudprovider.cli import run_controller
-from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
-from ovirt_cloudprovider.model import TAINT_SHUTDOWN, TAINT_UNINITIALIZED
+from ovirt_cloudprovider.app import run_controller
+from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN, TAINT_UNINITIALIZED
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator, RbacPolicy
 from tests.helpers import REPO, wait_for

@@ -15,9 +15,9 @@ import pytest
 from ovirtsdk4.reader import Reader
 from prometheus_client import CollectorRegistry
 
-from ovirt_cloudprovider.config import ConnectionConfig
+from ovirt_cloudprovider.core.records import GuestNic, VirtualMachine
+from ovirt_cloudprovider.core.settings import ConnectionConfig
 from ovirt_cloudprovider.metrics import Metrics
-from ovirt_cloudprovider.model import GuestNic, VirtualMachine
 from ovirt_cloudprovider.ovirt import (
     DISCOVERY_FOLLOW,
     EVENTS_MISSED,

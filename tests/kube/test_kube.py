@@ -17,16 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from ovirt_cloudprovider.kube import (
-    ApplyResult,
-    KubeConfigError,
-    NodeCache,
-    NodeWriter,
-    load_api_client,
-    observed_node,
-)
-from ovirt_cloudprovider.metrics import Metrics
-from ovirt_cloudprovider.model import (
+from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
     ANNOTATION_VM_ID,
     LABEL_MANAGED_BY,
@@ -43,6 +34,15 @@ from ovirt_cloudprovider.model import (
     ObservedNode,
     Taint,
 )
+from ovirt_cloudprovider.kube import (
+    ApplyResult,
+    KubeConfigError,
+    NodeCache,
+    NodeWriter,
+    load_api_client,
+    observed_node,
+)
+from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, wait_for
 

@@ -1,4 +1,4 @@
-"""Planning: desired Nodes + observed Nodes → :class:`~ovirt_cloudprovider.model.Plan` (pure).
+"""Planning: desired Nodes + observed Nodes → :class:`~ovirt_cloudprovider.core.records.Plan` (pure).
 
 :func:`plan_sync` compares what one complete, successful discovery says the Nodes should be
 (:class:`Desired`) with the Nodes the informer cache holds (:class:`ObservedNode`) and returns the
@@ -94,12 +94,11 @@ Plan.managed_nodes
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
-from .config import ControllerConfig, NodesConfig
-from .model import (
+from . import providerid
+from .records import (
     ANNOTATION_ABSENT_SWEEPS,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
@@ -110,7 +109,6 @@ from .model import (
     LABEL_OVIRT_DATACENTER,
     LABEL_OVIRT_HOST,
     MANAGED_BY_VALUE,
-    PROVIDER_PREFIX,
     RUNNING_STATUSES,
     TAINT_SHUTDOWN,
     TAINT_UNINITIALIZED,
@@ -123,18 +121,7 @@ from .model import (
     Plan,
     Taint,
 )
-
-__all__ = [
-    "KUBELET_LABELS",
-    "OWNED_REMOVABLE_LABELS",
-    "SHUTDOWN_TAINT",
-    "address_change",
-    "deletion_limit",
-    "label_changes",
-    "plan_sync",
-    "provider_vm_id",
-    "same_uuid",
-]
+from .settings import ControllerConfig, NodesConfig
 
 SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
 
@@ -146,7 +133,6 @@ KUBELET_LABELS = frozenset(
 OWNED_REMOVABLE_LABELS = frozenset({LABEL_OVIRT_HOST, LABEL_OVIRT_CLUSTER, LABEL_OVIRT_DATACENTER})
 
 _IP_TYPES = frozenset({"InternalIP", "ExternalIP"})
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 # Action reasons (also the Event reasons).
 REASON_REGISTERED = "RegisteredNode"
@@ -174,39 +160,13 @@ _KIND_ORDER = {
 }
 
 
-# --- small pure helpers (public ones are used by kube.py / the CLI too) ---------------------------------
-
-def provider_vm_id(provider_id: str | None) -> str | None:
-    """The lower-case VM id of an ``ovirt://<id>`` (or legacy ``ovirt:///<id>``) providerID, else None."""
-    if not provider_id or not provider_id.startswith(PROVIDER_PREFIX):
-        return None
-    vm_id = provider_id[len(PROVIDER_PREFIX):].lstrip("/").strip().lower()
-    return vm_id or None
-
-
-def _uuid_forms(value: str) -> tuple[str, ...]:
-    """``value`` lower-cased, plus its mixed-endian twin when it is a well-formed UUID."""
-    u = value.strip().lower()
-    if not _UUID_RE.match(u):
-        return (u,)
-    a, b, c, d, e = u.split("-")
-
-    def swap(h: str) -> str:
-        return "".join(reversed([h[i:i + 2] for i in range(0, len(h), 2)]))
-
-    return (u, f"{swap(a)}-{swap(b)}-{swap(c)}-{d}-{e}")
-
-
-def same_uuid(system_uuid: str | None, vm_id: str) -> bool:
-    """True when a node's systemUUID names the VM: equal ignoring case, or its mixed-endian form."""
-    return bool(system_uuid) and vm_id.strip().lower() in _uuid_forms(system_uuid or "")
-
+# --- small pure helpers -----------------------------------------------------------------------------
 
 def _contradicts(system_uuid: str | None, vm_id: str) -> bool:
     """The node reports a well-formed systemUUID that is not this VM's: it is another machine."""
-    if not system_uuid or not _UUID_RE.match(system_uuid.strip().lower()):
+    if not system_uuid or not providerid.is_uuid(system_uuid):
         return False
-    return not same_uuid(system_uuid, vm_id)
+    return not providerid.same_uuid(system_uuid, vm_id)
 
 
 def deletion_limit(managed: int, controller: ControllerConfig) -> int:
@@ -324,12 +284,12 @@ class _Planner:
         self.managed: dict[str, list[ObservedNode]] = {}  # vm id → nodes with that providerID
         self.unprovisioned: list[ObservedNode] = []
         for node in self.by_name.values():
-            vm_id = provider_vm_id(node.provider_id)
+            vm_id = providerid.vm_id_of(node.provider_id)
             if vm_id is not None:
                 self.managed.setdefault(vm_id, []).append(node)
             elif not node.provider_id:
                 self.unprovisioned.append(node)
-            elif node.provider_id.startswith(PROVIDER_PREFIX):
+            elif providerid.is_ovirt(node.provider_id):
                 self.notes.append(f"node {node.name} has providerID {node.provider_id!r} without a VM id: "
                                   "left alone")
         self.managed_count = sum(len(v) for v in self.managed.values())
@@ -367,14 +327,14 @@ class _Planner:
         by_uuid: dict[str, list[ObservedNode]] = {}
         by_fqdn: dict[str, list[ObservedNode]] = {}
         for node in self.unprovisioned:
-            for form in set(_uuid_forms(node.system_uuid)) if node.system_uuid else ():
+            for form in set(providerid.uuid_forms(node.system_uuid)) if node.system_uuid else ():
                 by_uuid.setdefault(form, []).append(node)
             for key in {_fold(node.name), _fold(node.hostname)} - {""}:
                 by_fqdn.setdefault(key, []).append(node)
         result: dict[str, dict[str, list[str]]] = {}
         for spec in specs:
             found: dict[str, list[str]] = {}
-            vm_id = spec.vm_id.strip().lower()
+            vm_id = providerid.normalize_vm_id(spec.vm_id)
             for node in by_uuid.get(vm_id, ()):
                 found.setdefault(node.name, []).append("systemUUID")
             named = self.by_name.get(spec.name)
@@ -389,7 +349,7 @@ class _Planner:
 
     def _resolve(self, spec: NodeSpec, weak: dict[str, list[str]], poisoned: set[str]) -> None:
         vm = _vm(spec)
-        claimed = self.managed.get(spec.vm_id.strip().lower(), [])
+        claimed = self.managed.get(providerid.normalize_vm_id(spec.vm_id), [])
         kubelet = [n for n in claimed if not n.registered_by_us]
         placeholders = [n for n in claimed if n.registered_by_us]
         clean = [self.by_name[name] for name in sorted(weak) if name not in poisoned]
@@ -545,21 +505,21 @@ class _Planner:
         if ANNOTATION_ABSENT_SWEEPS not in node.annotation_map:
             return
         count = node.annotation_map[ANNOTATION_ABSENT_SWEEPS]
-        who = _vm(spec) if spec else f"VM {provider_vm_id(node.provider_id)}"
+        who = _vm(spec) if spec else f"VM {providerid.vm_id_of(node.provider_id)}"
         self.actions.append(_node_action(
             ActionKind.CLEAR_ABSENT, node, spec, REASON_REAPPEARED,
             f"{who} of node {node.name} is present again after {count} absent sweep(s); "
             "the absence count is reset.",
             annotations=((ANNOTATION_ABSENT_SWEEPS, None),),
-            vm_id=None if spec else provider_vm_id(node.provider_id),
+            vm_id=None if spec else providerid.vm_id_of(node.provider_id),
         ))
 
     # -- absent VMs --
 
     def _absence(self) -> None:
-        present = {s.vm_id.strip().lower() for s in self.desired.nodes}
-        present |= {k.vm_id.strip().lower() for k in self.desired.skipped}
-        spec_by_id = {s.vm_id.strip().lower(): s for s in self.desired.nodes}
+        present = {providerid.normalize_vm_id(s.vm_id) for s in self.desired.nodes}
+        present |= {providerid.normalize_vm_id(k.vm_id) for k in self.desired.skipped}
+        spec_by_id = {providerid.normalize_vm_id(s.vm_id): s for s in self.desired.nodes}
         absent: list[tuple[str, ObservedNode]] = []
         handled = {a.node for a in self.actions if a.kind == ActionKind.CLEAR_ABSENT} | self.deleting
         for vm_id, claimed in sorted(self.managed.items()):

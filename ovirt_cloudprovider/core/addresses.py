@@ -26,8 +26,8 @@ import fnmatch
 import ipaddress
 import re
 
-from .config import NodesConfig
-from .model import NodeAddress, VirtualMachine
+from .records import NodeAddress, VirtualMachine
+from .settings import NodesConfig
 
 INTERNAL_IP = "InternalIP"
 EXTERNAL_IP = "ExternalIP"

@@ -31,12 +31,11 @@ become ``-``, non-alphanumerics trimmed at both ends) or omitted when empty or l
 from __future__ import annotations
 
 import re
-import uuid
 from collections import defaultdict
 
+from . import providerid
 from .addresses import hostname, node_addresses
-from .config import NodesConfig
-from .model import (
+from .records import (
     LABEL_ARCH,
     LABEL_INSTANCE_TYPE,
     LABEL_OS,
@@ -45,7 +44,6 @@ from .model import (
     LABEL_OVIRT_HOST,
     LABEL_REGION,
     LABEL_ZONE,
-    PROVIDER_PREFIX,
     RUNNING_STATUSES,
     SHUTDOWN_STATUSES,
     Desired,
@@ -55,6 +53,7 @@ from .model import (
     Snapshot,
     VirtualMachine,
 )
+from .settings import NodesConfig
 
 SKIP_INVALID_NAME = "invalid-name"
 SKIP_DUPLICATE_NAME = "duplicate-name"
@@ -178,21 +177,13 @@ def node_labels(vm: VirtualMachine, nodes: NodesConfig) -> tuple[tuple[str, str]
     return tuple(sorted(labels.items()))
 
 
-def vm_uuid(vm_id: str) -> str | None:
-    """The VM id as a lowercase UUID string (the SMBIOS system UUID), or ``None`` if it is not one."""
-    try:
-        return str(uuid.UUID(vm_id.strip()))
-    except ValueError:
-        return None
-
-
 def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig) -> NodeSpec:
-    """The Node ``vm`` should become under ``name`` (the VM id must be a UUID, see :func:`vm_uuid`)."""
-    system_uuid = vm_uuid(vm.id) or vm.id.strip().lower()
+    """The Node ``vm`` should become under ``name`` (see :mod:`.providerid`)."""
+    system_uuid = providerid.vm_uuid(vm.id) or providerid.normalize_vm_id(vm.id)
     status = vm.status.strip().lower()
     return NodeSpec(
         name=name,
-        provider_id=PROVIDER_PREFIX + system_uuid,
+        provider_id=providerid.build(vm.id),
         vm_id=vm.id,
         vm_name=vm.name,
         status=vm.status,
@@ -220,7 +211,7 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
     seen_ids: set[str] = set()
     for vm in snapshot.vms:
-        system_uuid = vm_uuid(vm.id)
+        system_uuid = providerid.vm_uuid(vm.id)
         if system_uuid is None:
             skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {_quote(vm.id)} is not "
                                                      "a UUID"))

@@ -1,0 +1,406 @@
+"""INI configuration → :class:`Config`.
+
+``load_config(path, environ)`` reads the file, applies the environment overrides and returns a frozen
+:class:`Config`, or raises :class:`ConfigError` whose ``str()`` is one line naming the file, section
+and key: ``/etc/ovirt/ovirt-cloud.conf: [nodes] name_source: "fqdnn" is not one of ...``.
+
+The format is the legacy in-tree oVirt provider's (``[connection]`` uri/username/password and
+``[filters]`` vms, read there with gcfg), extended with optional keys and the ``[nodes]`` and
+``[controller]`` sections. Rules, all documented in ``ovirt-cloud.conf.example``:
+
+- Section and key names are case-insensitive; ``-`` in a key name is read as ``_``.
+- A value wrapped in double quotes is unquoted (gcfg did that; ``\\"``, ``\\\\``, ``\\n``, ``\\t`` escapes).
+  There are no inline comments: ``#`` and ``;`` only start a comment at the beginning of a line, so
+  passwords may contain them. No ``%`` interpolation either.
+- An empty value means "the default" for single-valued keys and "an empty list" for list keys.
+- Relative file paths (``ca_file``, ``password_file``) are relative to the configuration file's
+  directory (from the environment: to the working directory).
+- ``OVIRT_URL``, ``OVIRT_USERNAME``, ``OVIRT_PASSWORD`` and ``OVIRT_PASSWORD_FILE`` (when set and not
+  empty) win over the file; the password source as a whole: ``OVIRT_PASSWORD_FILE`` replaces the file's
+  password, ``OVIRT_PASSWORD`` its password_file. One trailing newline of a password is dropped, from a
+  file or from ``OVIRT_PASSWORD`` alike.
+
+Reading files (the configuration, ``ca_file`` and ``password_file`` to check them) is the only I/O here;
+everything else is validation.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.settings import (
+    LEGACY_DEFAULT_USERNAME,
+    Config,
+    ConfigError,
+    ConnectionConfig,
+    ControllerConfig,
+    FiltersConfig,
+    NodesConfig,
+    Notice,
+)
+from .schema import COMPUTED_LABELS, SCHEMA, Invalid, check_query, check_uri, rewrite_legacy_query
+
+ENV_URL = "OVIRT_URL"
+ENV_USERNAME = "OVIRT_USERNAME"
+ENV_PASSWORD = "OVIRT_PASSWORD"
+ENV_PASSWORD_FILE = "OVIRT_PASSWORD_FILE"
+
+_MAX_SECRET_FILE_BYTES = 64 * 1024
+_MAX_CA_FILE_BYTES = 16 * 1024 * 1024
+
+
+# --- the password ----------------------------------------------------------------------------------
+
+def resolve_password(conn: ConnectionConfig) -> str:
+    """The password to log in with: ``password_file``'s content (read now, one trailing newline
+    stripped) when set, else ``password``. Raises :class:`ConfigError` naming the file if it cannot
+    be read or is empty, or when no password is configured at all."""
+    if conn.password_file:
+        try:
+            return _read_secret_file(conn.password_file)
+        except Invalid as err:
+            raise ConfigError(err.problem, path=conn.password_file) from None
+    if conn.password:
+        return conn.password
+    raise ConfigError("no password configured (set password or password_file)", section="connection",
+                      key="password")
+
+
+# --- reading the file --------------------------------------------------------------------------------
+
+class _Parser(configparser.RawConfigParser):
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr.strip().lower()
+
+
+def _read_config_text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ConfigError(f"cannot read the configuration file: {err.strerror or err}", path=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError("not a text file (not UTF-8); expected an INI file", path=path) from None
+
+
+def _parse_ini(path: str, text: str) -> dict[str, dict[str, str]]:
+    """INI text → {section: {key: raw value}}, names normalised; never echoes a line (passwords)."""
+    parser = _Parser(interpolation=None, strict=True, default_section="\x00no default section",
+                     delimiters=("=", ":"), comment_prefixes=("#", ";"), inline_comment_prefixes=None,
+                     empty_lines_in_values=False)
+    try:
+        parser.read_string(text, source=path)
+    except configparser.MissingSectionHeaderError as err:
+        raise ConfigError(f"line {err.lineno}: not an INI file: expected a [section] header before the "
+                          "first key", path=path) from None
+    except configparser.DuplicateSectionError as err:
+        raise ConfigError(f"section given twice (line {err.lineno})", path=path,
+                          section=err.section) from None
+    except configparser.DuplicateOptionError as err:
+        raise ConfigError(f"key given twice (line {err.lineno})", path=path, section=err.section,
+                          key=err.option) from None
+    except configparser.ParsingError as err:
+        lineno = err.errors[0][0] if err.errors else "?"
+        raise ConfigError(f"line {lineno}: not an INI line: expected \"key = value\", \"[section]\" or a "
+                          "comment", path=path) from None
+    except configparser.Error as err:
+        raise ConfigError(f"not a valid INI file: {type(err).__name__}", path=path) from None
+
+    result: dict[str, dict[str, str]] = {}
+    original_names: dict[str, str] = {}
+    for section in parser.sections():
+        name = section.strip().lower()
+        if name not in SCHEMA:
+            raise ConfigError(f"unknown section{_did_you_mean_section(name)}", path=path, section=section)
+        if name in result:
+            raise ConfigError(f"section given twice (as [{original_names[name]}] and [{section}])",
+                              path=path, section=name)
+        original_names[name] = section
+        values: dict[str, str] = {}
+        written: dict[str, str] = {}
+        for key, raw in parser.items(section):
+            normal = key.replace("-", "_")
+            if normal not in SCHEMA[name]:
+                raise ConfigError(f"unknown key{_did_you_mean_key(name, normal)}", path=path, section=name,
+                                  key=key)
+            if normal in values:
+                raise ConfigError(f"key given twice (as {written[normal]} and {key})", path=path,
+                                  section=name, key=normal)
+            written[normal] = key
+            values[normal] = raw
+        result[name] = values
+    return result
+
+
+def _did_you_mean_section(name: str) -> str:
+    hint = difflib.get_close_matches(name, list(SCHEMA), n=1)
+    if hint:
+        return f" (did you mean [{hint[0]}]?)"
+    return f" (known sections: {', '.join(f'[{s}]' for s in SCHEMA)})"
+
+
+def _did_you_mean_key(section: str, key: str) -> str:
+    for other, keys in SCHEMA.items():
+        if other != section and key in keys:
+            return f" (it belongs in [{other}])"
+    hint = difflib.get_close_matches(key, list(SCHEMA[section]), n=1)
+    if hint:
+        return f" (did you mean {hint[0]!s}?)"
+    return f" (known keys: {', '.join(SCHEMA[section])})"
+
+
+def _unquote(value: str) -> str:
+    """gcfg-style quoting: a value wholly in double quotes loses them; \\" \\\\ \\n \\t are unescaped."""
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    inner = value[1:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(inner):
+        c = inner[i]
+        if c == "\\" and i + 1 < len(inner):
+            nxt = inner[i + 1]
+            out.append({"n": "\n", "t": "\t", '"': '"', "\\": "\\"}.get(nxt, "\\" + nxt))
+            i += 2
+            continue
+        if c == '"':  # an unescaped quote inside: not one quoted value, keep it as written
+            return value
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+# --- building the sections ---------------------------------------------------------------------------
+
+@dataclass
+class _Values:
+    """One section's values: parsed, by field name (missing = default)."""
+
+    path: str
+    section: str
+    parsed: dict[str, Any] = field(default_factory=dict)
+
+    def error(self, key: str | None, problem: str) -> ConfigError:
+        return ConfigError(problem, path=self.path, section=self.section, key=key)
+
+
+def _parse_section(path: str, section: str, raw: dict[str, str]) -> _Values:
+    values = _Values(path=path, section=section)
+    for key, text in raw.items():
+        spec = SCHEMA[section][key]
+        text = text.strip()
+        if "\n" in text and not (spec.is_list or spec.multiline):
+            raise values.error(key, "the value continues on an indented line below it (an indented line "
+                                    "belongs to the key above; remove the indentation)")
+        if spec.multiline:
+            text = " ".join(text.split("\n"))
+        text = _unquote(text)
+        if text == "" and not spec.is_list:
+            continue  # empty: the default
+        try:
+            values.parsed[key] = spec.parse(text)
+        except Invalid as err:
+            raise values.error(key, err.problem) from None
+    return values
+
+
+def _resolve_path(config_path: str, value: str) -> str:
+    value = os.path.expanduser(value)
+    return os.path.join(os.path.dirname(config_path), value)
+
+
+def _read_secret_file(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_SECRET_FILE_BYTES + 1)
+    except OSError as err:
+        raise Invalid(f"cannot read the password file: {err.strerror or type(err).__name__}") from None
+    if len(data) > _MAX_SECRET_FILE_BYTES:
+        raise Invalid("the password file is too large to hold a password")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Invalid("the password file is not UTF-8 text") from None
+    text = _strip_one_newline(text)
+    if not text:
+        raise Invalid("the password file is empty")
+    return text
+
+
+def _strip_one_newline(text: str) -> str:
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _check_ca_file(path: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_CA_FILE_BYTES)
+    except OSError as err:
+        raise Invalid(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise Invalid(f"{path} is not a PEM certificate bundle (no BEGIN CERTIFICATE block)")
+
+
+def _connection(path: str, values: _Values, env: Mapping[str, str], notices: list[Notice]) -> ConnectionConfig:
+    p = dict(values.parsed)
+
+    def env_value(name: str) -> str | None:
+        value = env.get(name)
+        return value if value else None  # set but empty = not set
+
+    def error(key: str, env_name: str | None, problem: str) -> ConfigError:
+        if env_name:
+            return ConfigError(problem, env=env_name)
+        return values.error(key, problem)
+
+    # uri
+    uri_env = env_value(ENV_URL)
+    uri_raw = uri_env.strip() if uri_env is not None else p.get("uri")
+    if not uri_raw:
+        raise values.error("uri", f"missing (set it here or in environment variable {ENV_URL})")
+    try:
+        uri, appended = check_uri(uri_raw)
+    except Invalid as err:
+        raise error("uri", ENV_URL if uri_env is not None else None, err.problem) from None
+    if appended:
+        notices.append(Notice("info", f"the engine URL has no API path; appended {appended}",
+                              (("path", path), ("key", "connection.uri"), ("uri", uri))))
+    if uri.startswith("http://"):
+        notices.append(Notice("warning", "the engine URL is plain http: the password and the API traffic are not "
+                              "encrypted", (("path", path), ("key", "connection.uri"), ("uri", uri))))
+
+    # username
+    username = (env_value(ENV_USERNAME) or "").strip() or p.get("username")
+    if not username:
+        username = LEGACY_DEFAULT_USERNAME
+        notices.append(Notice("info", f"no username configured; using the legacy default {LEGACY_DEFAULT_USERNAME}",
+                              (("path", path), ("key", "connection.username"))))
+
+    # password / password_file
+    file_password: str = p.get("password", "")
+    file_password_file: str | None = p.get("password_file")
+    if file_password and file_password_file:
+        raise values.error("password_file", "conflicts with password; set only one of password and "
+                                            "password_file")
+    env_password = env_value(ENV_PASSWORD)
+    env_password_file = env_value(ENV_PASSWORD_FILE)
+    if env_password and env_password_file:
+        raise ConfigError(f"conflicts with {ENV_PASSWORD}; set only one of {ENV_PASSWORD} and "
+                          f"{ENV_PASSWORD_FILE}", env=ENV_PASSWORD_FILE)
+    password = ""
+    password_file: str | None = None
+    password_file_env: str | None = None
+    if env_password_file:
+        password_file, password_file_env = os.path.expanduser(env_password_file), ENV_PASSWORD_FILE
+    elif env_password:
+        password = _strip_one_newline(env_password)  # as from a file: `echo pw | base64` Secrets
+    elif file_password_file:
+        password_file = _resolve_path(path, file_password_file)
+    elif file_password:
+        password = file_password
+    else:
+        raise values.error("password", f"missing; set password or password_file here, or environment "
+                                       f"variable {ENV_PASSWORD} or {ENV_PASSWORD_FILE}")
+    if password_file is not None:
+        try:
+            _read_secret_file(password_file)
+        except Invalid as err:
+            raise error("password_file", password_file_env, f"{password_file}: {err.problem}") from None
+
+    # ca_file, insecure, timeout
+    ca_file: str | None = None
+    if p.get("ca_file"):
+        ca_file = _resolve_path(path, p["ca_file"])
+        try:
+            _check_ca_file(ca_file)
+        except Invalid as err:
+            raise values.error("ca_file", err.problem) from None
+    insecure: bool = p.get("insecure", False)
+    if insecure:
+        notices.append(Notice("warning", "TLS verification of the engine is disabled (insecure = true)",
+                              (("path", path), ("key", "connection.insecure"),
+                               ("ca_file_ignored", ca_file is not None))))
+
+    kwargs: dict[str, Any] = {"uri": uri, "username": username, "password": password,
+                              "password_file": password_file, "ca_file": ca_file, "insecure": insecure}
+    if "timeout" in p:
+        kwargs["timeout"] = p["timeout"]
+    return ConnectionConfig(**kwargs)
+
+
+def _filters(path: str, values: _Values, notices: list[Notice]) -> FiltersConfig:
+    query: str = values.parsed.get("vms", "")
+    try:
+        check_query(query)
+    except Invalid as err:
+        raise values.error("vms", err.problem) from None
+    rewritten = rewrite_legacy_query(query)
+    if rewritten != query:
+        notices.append(Notice("warning", "the search field 'tags' does not exist in the engine (it matches no VM); "
+                              "sending 'tag' instead",
+                              (("path", path), ("key", "filters.vms"), ("configured", query), ("sent", rewritten))))
+    if not rewritten:
+        notices.append(Notice("warning", "no [filters] vms query: every VM the user can see becomes a node",
+                              (("path", path), ("key", "filters.vms"))))
+    return FiltersConfig(vms=rewritten)
+
+
+def _nodes(values: _Values) -> NodesConfig:
+    p = values.parsed
+    internal: tuple[str, ...] = p.get("internal_cidrs", ())
+    for network in p.get("external_cidrs", ()):
+        if network in internal:
+            raise values.error("external_cidrs", f"{network} is also in internal_cidrs; an address "
+                                                 "cannot be both")
+    sources = {"topology.kubernetes.io/zone": ("zone_source", p.get("zone_source", "cluster")),
+               "topology.kubernetes.io/region": ("region_source", p.get("region_source", "datacenter"))}
+    for key, _value in p.get("extra_labels", ()):
+        if key in COMPUTED_LABELS:
+            raise values.error("extra_labels", f"label {key} is set by the controller and cannot be "
+                                               "overridden")
+        if key in sources and sources[key][1] != "none":
+            raise values.error("extra_labels", f"label {key} comes from {sources[key][0]}; set "
+                                               f"{sources[key][0]} = none to set it here")
+    return NodesConfig(**p)
+
+
+def _controller(values: _Values) -> ControllerConfig:
+    p = values.parsed
+    defaults = ControllerConfig()
+    lease = p.get("lease_duration", defaults.lease_duration)
+    renew = p.get("renew_deadline", defaults.renew_deadline)
+    retry = p.get("retry_period", defaults.retry_period)
+    if renew >= lease:
+        raise values.error("renew_deadline", f"lease_duration ({lease:g} s) must be more than "
+                                             f"renew_deadline ({renew:g} s)")
+    if renew <= 1.2 * retry:
+        raise values.error("retry_period", f"renew_deadline ({renew:g} s) must be more than 1.2 x "
+                                           f"retry_period ({retry:g} s)")
+    return ControllerConfig(**p)
+
+
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and return the configuration at ``path``; environment overrides from
+    ``environ`` (default ``os.environ``). Raises :class:`ConfigError` (one line) on any mistake. What the
+    reader noticed on the way is in ``Config.notices``, for the caller to log."""
+    env = os.environ if environ is None else environ
+    sections = _parse_ini(path, _read_config_text(path))
+    parsed = {name: _parse_section(path, name, sections.get(name, {})) for name in SCHEMA}
+    notices: list[Notice] = []
+    return Config(
+        path=path,
+        connection=_connection(path, parsed["connection"], env, notices),
+        filters=_filters(path, parsed["filters"], notices),
+        nodes=_nodes(parsed["nodes"]),
+        controller=_controller(parsed["controller"]),
+        notices=tuple(notices),
+    )

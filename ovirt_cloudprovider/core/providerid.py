@@ -1,0 +1,78 @@
+"""The one owner of the providerID format and of VM-id spelling.
+
+A Node we manage carries ``spec.providerID = ovirt://<vm-id>``, the VM id written as a lowercase UUID (which is
+also the SMBIOS system UUID the kubelet reports as ``status.nodeInfo.systemUUID``). The removed in-tree provider
+wrote ``ovirt:///<vm-id>`` (an empty host part); such IDs are read as the same VM and adopted as they are.
+
+- :func:`build` writes the providerID of a VM id.
+- :func:`vm_id_of` reads the VM id back out of a providerID (``None`` when it is not ours).
+- :func:`is_ovirt` says whether a providerID is under the ``ovirt://`` scheme at all (ours or malformed).
+- :func:`normalize_vm_id` is how every module compares VM ids: stripped and lower-cased.
+- :func:`vm_uuid`, :func:`uuid_forms` and :func:`same_uuid` relate a VM id to a node's systemUUID, including the
+  mixed-endian spelling some firmware reports.
+
+Pure: no I/O, no clock, no logging.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+PREFIX = "ovirt://"
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def normalize_vm_id(vm_id: str) -> str:
+    """``vm_id`` as every comparison sees it: without surrounding white space, lower-cased."""
+    return vm_id.strip().lower()
+
+
+def vm_uuid(vm_id: str) -> str | None:
+    """The VM id as a lowercase UUID string (the SMBIOS system UUID), or ``None`` if it is not one."""
+    try:
+        return str(uuid.UUID(vm_id.strip()))
+    except ValueError:
+        return None
+
+
+def build(vm_id: str) -> str:
+    """The providerID of the VM ``vm_id``: ``ovirt://<lowercase uuid>`` (the id as given when not a UUID)."""
+    return PREFIX + (vm_uuid(vm_id) or normalize_vm_id(vm_id))
+
+
+def is_ovirt(provider_id: str | None) -> bool:
+    """True when ``provider_id`` is under the ``ovirt://`` scheme (whether or not it names a VM)."""
+    return bool(provider_id) and str(provider_id).startswith(PREFIX)
+
+
+def vm_id_of(provider_id: str | None) -> str | None:
+    """The normalised VM id of an ``ovirt://<id>`` (or legacy ``ovirt:///<id>``) providerID, else ``None``."""
+    if not provider_id or not provider_id.startswith(PREFIX):
+        return None
+    vm_id = normalize_vm_id(provider_id[len(PREFIX):].lstrip("/"))
+    return vm_id or None
+
+
+def is_uuid(value: str) -> bool:
+    """True when ``value`` (normalised) is a canonical UUID spelling."""
+    return bool(_UUID_RE.match(normalize_vm_id(value)))
+
+
+def uuid_forms(value: str) -> tuple[str, ...]:
+    """``value`` normalised, plus its mixed-endian twin when it is a well-formed UUID."""
+    u = normalize_vm_id(value)
+    if not _UUID_RE.match(u):
+        return (u,)
+    a, b, c, d, e = u.split("-")
+
+    def swap(h: str) -> str:
+        return "".join(reversed([h[i:i + 2] for i in range(0, len(h), 2)]))
+
+    return (u, f"{swap(a)}-{swap(b)}-{swap(c)}-{d}-{e}")
+
+
+def same_uuid(system_uuid: str | None, vm_id: str) -> bool:
+    """True when a node's systemUUID names the VM: equal ignoring case, or its mixed-endian form."""
+    return bool(system_uuid) and normalize_vm_id(vm_id) in uuid_forms(system_uuid or "")
