@@ -285,8 +285,7 @@ class Controller:
 
     def on_node_event(self, event_type: str, node: ObservedNode) -> None:
         """Node watch callback: a node that waits for its cloud provider starts a sweep."""
-        if event_type in ("ADDED", "MODIFIED") and any(
-                t.key == "node.cloudprovider.kubernetes.io/uninitialized" for t in node.taints):
+        if event_type in ("ADDED", "MODIFIED") and node.waits_for_cloud_provider:
             self.trigger(f"node {node.name} waits for initialization")
 
     def on_started_leading(self) -> None:

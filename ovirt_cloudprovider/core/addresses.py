@@ -87,12 +87,6 @@ def _longest_match(ip: IPAddress, networks: tuple[IPNetwork, ...]) -> int:
     return best
 
 
-def classify(ip: IPAddress, nodes: NodesConfig) -> str | None:
-    """``"InternalIP"``, ``"ExternalIP"`` or ``None`` (ignored) for one usable address."""
-    return _classify(ip, _networks(nodes.internal_cidrs), _networks(nodes.external_cidrs),
-                     nodes.unmatched_addresses)
-
-
 def _classify(ip: IPAddress, internal_networks: tuple[IPNetwork, ...],
               external_networks: tuple[IPNetwork, ...], unmatched: str) -> str | None:
     internal = _longest_match(ip, internal_networks)

@@ -242,7 +242,7 @@ def _shutdown_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
 
 
 def _needs_initialization(node: ObservedNode) -> bool:
-    return not node.provider_id or any(t.key == TAINT_UNINITIALIZED for t in node.taints)
+    return not node.provider_id or node.waits_for_cloud_provider
 
 
 # --- the planner ---------------------------------------------------------------------------------------

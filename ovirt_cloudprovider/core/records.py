@@ -168,7 +168,7 @@ class Desired:
 
 @dataclass(frozen=True)
 class ObservedNode:
-    """A Node as the informer cache holds it, reduced to what planning needs. Built by ``kube.py``."""
+    """A Node as the informer cache holds it, reduced to what planning needs. Built by the kube informer."""
 
     name: str
     uid: str
@@ -192,6 +192,11 @@ class ObservedNode:
     @property
     def registered_by_us(self) -> bool:
         return self.label_map.get(LABEL_MANAGED_BY) == MANAGED_BY_VALUE
+
+    @property
+    def waits_for_cloud_provider(self) -> bool:
+        """The kubelet registered it with ``--cloud-provider=external``: it carries the uninitialized taint."""
+        return any(t.key == TAINT_UNINITIALIZED for t in self.taints)
 
 
 # --- plan ------------------------------------------------------------------------------------------
@@ -241,17 +246,6 @@ class Action:
     @property
     def writes(self) -> bool:
         return self.kind not in (ActionKind.BLOCK_DELETE, ActionKind.AMBIGUOUS, ActionKind.SKIP)
-
-
-@dataclass(frozen=True)
-class SweepMemory:
-    """What the planner needs to remember between sweeps that is not stored in the cluster.
-
-    Deletion counts live on the Nodes (annotation), so this only carries what makes a sweep
-    trustworthy: whether the last discovery succeeded.
-    """
-
-    last_sweep_ok: bool = True
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ovirt_cloudprovider.core.addresses import classify, hostname, node_addresses, parse_ip
+from ovirt_cloudprovider.core.addresses import hostname, node_addresses, parse_ip
 from ovirt_cloudprovider.core.records import GuestNic, NodeAddress, VirtualMachine
 from ovirt_cloudprovider.core.settings import NodesConfig
 from tests.helpers import SAMPLES as ALL_SAMPLES
@@ -154,9 +154,8 @@ def test_classification(internal_cidrs: tuple[str, ...], external_cidrs: tuple[s
                         expected: str | None) -> None:
     nodes = NodesConfig(internal_cidrs=internal_cidrs, external_cidrs=external_cidrs,
                         unmatched_addresses=unmatched)
-    ip = parse_ip("10.1.2.3")
-    assert ip is not None
-    assert classify(ip, nodes) == expected
+    found = node_addresses(vm(GuestNic("eth0", ips=("10.1.2.3",))), nodes)
+    assert found == ((NodeAddress(type=expected, address="10.1.2.3"),) if expected else ())
 
 
 def test_ipv6_classification() -> None:
