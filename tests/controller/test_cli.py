@@ -199,3 +199,12 @@ def test_run_with_busy_metrics_port_is_one_line_and_exit_2(config: Path, tmp_pat
     errors = _error_lines(r.stderr)
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("address", ["garbage", "127.0.0.1:99999", "::1:80"])
+def test_run_with_bad_metrics_bind_address_flag_is_one_line_and_exit_2(config: Path, address: str) -> None:
+    r = run_cli(["run", "--config", str(config), f"--metrics-bind-address={address}", "--leader-elect=false"])
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert [line for line in r.stderr.splitlines() if line.strip()] == _error_lines(r.stderr)
+    assert len(_error_lines(r.stderr)) == 1 and "--metrics-bind-address" in r.stderr
