@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run, "sync": cmd_sync, "discover": cmd_discover, "check-config": cmd_check_config,
         "demo": cmd_demo,
     }
-    from .kube import KubeConfigError
+    from .kube.errors import KubeConfigError
     from .ovirt import EngineError
     try:
         return handlers[args.command](args)
@@ -223,7 +223,9 @@ def print_plan(actions: Sequence[Action], out: TextIO | None = None) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from .controller import run_sweep
-    from .kube import NodeCache, NodeWriter, load_api_client
+    from .kube.client import load_api_client
+    from .kube.informer import NodeCache
+    from .kube.writer import NodeWriter
     from .metrics import Metrics
     from .ovirt import EngineClient
     config = _load(args)
@@ -294,8 +296,10 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     """
     from .controller import Controller
     from .health import HealthServer, HealthState
-    from .kube import NodeCache, NodeWriter, load_api_client
-    from .leader import LeaderElector
+    from .kube.client import load_api_client
+    from .kube.informer import NodeCache
+    from .kube.leader import LeaderElector
+    from .kube.writer import NodeWriter
     from .metrics import Metrics
     from .ovirt import EngineClient
     ctl = config.controller

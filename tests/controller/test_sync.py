@@ -17,7 +17,8 @@ from kubernetes import client as k8s
 
 from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.controller import SweepReport, run_sweep, run_targeted_sweep
-from ovirt_cloudprovider.kube import NodeCache, NodeWriter
+from ovirt_cloudprovider.kube.informer import NodeCache
+from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.model import (
     ANNOTATION_ABSENT_SWEEPS,
