@@ -2,8 +2,8 @@
 
 Everything here is a frozen dataclass of plain values: no SDK objects, no Kubernetes client models,
 no I/O. ``ovirt.py`` produces :class:`VirtualMachine` and :class:`Snapshot`; ``desired.py`` turns them
-into :class:`NodeSpec`; ``kube.py`` produces :class:`ObservedNode`; ``plan.py`` compares the two and
-returns :class:`Action` records that ``kube.py`` applies.
+into :class:`NodeSpec`; ``kube/informer.py`` produces :class:`ObservedNode`; ``plan.py`` compares the two and
+returns :class:`Action` records that ``kube/writer.py`` applies.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class Taint:
     effect: str  # "NoSchedule" | "PreferNoSchedule" | "NoExecute"
     value: str | None = None
     # ``timeAdded`` (RFC 3339) as the API server reported it. ``spec.taints`` is written as a whole
-    # list, so kube.py sends it back unchanged for other writers' taints (NoExecute eviction timers).
+    # list, so kube/writer.py sends it back unchanged for other writers' taints (NoExecute eviction timers).
     # Not part of equality: planning compares key, effect and value only.
     time_added: str | None = field(default=None, compare=False)
 
@@ -168,7 +168,7 @@ class Desired:
 
 @dataclass(frozen=True)
 class ObservedNode:
-    """A Node as the informer cache holds it, reduced to what planning needs. Built by ``kube.py``."""
+    """A Node as the informer cache holds it, reduced to what planning needs. Built by ``kube/informer.py``."""
 
     name: str
     uid: str
@@ -212,7 +212,7 @@ class ActionKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Action:
-    """One write (or one notice) for one Node. ``kube.py`` applies it with the smallest request.
+    """One write (or one notice) for one Node. ``kube/writer.py`` applies it with the smallest request.
 
     Patch fields are ``None`` when that part does not change:
     - ``labels`` / ``annotations``: keys to set; a value of ``None`` removes the key;

@@ -1,4 +1,5 @@
-"""kube.py against the Kubernetes API simulator, over real HTTP through the official client.
+"""The kube package (client, informer, writer, events) against the Kubernetes API simulator, over real HTTP
+through the official client.
 
 Grouped by subsystem: client loading, Node → ObservedNode, the informer cache, the writer (writes,
 preconditions, faults, Events).

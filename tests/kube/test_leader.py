@@ -1,4 +1,4 @@
-"""leader.py against the Kubernetes API simulator: real Lease objects over HTTP, short durations.
+"""kube/leader.py against the Kubernetes API simulator: real Lease objects over HTTP, short durations.
 
 Each elector gets its own ApiClient (its own connection pool), as separate replicas would.
 Durations: lease 2 s, renew deadline 1.5 s, retry 0.3 s.
