@@ -17,11 +17,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ovirt_cloudprovider.cli import run_controller
+from ovirt_cloudprovider.app import run_controller
 from ovirt_cloudprovider.controller import run_sweep
 from ovirt_cloudprovider.core.records import RUNNING_STATUSES, TAINT_SHUTDOWN
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
-from ovirt_cloudprovider.kube import NodeCache, NodeWriter, load_api_client
+from ovirt_cloudprovider.kube.client import load_api_client
+from ovirt_cloudprovider.kube.informer import NodeCache
+from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator

@@ -31,8 +31,10 @@ from .core.desired import desired_nodes
 from .core.records import NodeSpec, Snapshot, VirtualMachine
 from .core.settings import Config
 from .health import HealthServer, HealthState
-from .kube import NodeCache, NodeWriter, load_api_client
-from .leader import LeaderElector
+from .kube.client import load_api_client
+from .kube.informer import NodeCache
+from .kube.leader import LeaderElector
+from .kube.writer import NodeWriter
 from .logs import kv
 from .metrics import Metrics
 from .ovirt import EngineClient

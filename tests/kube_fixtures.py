@@ -124,6 +124,6 @@ def kubectl(tmp_path: Path, kubeconfig_for: Callable[..., str]) -> Callable[...,
 
 
 def load_kubeconfig_client(path: str) -> client.ApiClient:
-    """An ApiClient loaded from a kubeconfig file by the official loader (what kube.py does)."""
+    """An ApiClient loaded from a kubeconfig file by the official loader (what kube/client.py does)."""
     loaded: client.ApiClient = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
     return loaded

@@ -273,7 +273,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "controller": ControllerConfig,
 }
 
-# Labels desired.py computes itself; extra_labels may not set them (zone/region only when their
+# Labels core/desired.py computes itself; extra_labels may not set them (zone/region only when their
 # source is "none").
 COMPUTED_LABELS = (
     "node.kubernetes.io/instance-type", "ovirt.org/host", "ovirt.org/cluster", "ovirt.org/datacenter",

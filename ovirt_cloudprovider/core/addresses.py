@@ -10,7 +10,7 @@ Rules (:func:`node_addresses`):
   read as IPv4; IPv6 is written in compressed form.
 - Classification: an address inside ``internal_cidrs`` is an InternalIP, inside ``external_cidrs`` an
   ExternalIP; when both lists have a network holding it, the more specific network (the longer prefix)
-  decides (config.py refuses the same network in both lists; if it happens anyway, internal wins).
+  decides (the config reader refuses the same network in both lists; if it happens anyway, internal wins).
   An address in neither follows ``unmatched_addresses``: internal, external or ignore.
 - Order (the first address is the node's primary one, as the kubelet and the cloud-node controller
   read it): InternalIP IPv4, InternalIP IPv6, ExternalIP IPv4, ExternalIP IPv6, then Hostname; within

@@ -2,7 +2,7 @@
 
 :func:`plan_sync` compares what one complete, successful discovery says the Nodes should be
 (:class:`Desired`) with the Nodes the informer cache holds (:class:`ObservedNode`) and returns the
-Actions that ``kube.py`` applies. No I/O, no clock: the same inputs give the same Plan, whatever the
+Actions that the kube writer applies. No I/O, no clock: the same inputs give the same Plan, whatever the
 order of ``observed``. Memory between sweeps (the deletion counter) lives on the Nodes themselves, in
 the ``ovirt.org/absent-sweeps`` annotation, so it survives restarts, leader changes and ``sync --once``.
 
@@ -57,7 +57,7 @@ Writes to a matched node (the *owner*)
       node that is otherwise ambiguous, because a stale counter could later shorten the grace period.
     Per node the actions come in the order INITIALIZE, TAINT/UNTAINT, UPDATE, CLEAR_ABSENT: at most one
     action writes ``spec`` (the taint list, the providerID) and it comes first, so an applier that
-    guards those writes with the planned resourceVersion (kube.py does) finds it unchanged; the later
+    guards those writes with the planned resourceVersion (the kube writer does) finds it unchanged; the later
     ones only patch labels, annotations and addresses.
 
 REGISTER (``nodes.register``)

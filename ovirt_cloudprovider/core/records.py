@@ -1,9 +1,9 @@
 """Records shared by the pure core and the shell.
 
 Everything here is a frozen dataclass of plain values: no SDK objects, no Kubernetes client models,
-no I/O. ``ovirt.py`` produces :class:`VirtualMachine` and :class:`Snapshot`; ``desired.py`` turns them
-into :class:`NodeSpec`; ``kube.py`` produces :class:`ObservedNode`; ``plan.py`` compares the two and
-returns :class:`Action` records that ``kube.py`` applies.
+no I/O. the engine package produces :class:`VirtualMachine` and :class:`Snapshot`; ``core/desired.py`` turns
+them into :class:`NodeSpec`; the kube informer produces :class:`ObservedNode`; ``core/plan.py`` compares the
+two and returns :class:`Action` records that the kube writer applies.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class GuestNic:
 
 @dataclass(frozen=True)
 class VirtualMachine:
-    """What we know of one oVirt VM after discovery. Built by ``ovirt.py`` only."""
+    """What we know of one oVirt VM after discovery. Built by the engine package only."""
 
     id: str
     name: str
@@ -110,7 +110,7 @@ class Taint:
     effect: str  # "NoSchedule" | "PreferNoSchedule" | "NoExecute"
     value: str | None = None
     # ``timeAdded`` (RFC 3339) as the API server reported it. ``spec.taints`` is written as a whole
-    # list, so kube.py sends it back unchanged for other writers' taints (NoExecute eviction timers).
+    # list, so the kube writer sends it back unchanged for other writers' taints (NoExecute eviction timers).
     # Not part of equality: planning compares key, effect and value only.
     time_added: str | None = field(default=None, compare=False)
 
@@ -128,7 +128,7 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """The Node one VM should become. Built by ``desired.py`` (pure)."""
+    """The Node one VM should become. Built by ``core/desired.py`` (pure)."""
 
     name: str
     provider_id: str
@@ -160,7 +160,7 @@ class SkippedVM:
 
 @dataclass(frozen=True)
 class Desired:
-    """desired.py's answer for a whole Snapshot."""
+    """core/desired.py's answer for a whole Snapshot."""
 
     nodes: tuple[NodeSpec, ...]
     skipped: tuple[SkippedVM, ...] = ()
@@ -217,7 +217,7 @@ class ActionKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Action:
-    """One write (or one notice) for one Node. ``kube.py`` applies it with the smallest request.
+    """One write (or one notice) for one Node. The kube writer applies it with the smallest request.
 
     Patch fields are ``None`` when that part does not change:
     - ``labels`` / ``annotations``: keys to set; a value of ``None`` removes the key;

@@ -23,7 +23,8 @@ from ovirt_cloudprovider.core.records import (
     TAINT_UNINITIALIZED,
 )
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
-from ovirt_cloudprovider.kube import NodeCache, NodeWriter
+from ovirt_cloudprovider.kube.informer import NodeCache
+from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice, generate_fleet

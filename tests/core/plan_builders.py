@@ -1,6 +1,6 @@
 """Small builders for planning tests: NodeSpecs, ObservedNodes, an in-memory applier, random fleets.
 
-``apply_in_memory`` does to a list of ObservedNodes what ``kube.py`` does to the cluster, so tests can
+``apply_in_memory`` does to a list of ObservedNodes what ``kube/writer.py`` does to the cluster, so tests can
 check that a plan, once applied, leaves nothing to do.
 """
 
@@ -152,7 +152,7 @@ def absent_counter(node: ObservedNode, count: int | str) -> ObservedNode:
     return with_annotation(node, ANNOTATION_ABSENT_SWEEPS, str(count))
 
 
-# --- what kube.py does, in memory ----------------------------------------------------------------------
+# --- what kube/writer.py does, in memory ---------------------------------------------------------------
 
 class ApplyError(AssertionError):
     """The plan asked for something the API server would refuse (conflict, not found, exists)."""
@@ -178,7 +178,7 @@ def _merge(
 
 
 def apply_in_memory(observed: Sequence[ObservedNode], actions: Iterable[Action]) -> tuple[ObservedNode, ...]:
-    """Apply the writing actions in order, as kube.py does against the API server.
+    """Apply the writing actions in order, as kube/writer.py does against the API server.
 
     REGISTER creates the node from the action (providerID, labels, annotations, taints — none —, addresses)
     and its spec (systemUUID); patches merge labels/annotations (None removes), replace the taint list and

@@ -1,4 +1,4 @@
-"""config.py: parsing, validation, environment overrides, and every error message."""
+"""The configuration reader (config/): parsing, validation, environment overrides, and every error message."""
 
 from __future__ import annotations
 

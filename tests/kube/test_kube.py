@@ -1,4 +1,5 @@
-"""kube.py against the Kubernetes API simulator, over real HTTP through the official client.
+"""The kube package (client, informer, writer, events) against the Kubernetes API simulator, over real HTTP
+through the official client.
 
 Grouped by subsystem: client loading, Node → ObservedNode, the informer cache, the writer (writes,
 preconditions, faults, Events).
@@ -34,14 +35,10 @@ from ovirt_cloudprovider.core.records import (
     ObservedNode,
     Taint,
 )
-from ovirt_cloudprovider.kube import (
-    ApplyResult,
-    KubeConfigError,
-    NodeCache,
-    NodeWriter,
-    load_api_client,
-    observed_node,
-)
+from ovirt_cloudprovider.kube.client import load_api_client
+from ovirt_cloudprovider.kube.errors import KubeConfigError
+from ovirt_cloudprovider.kube.informer import NodeCache, observed_node
+from ovirt_cloudprovider.kube.writer import ApplyResult, NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, wait_for
@@ -297,7 +294,7 @@ class TestNodeCache:
 
     def test_410_after_compaction_relists(self, kubeapi: KubeApiSimulator, make_cache: Any,
                                           caplog: pytest.LogCaptureFixture) -> None:
-        caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.kube")
+        caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.kube.informer")
         kubeapi.create_node({"metadata": {"name": "keep"}})
         kubeapi.create_node({"metadata": {"name": "gone"}})
         seen: list[tuple[str, str]] = []
@@ -603,7 +600,7 @@ class TestNodeWriterFaults:
         actions = [Action(kind=ActionKind.UPDATE, node="a", reason="LabelsChanged", message="l", labels=label),
                    Action(kind=ActionKind.UPDATE, node="b", reason="AddressesChanged", message="a",
                           addresses=DUAL_STACK[:1])]
-        with caplog.at_level(logging.DEBUG, logger="ovirt_cloudprovider.kube"):
+        with caplog.at_level(logging.DEBUG, logger="ovirt_cloudprovider.kube.writer"):
             result = writer.apply(actions)
         kubeapi.clear_faults()
         assert (result.applied, result.failed) == (1, 1)

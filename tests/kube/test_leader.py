@@ -1,4 +1,4 @@
-"""leader.py against the Kubernetes API simulator: real Lease objects over HTTP, short durations.
+"""kube/leader.py against the Kubernetes API simulator: real Lease objects over HTTP, short durations.
 
 Each elector gets its own ApiClient (its own connection pool), as separate replicas would.
 Durations: lease 2 s, renew deadline 1.5 s, retry 0.3 s.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from ovirt_cloudprovider.leader import LeaderElector
+from ovirt_cloudprovider.kube.leader import LeaderElector
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, wait_for
@@ -226,7 +226,7 @@ def test_micro_times_survive_the_client_round_trip() -> None:
     fraction; a real API server then rejects the Lease (exactly six digits required). We never send one."""
     from datetime import datetime, timezone
 
-    from ovirt_cloudprovider.leader import _micro_time
+    from ovirt_cloudprovider.kube.leader import _micro_time
 
     whole = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     text = _micro_time(whole)

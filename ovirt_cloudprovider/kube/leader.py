@@ -29,9 +29,10 @@ from typing import Any, cast
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from .kube import REQUEST_ERRORS, describe_error, one_line, read_json, utc_now
-from .logs import kv
-from .metrics import Metrics, observe_kube
+from ..logs import kv
+from ..metrics import Metrics, observe_kube
+from .client import read_json, utc_now
+from .errors import REQUEST_ERRORS, describe_error, one_line
 
 log = logging.getLogger(__name__)
 

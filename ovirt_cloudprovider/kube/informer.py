@@ -1,0 +1,530 @@
+"""The Node informer: a LIST+WATCH cache of all Nodes, and the reduction of a Node to an ObservedNode.
+
+- :class:`NodeCache` is a LIST+WATCH informer in a daemon thread, like client-go's reflector: a paged
+  LIST, then a WATCH from the list's resourceVersion with bookmarks; a watch that ends normally is
+  resumed from the last resourceVersion seen; ``410 Gone`` (HTTP or an ``ERROR`` event), a dropped
+  connection or any other watch failure lead to a relist after a bounded, jittered backoff. Changes are
+  reported as ``ADDED`` / ``MODIFIED`` / ``DELETED``; changes that touch only the resourceVersion
+  (kubelet heartbeats) are not.
+- :func:`observed_node` reduces a Node (its JSON, or a ``V1Node``) to the
+  :class:`~ovirt_cloudprovider.model.ObservedNode` planning needs; only ObservedNodes leave this module.
+
+The cache reads plain JSON (``_preload_content=False``) and never builds client model objects, which
+keeps a relist of thousands of nodes cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from ..core.records import LABEL_HOSTNAME, NodeAddress, ObservedNode, Taint
+from ..logs import kv
+from ..metrics import Metrics, observe_kube
+from .client import read_json, rfc3339
+from .errors import NO_ANSWER, describe_error, one_line, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ADDED", "DELETED", "MODIFIED", "NodeCache", "observed_node"]
+
+# Event types passed to NodeCache's on_event callback (the watch event types).
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+
+
+class _Backoff:
+    """Jittered exponential backoff: initial, doubled per failure, capped at maximum."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self._current = initial
+
+    def next(self) -> float:
+        delay = self._current
+        self._current = min(self._maximum, self._current * 2)
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self._current = self._initial
+
+
+# --- Node → ObservedNode ----------------------------------------------------------------------------
+
+def _time_str(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return rfc3339(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
+def _as_dict(node: Any) -> Mapping[str, Any]:
+    if isinstance(node, Mapping):
+        return node
+    to_dict = getattr(node, "to_dict", None)
+    if callable(to_dict):
+        d = to_dict(serialize=True)  # camelCase keys, like the wire format
+        if isinstance(d, Mapping):
+            return d
+    raise TypeError(f"not a Node: {type(node).__name__}")
+
+
+def observed_node(node: Any) -> ObservedNode:
+    """Reduce a Node (a ``V1Node`` or its JSON dict) to what planning needs."""
+    d = _as_dict(node)
+    meta = d.get("metadata") or {}
+    spec = d.get("spec") or {}
+    status = d.get("status") or {}
+    labels: Mapping[str, Any] = meta.get("labels") or {}
+    annotations: Mapping[str, Any] = meta.get("annotations") or {}
+    taints = tuple(
+        Taint(key=str(t.get("key") or ""), effect=str(t.get("effect") or ""),
+              value=str(t["value"]) if t.get("value") else None,
+              time_added=_time_str(t.get("timeAdded")))
+        for t in (spec.get("taints") or ()) if isinstance(t, Mapping)
+    )
+    addresses = tuple(
+        NodeAddress(type=str(a.get("type") or ""), address=str(a.get("address") or ""))
+        for a in (status.get("addresses") or ()) if isinstance(a, Mapping)
+    )
+    hostname = next((a.address for a in addresses if a.type == "Hostname" and a.address), None)
+    if hostname is None and labels.get(LABEL_HOSTNAME):
+        hostname = str(labels[LABEL_HOSTNAME])
+    node_info = status.get("nodeInfo") or {}
+    return ObservedNode(
+        name=str(meta.get("name") or ""),
+        uid=str(meta.get("uid") or ""),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        provider_id=str(spec["providerID"]) if spec.get("providerID") else None,
+        system_uuid=str(node_info["systemUUID"]) if node_info.get("systemUUID") else None,
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())),
+        taints=taints,
+        addresses=addresses,
+        hostname=hostname,
+    )
+
+
+def _same_view(a: ObservedNode, b: ObservedNode) -> bool:
+    """Equal apart from the resourceVersion (kubelet heartbeats change only that for us)."""
+    return (a.uid, a.provider_id, a.system_uuid, a.labels, a.annotations, a.taints, a.addresses,
+            a.hostname) == (b.uid, b.provider_id, b.system_uuid, b.labels, b.annotations, b.taints,
+                            b.addresses, b.hostname)
+
+
+# --- the informer --------------------------------------------------------------------------------------
+
+class _WatchEnd(enum.Enum):
+    CLOSED = "closed"  # the server ended the watch normally (timeoutSeconds): resume from the last RV
+    GONE = "gone"  # 410: the resourceVersion is too old: relist
+    BROKEN = "broken"  # dropped connection, bad data, an ERROR event: relist after a backoff
+    STOPPED = "stopped"
+
+
+class _Gone(Exception):
+    pass
+
+
+class NodeCache:
+    """LIST+WATCH informer of all Nodes, in a daemon thread; thread-safe readers.
+
+    Lifecycle: ``start()`` spawns the thread, which lists (paged, ``page_size`` per page) and then
+    watches from the list's resourceVersion with ``allowWatchBookmarks`` and a server-side
+    ``timeoutSeconds`` (``watch_timeout``; random 120-240 s by default, as client-go spreads its
+    watches). A watch the server ends normally is resumed from the last resourceVersion seen (events
+    and bookmarks). ``410 Gone`` (an HTTP answer or an ``ERROR`` event) relists at once; a dropped
+    connection, unreadable data, another ``ERROR`` event or a failed LIST relists after a jittered
+    exponential backoff (``backoff_initial`` doubling up to ``backoff_max``; reset once a watch
+    delivered events or stayed open 10 s). A 429 when opening a watch retries the watch after the
+    backoff (at least ``Retry-After``, at most 30 s), without a relist. Every request has a timeout; a
+    watch's read timeout is its ``timeoutSeconds`` + 30 s, so a silently dead connection is noticed.
+    ``stop()`` returns within about a second: it shuts the watch socket down.
+
+    ``synced`` turns true after the first complete LIST and stays true (client-go's ``HasSynced``).
+    ``on_event(type, node)`` is called from the informer thread, outside the cache lock, with
+    ``ADDED``, ``MODIFIED`` or ``DELETED``; a relist reports the differences to the previous content
+    the same way. Changes that touch only the resourceVersion (kubelet heartbeats) update the cache
+    silently. The callback must be quick and must not raise (exceptions are logged and ignored).
+    """
+
+    def __init__(self, api_client: k8s.ApiClient, *, metrics: Metrics | None = None,
+                 on_event: Callable[[str, ObservedNode], None] | None = None,
+                 page_size: int = 500, watch_timeout: float | None = None,
+                 request_timeout: float = 30.0, backoff_initial: float = 0.2,
+                 backoff_max: float = 30.0) -> None:
+        self._api = k8s.CoreV1Api(api_client)
+        self._metrics = metrics
+        self._on_event = on_event
+        self._page_size = page_size
+        self._watch_timeout = watch_timeout
+        self._request_timeout = request_timeout
+        self._backoff = _Backoff(backoff_initial, backoff_max)
+        self._lock = threading.Lock()
+        self._nodes: dict[str, ObservedNode] = {}
+        self._snapshot: tuple[ObservedNode, ...] | None = ()
+        self._rv: str | None = None
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._resp_lock = threading.Lock()
+        self._resp: Any = None
+        self._lists = 0
+        self._watches = 0
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        """Start the informer thread (once)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="node-informer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the informer: shut the open watch down and wait up to ``timeout`` for the thread."""
+        self._stop.set()
+        self._abort_response()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> NodeCache:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Block until the first LIST completed (True) or ``timeout`` passed (False)."""
+        return self._synced.wait(timeout)
+
+    # -- readers --
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    @property
+    def resource_version(self) -> str | None:
+        """The last resourceVersion seen (list, event or bookmark)."""
+        with self._lock:
+            return self._rv
+
+    @property
+    def lists(self) -> int:
+        """How many complete LISTs were made (1 after the initial sync; more after relists)."""
+        return self._lists
+
+    @property
+    def watches(self) -> int:
+        """How many watches were opened."""
+        return self._watches
+
+    def nodes(self) -> tuple[ObservedNode, ...]:
+        """Every cached node, sorted by name."""
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = tuple(self._nodes[n] for n in sorted(self._nodes))
+            return self._snapshot
+
+    def get(self, name: str) -> ObservedNode | None:
+        with self._lock:
+            return self._nodes.get(name)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._nodes)
+
+    # -- the thread --
+
+    def _run(self) -> None:
+        need_list = True
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self._list()
+                    need_list = False
+                started = time.monotonic()
+                end, events = self._watch()
+            except _Gone:
+                log.info("node watch expired (410), relisting", extra=kv(resource_version=self._rv))
+                need_list = True
+                self._stop.wait(self._backoff.next())
+                continue
+            except ApiException as exc:
+                if self._stop.is_set():
+                    break
+                status = int(exc.status or 0)
+                delay = self._backoff.next()
+                if status == 429:
+                    delay = max(delay, min(retry_after_seconds(exc) or 0.0, 30.0))
+                else:
+                    need_list = True
+                log.warning("node informer request failed, retrying",
+                            extra=kv(error=describe_error(exc), retry_in=round(delay, 2), relist=need_list))
+                self._stop.wait(delay)
+                continue
+            except NO_ANSWER as exc:
+                if self._stop.is_set():
+                    break
+                delay = self._backoff.next()
+                need_list = True
+                log.warning("node informer lost the API server, relisting",
+                            extra=kv(error=describe_error(exc), retry_in=round(delay, 2)))
+                self._stop.wait(delay)
+                continue
+            except Exception as exc:  # a bug must not kill the informer silently
+                if self._stop.is_set():
+                    break
+                delay = self._backoff.next()
+                need_list = True
+                log.error("node informer failed, relisting",
+                          extra=kv(error=f"{type(exc).__name__}: {one_line(exc)}", retry_in=round(delay, 2)))
+                self._stop.wait(delay)
+                continue
+            if end is _WatchEnd.STOPPED:
+                break
+            lasted = time.monotonic() - started
+            if events > 0 or lasted >= 10.0:
+                self._backoff.reset()
+            if end is _WatchEnd.CLOSED:
+                log.debug("node watch ended, resuming", extra=kv(resource_version=self._rv, events=events))
+                if events == 0 and lasted < 1.0:
+                    self._stop.wait(self._backoff.next())  # a watch that ends at once: do not spin
+                continue
+            if end is _WatchEnd.GONE:
+                log.info("node watch expired (410), relisting", extra=kv(resource_version=self._rv))
+                need_list = True
+                self._stop.wait(self._backoff.next())
+                continue
+            delay = self._backoff.next()
+            log.warning("node watch dropped, relisting", extra=kv(retry_in=round(delay, 2)))
+            need_list = True
+            self._stop.wait(delay)
+
+    def _list(self) -> None:
+        items: dict[str, ObservedNode] = {}
+        cont: str | None = None
+        limit: int | None = self._page_size
+        rv: str | None = None
+        pages = 0
+        while True:
+            if self._stop.is_set():
+                return
+            kwargs: dict[str, Any] = {"_preload_content": False,
+                                      "_request_timeout": (10.0, self._request_timeout)}
+            if limit:
+                kwargs["limit"] = limit
+            if cont:
+                kwargs["_continue"] = cont
+            try:
+                with observe_kube(self._metrics, "list_nodes") as outcome:
+                    resp: Any = self._api.list_node(**kwargs)
+                    outcome.code = str(resp.status)
+                    body = read_json(resp)
+            except ApiException as exc:
+                if exc.status == 410 and cont:
+                    # The continue token expired mid-list: start over with one unpaged list,
+                    # as client-go's pager does (FullListIfExpired).
+                    log.info("node list continue token expired, listing without paging")
+                    items, cont, limit, pages = {}, None, None, 0
+                    continue
+                raise
+            pages += 1
+            for item in body.get("items") or ():
+                n = observed_node(item)
+                items[n.name] = n
+            meta = body.get("metadata") or {}
+            rv = meta.get("resourceVersion") or rv
+            cont = meta.get("continue") or None
+            if not cont:
+                break
+        if self._stop.is_set():
+            return
+        with self._lock:
+            old = self._nodes
+            self._nodes = items
+            self._snapshot = None
+            self._rv = rv
+        self._lists += 1
+        changes: list[tuple[str, ObservedNode]] = []
+        for name, node in items.items():
+            prev = old.get(name)
+            if prev is None:
+                changes.append((ADDED, node))
+            elif prev.uid != node.uid:
+                changes.append((DELETED, prev))
+                changes.append((ADDED, node))
+            elif not _same_view(prev, node):
+                changes.append((MODIFIED, node))
+        changes.extend((DELETED, prev) for name, prev in old.items() if name not in items)
+        log.info("node list complete" if self._lists == 1 else "node relist complete",
+                 extra=kv(nodes=len(items), pages=pages, resource_version=rv, changes=len(changes)))
+        self._synced.set()
+        for typ, node in changes:
+            self._emit(typ, node)
+
+    def _watch(self) -> tuple[_WatchEnd, int]:
+        timeout = self._watch_timeout if self._watch_timeout is not None else random.uniform(120.0, 240.0)
+        timeout_seconds = max(1, round(timeout))
+        if self._stop.is_set():
+            return _WatchEnd.STOPPED, 0
+        with self._lock:
+            rv = self._rv
+        try:
+            with observe_kube(self._metrics, "watch_nodes") as outcome:
+                resp: Any = self._api.list_node(
+                    watch=True, resource_version=rv, allow_watch_bookmarks=True,
+                    timeout_seconds=timeout_seconds, _preload_content=False,
+                    _request_timeout=(10.0, timeout_seconds + 30.0))
+                outcome.code = str(resp.status)
+        except ApiException as exc:
+            if exc.status in (410,):
+                raise _Gone() from None
+            raise
+        self._watches += 1
+        with self._resp_lock:
+            self._resp = resp
+        events = 0
+        try:
+            if self._stop.is_set():
+                return _WatchEnd.STOPPED, events
+            buf = b""
+            for chunk in _iter_body(resp):
+                if self._stop.is_set():
+                    return _WatchEnd.STOPPED, events
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    end = self._handle(line)
+                    if end is not None:
+                        return end, events
+                    events += 1
+            if self._stop.is_set():
+                return _WatchEnd.STOPPED, events
+            if buf.strip():
+                end = self._handle(buf)
+                if end is not None:
+                    return end, events
+            return _WatchEnd.CLOSED, events
+        except NO_ANSWER as exc:
+            if self._stop.is_set():
+                return _WatchEnd.STOPPED, events
+            log.debug("node watch connection dropped", extra=kv(error=describe_error(exc)))
+            return _WatchEnd.BROKEN, events
+        finally:
+            with self._resp_lock:
+                self._resp = None
+            with contextlib.suppress(Exception):
+                resp.close()
+
+    def _handle(self, line: bytes) -> _WatchEnd | None:
+        """Apply one watch event; a non-None answer ends the watch."""
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            log.warning("unreadable node watch event, relisting", extra=kv(data=one_line(line[:120])))
+            return _WatchEnd.BROKEN
+        if not isinstance(ev, dict):
+            return _WatchEnd.BROKEN
+        typ = ev.get("type")
+        obj = ev.get("object") or {}
+        if typ == "ERROR":
+            code = obj.get("code") if isinstance(obj, dict) else None
+            if code == 410:
+                return _WatchEnd.GONE
+            log.warning("node watch error event, relisting",
+                        extra=kv(code=code, reason=obj.get("reason") if isinstance(obj, dict) else None,
+                                 message=one_line(obj.get("message", "") if isinstance(obj, dict) else obj)))
+            return _WatchEnd.BROKEN
+        meta = obj.get("metadata") or {} if isinstance(obj, dict) else {}
+        rv = meta.get("resourceVersion")
+        if typ == "BOOKMARK":
+            if rv:
+                with self._lock:
+                    self._rv = rv
+            return None
+        if typ not in (ADDED, MODIFIED, DELETED):
+            log.debug("ignoring node watch event", extra=kv(type=typ))
+            return None
+        node = observed_node(obj)
+        emit: str | None = typ
+        with self._lock:
+            prev = self._nodes.get(node.name)
+            if typ == DELETED:
+                if self._nodes.pop(node.name, None) is None:
+                    emit = None
+            else:
+                self._nodes[node.name] = node
+                if prev is None:
+                    emit = ADDED
+                elif prev.uid == node.uid and _same_view(prev, node):
+                    emit = None
+                else:
+                    emit = MODIFIED
+            self._snapshot = None
+            if rv:
+                self._rv = rv
+        if emit is not None:
+            self._emit(emit, node)
+        return None
+
+    def _emit(self, typ: str, node: ObservedNode) -> None:
+        if self._on_event is None or self._stop.is_set():
+            return
+        try:
+            self._on_event(typ, node)
+        except Exception as exc:
+            log.warning("node event handler failed",
+                        extra=kv(node=node.name, type=typ, error=f"{type(exc).__name__}: {one_line(exc)}"))
+
+    def _abort_response(self) -> None:
+        with self._resp_lock:
+            resp = self._resp
+        if resp is None:
+            return
+        _shutdown_response(resp)
+
+
+def _iter_body(resp: Any) -> Iterator[bytes]:
+    """The body of a streaming response as it arrives (HTTP chunks, or whatever read1 has)."""
+    if getattr(resp, "chunked", False) and resp.supports_chunked_reads():
+        yield from resp.stream(None)
+        return
+    while True:
+        data = resp.read1(65536)
+        if not data:
+            return
+        yield data
+
+
+def _shutdown_response(resp: Any) -> None:
+    """Unblock a thread reading ``resp``: shut the socket down (close alone does not wake a reader)."""
+    try:
+        resp.shutdown()
+        return
+    except Exception:
+        pass
+    try:
+        sock = getattr(getattr(resp, "connection", None), "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -1,0 +1,397 @@
+"""The Node writer: applies planned Actions to Nodes with the smallest writes, guarded by preconditions.
+
+:class:`NodeWriter` turns each :class:`~ovirt_cloudprovider.model.Action` into its requests: create
+(``POST nodes``, then a ``nodes/status`` patch), strategic-merge patches of the node (carrying the
+planned resourceVersion when the taints or the providerID change) and JSON merge patches of
+``nodes/status``, and delete with uid + resourceVersion preconditions. 429, 5xx and no answer are
+retried with a jittered backoff; 409 is a conflict (the node changed since planning: re-planned next
+sweep). Applied actions get their Event through :class:`~.events.EventRecorder`. What comes back is an
+:class:`ApplyResult` (counts, tallies, one-line errors), never a client object.
+
+The ``*_body`` / ``_registration_status`` helpers at the end build the JSON bodies from our records.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from ..core.records import (
+    ANNOTATION_VM_ID,
+    LABEL_MANAGED_BY,
+    MANAGED_BY_VALUE,
+    Action,
+    ActionKind,
+    NodeAddress,
+    NodeSpec,
+    Taint,
+)
+from ..logs import kv
+from ..metrics import Metrics, observe_kube
+from .client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, read_json
+from .errors import NO_ANSWER, api_status, describe_error, one_line, retry_after_seconds
+from .events import EventRecorder
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ApplyResult", "NodeWriter"]
+
+# Per-action results (also the ``result`` label of ``actions_total``).
+SUCCESS = "success"
+CONFLICT = "conflict"
+ERROR = "error"
+
+DEFAULT_PODS_CAPACITY = "110"  # the kubelet's default --max-pods
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What :meth:`NodeWriter.apply` did.
+
+    ``applied``: actions that succeeded (writes made, or notices recorded for block-delete, ambiguous
+    and skip); ``conflicts``: actions refused because the node changed under us (409: re-planned next
+    sweep); ``failed``: actions that failed otherwise (after retries). ``tallies`` are
+    ``(kind, result, count)`` sorted; ``errors`` one line per failed or conflicting action.
+    ``interrupted`` counts actions not attempted because the writer was stopped.
+    """
+
+    applied: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    interrupted: int = 0
+    tallies: tuple[tuple[str, str, int], ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.conflicts == 0 and self.interrupted == 0
+
+    def count(self, kind: ActionKind | str, result: str | None = None) -> int:
+        k = kind.value if isinstance(kind, ActionKind) else kind
+        return sum(n for kk, r, n in self.tallies if kk == k and (result is None or r == result))
+
+
+class _Failed(Exception):
+    """An action's request failed for good: ``result`` is CONFLICT or ERROR; str() is one line."""
+
+    def __init__(self, result: str, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.result = result
+        self.status = status
+
+
+_EVENT_KINDS = frozenset({ActionKind.REGISTER, ActionKind.INITIALIZE, ActionKind.TAINT, ActionKind.UNTAINT,
+                          ActionKind.DELETE, ActionKind.BLOCK_DELETE, ActionKind.AMBIGUOUS})
+_PATCH_KINDS = frozenset({ActionKind.INITIALIZE, ActionKind.UPDATE, ActionKind.TAINT, ActionKind.UNTAINT,
+                          ActionKind.MARK_ABSENT, ActionKind.CLEAR_ABSENT})
+
+
+class NodeWriter:
+    """Applies planned Actions to Nodes, one independent request sequence per action.
+
+    Writes (the smallest that does the job):
+    - REGISTER: ``POST nodes`` (name, labels incl. ``app.kubernetes.io/managed-by``, the
+      ``ovirt.org/vm-id`` annotation, ``spec.providerID``), then a ``nodes/status`` patch with addresses,
+      capacity/allocatable and nodeInfo (a real API server ignores status on create). 409 AlreadyExists
+      is a conflict.
+    - INITIALIZE / UPDATE / TAINT / UNTAINT / MARK_ABSENT / CLEAR_ABSENT: one strategic-merge patch of
+      ``metadata.labels`` / ``metadata.annotations`` (None removes a key), ``spec.taints`` (the complete
+      list: the field is atomic) and ``spec.providerID``; when the taints or the providerID change, the
+      patch carries ``metadata.resourceVersion`` as a precondition, so a concurrent change (a kubelet's
+      or the node lifecycle controller's taint) is never overwritten: 409 is a conflict. Then, when
+      ``action.addresses`` is set, a ``nodes/status`` patch that replaces ``status.addresses`` with
+      exactly that list.
+    - DELETE: ``DELETE`` with uid and resourceVersion preconditions; 404 is success (already gone),
+      409 a conflict (the node changed since planning: not deleted).
+    - BLOCK_DELETE / AMBIGUOUS: no node write; a log line and an Event (``deletions_blocked_total`` and
+      ``ambiguous_matches_total`` are the controller's: it counts the plan). SKIP: a log line (info the
+      first time for a VM and reason, debug afterwards) and nothing else.
+
+    Status patches are JSON merge patches (RFC 7386: a list is replaced as a whole). A strategic merge
+    patch would merge ``status.addresses`` by its merge key ``type`` and fold dual-stack InternalIPs
+    together; k8s.io/component-helpers ``PatchNodeStatus`` (kubelet, cloud node controller) works around
+    that with a ``{"$patch": "replace"}`` list item, but only when the node already has addresses,
+    because API servers before kubernetes/kubernetes#117568 (2023) store the directive as an empty
+    address when the field is missing. A merge patch gives exactly the desired list on every version.
+
+    429 and 5xx answers and transport failures are retried ``attempts - 1`` times with jittered
+    backoff, honouring ``Retry-After`` up to ``max_retry_delay`` seconds; then the action fails. Each
+    failed or conflicting action is logged once, one line. ``stop`` (an Event), when set, interrupts
+    retries and leaves the remaining actions unattempted.
+
+    Events (core/v1, namespace ``default``, like client-go's recorder; written by
+    :class:`~.events.EventRecorder`): for register, initialize,
+    taint, untaint, delete, block-delete and ambiguous; update, mark-absent and clear-absent are only
+    logged (label drift and the deletion countdown would otherwise add an Event per node per sweep).
+    Identical repeated events are aggregated like client-go's correlator (``count`` and
+    ``lastTimestamp`` patched on the existing Event), and an identical event is not re-sent within
+    ``event_repeat_interval`` seconds, so a deletion blocked sweep after sweep does not write every
+    sweep. Event failures are logged at debug and never fail an action.
+    """
+
+    def __init__(self, api_client: k8s.ApiClient, *, metrics: Metrics | None = None,
+                 component: str = MANAGED_BY_VALUE, host_identity: str | None = None,
+                 attempts: int = 4, max_retry_delay: float = 5.0, backoff_initial: float = 0.2,
+                 request_timeout: float = 30.0, event_repeat_interval: float = 300.0,
+                 stop: threading.Event | None = None) -> None:
+        self._api = k8s.CoreV1Api(api_client)
+        self._metrics = metrics
+        self._attempts = max(1, attempts)
+        self._max_retry_delay = max_retry_delay
+        self._backoff_initial = backoff_initial
+        self._timeout = (10.0, request_timeout)
+        self._stop = stop or threading.Event()
+        self._recorder = EventRecorder(self._api, metrics=metrics, component=component,
+                                       host=host_identity or socket.gethostname(), request_timeout=self._timeout,
+                                       repeat_interval=event_repeat_interval)
+        self._skips_seen: set[tuple[str, str]] = set()
+
+    # -- public --
+
+    def apply(self, actions: Sequence[Action]) -> ApplyResult:
+        """Apply every action in order; a failure of one does not stop the others."""
+        tally: collections.Counter[tuple[str, str]] = collections.Counter()
+        errors: list[str] = []
+        interrupted = 0
+        for action in actions:
+            if self._stop.is_set():
+                interrupted += 1
+                continue
+            try:
+                result, error = self._apply_one(action)
+            except Exception as exc:  # a bug in one action must not stop the others
+                result = ERROR
+                error = f"{action.node}: {action.kind.value}: {type(exc).__name__}: {one_line(exc)}"
+                log.error("action failed unexpectedly",
+                          extra=kv(node=action.node, action=action.kind.value, error=error))
+            tally[(action.kind.value, result)] += 1
+            if self._metrics is not None:
+                self._metrics.actions_total.labels(action.kind.value, result).inc()
+            if error:
+                errors.append(error)
+        return ApplyResult(
+            applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
+            failed=sum(n for (_, r), n in tally.items() if r == ERROR),
+            conflicts=sum(n for (_, r), n in tally.items() if r == CONFLICT),
+            interrupted=interrupted,
+            tallies=tuple(sorted((k, r, n) for (k, r), n in tally.items())),
+            errors=tuple(errors),
+        )
+
+    # -- one action --
+
+    def _apply_one(self, action: Action) -> tuple[str, str | None]:
+        kind = action.kind
+        try:
+            if kind is ActionKind.REGISTER:
+                uid = self._register(action)
+            elif kind in _PATCH_KINDS:
+                uid = self._patch(action)
+            elif kind is ActionKind.DELETE:
+                uid = self._delete(action)
+            elif kind is ActionKind.BLOCK_DELETE:
+                log.warning("node deletion blocked",
+                            extra=kv(node=action.node, reason=action.reason, message=action.message))
+                uid = action.uid
+            elif kind is ActionKind.AMBIGUOUS:
+                log.warning("ambiguous match", extra=kv(node=action.node, vm_id=action.vm_id,
+                                                        reason=action.reason, message=action.message))
+                uid = action.uid
+            elif kind is ActionKind.SKIP:
+                key = (action.vm_id or action.node, action.reason)
+                level = logging.DEBUG if key in self._skips_seen else logging.INFO
+                self._skips_seen.add(key)
+                log.log(level, "VM skipped", extra=kv(vm_id=action.vm_id, node=action.node,
+                                                      reason=action.reason, message=action.message))
+                return SUCCESS, None
+            else:  # pragma: no cover - exhaustive
+                raise ValueError(f"unknown action kind {kind!r}")
+        except _Failed as failure:
+            error = f"{action.node}: {kind.value}: {failure}"
+            log.warning("node action conflict" if failure.result == CONFLICT else "node action failed",
+                        extra=kv(node=action.node, action=kind.value, status=failure.status or None,
+                                 error=str(failure)))
+            return failure.result, error
+        if kind in _PATCH_KINDS or kind in (ActionKind.REGISTER, ActionKind.DELETE):
+            log.info("node action applied",
+                     extra=kv(node=action.node, action=kind.value, reason=action.reason))
+        if kind in _EVENT_KINDS and uid is not _NOT_OURS:
+            self._recorder.record(action, uid)
+        return SUCCESS, None
+
+    def _register(self, action: Action) -> str | None:
+        spec = action.spec
+        if spec is None:
+            raise _Failed(ERROR, "register action without a node spec")
+        labels: dict[str, str] = dict(spec.labels)
+        labels.update({k: v for k, v in (action.labels or ()) if v is not None})
+        labels[LABEL_MANAGED_BY] = MANAGED_BY_VALUE
+        annotations: dict[str, str] = {ANNOTATION_VM_ID: spec.vm_id}
+        annotations.update({k: v for k, v in (action.annotations or ()) if v is not None})
+        node_spec: dict[str, Any] = {"providerID": action.provider_id or spec.provider_id}
+        if action.taints:
+            node_spec["taints"] = [_taint_body(t) for t in action.taints]
+        body = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": action.node, "labels": labels, "annotations": annotations},
+                "spec": node_spec}
+        created = self._request(
+            "create_node", action,
+            lambda: self._api.create_node(cast(Any, body), _preload_content=False, _content_type=CONTENT_JSON,
+                                          _request_timeout=self._timeout),
+            conflict=(409,))
+        uid = (created.get("metadata") or {}).get("uid")
+        addresses = action.addresses if action.addresses is not None else spec.addresses
+        status = _registration_status(spec, addresses)
+        self._request(
+            "patch_node_status", action,
+            lambda: self._api.patch_node_status(action.node, {"status": status}, _preload_content=False,
+                                                _content_type=CONTENT_MERGE, _request_timeout=self._timeout))
+        return str(uid) if uid else None
+
+    def _patch(self, action: Action) -> str | None:
+        metadata: dict[str, Any] = {}
+        spec: dict[str, Any] = {}
+        if action.labels:
+            metadata["labels"] = dict(action.labels)
+        if action.annotations:
+            metadata["annotations"] = dict(action.annotations)
+        if action.taints is not None:
+            spec["taints"] = [_taint_body(t) for t in action.taints]
+        if action.provider_id:
+            spec["providerID"] = action.provider_id
+        if spec and action.resource_version:
+            # Optimistic concurrency: the taint list is replaced as a whole, and providerID may only
+            # be set once; a node that changed since planning answers 409 and is re-planned.
+            metadata["resourceVersion"] = action.resource_version
+        patch: dict[str, Any] = {}
+        if metadata:
+            patch["metadata"] = metadata
+        if spec:
+            patch["spec"] = spec
+        if patch:
+            self._request(
+                "patch_node", action,
+                lambda: self._api.patch_node(action.node, patch, _preload_content=False, _content_type=CONTENT_SMP,
+                                             _request_timeout=self._timeout))
+        if action.addresses is not None:
+            status = {"status": {"addresses": [_address_body(a) for a in action.addresses]}}
+            self._request(
+                "patch_node_status", action,
+                lambda: self._api.patch_node_status(action.node, status, _preload_content=False,
+                                                    _content_type=CONTENT_MERGE, _request_timeout=self._timeout))
+        return action.uid
+
+    def _delete(self, action: Action) -> str | None:
+        if not action.uid or not action.resource_version:
+            raise _Failed(ERROR, "refusing to delete without uid and resourceVersion preconditions")
+        options = k8s.V1DeleteOptions(
+            preconditions=k8s.V1Preconditions(uid=action.uid, resource_version=action.resource_version))
+        try:
+            self._request(
+                "delete_node", action,
+                lambda: self._api.delete_node(action.node, body=options, _preload_content=False,
+                                              _request_timeout=self._timeout),
+                conflict=(409,), gone_ok=True)
+        except _AlreadyGone:
+            log.info("node already gone", extra=kv(node=action.node))
+            return _NOT_OURS  # someone else deleted it: no "deleted" Event from us
+        return action.uid
+
+    # -- requests --
+
+    def _request(self, operation: str, action: Action, call: Callable[[], Any], *,
+                 conflict: tuple[int, ...] = (409,), gone_ok: bool = False) -> dict[str, Any]:
+        """Run one request with retries on 429/5xx/no answer; the JSON answer, or raise _Failed."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with observe_kube(self._metrics, operation) as outcome:
+                    resp = call()
+                    outcome.code = str(resp.status)
+                    return read_json(resp)
+            except ApiException as exc:
+                status, _, _ = api_status(exc)
+                if status == 404 and gone_ok:
+                    raise _AlreadyGone() from None
+                if status in conflict:
+                    raise _Failed(CONFLICT, describe_error(exc), status) from None
+                retryable = status == 429 or status >= 500 or status == 0
+                if not retryable or attempt >= self._attempts:
+                    raise _Failed(ERROR, describe_error(exc), status) from None
+                delay = self._retry_delay(attempt, retry_after_seconds(exc))
+                log.debug("retrying API request", extra=kv(node=action.node, operation=operation,
+                                                           status=status, attempt=attempt,
+                                                           retry_in=round(delay, 2)))
+            except NO_ANSWER as exc:
+                if attempt >= self._attempts:
+                    raise _Failed(ERROR, describe_error(exc)) from None
+                delay = self._retry_delay(attempt, None)
+                log.debug("retrying API request", extra=kv(node=action.node, operation=operation,
+                                                           error=describe_error(exc), attempt=attempt))
+            if self._stop.wait(delay):
+                raise _Failed(ERROR, "interrupted: the writer is stopping")
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = self._backoff_initial * (2.0 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+        delay = max(backoff, retry_after) if retry_after is not None else backoff
+        return min(delay, self._max_retry_delay)
+
+
+class _AlreadyGone(Exception):
+    pass
+
+
+_NOT_OURS = "\x00not-ours"  # _delete's answer when the node was already gone
+
+
+def _taint_body(t: Taint) -> dict[str, Any]:
+    d: dict[str, Any] = {"key": t.key, "effect": t.effect}
+    if t.value:
+        d["value"] = t.value
+    if t.time_added:
+        d["timeAdded"] = t.time_added
+    return d
+
+
+def _address_body(a: NodeAddress) -> dict[str, str]:
+    return {"type": a.type, "address": a.address}
+
+
+def _memory_quantity(memory_bytes: int) -> str:
+    return f"{memory_bytes // 1024}Ki" if memory_bytes % 1024 == 0 else str(memory_bytes)
+
+
+def _registration_status(spec: NodeSpec, addresses: Sequence[NodeAddress]) -> dict[str, Any]:
+    status: dict[str, Any] = {"addresses": [_address_body(a) for a in addresses]}
+    capacity: dict[str, str] = {}
+    if spec.cpus:
+        capacity["cpu"] = str(spec.cpus)
+    if spec.memory_bytes:
+        capacity["memory"] = _memory_quantity(spec.memory_bytes)
+    if capacity:
+        capacity["pods"] = DEFAULT_PODS_CAPACITY
+        status["capacity"] = capacity
+        status["allocatable"] = dict(capacity)
+    info = spec.node_info
+    node_info: dict[str, str] = {"systemUUID": info.system_uuid if info else spec.vm_id}
+    if info is not None:
+        if info.os_image:
+            node_info["osImage"] = info.os_image
+        if info.kernel_version:
+            node_info["kernelVersion"] = info.kernel_version
+        if info.architecture:
+            node_info["architecture"] = info.architecture
+        if info.operating_system:
+            node_info["operatingSystem"] = info.operating_system
+    status["nodeInfo"] = node_info
+    return status
