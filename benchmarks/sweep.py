@@ -20,9 +20,9 @@ from pathlib import Path
 from ovirt_cloudprovider.cli import run_controller
 from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.controller import run_sweep
+from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube import NodeCache, NodeWriter, load_api_client
 from ovirt_cloudprovider.model import RUNNING_STATUSES, TAINT_SHUTDOWN
-from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 

@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run, "sync": cmd_sync, "discover": cmd_discover, "check-config": cmd_check_config,
         "demo": cmd_demo,
     }
+    from .engine.errors import EngineError
     from .kube import KubeConfigError
-    from .ovirt import EngineError
     try:
         return handlers[args.command](args)
     except (ConfigError, UsageError, KubeConfigError) as exc:
@@ -141,7 +141,7 @@ def _vm_json(vm: VirtualMachine) -> dict[str, Any]:
 
 def _discover(config: Config) -> list[tuple[VirtualMachine, NodeSpec | None, str | None]]:
     from .desired import desired_nodes
-    from .ovirt import EngineClient
+    from .engine.client import EngineClient
     client = EngineClient(config.connection, page_size=config.controller.page_size)
     try:
         snapshot = client.discover(config.filters.vms)
@@ -172,7 +172,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .ovirt import EngineClient
+    from .engine.client import EngineClient
     config = _load(args)
     conn = config.connection
     print(f"config:  {config.path}: ok")
@@ -223,9 +223,9 @@ def print_plan(actions: Sequence[Action], out: TextIO | None = None) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from .controller import run_sweep
+    from .engine.client import EngineClient
     from .kube import NodeCache, NodeWriter, load_api_client
     from .metrics import Metrics
-    from .ovirt import EngineClient
     config = _load(args)
     api = load_api_client(args.kubeconfig)
     metrics = Metrics()
@@ -293,11 +293,11 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     ``event_repeat_interval``: an Event repeated within this many seconds is not written again.
     """
     from .controller import Controller
+    from .engine.client import EngineClient
     from .health import HealthServer, HealthState
     from .kube import NodeCache, NodeWriter, load_api_client
     from .leader import LeaderElector
     from .metrics import Metrics
-    from .ovirt import EngineClient
     ctl = config.controller
     host, port = parse_bind_address(ctl.metrics_bind_address)
     api = load_api_client(kubeconfig)

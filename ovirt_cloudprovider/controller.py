@@ -32,11 +32,11 @@ from typing import Any, Protocol
 
 from .config import Config
 from .desired import desired_nodes, skip_code
+from .engine.errors import EngineError
 from .health import HealthState
 from .logs import kv
 from .metrics import Metrics
 from .model import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
-from .ovirt import EngineError
 from .plan import plan_sync
 
 log = logging.getLogger(__name__)

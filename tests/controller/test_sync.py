@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 
 from ovirt_cloudprovider.config import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.controller import SweepReport, run_sweep, run_targeted_sweep
+from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube import NodeCache, NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.model import (
@@ -25,7 +26,6 @@ from ovirt_cloudprovider.model import (
     TAINT_SHUTDOWN,
     TAINT_UNINITIALIZED,
 )
-from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import run_cli, write_config
