@@ -1,7 +1,7 @@
 """Records shared by the pure core and the shell.
 
 Everything here is a frozen dataclass of plain values: no SDK objects, no Kubernetes client models,
-no I/O. ``ovirt.py`` produces :class:`VirtualMachine` and :class:`Snapshot`; ``desired.py`` turns them
+no I/O. The ``engine`` package produces :class:`VirtualMachine` and :class:`Snapshot`; ``desired.py`` turns them
 into :class:`NodeSpec`; ``kube.py`` produces :class:`ObservedNode`; ``plan.py`` compares the two and
 returns :class:`Action` records that ``kube.py`` applies.
 """
@@ -59,7 +59,7 @@ class GuestNic:
 
 @dataclass(frozen=True)
 class VirtualMachine:
-    """What we know of one oVirt VM after discovery. Built by ``ovirt.py`` only."""
+    """What we know of one oVirt VM after discovery. Built by ``engine/records.py`` only."""
 
     id: str
     name: str
