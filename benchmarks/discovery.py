@@ -15,7 +15,7 @@ import statistics
 import time
 
 from ovirt_cloudprovider.core.settings import ConnectionConfig
-from ovirt_cloudprovider.ovirt import EngineClient
+from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 
 

@@ -21,10 +21,10 @@ from ovirt_cloudprovider.app import run_controller
 from ovirt_cloudprovider.controller import run_sweep
 from ovirt_cloudprovider.core.records import RUNNING_STATUSES, TAINT_SHUTDOWN
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube.client import load_api_client
 from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.kube.writer import NodeWriter
-from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 

@@ -30,6 +30,7 @@ from .controller import Controller, SweepReport, run_sweep
 from .core.desired import desired_nodes
 from .core.records import NodeSpec, Snapshot, VirtualMachine
 from .core.settings import Config
+from .engine.client import EngineClient
 from .health import HealthServer, HealthState
 from .kube.client import load_api_client
 from .kube.informer import NodeCache
@@ -37,7 +38,6 @@ from .kube.leader import LeaderElector
 from .kube.writer import NodeWriter
 from .logs import kv
 from .metrics import Metrics
-from .ovirt import EngineClient
 
 log = logging.getLogger("ovirt_cloudprovider.app")
 

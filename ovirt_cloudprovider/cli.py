@@ -26,9 +26,9 @@ from .config import load_config
 from .config.schema import parse_bind_address
 from .core.records import TAINT_SHUTDOWN, Action, NodeSpec, VirtualMachine
 from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
+from .engine.errors import EngineError
 from .kube.errors import KubeConfigError
 from .logs import kv, setup_logging
-from .ovirt import EngineError
 
 log = logging.getLogger("ovirt_cloudprovider.cli")
 

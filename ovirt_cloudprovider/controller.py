@@ -34,10 +34,10 @@ from .core.desired import desired_nodes, skip_code
 from .core.plan import plan_sync
 from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
+from .engine.errors import EngineError
 from .health import HealthState
 from .logs import kv
 from .metrics import Metrics
-from .ovirt import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from ovirt_cloudprovider.core.settings import ConnectionConfig
-from ovirt_cloudprovider.ovirt import EngineClient
+from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, Fleet, generate_fleet
 from tests.helpers import SAMPLES
 

@@ -23,10 +23,10 @@ from ovirt_cloudprovider.core.records import (
     TAINT_UNINITIALIZED,
 )
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
-from ovirt_cloudprovider.ovirt import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import run_cli, write_config

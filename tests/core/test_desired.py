@@ -45,7 +45,7 @@ GIB = 1024**3
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 # vm_on from manageiq/vms_list_down_and_up.xml + vm_up_reported_devices_ipv4_ipv6.xml (cluster, data
-# center and host names as ovirt.py resolves them with follow=; the recording has only their ids).
+# center and host names as the engine package resolves them with follow=; the recording has only their ids).
 VM_ON = VirtualMachine(
     id="a1293e54-dae8-496f-baa4-27719592113e", name="vm_on", status="up",
     fqdn="dhcp-8-199.lab.eng.tlv2.redhat.com", cluster="Default",

@@ -17,19 +17,18 @@ from prometheus_client import CollectorRegistry
 
 from ovirt_cloudprovider.core.records import GuestNic, VirtualMachine
 from ovirt_cloudprovider.core.settings import ConnectionConfig
-from ovirt_cloudprovider.metrics import Metrics
-from ovirt_cloudprovider.ovirt import (
-    DISCOVERY_FOLLOW,
+from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.engine.endpoint import system_ca_bundle
+from ovirt_cloudprovider.engine.errors import (
     EVENTS_MISSED,
     NODE_EVENT_CODES,
     EngineAuthError,
-    EngineClient,
     EngineError,
     EngineFaultError,
     EngineTransientError,
-    system_ca_bundle,
-    vm_record,
 )
+from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW, vm_record
+from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.engine import (
     API_PREFIX,
     GUEST_VISIBLE_STATUSES,

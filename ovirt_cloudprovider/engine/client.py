@@ -1,0 +1,287 @@
+"""The engine client: one SSO session, one paged search per discovery, engine events.
+
+:class:`EngineClient` returns :class:`~ovirt_cloudprovider.model.Snapshot` /
+:class:`~ovirt_cloudprovider.model.VirtualMachine` records (mapped by :mod:`.records`) and raises only
+:class:`~.errors.EngineError` subclasses. It logs in with :mod:`.sso` on first use, keeps the SDK connection
+of :mod:`.connection` across sweeps, and serializes every engine call with one lock.
+
+- **Session reuse**: when the engine rejects the token and the SDK's own re-login (answered by our bounded
+  login) did not happen, the client reconnects once itself and retries; ``reset()``/``close()`` log out.
+- **Discovery** is one paged search: ``<filter> sortby name asc page N`` with ``max=page_size`` and
+  ``follow=reported_devices,tags,cluster.data_center,host,instance_type``, until a page comes back shorter than
+  the page size: ``ceil((N + 1) / page_size)`` requests for N VMs, never one per VM. ``fetch_vms`` GETs a few
+  VMs by id with the same ``follow``.
+- **Events**: ``/events?from=<index>&max=<n>`` (newest first; ``max`` drops the *older* ones, so the highest
+  index is tracked, not the last item). Only the AuditLogType codes in
+  :data:`~.errors.NODE_EVENT_CODES` are returned.
+- **Metrics**: every HTTP request is counted with ``Metrics.engine_request(operation)``, operations
+  ``sso_login``, ``search_vms``, ``get_vm``, ``events``, ``api_root``, ``logout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..core.records import Snapshot, VirtualMachine
+from ..core.settings import ConnectionConfig
+from ..logs import kv
+from ..metrics import Metrics, observe_engine
+from .connection import SdkConnection, classify, open_connection
+from .endpoint import Endpoint
+from .errors import (
+    EVENTS_MISSED,
+    NODE_EVENT_CODES,
+    EngineAuthError,
+    EngineError,
+    EngineEvent,
+    EngineFaultError,
+    scrub,
+)
+from .records import DISCOVERY_FOLLOW, event_index, vm_record
+from .sso import Sso
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EVENT_PAGE_SIZE = 500
+
+
+class EngineClient:
+    """A long-lived client of one oVirt engine. Thread-safe: engine calls are serialized by a lock.
+
+    ``discover()``, ``events_since()``, ``last_event_index()`` and ``check()`` log in on first use and reuse
+    the session; ``close()`` logs out (bounded, never raises). Usable as a context manager.
+    """
+
+    def __init__(self, conn: ConnectionConfig, *, page_size: int = 100, metrics: Metrics | None = None,
+                 event_page_size: int = EVENT_PAGE_SIZE) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self._conn = conn
+        self._page_size = page_size
+        self._event_page_size = max(1, event_page_size)
+        self._metrics = metrics
+        self._endpoint = Endpoint.of(conn)
+        self._timeout = self._endpoint.timeout
+        self._where = self._endpoint.where  # for messages: host[:port], never user info
+        self._sso = Sso(self._endpoint, metrics=metrics, scrub=self._scrub)
+        self._lock = threading.RLock()
+        self._sdk: SdkConnection | None = None
+        self._token: str | None = None
+        self._logins = 0
+
+    # --- public API ------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        """``host[:port]`` of the engine, as used in messages."""
+        return self._where
+
+    def discover(self, query: str) -> Snapshot:
+        """Every VM the oVirt search ``query`` matches (``""`` = all VMs), in one paged search.
+
+        Raises EngineError on any failure, so a returned Snapshot is always complete.
+        """
+        base = query.strip()
+        words = {w.lower() for w in base.split()}
+        if words & {"sortby", "page"}:
+            raise EngineFaultError(f"VM search at {self._where}: the filter {base!r} must not contain 'sortby' "
+                                   "or 'page' (discovery adds its own)")
+        started = time.monotonic()
+        vms: dict[str, VirtualMachine] = {}
+        requests = 0
+        page = 1
+        with self._lock:
+            while True:
+                search = f"{base} sortby name asc page {page}".strip()
+                items = self._call("search_vms", "VM search", self._search_page(search))
+                requests += 1
+                new = 0
+                for item in items:
+                    record = vm_record(item)
+                    new += record.id not in vms
+                    vms[record.id] = record
+                log.debug("search page", extra=kv(page=page, vms=len(items), search=search))
+                if len(items) < self._page_size:
+                    break
+                if new == 0:
+                    raise EngineFaultError(f"VM search at {self._where}: page {page} repeated the VMs of earlier "
+                                           "pages (the engine ignores 'page' in searches)")
+                page += 1
+        seconds = time.monotonic() - started
+        log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
+                                                seconds=round(seconds, 3)))
+        return Snapshot(vms=tuple(vms.values()), query=base, requests=requests)
+
+    def _search_page(self, search: str) -> Callable[[Any], list[Any]]:
+        def list_page(c: Any) -> list[Any]:
+            return list(c.system_service().vms_service().list(search=search, max=self._page_size,
+                                                                  follow=DISCOVERY_FOLLOW))
+        return list_page
+
+    def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
+        """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);
+        ``None`` for a VM the engine no longer has (404). For the few VMs an engine event names, so that a
+        shutdown is reflected without a full search; raises EngineError on any other failure."""
+        out: dict[str, VirtualMachine | None] = {}
+        with self._lock:
+            for vm_id in dict.fromkeys(vm_ids):
+
+                def get(c: Any, vm_id: str = vm_id) -> Any:
+                    return c.system_service().vms_service().vm_service(vm_id).get(follow=DISCOVERY_FOLLOW)
+
+                try:
+                    item = self._call("get_vm", f"VM {vm_id}", get)
+                except EngineFaultError as err:
+                    if err.code != 404:
+                        raise
+                    out[vm_id] = None
+                    continue
+                out[vm_id] = vm_record(item)
+        return out
+
+    def last_event_index(self) -> int:
+        """The index of the newest engine event (0 if there is none): a starting point for events_since()."""
+        events = self._call("events", "event poll", lambda c: c.system_service().events_service().list(max=1))
+        return max((event_index(e) for e in events), default=0)
+
+    def events_since(self, index: int) -> tuple[int, tuple[EngineEvent, ...]]:
+        """Events after ``index``: (the new highest index, the node-relevant events oldest first).
+
+        When the page is full, older events may have been dropped by ``max``: a marker event with code
+        EVENTS_MISSED is returned first so that the caller sweeps anyway.
+        """
+        page = self._call("events", "event poll", lambda c: c.system_service().events_service().list(
+            from_=int(index), max=self._event_page_size))
+        new_index = index
+        seen: list[int] = []
+        relevant: list[EngineEvent] = []
+        for e in page:
+            i = event_index(e)
+            if i <= index:
+                continue
+            seen.append(i)
+            new_index = max(new_index, i)
+            code = int(e.code) if e.code is not None else 0
+            if code in NODE_EVENT_CODES:
+                vm = e.vm
+                relevant.append(EngineEvent(index=i, code=code, vm_id=vm.id if vm is not None else None,
+                                            vm_name=vm.name if vm is not None else None,
+                                            description=" ".join((e.description or "").split())))
+        relevant.sort(key=lambda ev: ev.index)
+        if len(page) >= self._event_page_size and seen:
+            relevant.insert(0, EngineEvent(index=min(seen), code=EVENTS_MISSED, vm_id=None, vm_name=None,
+                                           description=f"more than {self._event_page_size} events after index "
+                                           f"{index}: older ones were not read"))
+        if relevant:
+            log.debug("engine events", extra=kv(since=index, index=new_index,
+                                                events=",".join(f"{e.kind}:{e.vm_name or e.vm_id}" for e in relevant)))
+        if self._metrics is not None and relevant:
+            self._metrics.engine_events_total.inc(len(relevant))
+        return new_index, tuple(relevant)
+
+    def check(self) -> str:
+        """Log in and read the API root: the engine's product name and version, e.g. ``oVirt Engine 4.5.5``."""
+        api = self._call("api_root", "API root", lambda c: c.system_service().get())
+        info = api.product_info
+        if info is None:
+            return "oVirt Engine (version unknown)"
+        version = info.version
+        text = version.full_version if version is not None and version.full_version else None
+        if text is None and version is not None:
+            text = ".".join(str(x) for x in (version.major, version.minor, version.revision) if x is not None)
+        return f"{info.name or 'oVirt Engine'} {text or '(version unknown)'}"
+
+    def close(self) -> None:
+        """Log out and release the connection. Bounded in time; never raises."""
+        got = self._lock.acquire(timeout=min(2.0, self._timeout))
+        try:
+            conn, token = self._sdk, self._token
+            self._token = None
+            if got:
+                self._sdk = None
+        finally:
+            if got:
+                self._lock.release()
+        if token:
+            try:
+                self._sso.logout(token)
+            except Exception as exc:  # close() never raises
+                log.debug("engine logout failed", extra=kv(engine=self._where, error=str(exc)))
+        if conn is not None and got:
+            with contextlib.suppress(Exception):
+                conn.close(logout=False)
+
+    def reset(self) -> None:
+        """Drop the session (logging out); the next call logs in again with the current password and CA file.
+
+        The controller calls this when ``password_file`` or ``ca_file`` changes on disk (a rotated Secret).
+        """
+        self.close()
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EngineClient({self._where!r}, user={self._conn.username!r})"
+
+    # --- requests through the SDK ----------------------------------------------------------------
+
+    def _connection(self) -> SdkConnection:
+        if self._sdk is None:
+            token = self._token or self._login()
+            self._sdk = open_connection(self._endpoint, token=token, login=self._login, scrub=self._scrub)
+        return self._sdk
+
+    def _drop_connection(self) -> None:
+        conn, self._sdk, self._token = self._sdk, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close(logout=False)
+
+    def _call(self, operation: str, what: str, fn: Callable[[Any], T]) -> T:
+        with self._lock:
+            for attempt in range(2):
+                conn = self._connection()
+                logins_before = self._logins
+                try:
+                    with observe_engine(self._metrics, operation) as outcome:
+                        try:
+                            result = fn(conn)
+                        except EngineError:
+                            raise
+                        except Exception as exc:  # every SDK failure becomes an EngineError
+                            raise classify(exc, what, conn, self._endpoint, self._scrub) from exc
+                        outcome.code = str(conn.last_status or 200)
+                    return result
+                except EngineAuthError as err:
+                    # A 401 that no new login answered (the SDK did not re-login): reconnect once, retry.
+                    if attempt == 0 and not err._from_login and self._logins == logins_before:
+                        log.info("engine session rejected, logging in again", extra=kv(engine=self._where))
+                        self._drop_connection()
+                        continue
+                    raise
+        raise AssertionError("unreachable")
+
+    def _scrub(self, message: str) -> str:
+        """One line, without the password or the token (belt and braces: they are never put in)."""
+        return scrub(message, self._conn.password, self._token)
+
+    def _login(self) -> str:
+        """A new SSO token (bounded by the timeout), remembered for the session and for scrubbing."""
+        token = self._sso.login()
+        self._token = token
+        self._logins += 1
+        return token
+
+
+__all__ = ["EVENT_PAGE_SIZE", "EngineClient"]

@@ -1,0 +1,132 @@
+"""The ``ovirtsdk4`` connection and what its failures mean: the only module that imports ovirtsdk4 and pycurl.
+
+- **Session reuse**: the SDK connection (and its keep-alive HTTP connections) lives across sweeps. When the
+  engine rejects the token (HTTP 401: expired, engine restarted), the SDK asks for a new token and repeats the
+  request once; our :class:`SdkConnection` answers that request with the bounded SSO login
+  (:mod:`.sso`) and remembers the status, reason and HTML title of every answer.
+- **Errors**: :func:`classify` turns any SDK failure into one :class:`~.errors.EngineError`: curl transport
+  errors (timeout, DNS, refused, TLS with a CA hint, dropped) and SDK connection errors are transient; 401/403
+  is auth; 5xx (incl. a proxy's HTML page) is transient; 404 (a wrong API URL) and other 4xx or unexpected
+  answers are faults.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import ovirtsdk4 as sdk
+import pycurl
+
+from .endpoint import Endpoint
+from .errors import EngineAuthError, EngineError, EngineFaultError, EngineTransientError, html_title
+
+_CURL_TEXT_RE = re.compile(r"\((?:<[^>]*>,\s*)?(\d+),\s*['\"](.*?)['\"]\)")
+_TLS_CURL_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
+
+
+class SdkConnection(sdk.Connection):  # type: ignore[misc]
+    """``ovirtsdk4.Connection`` that gets SSO tokens from our bounded login and remembers each answer's status.
+
+    The SDK calls ``_get_access_token()`` when a request comes back 401 (then repeats the request once);
+    answering it with the client's login keeps that re-login bounded in time and reads the current
+    password. ``wait()`` is where every response passes: its status, reason and HTML title are kept so that
+    errors can be classified (the SDK reports a proxy's HTML 502 page only as a content-type error).
+    """
+
+    def __init__(self, *, login: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._login_callback = login
+        self.last_status: int | None = None
+        self.last_reason = ""
+        self.last_title: str | None = None
+
+    def _get_access_token(self) -> str:
+        return self._login_callback()
+
+    def wait(self, context: Any, failed_auth: bool = False) -> Any:
+        self.last_status, self.last_reason, self.last_title = None, "", None
+        response = super().wait(context, failed_auth)
+        self.last_status = int(response.code) if response.code else None
+        self.last_reason = str(response.reason or "")
+        body = response.body or b""
+        self.last_title = html_title(body) if body[:200].lstrip().lower().startswith((b"<!doctype html", b"<html")) \
+            else None
+        return response
+
+
+if not hasattr(sdk.Connection, "_get_access_token") or not hasattr(sdk.Connection, "wait"):  # pragma: no cover
+    raise ImportError("ovirtsdk4.Connection no longer has _get_access_token()/wait(): update engine/connection.py")
+
+
+def open_connection(endpoint: Endpoint, *, token: str, login: Callable[[], str],
+                    scrub: Callable[[str], str]) -> SdkConnection:
+    """An SDK connection to ``endpoint`` that starts with ``token`` and gets new ones from ``login``."""
+    conn = endpoint.conn
+    try:
+        return SdkConnection(
+            login=login, url=conn.uri, token=token, insecure=conn.insecure,
+            ca_file=endpoint.ca_file(), timeout=max(1, math.ceil(endpoint.timeout)), compress=True,
+        )
+    except sdk.Error as e:
+        raise EngineTransientError(scrub(f"engine at {endpoint.where}: {e}")) from None
+
+
+def classify(exc: Exception, what: str, conn: SdkConnection, endpoint: Endpoint,
+             scrub: Callable[[str], str]) -> EngineError:
+    """The EngineError that the SDK failure ``exc`` of request ``what`` on ``conn`` means."""
+    where, status = endpoint.where, conn.last_status
+    text = " ".join(str(exc).split())
+    context = exc.__context__
+    curl: tuple[int, str] | None = None
+    if isinstance(context, pycurl.error) and context.args:
+        curl = (int(context.args[0]), str(context.args[1]) if len(context.args) > 1 else "")
+    else:
+        m = _CURL_TEXT_RE.search(text) if status is None else None
+        curl = (int(m.group(1)), m.group(2)) if m else None
+    if curl is not None or isinstance(exc, (sdk.ConnectionError, sdk.TimeoutError)):
+        return _transport_error(what, curl, exc, endpoint, scrub)
+    fault = getattr(exc, "fault", None)
+    fault_text = ""
+    if fault is not None:
+        fault_text = ": ".join(p for p in (fault.reason, fault.detail) if p)
+    reason = conn.last_title or conn.last_reason
+    if status in (401, 403) or isinstance(exc, sdk.AuthError):
+        return EngineAuthError(scrub(
+            f"{what} at {where} failed: HTTP {status or 401} {fault_text or conn.last_reason or 'Unauthorized'} "
+            f"(the engine rejected the session of {endpoint.conn.username})"), code=status or 401)
+    if status is not None and status >= 500:
+        html = " (an HTML page: a proxy or load balancer in front of the engine?)" if conn.last_title else ""
+        return EngineTransientError(scrub(
+            f"{what} at {where} failed: HTTP {status} {fault_text or reason}{html}".rstrip()), code=status)
+    if status == 404:
+        return EngineFaultError(scrub(
+            f"{what} at {where} failed: HTTP 404 {fault_text or 'Not Found'} (is the URL "
+            f"{endpoint.conn.uri.split('?')[0]!r} right? it usually ends in /ovirt-engine/api)"), code=404)
+    if status is not None and status >= 400:
+        return EngineFaultError(scrub(f"{what} at {where} failed: HTTP {status} "
+                                      f"{fault_text or reason or text}"), code=status)
+    return EngineFaultError(scrub(f"{what} at {where} failed: unexpected answer: {text}"), code=status)
+
+
+def _transport_error(what: str, curl: tuple[int, str] | None, exc: Exception, endpoint: Endpoint,
+                     scrub: Callable[[str], str]) -> EngineError:
+    code, msg = curl if curl is not None else (None, " ".join(str(exc).split()))
+    if code == 28 or isinstance(exc, sdk.TimeoutError):
+        reason = f"timed out after {endpoint.timeout:g} s"
+    elif code in (6, 5):
+        reason = f"cannot resolve the host name ({msg})"
+    elif code == 7:
+        reason = f"cannot connect ({msg})"
+    elif code in _TLS_CURL_CODES:
+        reason = f"TLS failure: {msg}" + endpoint.ca_hint(msg)
+    elif code in (52, 55, 56):
+        reason = f"the connection was dropped ({msg})"
+    else:
+        reason = f"transport error: {msg}"
+    return EngineTransientError(scrub(f"{what} at {endpoint.where} failed: {reason}"))
+
+
+__all__ = ["SdkConnection", "classify", "open_connection"]

@@ -1,0 +1,110 @@
+"""What the engine package raises and reports, importable without the SDK (stdlib only).
+
+- :class:`EngineError` and its subclasses: ``str()`` is one line (what failed, where, why) and never
+  contains the password or the session token (:func:`scrub` is the last line of defence);
+  :class:`EngineAuthError` (credentials or session refused), :class:`EngineTransientError` (no usable
+  answer: retry later), :class:`EngineFaultError` (the engine answered with an error).
+- :class:`EngineEvent`, the engine events that can change a Node (:data:`NODE_EVENT_CODES`), and the
+  :data:`EVENTS_MISSED` marker.
+
+The controller imports only this module, so it can handle engine failures without loading ``ovirtsdk4``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# oVirt AuditLogType codes (ovirt-engine .../core/common/AuditLogType.java) of events that can change a Node:
+# the VM started, stopped or was suspended, was removed, migrated to another host, was updated (renamed, ...)
+# or got a tag attached or detached. Anything else is ignored. (36, the old USER_REMOVE_VM, is deliberately
+# absent: current engines reuse 36 for USER_ADD_VM_TEMPLATE_FAILURE and log 113 when a VM is removed.)
+NODE_EVENT_CODES: Mapping[int, str] = {
+    32: "started",  # USER_RUN_VM: "VM x started on Host h"
+    153: "started",  # USER_STARTED_VM: "VM x was started by u (Host: h)."
+    506: "started",  # VDS_INITIATED_RUN_VM: highly available VM restarted by the engine
+    538: "started",  # USER_RUN_VM_AS_STATELESS
+    33: "stopped",  # USER_STOP_VM: "VM x powered off by u"
+    61: "stopped",  # VM_DOWN: "VM x is down. ..."
+    76: "stopped",  # USER_STOPPED_VM_INSTEAD_OF_SHUTDOWN
+    119: "stopped",  # VM_DOWN_ERROR
+    143: "stopped",  # VM_WAS_SET_DOWN_DUE_TO_HOST_REBOOT_OR_MANUAL_FENCE
+    503: "suspended",  # USER_SUSPEND_VM_OK
+    113: "removed",  # USER_REMOVE_VM_FINISHED
+    1130: "removed",  # USER_REMOVE_VM_FINISHED_INTERNAL
+    172: "removed",  # USER_REMOVE_VM_FINISHED_WITH_ILLEGAL_DISKS
+    1720: "removed",  # USER_REMOVE_VM_FINISHED_WITH_ILLEGAL_DISKS_INTERNAL
+    63: "migrated",  # VM_MIGRATION_DONE
+    35: "updated",  # USER_UPDATE_VM (rename and other edits)
+    253: "updated",  # SYSTEM_UPDATE_VM
+    440: "tagged",  # USER_ATTACH_TAG_TO_VM
+    446: "untagged",  # USER_DETACH_VM_FROM_TAG
+}
+# Code of the marker event returned when a poll found a full page: older events may have been dropped by
+# ``max``, so the caller should sweep as if something relevant happened.
+EVENTS_MISSED = -1
+
+
+class EngineError(Exception):
+    """Anything that went wrong talking to the engine. ``str()`` is one line; ``code`` the HTTP status if any."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self._from_login = False
+
+
+class EngineAuthError(EngineError):
+    """The engine refused the credentials (SSO 400/401) or the session (401/403 after a new login)."""
+
+
+class EngineTransientError(EngineError):
+    """No usable answer: refused or dropped connection, timeout, TLS failure, 5xx (incl. a proxy's 502 page)."""
+
+
+class EngineFaultError(EngineError):
+    """The engine answered a request with an error (a ``<fault>``, a 4xx) or with something unexpected."""
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One engine event that should trigger an early sweep."""
+
+    index: int
+    code: int  # AuditLogType code (see NODE_EVENT_CODES), or EVENTS_MISSED
+    vm_id: str | None
+    vm_name: str | None
+    description: str
+
+    @property
+    def kind(self) -> str:
+        """``started``, ``stopped``, ``suspended``, ``removed``, ``migrated``, ``updated``, ``tagged``,
+        ``untagged``, or ``missed`` for the EVENTS_MISSED marker."""
+        return "missed" if self.code == EVENTS_MISSED else NODE_EVENT_CODES.get(self.code, "other")
+
+
+# --- building the one-line messages --------------------------------------------------------------
+
+def scrub(message: str, *secrets: str | None) -> str:
+    """One line, without any of ``secrets`` (belt and braces: they are never put in), at most 500 characters."""
+    message = " ".join(message.split())
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            message = message.replace(secret, "***")
+    return message[:500]
+
+
+def html_title(body: bytes) -> str | None:
+    """The title of an HTML error page, without a leading status code ("502 Proxy Error" -> "Proxy Error")."""
+    m = re.search(rb"<title>\s*(.*?)\s*</title>", body[:4096], re.IGNORECASE | re.DOTALL)
+    if not m:
+        return None
+    title = " ".join(m.group(1).decode("utf-8", "replace").split())
+    return re.sub(r"^\d{3}\s+", "", title) or None
+
+
+__all__ = [
+    "EVENTS_MISSED", "NODE_EVENT_CODES", "EngineAuthError", "EngineError", "EngineEvent", "EngineFaultError",
+    "EngineTransientError", "html_title", "scrub",
+]
