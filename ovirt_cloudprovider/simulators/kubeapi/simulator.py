@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .._server import LoopbackServer
+from .admission import admit_node_create
 from .constants import DEFAULT_NAMESPACES, MAX_JSON_PATCH_OPERATIONS, WATCH_TOO_LARGE_WAIT, Obj, _tls_file
 from .errors import (
     CONFLICT_MODIFIED,
@@ -403,6 +404,7 @@ class KubeApiSimulator(LoopbackServer):
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"):
             meta.pop(k, None)
         if rt is NODES:
+            admit_node_create(obj)  # mutating admission: TaintNodesByCondition
             obj["spec"].pop("configSource", None)
             obj["status"].pop("config", None)
         elif rt is NAMESPACES:
