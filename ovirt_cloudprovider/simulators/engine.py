@@ -55,10 +55,12 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+from ._server import LoopbackServer
 
 log = logging.getLogger(__name__)
 
@@ -1372,58 +1374,6 @@ class _Token:
 
 # --- HTTP server ---------------------------------------------------------------------------------
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, addr: tuple[str, int], sim: EngineSimulator, ctx: ssl.SSLContext) -> None:
-        self.sim = sim
-        self.ssl_context = ctx
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-        super().__init__(addr, _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # TLS handshake in the per-connection thread, so a slow client never blocks accept().
-        try:
-            request.settimeout(10)
-            # Headers and body go out as separate TLS records: without NODELAY, Nagle + delayed ACK add 40 ms.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            with contextlib.suppress(OSError):
-                request.close()
-            return
-        with self.sockets_lock:
-            self.open_sockets.add(tls)
-        try:
-            _Handler(tls, client_address, self)
-        except (ssl.SSLError, OSError):
-            pass
-        finally:
-            with self.sockets_lock:
-                self.open_sockets.discard(tls)
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def shutdown_request(self, request: Any) -> None:  # the TLS wrapper owns and closes the socket
-        with contextlib.suppress(OSError):
-            request.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("engine simulator: error handling a request from %s", client_address, exc_info=True)
-
-    def close_all(self) -> None:
-        with self.sockets_lock:
-            socks = list(self.open_sockets)
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
-
-
 class _Drop(Exception):
     pass
 
@@ -1433,7 +1383,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = _SERVER_HEADER
     sys_version = ""
     timeout = 30
-    server: _Server
+    sim: EngineSimulator  # set on the class that start() binds to one simulator
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("engine simulator: " + format, *args)
@@ -1454,7 +1404,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        sim = self.server.sim
+        sim = self.sim
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -1475,7 +1425,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Count this request (status 0: no answer). Done before the client can see an answer."""
         if not self._recorded:
             method, path, query = self._request_info
-            self.server.sim._record(method, path, query, status)
+            self.sim._record(method, path, query, status)
             self._recorded = True
 
     def send(self, status: int, body: bytes, content_type: str | None,
@@ -1496,7 +1446,7 @@ class _Handler(BaseHTTPRequestHandler):
         return status
 
 
-class EngineSimulator:
+class EngineSimulator(LoopbackServer):
     """A loopback oVirt engine (HTTPS on 127.0.0.1, port 0 = any free port) serving a :class:`Fleet`.
 
     Lifecycle: ``start()`` / ``stop()`` or ``with``. Attributes: ``url`` (the API URL a client is configured
@@ -1519,9 +1469,7 @@ class EngineSimulator:
         self.username = username
         self.password = password
         self.token_lifetime = token_lifetime
-        self._bind = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port)
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._static: dict[str, _Static] = {}
@@ -1532,53 +1480,27 @@ class EngineSimulator:
         self.logouts = 0
         self.ca_file, self._cert_file, self._key_file = tls_paths()
 
-    # --- lifecycle -------------------------------------------------------------------------------
+    # --- lifecycle (start, stop, with, port: LoopbackServer) -------------------------------------
 
-    def start(self) -> EngineSimulator:
-        if self._server is not None:
-            return self
+    name = "engine simulator"
+
+    @property
+    def scheme(self) -> str:
+        return "https"
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return type("_BoundHandler", (_Handler,), {"sim": self})
+
+    def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self._cert_file, self._key_file)
+        return ctx
+
+    def _before_start(self) -> None:
         self._release.clear()
-        self._server = _Server(self._bind, self, ctx)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="engine-simulator", daemon=True)
-        self._thread.start()
-        log.debug("engine simulator listening on %s", self.url)
-        return self
 
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._release.set()
-        server.shutdown()
-        server.server_close()
-        server.close_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
-
-    def __enter__(self) -> EngineSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the engine simulator is not running")
-        return int(self._server.server_address[1])
-
-    @property
-    def host(self) -> str:
-        return self._bind[0]
-
-    @property
-    def base_url(self) -> str:
-        """``https://127.0.0.1:PORT`` (no path)."""
-        return f"https://{self.host}:{self.port}"
+    def _before_stop(self) -> None:
+        self._release.set()  # hung and slowed requests end now
 
     @property
     def url(self) -> str:
@@ -1944,7 +1866,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ovirt_cloudprovider.simulators.engine",
         description="Serve a simulated oVirt engine (API v4 + SSO) with a generated fleet until interrupted.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     parser.add_argument("--vms", type=int, default=10, help="Kubernetes-tagged VMs to generate (default 10)")
     parser.add_argument("--untagged", type=int, default=0, help="other VMs that the filter does not match")
@@ -1967,8 +1889,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sim = EngineSimulator(fleet, username=args.username, password=args.password, host=args.host,
                               port=args.port).start()
-    except OSError as e:
-        print(f"engine simulator: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
+    except (OSError, ValueError) as e:
+        print(f"engine simulator: cannot listen on {args.host}:{args.port}: {getattr(e, 'strerror', None) or e}",
               file=sys.stderr)
         return 1
     try:

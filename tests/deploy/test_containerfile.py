@@ -5,7 +5,8 @@ SDK's build dependencies only in the build stage, a numeric non-root user that m
 console script as entrypoint with a command line the CLI accepts), that every file it copies exists and is in
 the build context that .containerignore lets through, and the build stage's own step on exactly that context:
 ``pip wheel`` of the project, then an install of the wheel into a clean virtualenv whose console script must
-resolve. The full dependency install (which compiles the oVirt SDK) is opt-in: OVCP_TEST_IMAGE_DEPS=1.
+resolve, and which holds neither the simulators nor a private key (test doubles stay out of the production
+image). The full dependency install (which compiles the oVirt SDK) is opt-in: OVCP_TEST_IMAGE_DEPS=1.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from tests.helpers import REPO
 
 CONTAINERFILE = REPO / "Containerfile"
 METRICS_PORT = 10270
+SIMULATORS = "ovirt_cloudprovider/simulators"  # test doubles with a TLS private key: never in the image
+
+
+def in_the_image(rel: str) -> bool:
+    """A file of the package that the image must contain (everything but the simulators)."""
+    return not (rel == SIMULATORS or rel.startswith(SIMULATORS + "/"))
 
 
 def pyproject_value(table: str, key: str) -> str:
@@ -341,7 +348,10 @@ def test_every_copied_file_exists_and_is_in_the_context(
     for path in (REPO / "ovirt_cloudprovider").rglob("*"):
         rel = path.relative_to(REPO).as_posix()
         if path.is_file() and "__pycache__" not in rel and not rel.endswith((".pyc", ".so")):
-            assert not is_ignored(rel, patterns), f"{rel} would be missing from the image"
+            if in_the_image(rel):
+                assert not is_ignored(rel, patterns), f"{rel} would be missing from the image"
+            else:
+                assert is_ignored(rel, patterns), f"{rel} (a simulator) would be in the image"
 
 
 @pytest.mark.parametrize(
@@ -349,7 +359,9 @@ def test_every_copied_file_exists_and_is_in_the_context(
     [".venv/bin/python", ".git/config", "tests/test_deploy.py", "ovirt_cloudprovider/__pycache__/cli.pyc",
      "ovirt_cloudprovider/simulators/__pycache__/x.cpython-311.pyc", ".mypy_cache/3.11/x.json",
      ".pytest_cache/v/cache", ".ruff_cache/x", "ovirt_cloudprovider.egg-info/PKG-INFO", "build/lib/x.py",
-     "ovirt-cloud.conf", "deploy/secret.example.yaml", "benchmarks/x.py", "kubeconfig", ".env"],
+     "ovirt-cloud.conf", "deploy/secret.example.yaml", "benchmarks/x.py", "kubeconfig", ".env",
+     "ovirt_cloudprovider/simulators", "ovirt_cloudprovider/simulators/__init__.py",
+     "ovirt_cloudprovider/simulators/kubeapi/simulator.py", "ovirt_cloudprovider/simulators/tls/server-key.pem"],
 )
 def test_context_excludes(path: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> None:
     assert is_ignored(path, patterns)
@@ -405,12 +417,22 @@ def test_wheel_from_the_build_context(wheel: Path) -> None:
                      entry_points, re.M), entry_points
     assert ENTRY_POINT == "ovirt_cloudprovider.cli:main"
     expected = {
-        p.relative_to(REPO).as_posix()
-        for p in (REPO / "ovirt_cloudprovider").rglob("*")
-        if p.is_file() and (p.suffix == ".py" or p.match("simulators/tls/*.pem"))
+        rel for p in (REPO / "ovirt_cloudprovider").rglob("*.py")
+        if in_the_image(rel := p.relative_to(REPO).as_posix())
     }
     assert expected - names == set(), "files of the package missing from the wheel"
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
+    assert not [n for n in names if not in_the_image(n)], "the simulators must not be in the wheel"
+    assert not [n for n in names if n.endswith((".pem", ".key"))], "no TLS material in the wheel"
+    with zipfile.ZipFile(wheel) as zf:
+        keys = [n for n in names if b"PRIVATE KEY-----" in zf.read(n)]
+    assert keys == [], f"private key material in the wheel: {keys}"
+
+
+def test_the_image_build_fails_if_simulators_or_a_private_key_got_in(stages: list[Stage]) -> None:
+    runs = " && ".join(r.args for r in stages[-1].all("RUN"))
+    assert '! python -c "import ovirt_cloudprovider.simulators"' in runs
+    assert "find /opt/venv" in runs and "PRIVATE KEY" in runs and "'*.key'" in runs
 
 
 def test_wheel_installs_into_a_clean_virtualenv_with_a_working_console_script(
@@ -441,6 +463,9 @@ def test_wheel_installs_into_a_clean_virtualenv_with_a_working_console_script(
         capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path, env=env,
     )
     assert check.stdout.strip().startswith(str(site)), f"the package came from {check.stdout.strip()}"
+    missing = subprocess.run([str(python), "-c", "import ovirt_cloudprovider.simulators"], capture_output=True,
+                             text=True, timeout=60, check=False, cwd=tmp_path, env=env)
+    assert missing.returncode != 0 and "ModuleNotFoundError" in missing.stderr, "the simulators were installed"
     run = subprocess.run([str(script), "run", "--help"], capture_output=True, text=True, timeout=60,
                          check=False, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr

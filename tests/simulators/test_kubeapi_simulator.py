@@ -26,9 +26,8 @@ from ovirt_cloudprovider.simulators.kubeapi import (
     parse_label_selector,
     strategic_merge_patch,
 )
-from tests.helpers import REPO
 
-CONFORMANCE = REPO.parent / "shared" / "tools" / "kubeapi_conformance.py"
+NOT_READY = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
 Sims = Callable[..., KubeApiSimulator]
 Clients = Callable[..., client.ApiClient]
@@ -66,21 +65,7 @@ def raw(sim: KubeApiSimulator, method: str, path: str, data: Any = None, ctype: 
         return e.code, dict(e.headers), json.loads(text) if text.startswith("{") else text
 
 
-# --- conformance, kubectl, auth -----------------------------------------------------------------------
-
-def test_conformance_script_scores_30_of_30_over_http_and_https_with_token(
-        kubeapi: KubeApiSimulator, kubeapi_tls: KubeApiSimulator, kubeconfig_for: Callable[..., str]) -> None:
-    if not CONFORMANCE.is_file():
-        pytest.skip(f"conformance script not found at {CONFORMANCE}")
-    procs = [subprocess.Popen([sys.executable, str(CONFORMANCE), "--kubeconfig", kubeconfig_for(sim)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for sim in (kubeapi, kubeapi_tls)]
-    for p in procs:
-        out, _ = p.communicate(timeout=60)
-        summary = [line for line in out.splitlines() if line.startswith("SUMMARY")]
-        assert p.returncode == 0, out
-        assert summary and "30/30" in summary[0], out
-
+# --- kubectl, auth (the conformance cases are in test_conformance.py) -----------------------------
 
 def test_kubectl_prints_nodes_like_a_real_cluster(kubeapi_tls: KubeApiSimulator, kubectl: Any) -> None:
     sim = kubeapi_tls
@@ -605,7 +590,9 @@ def test_typed_round_trip_like_kube_apiserver(kubeapi: KubeApiSimulator, kube_ap
         "metadata": {"name": "n1"}, "spec": {"providerId": "typo"},
         "status": {"capacity": {"memory": "8192Mi", "cpu": "4000m", "pods": 110}}})
     assert code == 201 and headers["Warning"] == '299 - "unknown field \\"spec.providerId\\""'
-    assert d["spec"] == {} and d["status"]["capacity"] == {"memory": "8Gi", "cpu": "4", "pods": "110"}
+    # spec.providerId pruned; the only taint is the one TaintNodesByCondition admission adds on create
+    assert d["spec"] == {"taints": [NOT_READY]}
+    assert d["status"]["capacity"] == {"memory": "8Gi", "cpu": "4", "pods": "110"}
     assert d["status"]["nodeInfo"]["systemUUID"] == "" and d["status"]["daemonEndpoints"] == {
         "kubeletEndpoint": {"Port": 0}}
     assert "items" in raw(kubeapi, "GET", "/api/v1/nodes")[2] and "kind" not in raw(
@@ -686,3 +673,33 @@ def test_finalizers_kubelet_heartbeat_and_patch_errors(kubeapi: KubeApiSimulator
     assert held.metadata.deletion_timestamp is not None
     api.patch_node("w1", {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/hold"]}})
     assert kubeapi.get_node("w1") is None
+
+
+def test_node_create_admission_appends_the_not_ready_taint_once(kubeapi: KubeApiSimulator) -> None:
+    # TaintNodesByCondition (plugin/pkg/admission/nodetaint): appended to the taints a Node is created with,
+    # unless one with the same key and effect is there (value and timeAdded do not count)
+    uninitialized = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}
+    code, _, d = raw(kubeapi, "POST", "/api/v1/nodes", {"metadata": {"name": "a"}, "spec": {"taints": [uninitialized]}})
+    assert code == 201 and d["spec"]["taints"] == [uninitialized, NOT_READY]
+    own = {**NOT_READY, "value": "x"}
+    noexecute = {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}
+    code, _, d = raw(kubeapi, "POST", "/api/v1/nodes", {"metadata": {"name": "b"}, "spec": {"taints": [own]}})
+    assert code == 201 and d["spec"]["taints"] == [own]
+    code, _, d = raw(kubeapi, "POST", "/api/v1/nodes", {"metadata": {"name": "c"}, "spec": {"taints": [noexecute]}})
+    assert code == 201 and d["spec"]["taints"] == [noexecute, NOT_READY]
+    code, _, d = raw(kubeapi, "POST", "/api/v1/nodes?dryRun=All", {"metadata": {"name": "d"}})
+    assert code == 201 and d["spec"]["taints"] == [NOT_READY]
+    assert kubeapi.register_kubelet_node("e")["spec"]["taints"] == [
+        {**uninitialized}, NOT_READY]  # the direct helpers create like an API request
+
+
+def test_node_update_and_patch_do_not_add_the_not_ready_taint(kubeapi: KubeApiSimulator) -> None:
+    kubeapi.create_node(node("n1"))
+    code, _, d = raw(kubeapi, "PATCH", "/api/v1/nodes/n1", {"spec": {"taints": None}},
+                     ctype="application/strategic-merge-patch+json")
+    assert code == 200 and "taints" not in d["spec"]
+    code, _, d = raw(kubeapi, "PUT", "/api/v1/nodes/n1", d)
+    assert code == 200 and "taints" not in d["spec"]
+    code, _, d = raw(kubeapi, "PATCH", "/api/v1/nodes/n1/status", {"status": {"phase": "Running"}},
+                     ctype="application/merge-patch+json")
+    assert code == 200 and "taints" not in d["spec"]
