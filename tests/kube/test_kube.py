@@ -46,6 +46,8 @@ from tests.helpers import REPO, wait_for
 DUAL_STACK = (NodeAddress("InternalIP", "10.0.0.5"), NodeAddress("InternalIP", "fd00::5"),
               NodeAddress("ExternalIP", "192.0.2.5"), NodeAddress("Hostname", "vm1.example.test"))
 SHUTDOWN = Taint(TAINT_SHUTDOWN, "NoSchedule")
+# what kube-apiserver's TaintNodesByCondition admission adds to every Node it creates
+NOT_READY_BODY = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
 
 def counted(sim: KubeApiSimulator, *args: Any, **kw: Any) -> int:
@@ -350,7 +352,9 @@ class TestNodeWriter:
                                               LABEL_MANAGED_BY: MANAGED_BY_VALUE}
         assert node["metadata"]["annotations"] == {ANNOTATION_VM_ID: spec.vm_id}
         assert node["spec"].get("providerID") == spec.provider_id
-        assert not node["spec"].get("taints")
+        # kube-apiserver's TaintNodesByCondition admission adds not-ready on create; the node lifecycle
+        # controller removes it when the kubelet reports Ready
+        assert node["spec"].get("taints") == [NOT_READY_BODY]
         # the exact list, in order, both InternalIPs kept
         assert addresses_of(kubeapi, "vm1") == [(a.type, a.address) for a in DUAL_STACK]
         status = node["status"]
@@ -401,7 +405,8 @@ class TestNodeWriter:
         node = kubeapi.get_node("k1")
         assert node is not None
         assert node["spec"]["providerID"] == spec.provider_id
-        assert taints_of(kubeapi, "k1") == [not_ready]  # timeAdded of the other writer's taint kept
+        # the admission's taint from create and the other writer's taint (its timeAdded kept) both stay
+        assert taints_of(kubeapi, "k1") == [NOT_READY_BODY, not_ready]
         labels = node["metadata"]["labels"]
         assert labels[LABEL_ZONE] == "cluster-a" and labels["kubernetes.io/hostname"] == "k1"  # kubelet's kept
         assert LABEL_MANAGED_BY not in labels  # the kubelet registered it, not us
@@ -418,13 +423,14 @@ class TestNodeWriter:
                        uid=obs.uid, resource_version=obs.resource_version, taints=(*obs.taints, SHUTDOWN))
         assert writer.apply([taint]).applied == 1
         assert taints_of(kubeapi, "n") == [{"key": "example.com/dedicated", "value": "db", "effect": "NoSchedule"},
-                                           {"key": TAINT_SHUTDOWN, "effect": "NoSchedule"}]
+                                           NOT_READY_BODY, {"key": TAINT_SHUTDOWN, "effect": "NoSchedule"}]
         obs = observe(kubeapi, "n")
         untaint = Action(kind=ActionKind.UNTAINT, node="n", reason="VMRunning", message="VM runs again",
                          uid=obs.uid, resource_version=obs.resource_version,
                          taints=tuple(t for t in obs.taints if t.key != TAINT_SHUTDOWN))
         assert writer.apply([untaint]).applied == 1
-        assert taints_of(kubeapi, "n") == [{"key": "example.com/dedicated", "value": "db", "effect": "NoSchedule"}]
+        assert taints_of(kubeapi, "n") == [{"key": "example.com/dedicated", "value": "db", "effect": "NoSchedule"},
+                                           NOT_READY_BODY]
         assert [e["reason"] for e in sorted(kubeapi.list_events(involved_name="n"),
                                             key=lambda e: int(e["metadata"]["resourceVersion"]))] \
             == ["VMShutdown", "VMRunning"]
@@ -569,7 +575,7 @@ class TestNodeWriterFaults:
                                       uid=obs.uid, resource_version=obs.resource_version, taints=(SHUTDOWN,))])
         assert result.conflicts == 1
         assert counted(kubeapi, verb="patch", resource="nodes") == 1
-        assert taints_of(kubeapi, "n") == []
+        assert taints_of(kubeapi, "n") == [NOT_READY_BODY]  # as created: the rejected patch changed nothing
 
     def test_429_waits_for_retry_after(self, kubeapi: KubeApiSimulator, writer: NodeWriter,
                                        metrics: Metrics) -> None:
