@@ -1,6 +1,6 @@
 """The loop: when to sweep, and one sweep from discovery to applied Actions.
 
-One sweep (:func:`run_sweep`) is the pipeline of DESIGN.md: ``EngineClient.discover`` → ``desired_nodes``
+One sweep (:func:`run_sweep`) is the pipeline of ARCHITECTURE.md: ``EngineClient.discover`` → ``desired_nodes``
 → ``plan_sync`` (against the node cache) → ``NodeWriter`` (one action at a time, only while this replica
 may write). :class:`Controller` decides when to sweep:
 
