@@ -146,6 +146,7 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
         plan = replace(full, actions=tuple(a for a in full.actions if a.vm_id in wanted))
         report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
         if metrics:
+            _record_vms(metrics, snapshot)
             metrics.targeted_syncs_total.labels("success" if report.ok else "failure").inc()
         _log_report("targeted sweep finished", report)
         return report
@@ -197,11 +198,16 @@ def _log_plan(plan: Plan) -> None:
                                                   reason=a.reason, message=a.message))
 
 
-def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, *, ok: bool, seconds: float,
-            dry_run: bool) -> None:
+def _record_vms(metrics: Metrics, snapshot: Snapshot) -> None:
+    """The VMs-by-status gauge, from the latest view of the fleet (full or targeted sweep)."""
     metrics.vms.clear()
     for status, n in Counter(vm.status for vm in snapshot.vms).items():
         metrics.vms.labels(status).set(n)
+
+
+def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, *, ok: bool, seconds: float,
+            dry_run: bool) -> None:
+    _record_vms(metrics, snapshot)
     metrics.skipped_vms.clear()
     # VMs desired.py could not turn into a node (invalid-name, duplicate-name, no-fqdn, ...), and VMs whose
     # node name is taken by a node that is not theirs (node-name-conflict)

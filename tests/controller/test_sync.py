@@ -333,3 +333,27 @@ def test_targeted_sweep_touches_only_the_named_vms_and_never_deletes(world: Worl
     assert TAINT_SHUTDOWN not in taint_keys(world.node_of(second.id))
     node = world.node_of(third.id)
     assert node is not None and ANNOTATION_ABSENT_SWEEPS not in (node["metadata"].get("annotations") or {})
+
+
+def test_targeted_sweep_keeps_the_vms_by_status_gauge_current(world: World) -> None:
+    world.converge()
+    base = world.sweep().snapshot
+    assert base is not None
+
+    def vms(status: str) -> float:
+        return world.metrics.registry.get_sample_value("ovirt_cloudprovider_vms", {"status": status}) or 0.0
+
+    up, down = vms("up"), vms("down")
+    assert up > 0
+    vm = running(world.engine)[0]
+    world.engine.set_status(vm.id, "down")
+    cache = NodeCache(world.api)
+    cache.start()
+    try:
+        assert cache.wait_synced(10)
+        report = run_targeted_sweep(config=world.config, engine=world.client, base=base, vm_ids=[vm.id],
+                                    nodes=cache.nodes(), writer=world.writer, metrics=world.metrics)
+    finally:
+        cache.stop()
+    assert report.ok
+    assert (vms("up"), vms("down")) == (up - 1, down + 1)
