@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import sys
 import tempfile
 import threading
@@ -237,3 +238,4 @@ def run_demo(*, keep_running: bool = False, vms: int = 12, out: TextIO | None = 
             controller.join(timeout=10)
         kube.stop()
         engine.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # a config with the simulator's password, a kubeconfig

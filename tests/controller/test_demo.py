@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +16,9 @@ from ovirt_cloudprovider.demo import run_demo
 from tests.helpers import run_cli
 
 
-def test_demo_runs_the_scenario_in_under_a_minute() -> None:
+def test_demo_runs_the_scenario_in_under_a_minute(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    r = run_cli(["demo"], timeout=90)
+    r = run_cli(["demo"], timeout=90, env={"TMPDIR": str(tmp_path)})
     elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stdout + r.stderr
     assert elapsed < 60
@@ -38,6 +39,8 @@ def test_demo_runs_the_scenario_in_under_a_minute() -> None:
     assert not re.search(r"^worker-6\s", final, re.M)
     assert "demo finished" in out
     assert "Traceback" not in r.stderr
+    # its working directory (a config with the simulator's password, a kubeconfig) does not outlive it
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
