@@ -46,7 +46,10 @@ Writes to a matched node (the *owner*)
       is down); other labels are never removed (a zone we can no longer compute keeps its last value).
       Addresses: the complete list when it differs (order included), except that a NodeSpec without
       an IP address (silent guest agent, VM down) never replaces a node's addresses that contain an IP,
-      and an empty list never blanks a node's addresses. A missing or wrong ``ovirt.org/vm-id``
+      and an empty list never blanks a node's addresses. When the NodeSpec has no Hostname address (the
+      engine knows no FQDN for the VM), the node's own Hostname address(es) (the kubelet's) are kept,
+      after the NodeSpec's addresses; an FQDN from the engine replaces them. This holds for
+      INITIALIZE too. A missing or wrong ``ovirt.org/vm-id``
       annotation is restored.
     - TAINT / UNTAINT (``nodes.taint_shutdown``): ``node.cloudprovider.kubernetes.io/shutdown:
       NoSchedule`` is added when the VM is down or suspended and removed when its status is a running
@@ -98,6 +101,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from . import providerid
+from .addresses import HOSTNAME
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
     ANNOTATION_VM_ID,
@@ -222,9 +226,18 @@ def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | 
     return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
 
 
+def wanted_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...]:
+    """The NodeSpec's addresses, plus the node's own Hostname address(es) when the NodeSpec has none
+    (no FQDN from the engine: the kubelet's Hostname stays, as the upstream node controller keeps it)."""
+    wanted = tuple(spec.addresses)
+    if any(a.type == HOSTNAME for a in wanted):
+        return wanted
+    return wanted + tuple(a for a in node.addresses if a.type == HOSTNAME and a not in wanted)
+
+
 def address_change(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...] | None:
     """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
-    wanted = tuple(spec.addresses)
+    wanted = wanted_addresses(node, spec)
     if not _has_ip(wanted) and (_has_ip(node.addresses) or not wanted):
         return None
     return wanted if wanted != tuple(node.addresses) else None

@@ -439,6 +439,24 @@ def test_hostname_only_is_written_when_the_node_has_no_ip_and_nothing_blanks_add
     assert plan(desired(empty), [synced_node(spec)]).actions == ()
 
 
+def test_the_kubelets_hostname_is_kept_when_the_engine_has_no_fqdn() -> None:
+    """Like the upstream node controller: without a Hostname from the cloud, the node's own stays."""
+    spec = make_spec("web1", addresses=ips("10.0.0.1"))  # the guest agent reports no FQDN
+    kubelet_hostname = NodeAddress("Hostname", "web1.lab")
+    fresh = kubelet_node("web1", addresses=(NodeAddress("InternalIP", "192.168.1.9"), kubelet_hostname))
+    action = only(plan(desired(spec), [fresh]), K.INITIALIZE)
+    assert action.addresses == (NodeAddress("InternalIP", "10.0.0.1"), kubelet_hostname)
+    assert_converged(desired(spec), [fresh])
+    initialized = synced_node(spec, addresses=(NodeAddress("InternalIP", "10.0.0.1"), kubelet_hostname))
+    assert plan(desired(spec), [initialized]).actions == ()
+    moved = make_spec("web1", addresses=ips("10.0.0.2"))
+    assert only(plan(desired(moved), [initialized]), K.UPDATE).addresses == (
+        NodeAddress("InternalIP", "10.0.0.2"), kubelet_hostname)
+    # An FQDN from the engine replaces the kubelet's Hostname.
+    named = make_spec("web1", addresses=ips("10.0.0.1", hostname="web1.example.com"))
+    assert only(plan(desired(named), [initialized]), K.UPDATE).addresses == named.addresses
+
+
 def test_missing_vm_id_annotation_is_restored() -> None:
     spec = make_spec("web1")
     node = synced_node(spec, annotations=())
