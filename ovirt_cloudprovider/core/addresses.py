@@ -18,6 +18,14 @@ Rules (:func:`node_addresses`):
   twice (on two NICs) is listed once, where it first appears.
 - Hostname: the VM's FQDN as the guest agent reports it, lowercased and without a trailing dot, when it
   is a valid DNS name (and not ``localhost`` or an IP address); nothing otherwise.
+
+The kubelet's ``--node-ip`` (:func:`parse_node_ips`, :func:`enforce_node_ips`), as the upstream node
+controller applies it (k8s.io/cloud-provider ``GetNodeAddressesFromNodeIP``): the annotation holds one IP
+or a dual-stack pair (one IPv4, one IPv6, comma-separated). Every address equal to a provided IP comes
+first (in the annotation's order); every other address of the same type as a matched one (for an
+InternalIP node IP: all other InternalIPs, of both families) is dropped; addresses of other types
+(ExternalIP, Hostname) follow in their order. A provided IP that is not among the addresses is an
+error: the caller keeps the node's addresses.
 """
 
 from __future__ import annotations
@@ -132,3 +140,39 @@ def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress,
     if name:
         addresses.append(NodeAddress(HOSTNAME, name))
     return tuple(addresses)
+
+
+def parse_node_ips(text: str) -> tuple[IPAddress, ...]:
+    """The kubelet's ``--node-ip`` from its annotation: one IP or a dual-stack pair (IPv4 and IPv6).
+
+    Raises ValueError, with the reason as its message, for anything else."""
+    found: list[IPAddress] = []
+    for part in text.split(","):
+        try:
+            found.append(ipaddress.ip_address(part.strip()))
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not an IP address") from None
+    if len(found) > 2 or (len(found) == 2 and found[0].version == found[1].version):
+        raise ValueError("it must be one IP address or a dual-stack pair (one IPv4 and one IPv6 address)")
+    return tuple(found)
+
+
+def _same_ip(text: str, ip: IPAddress) -> bool:
+    try:
+        return ipaddress.ip_address(text.strip()) == ip
+    except ValueError:
+        return False
+
+
+def enforce_node_ips(provided: tuple[IPAddress, ...], addresses: tuple[NodeAddress, ...]) -> tuple[NodeAddress, ...]:
+    """``addresses`` with the kubelet's node IP(s) applied (see the module docstring).
+
+    Raises LookupError, with the first provided IP not among ``addresses`` as its message."""
+    first: list[NodeAddress] = []
+    for ip in provided:
+        matched = [a for a in addresses if _same_ip(a.address, ip)]
+        if not matched:
+            raise LookupError(ip.compressed)
+        first.extend(a for a in matched if a not in first)
+    enforced = {a.type for a in first}
+    return tuple(first) + tuple(a for a in addresses if a.type not in enforced)

@@ -49,7 +49,17 @@ Writes to a matched node (the *owner*)
       and an empty list never blanks a node's addresses. When the NodeSpec has no Hostname address (the
       engine knows no FQDN for the VM), the node's own Hostname address(es) (the kubelet's) are kept,
       after the NodeSpec's addresses; an FQDN from the engine replaces them. This holds for
-      INITIALIZE too. A missing or wrong ``ovirt.org/vm-id``
+      INITIALIZE too.
+      The kubelet's ``--node-ip`` (annotation ``alpha.kubernetes.io/provided-node-ip``, one IP or a
+      dual-stack pair) is applied to that list on every INITIALIZE and UPDATE, as the upstream node
+      controller does: the address(es) equal to it first, no other address of their type, other types
+      after (see :mod:`.addresses`). When the annotation is not a usable IP (``ProvidedNodeIPInvalid``)
+      or the engine does not report it (``ProvidedNodeIPNotFound``, also when it reports no IP at all),
+      the node's addresses are left as they are and a SKIP Warning action on the node (its uid, the
+      reason, why) says so; a node that needs initialization is then not initialized at all (no
+      providerID, taints, labels; CLEAR_ABSENT still happens), while on an initialized node the other
+      changes go through. A NodeSpec without any IP (silent guest agent) changes nothing and warns
+      nothing on an initialized node. A missing or wrong ``ovirt.org/vm-id``
       annotation is restored.
     - TAINT / UNTAINT (``nodes.taint_shutdown``): ``node.cloudprovider.kubernetes.io/shutdown:
       NoSchedule`` is added when the VM is down or suspended and removed when its status is a running
@@ -62,6 +72,9 @@ Writes to a matched node (the *owner*)
     action writes ``spec`` (the taint list, the providerID) and it comes first, so an applier that
     guards those writes with the planned resourceVersion (kube.py does) finds it unchanged; the later
     ones only patch labels, annotations and addresses.
+
+SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``, ``ProvidedNodeIPInvalid``)
+    are Warning notices that write nothing; the controller counts them in ``skipped_vms`` by reason.
 
 REGISTER (``nodes.register``)
     A running VM (``NodeSpec.running``) with no candidate node at all gets a Node: ``Action.labels``
@@ -101,9 +114,10 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from . import providerid
-from .addresses import HOSTNAME
+from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_PROVIDED_NODE_IP,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
     LABEL_HOSTNAME,
@@ -153,6 +167,8 @@ REASON_CIRCUIT_BREAKER = "CircuitBreaker"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
+REASON_NODE_IP_NOT_FOUND = "ProvidedNodeIPNotFound"
+REASON_NODE_IP_INVALID = "ProvidedNodeIPInvalid"
 
 # Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
 _KIND_ORDER = {
@@ -235,9 +251,30 @@ def wanted_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, .
     return wanted + tuple(a for a in node.addresses if a.type == HOSTNAME and a not in wanted)
 
 
-def address_change(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...] | None:
-    """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
+def node_ip_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[NodeAddress, ...], tuple[str, str] | None]:
+    """:func:`wanted_addresses` with the kubelet's ``--node-ip`` applied (see :mod:`.addresses`), and
+    ``None``; or the unchanged list and ``(reason, why)`` when the node IP cannot be applied (not an IP,
+    or not among the addresses the engine reports)."""
     wanted = wanted_addresses(node, spec)
+    raw = node.provided_node_ip
+    if raw is None:
+        return wanted, None
+    try:
+        provided = parse_node_ips(raw)
+    except ValueError as exc:
+        return wanted, (REASON_NODE_IP_INVALID,
+                        f"its annotation {ANNOTATION_PROVIDED_NODE_IP}={raw!r} cannot be used: {exc}")
+    try:
+        return enforce_node_ips(provided, wanted), None
+    except LookupError as exc:
+        reported = ", ".join(a.address for a in spec.addresses if a.type in _IP_TYPES) or "none"
+        return wanted, (REASON_NODE_IP_NOT_FOUND,
+                        f"the kubelet's node IP {exc.args[0]} ({ANNOTATION_PROVIDED_NODE_IP}={raw}) is not among "
+                        f"the IP addresses the engine reports for {_vm(spec)} ({reported})")
+
+
+def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...]) -> tuple[NodeAddress, ...] | None:
+    """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
     if not _has_ip(wanted) and (_has_ip(node.addresses) or not wanted):
         return None
     return wanted if wanted != tuple(node.addresses) else None
@@ -455,9 +492,14 @@ class _Planner:
         vm = _vm(spec)
         vm_annotation = (None if node.annotation_map.get(ANNOTATION_VM_ID) == spec.vm_id
                          else ((ANNOTATION_VM_ID, spec.vm_id),))
+        wanted, node_ip_problem = node_ip_addresses(node, spec)
         if _needs_initialization(node):
             if self.cfg.initialize:
-                self._initialize(node, spec, vm_annotation)
+                if node_ip_problem:
+                    self._node_ip_warning(node, spec, node_ip_problem,
+                                          f"Node {node.name} is not initialized for {vm}")
+                else:
+                    self._initialize(node, spec, vm_annotation, wanted)
                 self._clear_absent(node, spec)
                 return
             if not node.provider_id:
@@ -476,7 +518,9 @@ class _Planner:
                 ))
         if self.cfg.update:
             labels = label_changes(node, spec)
-            addresses = address_change(node, spec)
+            addresses = None if node_ip_problem else address_change(node, wanted)
+            if node_ip_problem and _has_ip(spec.addresses):  # else: a silent guest agent changes nothing
+                self._node_ip_warning(node, spec, node_ip_problem, f"The addresses of node {node.name} are kept")
             if labels or addresses is not None or vm_annotation:
                 parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
                 if addresses is not None:
@@ -490,8 +534,13 @@ class _Planner:
                 ))
         self._clear_absent(node, spec)
 
+    def _node_ip_warning(self, node: ObservedNode, spec: NodeSpec, problem: tuple[str, str], what: str) -> None:
+        reason, why = problem
+        self.actions.append(_node_action(ActionKind.SKIP, node, spec, reason, f"{what}: {why}.", warning=True))
+
     def _initialize(
         self, node: ObservedNode, spec: NodeSpec, vm_annotation: tuple[tuple[str, str | None], ...] | None,
+        wanted: tuple[NodeAddress, ...],
     ) -> None:
         taints = [t for t in node.taints if t.key != TAINT_UNINITIALIZED]
         parts = [f"removed taint {TAINT_UNINITIALIZED}"] if len(taints) < len(node.taints) else []
@@ -503,7 +552,7 @@ class _Planner:
             taints = shutdown
         provider_id = None if node.provider_id else spec.provider_id
         labels = label_changes(node, spec)
-        addresses = address_change(node, spec)
+        addresses = address_change(node, wanted)
         parts[:0] = [f"providerID {provider_id}"] if provider_id else []
         parts += [f"{len(labels)} label(s)"] if labels else []
         parts += [f"{len(addresses)} address(es)"] if addresses is not None else []

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from ovirt_cloudprovider.core.addresses import classify, hostname, node_addresses, parse_ip
+from ovirt_cloudprovider.core.addresses import (
+    classify,
+    enforce_node_ips,
+    hostname,
+    node_addresses,
+    parse_ip,
+    parse_node_ips,
+)
 from ovirt_cloudprovider.core.records import GuestNic, NodeAddress, VirtualMachine
 from ovirt_cloudprovider.core.settings import NodesConfig
 from tests.helpers import SAMPLES as ALL_SAMPLES
@@ -223,3 +231,31 @@ def test_result_is_stable_and_hashable() -> None:
 ])
 def test_hostname(fqdn: str | None, expected: str | None) -> None:
     assert hostname(vm(fqdn=fqdn)) == expected
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("192.168.7.2", ("192.168.7.2",)),
+    ("fd00::7,192.168.7.2", ("fd00::7", "192.168.7.2")),
+    (" 192.168.7.2 , FD00:0::7", ("192.168.7.2", "fd00::7")),
+])
+def test_parse_node_ips(text: str, parsed: tuple[str, ...]) -> None:
+    assert parse_node_ips(text) == tuple(ipaddress.ip_address(p) for p in parsed)
+
+
+@pytest.mark.parametrize("text", ["", "eth0", "10.0.0.1,10.0.0.2", "fd00::1,fd00::2", "10.0.0.1,fd00::1,10.0.0.2",
+                                  "10.0.0.0/24"])
+def test_parse_node_ips_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_node_ips(text)
+
+
+def test_enforce_node_ips_like_upstream() -> None:
+    addresses = (internal("10.10.0.2"), internal("192.168.7.2"), internal("fd00::2"), external("203.0.113.7"),
+                 host("web1.example.com"))
+    ip = ipaddress.ip_address
+    assert enforce_node_ips((ip("192.168.7.2"),), addresses) == (
+        internal("192.168.7.2"), external("203.0.113.7"), host("web1.example.com"))
+    assert enforce_node_ips((ip("203.0.113.7"), ip("fd00::2")), addresses) == (
+        external("203.0.113.7"), internal("fd00::2"), host("web1.example.com"))
+    with pytest.raises(LookupError, match=r"192\.168\.7\.9"):
+        enforce_node_ips((ip("192.168.7.9"),), addresses)

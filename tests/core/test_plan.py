@@ -42,6 +42,7 @@ from tests.core.plan_builders import (
     make_spec,
     random_world,
     synced_node,
+    with_annotation,
 )
 
 K = ActionKind
@@ -455,6 +456,76 @@ def test_the_kubelets_hostname_is_kept_when_the_engine_has_no_fqdn() -> None:
     # An FQDN from the engine replaces the kubelet's Hostname.
     named = make_spec("web1", addresses=ips("10.0.0.1", hostname="web1.example.com"))
     assert only(plan(desired(named), [initialized]), K.UPDATE).addresses == named.addresses
+
+
+PROVIDED_IP = "alpha.kubernetes.io/provided-node-ip"
+
+
+def _two_nics(*extra: NodeAddress) -> tuple[NodeAddress, ...]:
+    return (NodeAddress("InternalIP", "10.10.0.2"), NodeAddress("InternalIP", "192.168.7.2"), *extra,
+            NodeAddress("ExternalIP", "203.0.113.7"), NodeAddress("Hostname", "web1.example.com"))
+
+
+def test_the_kubelets_node_ip_decides_the_nodes_internal_ip_on_initialize() -> None:
+    """kubelet --node-ip=192.168.7.2: that address, and no other of its type, as upstream does."""
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics())
+    node = kubelet_node("web1", annotations=[(PROVIDED_IP, "192.168.7.2")])
+    action = only(plan(desired(spec), [node]), K.INITIALIZE)
+    assert action.addresses == (NodeAddress("InternalIP", "192.168.7.2"), NodeAddress("ExternalIP", "203.0.113.7"),
+                                NodeAddress("Hostname", "web1.example.com"))
+    assert_converged(desired(spec), [node])
+
+
+def test_the_kubelets_dual_stack_node_ips_decide_both_families() -> None:
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics(
+        NodeAddress("InternalIP", "fd00::2"), NodeAddress("InternalIP", "fd00::7")))
+    node = kubelet_node("web1", annotations=[(PROVIDED_IP, "192.168.7.2,FD00:0::7")])
+    action = only(plan(desired(spec), [node]), K.INITIALIZE)
+    assert action.addresses == (
+        NodeAddress("InternalIP", "192.168.7.2"), NodeAddress("InternalIP", "fd00::7"),
+        NodeAddress("ExternalIP", "203.0.113.7"), NodeAddress("Hostname", "web1.example.com"))
+    assert_converged(desired(spec), [node])
+
+
+@pytest.mark.parametrize(("provided", "reason", "words"), [
+    ("192.168.7.9", "ProvidedNodeIPNotFound", "192.168.7.9"),
+    ("192.168.7.2,fd00::9", "ProvidedNodeIPNotFound", "fd00::9"),
+    ("not-an-ip", "ProvidedNodeIPInvalid", "not-an-ip"),
+    ("192.168.7.2,10.10.0.2", "ProvidedNodeIPInvalid", "dual-stack"),
+])
+def test_a_node_ip_the_engine_does_not_report_stops_initialization(provided: str, reason: str,
+                                                                   words: str) -> None:
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics())
+    node = kubelet_node("web1", annotations=[(PROVIDED_IP, provided)],
+                        addresses=ips("192.168.7.9", hostname="web1"))
+    p = plan(desired(spec), [node])
+    assert writes(p) == [] and p.managed_nodes == 0
+    action = only(p, K.SKIP)
+    assert action.node == "web1" and action.reason == reason and action.warning
+    assert action.uid == node.uid and action.vm_id == spec.vm_id
+    assert words in action.message and spec.vm_id in action.message
+    # Without any IP from the engine (guest agent silent) the node is not initialized either.
+    silent = plan(desired(make_spec("web1", addresses=())), [node])
+    assert writes(silent) == [] and only(silent, K.SKIP).reason == reason
+
+
+def test_address_updates_respect_the_kubelets_node_ip() -> None:
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics())
+    kept = (NodeAddress("InternalIP", "192.168.7.2"), NodeAddress("ExternalIP", "203.0.113.7"),
+            NodeAddress("Hostname", "web1.example.com"))
+    node = with_annotation(synced_node(spec, addresses=kept), PROVIDED_IP, "192.168.7.2")
+    assert plan(desired(spec), [node]).actions == ()
+    stale = replace(node, addresses=ips("10.10.0.2", "192.168.7.2"))
+    assert only(plan(desired(spec), [stale]), K.UPDATE).addresses == kept
+    # The engine no longer reports the node IP: addresses stay, other changes go through, a warning says why.
+    moved = make_spec("web1", fqdn="web1.example.com", host="host2", addresses=ips("10.10.0.2"))
+    p = plan(desired(moved), [node])
+    update = only(p, K.UPDATE)
+    assert update.addresses is None and dict(update.labels or ()) == {LABEL_OVIRT_HOST: "host2"}
+    warning = only(p, K.SKIP)
+    assert warning.reason == "ProvidedNodeIPNotFound" and warning.warning and "192.168.7.2" in warning.message
+    # A silent guest agent keeps the addresses quietly, as without a node IP.
+    assert plan(desired(make_spec("web1", addresses=())), [node]).actions == ()
 
 
 def test_missing_vm_id_annotation_is_restored() -> None:
