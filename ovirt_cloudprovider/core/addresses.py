@@ -13,9 +13,12 @@ Rules (:func:`node_addresses`):
   decides (config.py refuses the same network in both lists; if it happens anyway, internal wins).
   An address in neither follows ``unmatched_addresses``: internal, external or ignore.
 - Order (the first address is the node's primary one, as the kubelet and the cloud-node controller
-  read it): InternalIP IPv4, InternalIP IPv6, ExternalIP IPv4, ExternalIP IPv6, then Hostname; within
-  a group in the order the guest agent reports the NICs and their addresses. An address that appears
-  twice (on two NICs) is listed once, where it first appears.
+  read it): InternalIP IPv4, InternalIP IPv6, ExternalIP IPv4, ExternalIP IPv6, then Hostname. Within a
+  group, NICs come in the order of their names, compared with numbers as numbers (``eth2`` before
+  ``eth10``, ``ens3`` before ``ens4``; same names by MAC address), and a NIC's addresses in numeric
+  order: never in the order the guest agent happens to report them, so a reordered report changes
+  nothing. An address that appears twice (on two NICs) is listed once, where it first appears in that
+  order. (To pin the primary address, start the kubelet with ``--node-ip``.)
 - Hostname: the VM's FQDN as the guest agent reports it, lowercased and without a trailing dot, when it
   is a valid DNS name (and not ``localhost`` or an IP address); nothing otherwise.
 
@@ -34,7 +37,7 @@ import fnmatch
 import ipaddress
 import re
 
-from .records import NodeAddress, VirtualMachine
+from .records import GuestNic, NodeAddress, VirtualMachine
 from .settings import NodesConfig
 
 INTERNAL_IP = "InternalIP"
@@ -114,6 +117,16 @@ def interface_ignored(name: str, nodes: NodesConfig) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in nodes.ignore_interfaces)
 
 
+def _nic_key(nic: GuestNic) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    """NIC name with its digit runs compared as numbers, then the MAC address."""
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", nic.name) if p)
+    return parts, (nic.mac or "").lower()
+
+
+def _ip_key(ip: IPAddress) -> tuple[int, int]:
+    return ip.version, int(ip)
+
+
 def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress, ...]:
     """The Node addresses for ``vm``, in the stable order described in the module docstring."""
     groups: dict[tuple[str, int], list[str]] = {
@@ -121,13 +134,11 @@ def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress,
     }
     internal, external = _networks(nodes.internal_cidrs), _networks(nodes.external_cidrs)
     seen: set[str] = set()
-    for nic in vm.nics:
+    for nic in sorted(vm.nics, key=_nic_key):
         if interface_ignored(nic.name, nodes):
             continue
-        for raw in nic.ips:
-            ip = parse_ip(raw)
-            if ip is None:
-                continue
+        usable = (parse_ip(raw) for raw in nic.ips)
+        for ip in sorted((ip for ip in usable if ip is not None), key=_ip_key):
             text = ip.compressed
             if text in seen:
                 continue

@@ -528,6 +528,20 @@ def test_address_updates_respect_the_kubelets_node_ip() -> None:
     assert plan(desired(make_spec("web1", addresses=())), [node]).actions == ()
 
 
+def test_a_reversed_guest_agent_report_writes_nothing() -> None:
+    from ovirt_cloudprovider.core.desired import desired_nodes
+    from ovirt_cloudprovider.core.records import GuestNic, Snapshot, VirtualMachine
+
+    nics = (GuestNic("eth0", ips=("10.0.0.7", "10.0.0.3")), GuestNic("eth1", ips=("192.168.7.2",)))
+    machine = VirtualMachine(id=make_spec("web1").vm_id, name="web1", status="up", nics=nics,
+                             fqdn="web1.example.com")
+    first = desired_nodes(Snapshot(vms=(machine,), query=""), NODES)
+    node = synced_node(first.nodes[0])
+    flipped = replace(machine, nics=tuple(GuestNic(n.name, n.mac, tuple(reversed(n.ips))) for n in reversed(nics)))
+    again = desired_nodes(Snapshot(vms=(flipped,), query=""), NODES)
+    assert plan(again, [node]).actions == ()
+
+
 def test_missing_vm_id_annotation_is_restored() -> None:
     spec = make_spec("web1")
     node = synced_node(spec, annotations=())
