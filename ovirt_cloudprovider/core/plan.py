@@ -82,7 +82,11 @@ REGISTER (``nodes.register``)
     ``annotations`` (``ovirt.org/vm-id``), ``taints`` (empty: no uninitialized taint), ``provider_id``
     and ``addresses`` are the body to create; capacity and nodeInfo come from ``Action.spec``. When the
     name is taken by a node that is not a candidate (foreign, another VM's, or a node whose systemUUID
-    says it is another machine) nothing is registered: SKIP ``NodeNameConflict`` (warning).
+    says it is another machine) nothing is registered: SKIP ``NodeNameConflict`` (warning). The same
+    holds when the VM's FQDN is the name or hostname of a node without a providerID that reports a
+    well-formed systemUUID other than the VM id and that matches no VM at all (a kubelet named by FQDN
+    on a machine whose SMBIOS UUID is not the VM's): no second node is registered for the VM while that
+    node exists. (A node that another VM matches is that VM's; it blocks nothing.)
 
 Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
     A managed node whose VM id is in neither ``desired.nodes`` nor ``desired.skipped`` is absent. With a
@@ -333,6 +337,8 @@ class _Planner:
             self.by_name.setdefault(node.name, node)
         self.managed: dict[str, list[ObservedNode]] = {}  # vm id → nodes with that providerID
         self.unprovisioned: list[ObservedNode] = []
+        self.by_fqdn: dict[str, list[ObservedNode]] = {}  # folded name / hostname → unprovisioned nodes
+        self.claimed: set[str] = set()  # unprovisioned nodes that some VM matches (weakly)
         for node in self.by_name.values():
             vm_id = providerid.vm_id_of(node.provider_id)
             if vm_id is not None:
@@ -354,6 +360,7 @@ class _Planner:
             for name, rules in weak[spec.vm_id].items():
                 claims.setdefault(name, []).append((spec, rules))
         poisoned = {name for name, cl in claims.items() if len(cl) > 1}
+        self.claimed = set(claims)
         for name in sorted(poisoned):
             found = "; ".join(f"{_vm(s)} by {', '.join(r)}" for s, r in claims[name])
             self._ambiguous(self.by_name[name], None,
@@ -375,7 +382,7 @@ class _Planner:
     def _weak_matches(self, specs: Sequence[NodeSpec]) -> dict[str, dict[str, list[str]]]:
         """vm id → {unprovisioned node name → the rules it matched by}, via indexes (no n*m scan)."""
         by_uuid: dict[str, list[ObservedNode]] = {}
-        by_fqdn: dict[str, list[ObservedNode]] = {}
+        by_fqdn = self.by_fqdn
         for node in self.unprovisioned:
             for form in set(providerid.uuid_forms(node.system_uuid)) if node.system_uuid else ():
                 by_uuid.setdefault(form, []).append(node)
@@ -475,6 +482,18 @@ class _Planner:
                 spec=spec, warning=True,
                 message=f"{_vm(spec)} has no node, but the name {spec.name} is taken by a node with {why}; "
                         "not registering.",
+            ))
+            return
+        fqdn = _fold(spec.fqdn)
+        impostors = [n for n in self.by_fqdn.get(fqdn, ()) if fqdn and n.name not in self.claimed
+                     and _contradicts(n.system_uuid, spec.vm_id)]
+        if impostors:
+            found = ", ".join(f"{n.name} (systemUUID {n.system_uuid})" for n in impostors)
+            self.actions.append(Action(
+                kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
+                spec=spec, warning=True,
+                message=f"{_vm(spec)} has no node, but its FQDN {fqdn} is taken by node {found} without a "
+                        "providerID, whose systemUUID is not the VM id; not registering a second node for it.",
             ))
             return
         labels: dict[str, str | None] = {**spec.label_map, LABEL_MANAGED_BY: MANAGED_BY_VALUE}

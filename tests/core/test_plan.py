@@ -241,8 +241,31 @@ def test_a_node_whose_system_uuid_names_another_machine_is_not_matched_by_name()
     assert writes(p) == []
     action = only(p, K.SKIP)
     assert action.reason == "NodeNameConflict" and "systemUUID" in action.message
-    other = kubelet_node("web1.example.com", system_uuid="4c4c4544-0000-1010-8000-b2c04f333532")
-    assert kinds(plan(desired(spec), [other])) == [("web1", K.REGISTER)]
+
+
+@pytest.mark.parametrize("by", ["name", "hostname"])
+def test_a_kubelet_node_with_the_vms_fqdn_but_another_system_uuid_blocks_registration(by: str) -> None:
+    """The VM's FQDN is taken by a kubelet node that says it is another machine: no second node, a warning."""
+    spec = make_spec("web1", fqdn="web1.example.com")
+    other = (kubelet_node("web1.example.com", system_uuid="4c4c4544-0000-1010-8000-b2c04f333532") if by == "name"
+             else kubelet_node("worker-a", hostname="web1.example.com",
+                               system_uuid="4c4c4544-0000-1010-8000-b2c04f333532"))
+    p = plan(desired(spec), [other])
+    assert writes(p) == []
+    action = only(p, K.SKIP)
+    assert action.node == "web1" and action.reason == "NodeNameConflict" and action.warning
+    assert action.vm_id == spec.vm_id and action.uid is None
+    assert other.name in action.message and "4c4c4544-0000-1010-8000-b2c04f333532" in action.message
+    assert "web1.example.com" in action.message
+
+
+def test_a_node_with_the_vms_fqdn_that_is_another_vms_does_not_block_registration() -> None:
+    a = make_spec("web1", fqdn="web1.example.com")
+    b = make_spec("web2")
+    b_node = kubelet_node("web1.example.com", system_uuid=b.vm_id)  # B's kubelet, named like A's FQDN
+    p = plan(desired(a, b), [b_node])
+    assert kinds(p) == [("web1", K.REGISTER), ("web1.example.com", K.INITIALIZE)]
+    assert_converged(desired(a, b), [b_node])
 
 
 def test_a_system_uuid_that_is_not_a_uuid_does_not_veto_a_name_match() -> None:
