@@ -10,9 +10,12 @@ Semantics, in the order the planner applies them:
 
 Ownership
     A Node is *managed* when its ``spec.providerID`` is ``ovirt://<vm-id>``. The legacy in-tree oVirt
-    provider wrote ``ovirt:///<vm-id>`` (its instance id was ``"/" + uuid``); both forms name the same VM
-    and VM ids compare case-insensitively. A node with another providerID (``aws://``, ``vsphere://``, or
-    a bare ``ovirt://`` without an id) is *foreign* and never touched. A node without a providerID is
+    provider wrote ``ovirt:///<vm-id>`` (its instance id was ``"/" + uuid``); both forms name the same VM.
+    VM ids are UUIDs and any spelling of one names the same VM (upper case, without dashes, in braces;
+    :mod:`.providerid` normalises them). A node with another providerID (``aws://``, ``vsphere://``) or
+    with an ``ovirt://`` providerID that is no VM id (none, ``ovirt://not-a-uuid``,
+    ``ovirt://<uuid>/extra``) is *foreign*: never touched, never counted absent or deleted, and the
+    latter get a note in the Plan. A node without a providerID is
     *unprovisioned*: it is only touched when it matches exactly one VM.
 
 Matching a VM (NodeSpec) to nodes

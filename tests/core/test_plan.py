@@ -283,6 +283,27 @@ def test_legacy_provider_id_is_ours() -> None:
     assert only(gone, K.MARK_ABSENT).vm_id == spec.vm_id
 
 
+@pytest.mark.parametrize("spelling", ["no-dashes", "braces", "upper-legacy"])
+def test_a_provider_id_in_another_spelling_of_the_vm_id_is_the_same_vm(spelling: str) -> None:
+    spec = make_spec("web1")
+    written = {"no-dashes": f"ovirt://{spec.vm_id.replace('-', '')}", "braces": f"ovirt://{{{spec.vm_id}}}",
+               "upper-legacy": f"ovirt:///{spec.vm_id.upper()}"}[spelling]
+    node = synced_node(spec, provider_id=written)
+    p = plan(desired(spec, make_spec("web2")), [node])
+    assert all(a.node != "web1" for a in p.actions) and p.managed_nodes == 2  # web2 registered
+    gone = plan(desired(make_spec("other")), [node], controller=ControllerConfig(delete_after_sweeps=1))
+    assert only(gone, K.DELETE).vm_id == spec.vm_id
+
+
+@pytest.mark.parametrize("written", ["ovirt://not-a-uuid", "ovirt://{vm}/extra", "ovirt:////{vm}"])
+def test_a_provider_id_under_ovirt_that_is_no_vm_id_is_foreign(written: str) -> None:
+    spec = make_spec("web1")
+    node = synced_node(spec, name="odd", provider_id=written.format(vm=spec.vm_id))
+    p = plan(desired(make_spec("other")), [node], controller=ControllerConfig(delete_after_sweeps=1))
+    assert all(a.node != "odd" for a in p.actions) and p.managed_nodes == 1  # only "other", registered
+    assert any("odd" in note for note in p.notes)
+
+
 # --- ambiguity --------------------------------------------------------------------------------------------
 
 def test_node_matching_two_vms_is_ambiguous() -> None:
