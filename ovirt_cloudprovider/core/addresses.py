@@ -13,11 +13,22 @@ Rules (:func:`node_addresses`):
   decides (the config reader refuses the same network in both lists; if it happens anyway, internal wins).
   An address in neither follows ``unmatched_addresses``: internal, external or ignore.
 - Order (the first address is the node's primary one, as the kubelet and the cloud-node controller
-  read it): InternalIP IPv4, InternalIP IPv6, ExternalIP IPv4, ExternalIP IPv6, then Hostname; within
-  a group in the order the guest agent reports the NICs and their addresses. An address that appears
-  twice (on two NICs) is listed once, where it first appears.
+  read it): InternalIP IPv4, InternalIP IPv6, ExternalIP IPv4, ExternalIP IPv6, then Hostname. Within a
+  group, NICs come in the order of their names, compared with numbers as numbers (``eth2`` before
+  ``eth10``, ``ens3`` before ``ens4``; same names by MAC address), and a NIC's addresses in numeric
+  order: never in the order the guest agent happens to report them, so a reordered report changes
+  nothing. An address that appears twice (on two NICs) is listed once, where it first appears in that
+  order. (To pin the primary address, start the kubelet with ``--node-ip``.)
 - Hostname: the VM's FQDN as the guest agent reports it, lowercased and without a trailing dot, when it
   is a valid DNS name (and not ``localhost`` or an IP address); nothing otherwise.
+
+The kubelet's ``--node-ip`` (:func:`parse_node_ips`, :func:`enforce_node_ips`), as the upstream node
+controller applies it (k8s.io/cloud-provider ``GetNodeAddressesFromNodeIP``): the annotation holds one IP
+or a dual-stack pair (one IPv4, one IPv6, comma-separated). Every address equal to a provided IP comes
+first (in the annotation's order); every other address of the same type as a matched one (for an
+InternalIP node IP: all other InternalIPs, of both families) is dropped; addresses of other types
+(ExternalIP, Hostname) follow in their order. A provided IP that is not among the addresses is an
+error: the caller keeps the node's addresses.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import fnmatch
 import ipaddress
 import re
 
-from .records import NodeAddress, VirtualMachine
+from .records import GuestNic, NodeAddress, VirtualMachine
 from .settings import NodesConfig
 
 INTERNAL_IP = "InternalIP"
@@ -100,6 +111,16 @@ def interface_ignored(name: str, nodes: NodesConfig) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in nodes.ignore_interfaces)
 
 
+def _nic_key(nic: GuestNic) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    """NIC name with its digit runs compared as numbers, then the MAC address."""
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", nic.name) if p)
+    return parts, (nic.mac or "").lower()
+
+
+def _ip_key(ip: IPAddress) -> tuple[int, int]:
+    return ip.version, int(ip)
+
+
 def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress, ...]:
     """The Node addresses for ``vm``, in the stable order described in the module docstring."""
     groups: dict[tuple[str, int], list[str]] = {
@@ -107,13 +128,11 @@ def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress,
     }
     internal, external = _networks(nodes.internal_cidrs), _networks(nodes.external_cidrs)
     seen: set[str] = set()
-    for nic in vm.nics:
+    for nic in sorted(vm.nics, key=_nic_key):
         if interface_ignored(nic.name, nodes):
             continue
-        for raw in nic.ips:
-            ip = parse_ip(raw)
-            if ip is None:
-                continue
+        usable = (parse_ip(raw) for raw in nic.ips)
+        for ip in sorted((ip for ip in usable if ip is not None), key=_ip_key):
             text = ip.compressed
             if text in seen:
                 continue
@@ -126,3 +145,39 @@ def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress,
     if name:
         addresses.append(NodeAddress(HOSTNAME, name))
     return tuple(addresses)
+
+
+def parse_node_ips(text: str) -> tuple[IPAddress, ...]:
+    """The kubelet's ``--node-ip`` from its annotation: one IP or a dual-stack pair (IPv4 and IPv6).
+
+    Raises ValueError, with the reason as its message, for anything else."""
+    found: list[IPAddress] = []
+    for part in text.split(","):
+        try:
+            found.append(ipaddress.ip_address(part.strip()))
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not an IP address") from None
+    if len(found) > 2 or (len(found) == 2 and found[0].version == found[1].version):
+        raise ValueError("it must be one IP address or a dual-stack pair (one IPv4 and one IPv6 address)")
+    return tuple(found)
+
+
+def _same_ip(text: str, ip: IPAddress) -> bool:
+    try:
+        return ipaddress.ip_address(text.strip()) == ip
+    except ValueError:
+        return False
+
+
+def enforce_node_ips(provided: tuple[IPAddress, ...], addresses: tuple[NodeAddress, ...]) -> tuple[NodeAddress, ...]:
+    """``addresses`` with the kubelet's node IP(s) applied (see the module docstring).
+
+    Raises LookupError, with the first provided IP not among ``addresses`` as its message."""
+    first: list[NodeAddress] = []
+    for ip in provided:
+        matched = [a for a in addresses if _same_ip(a.address, ip)]
+        if not matched:
+            raise LookupError(ip.compressed)
+        first.extend(a for a in matched if a not in first)
+    enforced = {a.type for a in first}
+    return tuple(first) + tuple(a for a in addresses if a.type not in enforced)

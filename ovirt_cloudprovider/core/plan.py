@@ -10,9 +10,12 @@ Semantics, in the order the planner applies them:
 
 Ownership
     A Node is *managed* when its ``spec.providerID`` is ``ovirt://<vm-id>``. The legacy in-tree oVirt
-    provider wrote ``ovirt:///<vm-id>`` (its instance id was ``"/" + uuid``); both forms name the same VM
-    and VM ids compare case-insensitively. A node with another providerID (``aws://``, ``vsphere://``, or
-    a bare ``ovirt://`` without an id) is *foreign* and never touched. A node without a providerID is
+    provider wrote ``ovirt:///<vm-id>`` (its instance id was ``"/" + uuid``); both forms name the same VM.
+    VM ids are UUIDs and any spelling of one names the same VM (upper case, without dashes, in braces;
+    :mod:`.providerid` normalises them). A node with another providerID (``aws://``, ``vsphere://``) or
+    with an ``ovirt://`` providerID that is no VM id (none, ``ovirt://not-a-uuid``,
+    ``ovirt://<uuid>/extra``) is *foreign*: never touched, never counted absent or deleted, and the
+    latter get a note in the Plan. A node without a providerID is
     *unprovisioned*: it is only touched when it matches exactly one VM.
 
 Matching a VM (NodeSpec) to nodes
@@ -46,7 +49,20 @@ Writes to a matched node (the *owner*)
       is down); other labels are never removed (a zone we can no longer compute keeps its last value).
       Addresses: the complete list when it differs (order included), except that a NodeSpec without
       an IP address (silent guest agent, VM down) never replaces a node's addresses that contain an IP,
-      and an empty list never blanks a node's addresses. A missing or wrong ``ovirt.org/vm-id``
+      and an empty list never blanks a node's addresses. When the NodeSpec has no Hostname address (the
+      engine knows no FQDN for the VM), the node's own Hostname address(es) (the kubelet's) are kept,
+      after the NodeSpec's addresses; an FQDN from the engine replaces them. This holds for
+      INITIALIZE too.
+      The kubelet's ``--node-ip`` (annotation ``alpha.kubernetes.io/provided-node-ip``, one IP or a
+      dual-stack pair) is applied to that list on every INITIALIZE and UPDATE, as the upstream node
+      controller does: the address(es) equal to it first, no other address of their type, other types
+      after (see :mod:`.addresses`). When the annotation is not a usable IP (``ProvidedNodeIPInvalid``)
+      or the engine does not report it (``ProvidedNodeIPNotFound``, also when it reports no IP at all),
+      the node's addresses are left as they are and a SKIP Warning action on the node (its uid, the
+      reason, why) says so; a node that needs initialization is then not initialized at all (no
+      providerID, taints, labels; CLEAR_ABSENT still happens), while on an initialized node the other
+      changes go through. A NodeSpec without any IP (silent guest agent) changes nothing and warns
+      nothing on an initialized node. A missing or wrong ``ovirt.org/vm-id``
       annotation is restored.
     - TAINT / UNTAINT (``nodes.taint_shutdown``): ``node.cloudprovider.kubernetes.io/shutdown:
       NoSchedule`` is added when the VM is down or suspended and removed when its status is a running
@@ -60,13 +76,20 @@ Writes to a matched node (the *owner*)
     guards those writes with the planned resourceVersion (the kube writer does) finds it unchanged; the later
     ones only patch labels, annotations and addresses.
 
+SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``, ``ProvidedNodeIPInvalid``)
+    are Warning notices that write nothing; the controller counts them in ``skipped_vms`` by reason.
+
 REGISTER (``nodes.register``)
     A running VM (``NodeSpec.running``) with no candidate node at all gets a Node: ``Action.labels``
     (the NodeSpec's labels plus ``app.kubernetes.io/managed-by=ovirt-cloudprovider``),
     ``annotations`` (``ovirt.org/vm-id``), ``taints`` (empty: no uninitialized taint), ``provider_id``
     and ``addresses`` are the body to create; capacity and nodeInfo come from ``Action.spec``. When the
     name is taken by a node that is not a candidate (foreign, another VM's, or a node whose systemUUID
-    says it is another machine) nothing is registered: SKIP ``NodeNameConflict`` (warning).
+    says it is another machine) nothing is registered: SKIP ``NodeNameConflict`` (warning). The same
+    holds when the VM's FQDN is the name or hostname of a node without a providerID that reports a
+    well-formed systemUUID other than the VM id and that matches no VM at all (a kubelet named by FQDN
+    on a machine whose SMBIOS UUID is not the VM's): no second node is registered for the VM while that
+    node exists. (A node that another VM matches is that VM's; it blocks nothing.)
 
 Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
     A managed node whose VM id is in neither ``desired.nodes`` nor ``desired.skipped`` is absent. With a
@@ -98,8 +121,10 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from . import providerid
+from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_PROVIDED_NODE_IP,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
     LABEL_HOSTNAME,
@@ -149,6 +174,8 @@ REASON_CIRCUIT_BREAKER = "CircuitBreaker"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
+REASON_NODE_IP_NOT_FOUND = "ProvidedNodeIPNotFound"
+REASON_NODE_IP_INVALID = "ProvidedNodeIPInvalid"
 
 # Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
 _KIND_ORDER = {
@@ -222,9 +249,39 @@ def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | 
     return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
 
 
-def address_change(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...] | None:
-    """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
+def wanted_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...]:
+    """The NodeSpec's addresses, plus the node's own Hostname address(es) when the NodeSpec has none
+    (no FQDN from the engine: the kubelet's Hostname stays, as the upstream node controller keeps it)."""
     wanted = tuple(spec.addresses)
+    if any(a.type == HOSTNAME for a in wanted):
+        return wanted
+    return wanted + tuple(a for a in node.addresses if a.type == HOSTNAME and a not in wanted)
+
+
+def node_ip_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[NodeAddress, ...], tuple[str, str] | None]:
+    """:func:`wanted_addresses` with the kubelet's ``--node-ip`` applied (see :mod:`.addresses`), and
+    ``None``; or the unchanged list and ``(reason, why)`` when the node IP cannot be applied (not an IP,
+    or not among the addresses the engine reports)."""
+    wanted = wanted_addresses(node, spec)
+    raw = node.provided_node_ip
+    if raw is None:
+        return wanted, None
+    try:
+        provided = parse_node_ips(raw)
+    except ValueError as exc:
+        return wanted, (REASON_NODE_IP_INVALID,
+                        f"its annotation {ANNOTATION_PROVIDED_NODE_IP}={raw!r} cannot be used: {exc}")
+    try:
+        return enforce_node_ips(provided, wanted), None
+    except LookupError as exc:
+        reported = ", ".join(a.address for a in spec.addresses if a.type in _IP_TYPES) or "none"
+        return wanted, (REASON_NODE_IP_NOT_FOUND,
+                        f"the kubelet's node IP {exc.args[0]} ({ANNOTATION_PROVIDED_NODE_IP}={raw}) is not among "
+                        f"the IP addresses the engine reports for {_vm(spec)} ({reported})")
+
+
+def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...]) -> tuple[NodeAddress, ...] | None:
+    """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
     if not _has_ip(wanted) and (_has_ip(node.addresses) or not wanted):
         return None
     return wanted if wanted != tuple(node.addresses) else None
@@ -283,6 +340,8 @@ class _Planner:
             self.by_name.setdefault(node.name, node)
         self.managed: dict[str, list[ObservedNode]] = {}  # vm id → nodes with that providerID
         self.unprovisioned: list[ObservedNode] = []
+        self.by_fqdn: dict[str, list[ObservedNode]] = {}  # folded name / hostname → unprovisioned nodes
+        self.claimed: set[str] = set()  # unprovisioned nodes that some VM matches (weakly)
         for node in self.by_name.values():
             vm_id = providerid.vm_id_of(node.provider_id)
             if vm_id is not None:
@@ -304,6 +363,7 @@ class _Planner:
             for name, rules in weak[spec.vm_id].items():
                 claims.setdefault(name, []).append((spec, rules))
         poisoned = {name for name, cl in claims.items() if len(cl) > 1}
+        self.claimed = set(claims)
         for name in sorted(poisoned):
             found = "; ".join(f"{_vm(s)} by {', '.join(r)}" for s, r in claims[name])
             self._ambiguous(self.by_name[name], None,
@@ -325,7 +385,7 @@ class _Planner:
     def _weak_matches(self, specs: Sequence[NodeSpec]) -> dict[str, dict[str, list[str]]]:
         """vm id → {unprovisioned node name → the rules it matched by}, via indexes (no n*m scan)."""
         by_uuid: dict[str, list[ObservedNode]] = {}
-        by_fqdn: dict[str, list[ObservedNode]] = {}
+        by_fqdn = self.by_fqdn
         for node in self.unprovisioned:
             for form in set(providerid.uuid_forms(node.system_uuid)) if node.system_uuid else ():
                 by_uuid.setdefault(form, []).append(node)
@@ -427,6 +487,18 @@ class _Planner:
                         "not registering.",
             ))
             return
+        fqdn = _fold(spec.fqdn)
+        impostors = [n for n in self.by_fqdn.get(fqdn, ()) if fqdn and n.name not in self.claimed
+                     and _contradicts(n.system_uuid, spec.vm_id)]
+        if impostors:
+            found = ", ".join(f"{n.name} (systemUUID {n.system_uuid})" for n in impostors)
+            self.actions.append(Action(
+                kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
+                spec=spec, warning=True,
+                message=f"{_vm(spec)} has no node, but its FQDN {fqdn} is taken by node {found} without a "
+                        "providerID, whose systemUUID is not the VM id; not registering a second node for it.",
+            ))
+            return
         labels: dict[str, str | None] = {**spec.label_map, LABEL_MANAGED_BY: MANAGED_BY_VALUE}
         self.actions.append(Action(
             kind=ActionKind.REGISTER, node=spec.name, reason=REASON_REGISTERED, vm_id=spec.vm_id, spec=spec,
@@ -442,9 +514,14 @@ class _Planner:
         vm = _vm(spec)
         vm_annotation = (None if node.annotation_map.get(ANNOTATION_VM_ID) == spec.vm_id
                          else ((ANNOTATION_VM_ID, spec.vm_id),))
+        wanted, node_ip_problem = node_ip_addresses(node, spec)
         if _needs_initialization(node):
             if self.cfg.initialize:
-                self._initialize(node, spec, vm_annotation)
+                if node_ip_problem:
+                    self._node_ip_warning(node, spec, node_ip_problem,
+                                          f"Node {node.name} is not initialized for {vm}")
+                else:
+                    self._initialize(node, spec, vm_annotation, wanted)
                 self._clear_absent(node, spec)
                 return
             if not node.provider_id:
@@ -463,7 +540,9 @@ class _Planner:
                 ))
         if self.cfg.update:
             labels = label_changes(node, spec)
-            addresses = address_change(node, spec)
+            addresses = None if node_ip_problem else address_change(node, wanted)
+            if node_ip_problem and _has_ip(spec.addresses):  # else: a silent guest agent changes nothing
+                self._node_ip_warning(node, spec, node_ip_problem, f"The addresses of node {node.name} are kept")
             if labels or addresses is not None or vm_annotation:
                 parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
                 if addresses is not None:
@@ -477,8 +556,13 @@ class _Planner:
                 ))
         self._clear_absent(node, spec)
 
+    def _node_ip_warning(self, node: ObservedNode, spec: NodeSpec, problem: tuple[str, str], what: str) -> None:
+        reason, why = problem
+        self.actions.append(_node_action(ActionKind.SKIP, node, spec, reason, f"{what}: {why}.", warning=True))
+
     def _initialize(
         self, node: ObservedNode, spec: NodeSpec, vm_annotation: tuple[tuple[str, str | None], ...] | None,
+        wanted: tuple[NodeAddress, ...],
     ) -> None:
         taints = [t for t in node.taints if t.key != TAINT_UNINITIALIZED]
         parts = [f"removed taint {TAINT_UNINITIALIZED}"] if len(taints) < len(node.taints) else []
@@ -490,7 +574,7 @@ class _Planner:
             taints = shutdown
         provider_id = None if node.provider_id else spec.provider_id
         labels = label_changes(node, spec)
-        addresses = address_change(node, spec)
+        addresses = address_change(node, wanted)
         parts[:0] = [f"providerID {provider_id}"] if provider_id else []
         parts += [f"{len(labels)} label(s)"] if labels else []
         parts += [f"{len(addresses)} address(es)"] if addresses is not None else []

@@ -4,6 +4,11 @@ A Node we manage carries ``spec.providerID = ovirt://<vm-id>``, the VM id writte
 also the SMBIOS system UUID the kubelet reports as ``status.nodeInfo.systemUUID``). The removed in-tree provider
 wrote ``ovirt:///<vm-id>`` (an empty host part); such IDs are read as the same VM and adopted as they are.
 
+oVirt VM ids are UUIDs, so a providerID names a VM only when what follows ``ovirt://`` (or ``ovirt:///``) is
+one UUID, in any spelling: upper or lower case, with or without its dashes (all four or none), with or without
+surrounding braces. Anything else under ``ovirt://`` (no id, ``ovirt://not-a-uuid``, ``ovirt://<uuid>/extra``,
+more slashes) names no VM: :func:`vm_id_of` returns ``None`` and the node is foreign.
+
 - :func:`build` writes the providerID of a VM id.
 - :func:`vm_id_of` reads the VM id back out of a providerID (``None`` when it is not ours).
 - :func:`is_ovirt` says whether a providerID is under the ``ovirt://`` scheme at all (ours or malformed).
@@ -22,11 +27,15 @@ import uuid
 PREFIX = "ovirt://"
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# A VM id in a providerID: a UUID with all its dashes or none, optionally in braces (any case).
+_ID_IN_PROVIDER_ID = re.compile(
+    r"^(\{?)([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})(\}?)$", re.IGNORECASE)
 
 
 def normalize_vm_id(vm_id: str) -> str:
-    """``vm_id`` as every comparison sees it: without surrounding white space, lower-cased."""
-    return vm_id.strip().lower()
+    """``vm_id`` as every comparison sees it: a UUID in its canonical lowercase spelling; anything else
+    without surrounding white space, lower-cased."""
+    return vm_uuid(vm_id) or vm_id.strip().lower()
 
 
 def vm_uuid(vm_id: str) -> str | None:
@@ -48,11 +57,16 @@ def is_ovirt(provider_id: str | None) -> bool:
 
 
 def vm_id_of(provider_id: str | None) -> str | None:
-    """The normalised VM id of an ``ovirt://<id>`` (or legacy ``ovirt:///<id>``) providerID, else ``None``."""
+    """The VM id (canonical lowercase UUID) of an ``ovirt://<uuid>`` (or legacy ``ovirt:///<uuid>``) providerID
+    in any spelling of the UUID, else ``None`` (not ours, or under ``ovirt://`` but naming no VM)."""
     if not provider_id or not provider_id.startswith(PREFIX):
         return None
-    vm_id = normalize_vm_id(provider_id[len(PREFIX):].lstrip("/"))
-    return vm_id or None
+    rest = provider_id[len(PREFIX):]
+    rest = rest[1:] if rest.startswith("/") else rest
+    match = _ID_IN_PROVIDER_ID.match(rest.strip())
+    if match is None or bool(match.group(1)) != bool(match.group(3)):
+        return None
+    return str(uuid.UUID(match.group(2)))
 
 
 def is_uuid(value: str) -> bool:

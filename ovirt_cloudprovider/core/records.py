@@ -32,6 +32,9 @@ MANAGED_BY_VALUE = "ovirt-cloudprovider"
 ANNOTATION_ABSENT_SWEEPS = "ovirt.org/absent-sweeps"
 # The VM id of a node we registered or initialized (for humans and for matching).
 ANNOTATION_VM_ID = "ovirt.org/vm-id"
+# The kubelet's --node-ip (one IP, or "IPv4,IPv6" for dual-stack), set by a kubelet with
+# --cloud-provider=external (k8s.io/cloud-provider api.AnnotationAlphaProvidedIPAddr).
+ANNOTATION_PROVIDED_NODE_IP = "alpha.kubernetes.io/provided-node-ip"
 
 TAINT_UNINITIALIZED = "node.cloudprovider.kubernetes.io/uninitialized"
 TAINT_SHUTDOWN = "node.cloudprovider.kubernetes.io/shutdown"
@@ -188,6 +191,11 @@ class ObservedNode:
     @property
     def annotation_map(self) -> dict[str, str]:
         return dict(self.annotations)
+
+    @property
+    def provided_node_ip(self) -> str | None:
+        """The kubelet's ``--node-ip`` (annotation ``alpha.kubernetes.io/provided-node-ip``), if it set one."""
+        return self.annotation_map.get(ANNOTATION_PROVIDED_NODE_IP)
 
     @property
     def registered_by_us(self) -> bool:

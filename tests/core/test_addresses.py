@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from ovirt_cloudprovider.core.addresses import hostname, node_addresses, parse_ip
+from ovirt_cloudprovider.core.addresses import (
+    enforce_node_ips,
+    hostname,
+    node_addresses,
+    parse_ip,
+    parse_node_ips,
+)
 from ovirt_cloudprovider.core.records import GuestNic, NodeAddress, VirtualMachine
 from ovirt_cloudprovider.core.settings import NodesConfig
 from tests.helpers import SAMPLES as ALL_SAMPLES
@@ -128,8 +135,8 @@ def test_real_interfaces_are_kept(name: str) -> None:
 def test_ignore_interfaces_is_configurable() -> None:
     nics = (GuestNic("docker0", ips=("172.17.0.1",)), GuestNic("eth1", ips=("192.0.2.1",)),
             GuestNic("eth0", ips=("10.0.0.5",)))
-    assert node_addresses(vm(*nics), NodesConfig(ignore_interfaces=())) == (
-        internal("172.17.0.1"), internal("192.0.2.1"), internal("10.0.0.5"))
+    assert node_addresses(vm(*nics), NodesConfig(ignore_interfaces=())) == (  # NICs by name
+        internal("172.17.0.1"), internal("10.0.0.5"), internal("192.0.2.1"))
     assert node_addresses(vm(*nics), NodesConfig(ignore_interfaces=("eth[1-9]", "docker*"))) == (
         internal("10.0.0.5"),)
 
@@ -182,10 +189,10 @@ def test_order_internal_v4_v6_then_external_v4_v6_then_hostname_in_nic_order() -
 
 
 def test_duplicates_are_listed_once_where_they_first_appear() -> None:
-    nics = (GuestNic("eth0", ips=("10.0.0.2", "10.0.0.1")), GuestNic("eth1", ips=("10.0.0.1", "10.0.0.2")),
+    nics = (GuestNic("eth1", ips=("10.0.0.2", "10.0.0.3")), GuestNic("eth0", ips=("10.0.0.3", "10.0.0.1")),
             GuestNic("eth2", ips=("2001:db8::1", "2001:DB8:0::1")))
-    assert node_addresses(vm(*nics), DEFAULT) == (internal("10.0.0.2"), internal("10.0.0.1"),
-                                                  internal("2001:db8::1"))
+    assert node_addresses(vm(*nics), DEFAULT) == (internal("10.0.0.1"), internal("10.0.0.3"),
+                                                  internal("10.0.0.2"), internal("2001:db8::1"))
 
 
 def test_a_duplicate_on_an_ignored_interface_does_not_hide_the_real_one() -> None:
@@ -222,3 +229,45 @@ def test_result_is_stable_and_hashable() -> None:
 ])
 def test_hostname(fqdn: str | None, expected: str | None) -> None:
     assert hostname(vm(fqdn=fqdn)) == expected
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("192.168.7.2", ("192.168.7.2",)),
+    ("fd00::7,192.168.7.2", ("fd00::7", "192.168.7.2")),
+    (" 192.168.7.2 , FD00:0::7", ("192.168.7.2", "fd00::7")),
+])
+def test_parse_node_ips(text: str, parsed: tuple[str, ...]) -> None:
+    assert parse_node_ips(text) == tuple(ipaddress.ip_address(p) for p in parsed)
+
+
+@pytest.mark.parametrize("text", ["", "eth0", "10.0.0.1,10.0.0.2", "fd00::1,fd00::2", "10.0.0.1,fd00::1,10.0.0.2",
+                                  "10.0.0.0/24"])
+def test_parse_node_ips_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_node_ips(text)
+
+
+def test_enforce_node_ips_like_upstream() -> None:
+    addresses = (internal("10.10.0.2"), internal("192.168.7.2"), internal("fd00::2"), external("203.0.113.7"),
+                 host("web1.example.com"))
+    ip = ipaddress.ip_address
+    assert enforce_node_ips((ip("192.168.7.2"),), addresses) == (
+        internal("192.168.7.2"), external("203.0.113.7"), host("web1.example.com"))
+    assert enforce_node_ips((ip("203.0.113.7"), ip("fd00::2")), addresses) == (
+        external("203.0.113.7"), internal("fd00::2"), host("web1.example.com"))
+    with pytest.raises(LookupError, match=r"192\.168\.7\.9"):
+        enforce_node_ips((ip("192.168.7.9"),), addresses)
+
+
+def test_order_does_not_depend_on_the_order_the_guest_agent_reports() -> None:
+    """NICs by name (eth2 before eth10), addresses within a NIC by value: a reversed report changes nothing."""
+    nics = (
+        GuestNic("eth10", mac="56:6f:00:00:00:03", ips=("10.0.10.1",)),
+        GuestNic("eth0", mac="56:6f:00:00:00:01", ips=("10.0.0.9", "fd00::9", "10.0.0.2", "fd00::2")),
+        GuestNic("eth2", mac="56:6f:00:00:00:02", ips=("10.0.2.1", "10.0.0.9")),
+    )
+    expected = (internal("10.0.0.2"), internal("10.0.0.9"), internal("10.0.2.1"), internal("10.0.10.1"),
+                internal("fd00::2"), internal("fd00::9"))
+    assert node_addresses(vm(*nics), DEFAULT) == expected
+    reversed_report = tuple(GuestNic(n.name, n.mac, tuple(reversed(n.ips))) for n in reversed(nics))
+    assert node_addresses(vm(*reversed_report), DEFAULT) == expected

@@ -42,6 +42,7 @@ from tests.core.plan_builders import (
     make_spec,
     random_world,
     synced_node,
+    with_annotation,
 )
 
 K = ActionKind
@@ -240,8 +241,31 @@ def test_a_node_whose_system_uuid_names_another_machine_is_not_matched_by_name()
     assert writes(p) == []
     action = only(p, K.SKIP)
     assert action.reason == "NodeNameConflict" and "systemUUID" in action.message
-    other = kubelet_node("web1.example.com", system_uuid="4c4c4544-0000-1010-8000-b2c04f333532")
-    assert kinds(plan(desired(spec), [other])) == [("web1", K.REGISTER)]
+
+
+@pytest.mark.parametrize("by", ["name", "hostname"])
+def test_a_kubelet_node_with_the_vms_fqdn_but_another_system_uuid_blocks_registration(by: str) -> None:
+    """The VM's FQDN is taken by a kubelet node that says it is another machine: no second node, a warning."""
+    spec = make_spec("web1", fqdn="web1.example.com")
+    other = (kubelet_node("web1.example.com", system_uuid="4c4c4544-0000-1010-8000-b2c04f333532") if by == "name"
+             else kubelet_node("worker-a", hostname="web1.example.com",
+                               system_uuid="4c4c4544-0000-1010-8000-b2c04f333532"))
+    p = plan(desired(spec), [other])
+    assert writes(p) == []
+    action = only(p, K.SKIP)
+    assert action.node == "web1" and action.reason == "NodeNameConflict" and action.warning
+    assert action.vm_id == spec.vm_id and action.uid is None
+    assert other.name in action.message and "4c4c4544-0000-1010-8000-b2c04f333532" in action.message
+    assert "web1.example.com" in action.message
+
+
+def test_a_node_with_the_vms_fqdn_that_is_another_vms_does_not_block_registration() -> None:
+    a = make_spec("web1", fqdn="web1.example.com")
+    b = make_spec("web2")
+    b_node = kubelet_node("web1.example.com", system_uuid=b.vm_id)  # B's kubelet, named like A's FQDN
+    p = plan(desired(a, b), [b_node])
+    assert kinds(p) == [("web1", K.REGISTER), ("web1.example.com", K.INITIALIZE)]
+    assert_converged(desired(a, b), [b_node])
 
 
 def test_a_system_uuid_that_is_not_a_uuid_does_not_veto_a_name_match() -> None:
@@ -257,6 +281,27 @@ def test_legacy_provider_id_is_ours() -> None:
     assert p.actions == () and p.managed_nodes == 1
     gone = plan(desired(make_spec("other")), [legacy])
     assert only(gone, K.MARK_ABSENT).vm_id == spec.vm_id
+
+
+@pytest.mark.parametrize("spelling", ["no-dashes", "braces", "upper-legacy"])
+def test_a_provider_id_in_another_spelling_of_the_vm_id_is_the_same_vm(spelling: str) -> None:
+    spec = make_spec("web1")
+    written = {"no-dashes": f"ovirt://{spec.vm_id.replace('-', '')}", "braces": f"ovirt://{{{spec.vm_id}}}",
+               "upper-legacy": f"ovirt:///{spec.vm_id.upper()}"}[spelling]
+    node = synced_node(spec, provider_id=written)
+    p = plan(desired(spec, make_spec("web2")), [node])
+    assert all(a.node != "web1" for a in p.actions) and p.managed_nodes == 2  # web2 registered
+    gone = plan(desired(make_spec("other")), [node], controller=ControllerConfig(delete_after_sweeps=1))
+    assert only(gone, K.DELETE).vm_id == spec.vm_id
+
+
+@pytest.mark.parametrize("written", ["ovirt://not-a-uuid", "ovirt://{vm}/extra", "ovirt:////{vm}"])
+def test_a_provider_id_under_ovirt_that_is_no_vm_id_is_foreign(written: str) -> None:
+    spec = make_spec("web1")
+    node = synced_node(spec, name="odd", provider_id=written.format(vm=spec.vm_id))
+    p = plan(desired(make_spec("other")), [node], controller=ControllerConfig(delete_after_sweeps=1))
+    assert all(a.node != "odd" for a in p.actions) and p.managed_nodes == 1  # only "other", registered
+    assert any("odd" in note for note in p.notes)
 
 
 # --- ambiguity --------------------------------------------------------------------------------------------
@@ -437,6 +482,108 @@ def test_hostname_only_is_written_when_the_node_has_no_ip_and_nothing_blanks_add
     assert only(plan(desired(spec), [bare]), K.UPDATE).addresses == spec.addresses
     empty = make_spec("web1", addresses=())
     assert plan(desired(empty), [synced_node(spec)]).actions == ()
+
+
+def test_the_kubelets_hostname_is_kept_when_the_engine_has_no_fqdn() -> None:
+    """Like the upstream node controller: without a Hostname from the cloud, the node's own stays."""
+    spec = make_spec("web1", addresses=ips("10.0.0.1"))  # the guest agent reports no FQDN
+    kubelet_hostname = NodeAddress("Hostname", "web1.lab")
+    fresh = kubelet_node("web1", addresses=(NodeAddress("InternalIP", "192.168.1.9"), kubelet_hostname))
+    action = only(plan(desired(spec), [fresh]), K.INITIALIZE)
+    assert action.addresses == (NodeAddress("InternalIP", "10.0.0.1"), kubelet_hostname)
+    assert_converged(desired(spec), [fresh])
+    initialized = synced_node(spec, addresses=(NodeAddress("InternalIP", "10.0.0.1"), kubelet_hostname))
+    assert plan(desired(spec), [initialized]).actions == ()
+    moved = make_spec("web1", addresses=ips("10.0.0.2"))
+    assert only(plan(desired(moved), [initialized]), K.UPDATE).addresses == (
+        NodeAddress("InternalIP", "10.0.0.2"), kubelet_hostname)
+    # An FQDN from the engine replaces the kubelet's Hostname.
+    named = make_spec("web1", addresses=ips("10.0.0.1", hostname="web1.example.com"))
+    assert only(plan(desired(named), [initialized]), K.UPDATE).addresses == named.addresses
+
+
+PROVIDED_IP = "alpha.kubernetes.io/provided-node-ip"
+
+
+def _two_nics(*extra: NodeAddress) -> tuple[NodeAddress, ...]:
+    return (NodeAddress("InternalIP", "10.10.0.2"), NodeAddress("InternalIP", "192.168.7.2"), *extra,
+            NodeAddress("ExternalIP", "203.0.113.7"), NodeAddress("Hostname", "web1.example.com"))
+
+
+def test_the_kubelets_node_ip_decides_the_nodes_internal_ip_on_initialize() -> None:
+    """kubelet --node-ip=192.168.7.2: that address, and no other of its type, as upstream does."""
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics())
+    node = kubelet_node("web1", annotations=[(PROVIDED_IP, "192.168.7.2")])
+    action = only(plan(desired(spec), [node]), K.INITIALIZE)
+    assert action.addresses == (NodeAddress("InternalIP", "192.168.7.2"), NodeAddress("ExternalIP", "203.0.113.7"),
+                                NodeAddress("Hostname", "web1.example.com"))
+    assert_converged(desired(spec), [node])
+
+
+def test_the_kubelets_dual_stack_node_ips_decide_both_families() -> None:
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics(
+        NodeAddress("InternalIP", "fd00::2"), NodeAddress("InternalIP", "fd00::7")))
+    node = kubelet_node("web1", annotations=[(PROVIDED_IP, "192.168.7.2,FD00:0::7")])
+    action = only(plan(desired(spec), [node]), K.INITIALIZE)
+    assert action.addresses == (
+        NodeAddress("InternalIP", "192.168.7.2"), NodeAddress("InternalIP", "fd00::7"),
+        NodeAddress("ExternalIP", "203.0.113.7"), NodeAddress("Hostname", "web1.example.com"))
+    assert_converged(desired(spec), [node])
+
+
+@pytest.mark.parametrize(("provided", "reason", "words"), [
+    ("192.168.7.9", "ProvidedNodeIPNotFound", "192.168.7.9"),
+    ("192.168.7.2,fd00::9", "ProvidedNodeIPNotFound", "fd00::9"),
+    ("not-an-ip", "ProvidedNodeIPInvalid", "not-an-ip"),
+    ("192.168.7.2,10.10.0.2", "ProvidedNodeIPInvalid", "dual-stack"),
+])
+def test_a_node_ip_the_engine_does_not_report_stops_initialization(provided: str, reason: str,
+                                                                   words: str) -> None:
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics())
+    node = kubelet_node("web1", annotations=[(PROVIDED_IP, provided)],
+                        addresses=ips("192.168.7.9", hostname="web1"))
+    p = plan(desired(spec), [node])
+    assert writes(p) == [] and p.managed_nodes == 0
+    action = only(p, K.SKIP)
+    assert action.node == "web1" and action.reason == reason and action.warning
+    assert action.uid == node.uid and action.vm_id == spec.vm_id
+    assert words in action.message and spec.vm_id in action.message
+    # Without any IP from the engine (guest agent silent) the node is not initialized either.
+    silent = plan(desired(make_spec("web1", addresses=())), [node])
+    assert writes(silent) == [] and only(silent, K.SKIP).reason == reason
+
+
+def test_address_updates_respect_the_kubelets_node_ip() -> None:
+    spec = make_spec("web1", fqdn="web1.example.com", addresses=_two_nics())
+    kept = (NodeAddress("InternalIP", "192.168.7.2"), NodeAddress("ExternalIP", "203.0.113.7"),
+            NodeAddress("Hostname", "web1.example.com"))
+    node = with_annotation(synced_node(spec, addresses=kept), PROVIDED_IP, "192.168.7.2")
+    assert plan(desired(spec), [node]).actions == ()
+    stale = replace(node, addresses=ips("10.10.0.2", "192.168.7.2"))
+    assert only(plan(desired(spec), [stale]), K.UPDATE).addresses == kept
+    # The engine no longer reports the node IP: addresses stay, other changes go through, a warning says why.
+    moved = make_spec("web1", fqdn="web1.example.com", host="host2", addresses=ips("10.10.0.2"))
+    p = plan(desired(moved), [node])
+    update = only(p, K.UPDATE)
+    assert update.addresses is None and dict(update.labels or ()) == {LABEL_OVIRT_HOST: "host2"}
+    warning = only(p, K.SKIP)
+    assert warning.reason == "ProvidedNodeIPNotFound" and warning.warning and "192.168.7.2" in warning.message
+    # A silent guest agent keeps the addresses quietly, as without a node IP.
+    assert plan(desired(make_spec("web1", addresses=())), [node]).actions == ()
+
+
+def test_a_reversed_guest_agent_report_writes_nothing() -> None:
+    from ovirt_cloudprovider.core.desired import desired_nodes
+    from ovirt_cloudprovider.core.records import GuestNic, Snapshot, VirtualMachine
+
+    nics = (GuestNic("eth0", ips=("10.0.0.7", "10.0.0.3")), GuestNic("eth1", ips=("192.168.7.2",)))
+    machine = VirtualMachine(id=make_spec("web1").vm_id, name="web1", status="up", nics=nics,
+                             fqdn="web1.example.com")
+    first = desired_nodes(Snapshot(vms=(machine,), query=""), NODES)
+    node = synced_node(first.nodes[0])
+    flipped = replace(machine, nics=tuple(GuestNic(n.name, n.mac, tuple(reversed(n.ips))) for n in reversed(nics)))
+    again = desired_nodes(Snapshot(vms=(flipped,), query=""), NODES)
+    assert plan(again, [node]).actions == ()
 
 
 def test_missing_vm_id_annotation_is_restored() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ovirt_cloudprovider.core.providerid import build, is_ovirt, normalize_vm_id, same_uuid, vm_id_of, vm_uuid
 
 
@@ -21,12 +23,25 @@ def test_is_ovirt() -> None:
     assert not is_ovirt("aws:///i-1") and not is_ovirt(None) and not is_ovirt("")
 
 
-def test_provider_vm_id_accepts_the_legacy_form() -> None:
-    assert vm_id_of("ovirt://ABC-1") == "abc-1"
-    assert vm_id_of("ovirt:///abc-1") == "abc-1"  # the in-tree provider's "/" + uuid
-    assert vm_id_of("ovirt://") is None
-    assert vm_id_of("aws:///i-1") is None
-    assert vm_id_of(None) is None and vm_id_of("") is None
+VM = "4a5b6c7d-1122-3344-5566-778899aabbcc"
+
+
+@pytest.mark.parametrize("provider_id", [
+    f"ovirt://{VM}", f"ovirt://{VM.upper()}", f"ovirt:///{VM}",  # the in-tree provider's "/" + uuid
+    f"ovirt://{VM.replace('-', '')}", f"ovirt://{{{VM}}}", f"ovirt:///{{{VM.upper()}}}",
+    f"ovirt://{VM.replace('-', '').upper()}",
+])
+def test_vm_id_of_reads_every_spelling_of_a_vm_id(provider_id: str) -> None:
+    assert vm_id_of(provider_id) == VM
+
+
+@pytest.mark.parametrize("provider_id", [
+    "ovirt://", "ovirt:///", "ovirt://not-a-uuid", "ovirt://abc-1", f"ovirt://{VM}/extra", f"ovirt:////{VM}",
+    f"ovirt://{VM}x", f"ovirt://{VM[:-1]}", f"ovirt://{{{VM}", "ovirt://4a5b-6c7d-1122-3344-5566778899aabbcc",
+    f"aws:///{VM}", None, "",
+])
+def test_vm_id_of_refuses_anything_else(provider_id: str | None) -> None:
+    assert vm_id_of(provider_id) is None
 
 
 def test_same_uuid_ignores_case_and_mixed_endian() -> None:
