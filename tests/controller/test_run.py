@@ -272,7 +272,8 @@ def test_kubelet_registered_node_is_initialized_within_seconds(replicas: Callabl
     time.sleep(0.5)  # the next periodic sweep is ~5 s away
     vm = engine.add_vm("late-joiner", event=False)  # no engine event: only the node watch can trigger
     t0 = time.monotonic()
-    kube.register_kubelet_node("late-joiner", internal_ip="10.1.2.3", system_uuid=vm.id.upper())
+    node_ip = next(ip for d in vm.devices if d.name == "eth0" for ip in d.ips if "." in ip)  # its --node-ip
+    kube.register_kubelet_node("late-joiner", internal_ip=node_ip, system_uuid=vm.id.upper())
     wait_for(lambda: "node.cloudprovider.kubernetes.io/uninitialized" not in {
         t["key"] for t in (kube.get_node("late-joiner") or {}).get("spec", {}).get("taints") or []}, 4,
         "initialization", r.logs)

@@ -235,7 +235,8 @@ def test_burst_of_disappearances_trips_the_circuit_breaker(world: World) -> None
 
 def test_kubelet_registered_node_is_initialized(world: World) -> None:
     vm = running(world.engine)[0]
-    world.kube.register_kubelet_node(vm.name, internal_ip="192.0.2.10", system_uuid=vm.id.upper())
+    node_ip = next(ip for d in vm.devices if d.name == "eth0" for ip in d.ips if "." in ip)  # its --node-ip
+    world.kube.register_kubelet_node(vm.name, internal_ip=node_ip, system_uuid=vm.id.upper())
     assert world.sweep().ok
     node = world.kube.get_node(vm.name)
     assert node is not None
@@ -244,6 +245,18 @@ def test_kubelet_registered_node_is_initialized(world: World) -> None:
     assert "topology.kubernetes.io/zone" in node["metadata"]["labels"]
     assert "app.kubernetes.io/managed-by" not in node["metadata"]["labels"]  # the kubelet's node, not ours
     assert any(e["reason"] == "InitializedNode" for e in world.kube.list_events(involved_name=vm.name))
+    internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+    assert internal == [node_ip]  # the kubelet's --node-ip decides the node's IPv4 InternalIP
+
+
+def test_kubelet_node_ip_the_engine_does_not_report_blocks_initialization(world: World) -> None:
+    vm = running(world.engine)[0]
+    world.kube.register_kubelet_node(vm.name, internal_ip="192.0.2.10", system_uuid=vm.id.upper())
+    assert world.sweep().ok
+    node = world.kube.get_node(vm.name)
+    assert node is not None
+    assert not node["spec"].get("providerID") and TAINT_UNINITIALIZED in taint_keys(node)
+    assert [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"] == ["192.0.2.10"]
 
 
 def test_foreign_node_is_untouched(world: World) -> None:
