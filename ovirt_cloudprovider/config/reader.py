@@ -23,15 +23,18 @@ The format is the legacy in-tree oVirt provider's (``[connection]`` uri/username
   file or from ``OVIRT_PASSWORD`` alike.
 
 Reading files (the configuration, ``ca_file`` and ``password_file`` to check them) is the only I/O here;
-everything else is validation.
+everything else is validation. Each must be a regular file: a FIFO, device or socket is refused before it is
+read, so it can never block.
 """
 
 from __future__ import annotations
 
 import configparser
 import difflib
+import errno
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +77,32 @@ def resolve_password(conn: ConnectionConfig) -> str:
                       key="password")
 
 
+# --- reading files -----------------------------------------------------------------------------------
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _read_regular_file(path: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``). Raises ``OSError`` whose ``strerror`` says why
+    not; a FIFO, device or socket is refused without blocking (opened non-blocking, checked before reading)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", path)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # closed with f
+            return f.read() if limit is None else f.read(limit)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 # --- reading the file --------------------------------------------------------------------------------
 
 class _Parser(configparser.RawConfigParser):
@@ -83,8 +112,7 @@ class _Parser(configparser.RawConfigParser):
 
 def _read_config_text(path: str) -> str:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_regular_file(path)
     except OSError as err:
         raise ConfigError(f"cannot read the configuration file: {err.strerror or err}", path=path) from None
     try:
@@ -307,8 +335,7 @@ def _resolve_path(config_path: str, value: str) -> str:
 
 def _read_secret_file(path: str) -> str:
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_SECRET_FILE_BYTES + 1)
+        data = _read_regular_file(path, _MAX_SECRET_FILE_BYTES + 1)
     except OSError as err:
         raise Invalid(f"cannot read the password file: {err.strerror or type(err).__name__}") from None
     if len(data) > _MAX_SECRET_FILE_BYTES:
@@ -331,8 +358,7 @@ def _strip_one_newline(text: str) -> str:
 
 def _check_ca_file(path: str) -> None:
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_CA_FILE_BYTES)
+        data = _read_regular_file(path, _MAX_CA_FILE_BYTES)
     except OSError as err:
         raise Invalid(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
     if b"-----BEGIN CERTIFICATE-----" not in data:

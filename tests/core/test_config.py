@@ -571,11 +571,11 @@ backoff_max = 1""")).controller
     ("page_size = 0", "page_size: must be from 1 to 1000, got 0"),
     ("page_size = 1001", "page_size: must be from 1 to 1000, got 1001"),
     ("page_size = 10.5", 'page_size: "10.5" is not a whole number'),
-    ("delete_after_sweeps = 0", "delete_after_sweeps: must be at least 1, got 0"),
+    ("delete_after_sweeps = 0", "delete_after_sweeps: must be from 1 to 1000, got 0"),
     ("max_delete_fraction = 0", "max_delete_fraction: must be more than 0 and at most 1, got 0"),
     ("max_delete_fraction = 1.5", "max_delete_fraction: must be more than 0 and at most 1, got 1.5"),
     ("max_delete_fraction = half", 'max_delete_fraction: "half" is not a number (a fraction like 0.5)'),
-    ("max_delete_count = -1", "max_delete_count: must be at least 0, got -1"),
+    ("max_delete_count = -1", "max_delete_count: must be from 0 to 100000, got -1"),
     ("leader_elect = perhaps", 'leader_elect: "perhaps" is not a boolean'),
     ("leader_elect_namespace = Kube_System",
      'leader_elect_namespace: "Kube_System" is not a valid namespace name (lowercase DNS label, at most 63 '
