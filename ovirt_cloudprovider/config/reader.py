@@ -9,6 +9,8 @@ The format is the legacy in-tree oVirt provider's (``[connection]`` uri/username
 ``[controller]`` sections. Rules, all documented in ``ovirt-cloud.conf.example``:
 
 - Section and key names are case-insensitive; ``-`` in a key name is read as ``_``.
+- LF, CRLF and lone CR all end a line. Errors name the line; they show a section or key name only when it
+  is short, name-like and shares nothing with a password (it could be one pasted on its own line).
 - A value wrapped in double quotes is unquoted (gcfg did that; ``\\"``, ``\\\\``, ``\\n``, ``\\t`` escapes).
   There are no inline comments: ``#`` and ``;`` only start a comment at the beginning of a line, so
   passwords may contain them. No ``%`` interpolation either.
@@ -21,14 +23,18 @@ The format is the legacy in-tree oVirt provider's (``[connection]`` uri/username
   file or from ``OVIRT_PASSWORD`` alike.
 
 Reading files (the configuration, ``ca_file`` and ``password_file`` to check them) is the only I/O here;
-everything else is validation.
+everything else is validation. Each must be a regular file: a FIFO, device or socket is refused before it is
+read, so it can never block.
 """
 
 from __future__ import annotations
 
 import configparser
 import difflib
+import errno
 import os
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +77,32 @@ def resolve_password(conn: ConnectionConfig) -> str:
                       key="password")
 
 
+# --- reading files -----------------------------------------------------------------------------------
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _read_regular_file(path: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``). Raises ``OSError`` whose ``strerror`` says why
+    not; a FIFO, device or socket is refused without blocking (opened non-blocking, checked before reading)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", path)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # closed with f
+            return f.read() if limit is None else f.read(limit)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 # --- reading the file --------------------------------------------------------------------------------
 
 class _Parser(configparser.RawConfigParser):
@@ -80,18 +112,77 @@ class _Parser(configparser.RawConfigParser):
 
 def _read_config_text(path: str) -> str:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_regular_file(path)
     except OSError as err:
         raise ConfigError(f"cannot read the configuration file: {err.strerror or err}", path=path) from None
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError("not a text file (not UTF-8); expected an INI file", path=path) from None
+    # CRLF (Windows) and lone CR (old Mac) line endings are lines too; configparser only splits on \n
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _parse_ini(path: str, text: str) -> dict[str, dict[str, str]]:
-    """INI text → {section: {key: raw value}}, names normalised; never echoes a line (passwords)."""
+# A section or key name is written by the user and may be anything, e.g. a password pasted on its own line
+# or the whole file when the line endings were not understood. Errors show a name only when it is short,
+# looks like a name, and shares nothing with a password of the file or the environment.
+_SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_PASSWORD_LINE = re.compile(r"^\s*password\s*[=:]\s*(.*?)\s*$", re.IGNORECASE)
+_HIDDEN = "(name not shown)"
+
+
+class _Names:
+    """What the error messages may show of the names written in one file, and where they are."""
+
+    def __init__(self, text: str, environ: Mapping[str, str]) -> None:
+        self.lines = text.split("\n")
+        secrets = [m.group(1) for line in self.lines if (m := _PASSWORD_LINE.match(line))]
+        secrets += [_unquote(s) for s in secrets]
+        secrets.append(environ.get(ENV_PASSWORD, ""))
+        self._secrets = [s.lower() for s in secrets if s]
+
+    def safe(self, name: str | None) -> bool:
+        if name is None or not _SAFE_NAME.fullmatch(name):
+            return False
+        lowered = name.lower()
+        return not any(secret in lowered or lowered in secret for secret in self._secrets)
+
+    def _headers(self) -> list[tuple[int, str]]:
+        found: list[tuple[int, str]] = []
+        for number, line in enumerate(self.lines, 1):
+            if line[:1].isspace():
+                continue
+            m = _Parser.SECTCRE.match(line.strip())
+            if m:
+                found.append((number, m.group("header")))
+        return found
+
+    def section_line(self, section: str) -> int | None:
+        return next((number for number, header in self._headers() if header == section), None)
+
+    def key_line(self, section: str, key: str) -> int | None:
+        current: str | None = None
+        headers = dict(self._headers())
+        for number, line in enumerate(self.lines, 1):
+            if number in headers:
+                current = headers[number]
+                continue
+            if current != section or line[:1].isspace() or line.lstrip()[:1] in ("#", ";"):
+                continue
+            m = _Parser.OPTCRE.match(line.strip())
+            if m and _Parser.optionxform(_Parser(), m.group("option")) == key:
+                return number
+        return None
+
+
+def _where(line: int | None) -> str:
+    return f"line {line}: " if line else ""
+
+
+def _parse_ini(path: str, text: str, environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """INI text → {section: {key: raw value}}, names normalised; never echoes a line (passwords) nor a name
+    that could be one (see :class:`_Names`)."""
+    names = _Names(text, environ)
     parser = _Parser(interpolation=None, strict=True, default_section="\x00no default section",
                      delimiters=("=", ":"), comment_prefixes=("#", ";"), inline_comment_prefixes=None,
                      empty_lines_in_values=False)
@@ -101,11 +192,16 @@ def _parse_ini(path: str, text: str) -> dict[str, dict[str, str]]:
         raise ConfigError(f"line {err.lineno}: not an INI file: expected a [section] header before the "
                           "first key", path=path) from None
     except configparser.DuplicateSectionError as err:
-        raise ConfigError(f"section given twice (line {err.lineno})", path=path,
-                          section=err.section) from None
+        if names.safe(err.section):
+            raise ConfigError(f"section given twice on line {err.lineno}", path=path,
+                              section=err.section) from None
+        raise ConfigError(f"line {err.lineno}: section given twice {_HIDDEN}", path=path) from None
     except configparser.DuplicateOptionError as err:
-        raise ConfigError(f"key given twice (line {err.lineno})", path=path, section=err.section,
-                          key=err.option) from None
+        section = err.section if names.safe(err.section) else None
+        if section is not None and names.safe(err.option):
+            raise ConfigError(f"key given twice on line {err.lineno}", path=path, section=section,
+                              key=err.option) from None
+        raise ConfigError(f"line {err.lineno}: key given twice {_HIDDEN}", path=path, section=section) from None
     except configparser.ParsingError as err:
         lineno = err.errors[0][0] if err.errors else "?"
         raise ConfigError(f"line {lineno}: not an INI line: expected \"key = value\", \"[section]\" or a "
@@ -118,19 +214,28 @@ def _parse_ini(path: str, text: str) -> dict[str, dict[str, str]]:
     for section in parser.sections():
         name = section.strip().lower()
         if name not in SCHEMA:
-            raise ConfigError(f"unknown section{_did_you_mean_section(name)}", path=path, section=section)
-        if name in result:
-            raise ConfigError(f"section given twice (as [{original_names[name]}] and [{section}])",
-                              path=path, section=name)
-        original_names[name] = section
+            line = names.section_line(section)
+            if names.safe(section):
+                raise ConfigError(f"unknown section{_on_line(line)}{_did_you_mean_section(name)}", path=path,
+                                  section=section)
+            raise ConfigError(f"{_where(line)}unknown section {_HIDDEN}{_known_sections()}", path=path)
+        if name in result:  # names that differ only in case or spaces: both are a known name
+            shown = section if names.safe(section) else name
+            raise ConfigError(f"section given twice (as [{original_names[name]}] and [{shown}]"
+                              f"{_on_line(names.section_line(section))})", path=path, section=name)
+        original_names[name] = name if not names.safe(section) else section
         values: dict[str, str] = {}
         written: dict[str, str] = {}
         for key, raw in parser.items(section):
             normal = key.replace("-", "_")
             if normal not in SCHEMA[name]:
-                raise ConfigError(f"unknown key{_did_you_mean_key(name, normal)}", path=path, section=name,
-                                  key=key)
-            if normal in values:
+                line = names.key_line(section, key)
+                if names.safe(key):
+                    raise ConfigError(f"unknown key{_on_line(line)}{_did_you_mean_key(name, normal)}", path=path,
+                                      section=name, key=key)
+                raise ConfigError(f"{_where(line)}unknown key {_HIDDEN}{_known_keys(name)}", path=path,
+                                  section=name)
+            if normal in values:  # written with "-" and with "_": both spell a known key
                 raise ConfigError(f"key given twice (as {written[normal]} and {key})", path=path,
                                   section=name, key=normal)
             written[normal] = key
@@ -139,11 +244,23 @@ def _parse_ini(path: str, text: str) -> dict[str, dict[str, str]]:
     return result
 
 
+def _on_line(line: int | None) -> str:
+    return f" on line {line}" if line else ""
+
+
+def _known_sections() -> str:
+    return f" (known sections: {', '.join(f'[{s}]' for s in SCHEMA)})"
+
+
+def _known_keys(section: str) -> str:
+    return f" (known keys: {', '.join(SCHEMA[section])})"
+
+
 def _did_you_mean_section(name: str) -> str:
     hint = difflib.get_close_matches(name, list(SCHEMA), n=1)
     if hint:
         return f" (did you mean [{hint[0]}]?)"
-    return f" (known sections: {', '.join(f'[{s}]' for s in SCHEMA)})"
+    return _known_sections()
 
 
 def _did_you_mean_key(section: str, key: str) -> str:
@@ -153,7 +270,7 @@ def _did_you_mean_key(section: str, key: str) -> str:
     hint = difflib.get_close_matches(key, list(SCHEMA[section]), n=1)
     if hint:
         return f" (did you mean {hint[0]!s}?)"
-    return f" (known keys: {', '.join(SCHEMA[section])})"
+    return _known_keys(section)
 
 
 def _unquote(value: str) -> str:
@@ -218,8 +335,7 @@ def _resolve_path(config_path: str, value: str) -> str:
 
 def _read_secret_file(path: str) -> str:
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_SECRET_FILE_BYTES + 1)
+        data = _read_regular_file(path, _MAX_SECRET_FILE_BYTES + 1)
     except OSError as err:
         raise Invalid(f"cannot read the password file: {err.strerror or type(err).__name__}") from None
     if len(data) > _MAX_SECRET_FILE_BYTES:
@@ -242,8 +358,7 @@ def _strip_one_newline(text: str) -> str:
 
 def _check_ca_file(path: str) -> None:
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_CA_FILE_BYTES)
+        data = _read_regular_file(path, _MAX_CA_FILE_BYTES)
     except OSError as err:
         raise Invalid(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
     if b"-----BEGIN CERTIFICATE-----" not in data:
@@ -393,7 +508,7 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
     ``environ`` (default ``os.environ``). Raises :class:`ConfigError` (one line) on any mistake. What the
     reader noticed on the way is in ``Config.notices``, for the caller to log."""
     env = os.environ if environ is None else environ
-    sections = _parse_ini(path, _read_config_text(path))
+    sections = _parse_ini(path, _read_config_text(path), env)
     parsed = {name: _parse_section(path, name, sections.get(name, {})) for name in SCHEMA}
     notices: list[Notice] = []
     return Config(

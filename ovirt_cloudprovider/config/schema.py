@@ -88,37 +88,63 @@ def _number(value: str, *, unit: str = "seconds") -> float:
     return number
 
 
-def _seconds(minimum: float, *, inclusive: bool = True, zero_ok: bool = False) -> Callable[[str], float]:
-    def parse(value: str) -> float:
+@dataclass(frozen=True)
+class _Seconds:
+    """A duration from ``minimum`` (or more than it) to at most ``maximum`` seconds; optionally 0 = off."""
+
+    minimum: float
+    maximum: float
+    inclusive: bool = True
+    zero_ok: bool = False
+
+    def __call__(self, value: str) -> float:
         number = _number(value)
-        if zero_ok and number == 0:
+        if self.zero_ok and number == 0:
             return 0.0
-        if number < minimum or (not inclusive and number == minimum):
-            bound = f"at least {minimum:g}" if inclusive else f"more than {minimum:g}"
-            extra = " (or 0 to disable)" if zero_ok else ""
-            raise Invalid(f"must be {bound} seconds{extra}, got {value}")
+        if number < self.minimum or (not self.inclusive and number == self.minimum):
+            bound = f"at least {self.minimum:g}" if self.inclusive else f"more than {self.minimum:g}"
+            extra = " (or 0 to disable)" if self.zero_ok else ""
+            raise Invalid(f"must be {bound} seconds{extra}, got {number:g}")
+        if number > self.maximum:
+            raise Invalid(f"must be at most {self.maximum:g} seconds, got {number:g}")
         return number
-    return parse
+
+    def describe(self) -> str:
+        low = f"{self.minimum:g} to" if self.inclusive else f"more than {self.minimum:g} and at most"
+        return ("0 (off) or " if self.zero_ok else "") + f"{low} {self.maximum:g} seconds"
 
 
-def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    def parse(value: str) -> int:
+@dataclass(frozen=True)
+class _Integer:
+    minimum: int
+    maximum: int
+
+    def __call__(self, value: str) -> int:
         try:
             number = int(value)
         except ValueError:
+            if re.fullmatch(r"[+-]?[0-9]+", value.strip()):  # more digits than int() accepts
+                raise Invalid(f"must be from {self.minimum} to {self.maximum}, got a number of "
+                              f"{len(value.strip())} digits") from None
             raise Invalid(f"{_show(value)} is not a whole number") from None
-        if number < minimum or (maximum is not None and number > maximum):
-            wanted = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-            raise Invalid(f"must be {wanted}, got {number}")
+        if not self.minimum <= number <= self.maximum:
+            raise Invalid(f"must be from {self.minimum} to {self.maximum}, got {number}")
         return number
-    return parse
+
+    def describe(self) -> str:
+        return f"{self.minimum} to {self.maximum}"
 
 
-def _fraction(value: str) -> float:
-    number = _number(value, unit="a fraction like 0.5")
-    if not 0 < number <= 1:
-        raise Invalid(f"must be more than 0 and at most 1, got {value}")
-    return number
+@dataclass(frozen=True)
+class _Fraction:
+    def __call__(self, value: str) -> float:
+        number = _number(value, unit="a fraction like 0.5")
+        if not 0 < number <= 1:
+            raise Invalid(f"must be more than 0 and at most 1, got {value}")
+        return number
+
+    def describe(self) -> str:
+        return "more than 0 and at most 1"
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -231,7 +257,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "password_file": _Key(_text),
         "ca_file": _Key(_text),
         "insecure": _Key(_bool),
-        "timeout": _Key(_seconds(0, inclusive=False)),
+        "timeout": _Key(_Seconds(0, 3600, inclusive=False)),
     },
     "filters": {
         "vms": _Key(_text, multiline=True),
@@ -252,20 +278,20 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "delete": _Key(_bool),
     },
     "controller": {
-        "sync_interval": _Key(_seconds(5)),
-        "event_poll_interval": _Key(_seconds(1, zero_ok=True)),
-        "page_size": _Key(_integer(1, 1000)),
-        "delete_after_sweeps": _Key(_integer(1)),
-        "max_delete_fraction": _Key(_fraction),
-        "max_delete_count": _Key(_integer(0)),
+        "sync_interval": _Key(_Seconds(5, 86400)),
+        "event_poll_interval": _Key(_Seconds(1, 86400, zero_ok=True)),
+        "page_size": _Key(_Integer(1, 1000)),
+        "delete_after_sweeps": _Key(_Integer(1, 1000)),
+        "max_delete_fraction": _Key(_Fraction()),
+        "max_delete_count": _Key(_Integer(0, 100000)),
         "leader_elect": _Key(_bool),
         "leader_elect_namespace": _Key(_namespace),
         "leader_elect_lease_name": _Key(_object_name),
-        "lease_duration": _Key(_seconds(0, inclusive=False)),
-        "renew_deadline": _Key(_seconds(0, inclusive=False)),
-        "retry_period": _Key(_seconds(0, inclusive=False)),
+        "lease_duration": _Key(_Seconds(0, 3600, inclusive=False)),
+        "renew_deadline": _Key(_Seconds(0, 3600, inclusive=False)),
+        "retry_period": _Key(_Seconds(0, 600, inclusive=False)),
         "metrics_bind_address": _Key(_bind_address),
-        "backoff_max": _Key(_seconds(1)),
+        "backoff_max": _Key(_Seconds(1, 86400)),
     },
 }
 SECTION_CLASSES: dict[str, type[Any]] = {
@@ -284,6 +310,12 @@ COMPUTED_LABELS = (
 def schema_keys() -> dict[str, tuple[str, ...]]:
     """Every section and its keys, in documentation order (used by tests and ``check-config``)."""
     return {section: tuple(keys) for section, keys in SCHEMA.items()}
+
+
+def value_range(section: str, key: str) -> str:
+    """The documented range of a numeric key ("5 to 86400 seconds"), or "" for a key that is not a number."""
+    parse = SCHEMA[section][key].parse
+    return parse.describe() if isinstance(parse, (_Seconds, _Integer, _Fraction)) else ""
 
 
 def parse_bind_address(value: str) -> tuple[str, int]:

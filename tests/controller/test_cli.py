@@ -208,3 +208,16 @@ def test_run_with_bad_metrics_bind_address_flag_is_one_line_and_exit_2(config: P
     assert "Traceback" not in r.stderr
     assert [line for line in r.stderr.splitlines() if line.strip()] == _error_lines(r.stderr)
     assert len(_error_lines(r.stderr)) == 1 and "--metrics-bind-address" in r.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["-v"], ["--log-format", "json", "-v"]])
+def test_cr_only_config_with_a_bogus_section_never_prints_the_password(tmp_path: Path, args: list[str]) -> None:
+    cfg = tmp_path / "mac.conf"
+    lines = ["[connection]", "uri = https://127.0.0.1:1/ovirt-engine/api", f"password = {PASSWORD}",
+             "[controler]", "sync_interval = 30"]
+    cfg.write_bytes("\r".join(lines).encode() + b"\r")
+    r = run_cli(["check-config", "--config", str(cfg), *args])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"ovirt-cloudprovider: error: {cfg}: [controler]: unknown section on line 4 (did you mean [controller]?)")
+    _assert_no_secret(r.stdout, r.stderr)
