@@ -20,14 +20,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
+from ovirt_cloudprovider.metrics import Metrics
 from tests.helpers import REPO
 
 RULES_FILE = REPO / "deploy" / "prometheus" / "ovirt-cloudprovider.rules.yaml"
 PROMETHEUSRULE_FILE = REPO / "deploy" / "components" / "prometheusrule" / "prometheusrule.yaml"
 ALERT_TESTS_FILE = REPO / "tests" / "deploy" / "prometheus" / "alerts.test.yaml"
+PROMETHEUSRULE_SCHEMA = REPO / "tests" / "deploy" / "schemas" / "prometheusrule.schema.json"
 DASHBOARD_FILE = REPO / "deploy" / "components" / "grafana-dashboard" / "ovirt-cloudprovider.json"
 
 
@@ -52,6 +55,28 @@ def alert_rules(doc: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Alert name -> rule, over every group."""
     doc = doc if doc is not None else rules_doc()
     return {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+
+
+def prometheusrule_problems(obj: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(json.loads(PROMETHEUSRULE_SCHEMA.read_text(encoding="utf-8")))
+    return [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name the controller can export (counters with _total, histograms with their series)."""
+    names: set[str] = set()
+    for family in Metrics().registry.collect():
+        names.add(family.name)
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        if family.type == "histogram":
+            names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def metric_names_in(expr: str) -> set[str]:
+    without_strings = re.sub(r'"[^"]*"', '""', expr)
+    return set(re.findall(r"\b(ovirt_cloudprovider_\w+|kube_\w+)\b", without_strings))
 
 
 def _scaled(duration: str, factor: int) -> str:
@@ -150,6 +175,12 @@ class PrometheusServer:
         data = self.api("query", query=expr)
         if data["resultType"] == "scalar":
             return [{"metric": {}, "value": data["result"]}]
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """A range query: the result matrix (one entry per series, ``values`` = [[time, "value"], ...])."""
+        data = self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=f"{step}")
         result: list[dict[str, Any]] = data["result"]
         return result
 

@@ -7,22 +7,28 @@ groups and passes a PrometheusRule schema, and every alert is documented (summar
 from __future__ import annotations
 
 import copy
-import json
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
-from ovirt_cloudprovider.metrics import Metrics
-from tests.deploy.prom import ALERT_TESTS_FILE, PROMETHEUSRULE_FILE, RULES_FILE, alert_rules, binary, rules_doc
+from tests.deploy.prom import (
+    ALERT_TESTS_FILE,
+    PROMETHEUSRULE_FILE,
+    RULES_FILE,
+    alert_rules,
+    binary,
+    exported_metric_names,
+    metric_names_in,
+    prometheusrule_problems,
+    rules_doc,
+)
 from tests.helpers import REPO
 
 RUNBOOK = REPO / "docs" / "runbook.md"
-SCHEMA = Path(__file__).parent / "schemas" / "prometheusrule.schema.json"
 # Metrics the alerts may use that the controller does not export itself.
 EXTERNAL_METRICS = {"kube_node_spec_taint"}  # kube-state-metrics
 
@@ -36,28 +42,6 @@ def prometheusrule() -> dict[str, Any]:
     (obj,) = [o for o in yaml.safe_load_all(PROMETHEUSRULE_FILE.read_text(encoding="utf-8")) if o]
     assert isinstance(obj, dict)
     return obj
-
-
-def prometheusrule_problems(obj: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
-    return [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
-
-
-def exported_metric_names() -> set[str]:
-    """Every sample name the controller can export (counters with _total, histograms with their series)."""
-    names: set[str] = set()
-    for family in Metrics().registry.collect():
-        names.add(family.name)
-        if family.type == "counter":
-            names.add(family.name + "_total")
-        if family.type == "histogram":
-            names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
-    return names
-
-
-def metric_names_in(expr: str) -> set[str]:
-    without_strings = re.sub(r'"[^"]*"', '""', expr)
-    return set(re.findall(r"\b(ovirt_cloudprovider_\w+|kube_\w+)\b", without_strings))
 
 
 # --- promtool -----------------------------------------------------------------------------------------------
