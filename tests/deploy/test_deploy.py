@@ -210,6 +210,7 @@ def renderings(workspace: Workspace) -> Iterator[tuple[str, list[Obj]]]:
         "config-secret", readme_overlay("config-secret"), CONFIG_FILES
     )
     yield "readme:kube-system", workspace.overlay("kube-system", readme_overlay("kube-system"))
+    yield "readme:monitoring", workspace.overlay("readme-monitoring", readme_overlay("monitoring"))
 
 
 @pytest.fixture(scope="module")
