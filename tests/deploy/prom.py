@@ -89,7 +89,7 @@ def _scaled(duration: str, factor: int) -> str:
 def accelerated(doc: dict[str, Any], factor: int) -> dict[str, Any]:
     """The same rules with every range window and ``for:`` divided by ``factor`` (thresholds unchanged), so a
     live test sees in seconds what production sees in minutes."""
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     for group in out["groups"]:
         for rule in group["rules"]:
             rule["expr"] = re.sub(r"\[(\d+[smh])\]", lambda m: f"[{_scaled(m.group(1), factor)}]", rule["expr"])
