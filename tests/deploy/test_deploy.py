@@ -6,7 +6,8 @@ Rendering uses ``kubectl kustomize`` when kubectl is on PATH; otherwise a small 
 kustomize features the base uses (namespace, labels, images, component resources), and a test checks that the
 stand-in and kubectl agree wherever both are available. Schema validation uses kubernetes-validate (the
 OpenAPI-derived JSON schemas of each Kubernetes release, strict: unknown fields are errors). Custom resources
-(the ServiceMonitor) have no schema there; they get a structural check instead.
+have no schema there: the ServiceMonitor gets a structural check, the PrometheusRule a minimal JSON schema written
+from the Prometheus Operator's API reference (tests/deploy/schemas/).
 
 Every policy check is a function returning a list of problems, so each is also shown to fail on a broken copy.
 """
@@ -30,6 +31,7 @@ from kubernetes_validate.utils import SchemaNotFoundError
 from ovirt_cloudprovider.cli import build_parser
 from ovirt_cloudprovider.config import load_config
 from ovirt_cloudprovider.core.settings import DEFAULT_CONFIG_PATH, ControllerConfig
+from tests.deploy.prom import prometheusrule_problems
 from tests.helpers import REPO
 
 Obj = dict[str, Any]
@@ -166,6 +168,8 @@ components:
   - ../deploy/components/servicemonitor
 """
 HOSTNETWORK_OVERLAY = SERVICEMONITOR_OVERLAY.replace("servicemonitor", "hostnetwork")
+MONITORING_OVERLAY = (SERVICEMONITOR_OVERLAY + "  - ../deploy/components/prometheusrule\n"
+                      "  - ../deploy/components/grafana-dashboard\n")
 NAMESPACE_OVERLAY = "namespace: team-infra\n" + SERVICEMONITOR_OVERLAY
 CONFIG_FILES = {
     "ovirt-cloud.conf": "[connection]\nuri = https://engine.example.com/ovirt-engine/api\n"
@@ -200,11 +204,14 @@ def renderings(workspace: Workspace) -> Iterator[tuple[str, list[Obj]]]:
         return
     yield "servicemonitor", workspace.overlay("servicemonitor", SERVICEMONITOR_OVERLAY)
     yield "hostnetwork", workspace.overlay("hostnetwork", HOSTNETWORK_OVERLAY)
+    yield "monitoring", workspace.overlay("monitoring", MONITORING_OVERLAY)
+    yield "monitoring-ns", workspace.overlay("monitoring-ns", "namespace: team-infra\n" + MONITORING_OVERLAY)
     yield "other-namespace", workspace.overlay("other-namespace", NAMESPACE_OVERLAY)
     yield "readme:config-secret", workspace.overlay(
         "config-secret", readme_overlay("config-secret"), CONFIG_FILES
     )
     yield "readme:kube-system", workspace.overlay("kube-system", readme_overlay("kube-system"))
+    yield "readme:monitoring", workspace.overlay("readme-monitoring", readme_overlay("monitoring"))
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +279,9 @@ def schema_problems(objs: list[Obj], version: str) -> list[str]:
     problems = []
     for obj in objs:
         what = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+        if obj.get("kind") == "PrometheusRule":
+            problems.extend(f"{what}: {p}" for p in prometheusrule_problems(obj))
+            continue
         if obj.get("apiVersion", "").split("/")[0] in CRD_GROUPS:
             problems.extend(f"{what}: {p}" for p in servicemonitor_problems(obj))
             continue
