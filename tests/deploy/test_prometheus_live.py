@@ -32,8 +32,6 @@ from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.deploy.prom import DASHBOARD_FILE, PrometheusServer, accelerated, binary, free_port, rules_doc
 from tests.helpers import REPO, http_get, wait_for, write_config
 
-pytestmark = pytest.mark.slow
-
 PASSWORD = "live-Prom-pa55"
 FACTOR = 60  # minutes of the production rules become seconds
 CONTROLLER = ("[controller]\nsync_interval = 5\nevent_poll_interval = 1\nlease_duration = 3\nrenew_deadline = 2\n"
