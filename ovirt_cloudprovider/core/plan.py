@@ -82,7 +82,10 @@ SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``,
 REGISTER (``nodes.register``)
     A running VM (``NodeSpec.running``) with no candidate node at all gets a Node: ``Action.labels``
     (the NodeSpec's labels plus ``app.kubernetes.io/managed-by=ovirt-cloudprovider``),
-    ``annotations`` (``ovirt.org/vm-id``), ``taints`` (empty: no uninitialized taint), ``provider_id``
+    ``annotations`` (``ovirt.org/vm-id``), ``taints`` (``node.kubernetes.io/not-ready:NoSchedule``, as kube-apiserver's
+    TaintNodesByCondition admission adds it, sent for clusters with that admission off; never the
+    uninitialized taint; no write of ours ever removes not-ready: the node lifecycle controller does when
+    the kubelet reports Ready), ``provider_id``
     and ``addresses`` are the body to create; capacity and nodeInfo come from ``Action.spec``. When the
     name is taken by a node that is not a candidate (foreign, another VM's, or a node whose systemUUID
     says it is another machine) nothing is registered: SKIP ``NodeNameConflict`` (warning). The same
@@ -135,6 +138,7 @@ from .records import (
     LABEL_OVIRT_HOST,
     MANAGED_BY_VALUE,
     RUNNING_STATUSES,
+    TAINT_NOT_READY,
     TAINT_SHUTDOWN,
     TAINT_UNINITIALIZED,
     Action,
@@ -149,6 +153,7 @@ from .records import (
 from .settings import ControllerConfig, NodesConfig
 
 SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
+NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
 
 # Labels the kubelet sets and reconciles itself: we add them when missing, never overwrite them.
 KUBELET_LABELS = frozenset(
@@ -503,7 +508,7 @@ class _Planner:
         self.actions.append(Action(
             kind=ActionKind.REGISTER, node=spec.name, reason=REASON_REGISTERED, vm_id=spec.vm_id, spec=spec,
             labels=tuple(sorted(labels.items(), key=lambda kv: kv[0])),
-            annotations=((ANNOTATION_VM_ID, spec.vm_id),), taints=(), provider_id=spec.provider_id,
+            annotations=((ANNOTATION_VM_ID, spec.vm_id),), taints=(NOT_READY_TAINT,), provider_id=spec.provider_id,
             addresses=tuple(spec.addresses),
             message=f"Registered node {spec.name} for {_vm(spec)} with {len(spec.addresses)} address(es) "
                     f"and {len(labels)} label(s).",

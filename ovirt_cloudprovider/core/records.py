@@ -38,6 +38,9 @@ ANNOTATION_PROVIDED_NODE_IP = "alpha.kubernetes.io/provided-node-ip"
 
 TAINT_UNINITIALIZED = "node.cloudprovider.kubernetes.io/uninitialized"
 TAINT_SHUTDOWN = "node.cloudprovider.kubernetes.io/shutdown"
+# kube-apiserver's TaintNodesByCondition admission puts it on every new Node; the node lifecycle controller
+# removes it once the kubelet reports Ready. We send it on the Nodes we register and never remove it.
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
 
 # oVirt VM statuses (ovirtsdk4.types.VmStatus values) by what they mean for a Node.
 RUNNING_STATUSES = frozenset(

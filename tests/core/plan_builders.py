@@ -180,7 +180,7 @@ def _merge(
 def apply_in_memory(observed: Sequence[ObservedNode], actions: Iterable[Action]) -> tuple[ObservedNode, ...]:
     """Apply the writing actions in order, as kube/writer.py does against the API server.
 
-    REGISTER creates the node from the action (providerID, labels, annotations, taints — none —, addresses)
+    REGISTER creates the node from the action (providerID, labels, annotations, taints, addresses)
     and its spec (systemUUID); patches merge labels/annotations (None removes), replace the taint list and
     the addresses, set an empty providerID; DELETE honours uid + resourceVersion preconditions. Taint-list
     writes are checked against the planned resourceVersion (optimistic locking), every other write against

@@ -18,6 +18,8 @@ from ovirt_cloudprovider.core.records import (
     LABEL_OVIRT_HOST,
     LABEL_ZONE,
     MANAGED_BY_VALUE,
+    TAINT_NOT_READY,
+    TAINT_SHUTDOWN,
     Action,
     ActionKind,
     Desired,
@@ -93,7 +95,9 @@ def test_register_running_vm_with_no_node() -> None:
     assert dict(action.labels or ())[LABEL_MANAGED_BY] == MANAGED_BY_VALUE
     assert {k: v for k, v in action.labels or () if k != LABEL_MANAGED_BY} == spec.label_map
     assert action.annotations == ((ANNOTATION_VM_ID, spec.vm_id),)
-    assert action.taints == ()  # no uninitialized taint on nodes we register
+    # no uninitialized taint on nodes we register; not-ready:NoSchedule as kube-apiserver's TaintNodesByCondition
+    # admission adds it (sent anyway, for clusters with that admission off), until the kubelet reports Ready
+    assert action.taints == (Taint(TAINT_NOT_READY, "NoSchedule"),)
     assert action.addresses == spec.addresses
     assert "web1" in action.message and spec.vm_id in action.message
     assert p.managed_nodes == 1
@@ -900,7 +904,8 @@ def _check_world(world: World) -> None:
         assert not present_kinds & {K.DELETE, K.MARK_ABSENT}
     for action in p.actions:
         if action.kind == K.REGISTER:
-            assert action.spec is not None and action.spec.running and action.taints == ()
+            assert action.spec is not None and action.spec.running
+            assert action.taints == (Taint(TAINT_NOT_READY, "NoSchedule"),)
             assert action.node not in by_name
         if action.kind == K.INITIALIZE:
             assert all(t.key != UNINITIALIZED.key for t in action.taints or ())
@@ -958,3 +963,17 @@ def test_large_steady_fleet_plans_zero_writes_quickly() -> None:
     assert p.actions == () and p.managed_nodes == 3000
     fresh = plan(desired(*specs), [kubelet_node(s.name) for s in specs])
     assert len(fresh.actions) == 3000 and {a.kind for a in fresh.actions} == {K.INITIALIZE}
+
+
+def test_our_writes_keep_the_not_ready_taint() -> None:
+    """The node lifecycle controller removes not-ready when the kubelet is Ready; we never do."""
+    spec = make_spec("web1", status="down")
+    not_ready = Taint(TAINT_NOT_READY, "NoSchedule")
+    node = synced_node(make_spec("web1"), placeholder=True, taints=(not_ready,))
+    p = plan(desired(spec), [node])
+    taint = only(p, K.TAINT)
+    assert not_ready in (taint.taints or ())
+    up = make_spec("web1")
+    node = synced_node(up, placeholder=True, taints=(not_ready, Taint(TAINT_SHUTDOWN, "NoSchedule")))
+    untaint = only(plan(desired(up), [node]), K.UNTAINT)
+    assert untaint.taints == (not_ready,)
