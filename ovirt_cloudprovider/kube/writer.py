@@ -114,7 +114,8 @@ class NodeWriter:
       409 a conflict (the node changed since planning: not deleted).
     - BLOCK_DELETE / AMBIGUOUS: no node write; a log line and an Event (``deletions_blocked_total`` and
       ``ambiguous_matches_total`` are the controller's: it counts the plan). SKIP: a log line (info the
-      first time for a VM and reason, debug afterwards) and nothing else.
+      first time for a VM and reason, debug afterwards), and a Warning Event when it is a warning about an
+      existing node (it carries the node's uid: ``ProvidedNodeIPNotFound``, ``ProvidedNodeIPInvalid``).
 
     Status patches are JSON merge patches (RFC 7386: a list is replaced as a whole). A strategic merge
     patch would merge ``status.addresses`` by its merge key ``type`` and fold dual-stack InternalIPs
@@ -212,6 +213,9 @@ class NodeWriter:
                 self._skips_seen.add(key)
                 log.log(level, "VM skipped", extra=kv(vm_id=action.vm_id, node=action.node,
                                                       reason=action.reason, message=action.message))
+                if action.warning and action.node and action.uid:
+                    # about an existing node (e.g. its kubelet's --node-ip): a Warning Event on it
+                    self._recorder.record(action, action.uid)
                 return SUCCESS, None
             else:  # pragma: no cover - exhaustive
                 raise ValueError(f"unknown action kind {kind!r}")

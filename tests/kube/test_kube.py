@@ -550,6 +550,19 @@ class TestNodeWriter:
         assert writer.apply(actions[:1]).applied == 1
         assert writes(kubeapi) == 0
 
+    def test_a_warning_skip_on_an_existing_node_is_a_warning_event(self, kubeapi: KubeApiSimulator,
+                                                                   writer: NodeWriter) -> None:
+        kubeapi.register_kubelet_node("k1", internal_ip="192.0.2.10", lease=False)
+        obs = observe(kubeapi, "k1")
+        skip = Action(kind=ActionKind.SKIP, node="k1", reason="ProvidedNodeIPNotFound", warning=True,
+                      message="the kubelet's --node-ip 192.0.2.10 is not an address of VM k1", vm_id="a",
+                      uid=obs.uid, resource_version=obs.resource_version)
+        assert writer.apply([skip]).applied == 1
+        assert writes(kubeapi, "nodes") == 0
+        (event,) = kubeapi.list_events("default", involved_name="k1")
+        assert (event["type"], event["reason"]) == ("Warning", "ProvidedNodeIPNotFound")
+        assert event["involvedObject"]["uid"] == obs.uid and "192.0.2.10" in event["message"]
+
     def test_repeated_events_are_aggregated(self, kubeapi: KubeApiSimulator, api: k8s.ApiClient) -> None:
         kubeapi.create_node({"metadata": {"name": "n"}})
         obs = observe(kubeapi, "n")
