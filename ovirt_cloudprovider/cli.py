@@ -193,10 +193,27 @@ def _print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> No
 
 # --- sync --once -----------------------------------------------------------------------------------
 
+# The planner's messages are the Events' (what was done); a dry run says what would be done.
+_PLANNED = (
+    ("Registered node", "Would register node"), ("Initialized node", "Would initialize node"),
+    ("Updated node", "Would update node"), ("Deleting placeholder node", "Would delete placeholder node"),
+    ("Deleting node", "Would delete node"), (": added taint", ": would add taint"),
+    (": removed taint", ": would remove taint"), ("the absence count is reset", "the absence count would be reset"),
+    ("the node is deleted at", "the node would be deleted at"),
+)
+
+
+def dry_run_message(message: str) -> str:
+    """An action's message as a plan: "Would register node ..." instead of "Registered node ..."."""
+    for done, planned in _PLANNED:
+        message = message.replace(done, planned)
+    return message
+
+
 def print_plan(actions: Sequence[Action], out: TextIO | None = None) -> None:
     rows = [("ACTION", "NODE", "VM", "REASON", "DETAIL")]
     for a in actions:
-        rows.append((a.kind.value, a.node, a.vm_id or "", a.reason, a.message))
+        rows.append((a.kind.value, a.node, a.vm_id or "", a.reason, dry_run_message(a.message)))
     if len(rows) == 1:
         (out or sys.stdout).write("no actions: the nodes match the VMs\n")
         return

@@ -221,3 +221,26 @@ def test_cr_only_config_with_a_bogus_section_never_prints_the_password(tmp_path:
     assert r.stderr.strip().splitlines()[-1] == (
         f"ovirt-cloudprovider: error: {cfg}: [controler]: unknown section on line 4 (did you mean [controller]?)")
     _assert_no_secret(r.stdout, r.stderr)
+
+
+def test_dry_run_describes_every_kind_as_planned_not_done() -> None:
+    from ovirt_cloudprovider.cli import dry_run_message
+    done = ["Registered node web1 for VM web1 (id) with 2 address(es) and 5 label(s).",
+            "Initialized node web1 for VM web1 (id): set providerID.",
+            "Updated node web1 for VM web1 (id): labels.",
+            "VM web1 (id) is down: added taint node.cloudprovider.kubernetes.io/shutdown:NoSchedule to node web1 "
+            "(1 taint(s) now).",
+            "VM web1 (id) is up: removed taint node.cloudprovider.kubernetes.io/shutdown:NoSchedule from node web1 "
+            "(0 taint(s) now).",
+            "VM id of node web1 was absent from 1 consecutive successful sweep(s); the node is deleted at 3.",
+            "VM id of node web1 is present again after 2 absent sweep(s); the absence count is reset.",
+            "Deleting node web1: VM id was absent from 3 consecutive successful sweeps (threshold 3).",
+            "Deleting placeholder node web1 of VM web1 (id): the kubelet registered node web1b for the same VM."]
+    planned = [dry_run_message(m) for m in done]
+    assert planned[0].startswith("Would register node web1") and planned[7].startswith("Would delete node web1")
+    assert "would add taint" in planned[3] and "would remove taint" in planned[4]
+    assert "the node would be deleted at 3" in planned[5] and "the absence count would be reset" in planned[6]
+    for text in planned:
+        for past in ("Registered", "Initialized", "Updated", "Deleting", "added taint", "removed taint",
+                     "is reset", "is deleted at"):
+            assert past not in text, text

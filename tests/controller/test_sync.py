@@ -307,6 +307,8 @@ def test_sync_once_cli_dry_run_and_apply(tmp_path: Path, engine: EngineSimulator
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].split()[:3] == ["ACTION", "NODE", "VM"]
     assert sum(line.startswith("register ") for line in r.stdout.splitlines()) == len(running(engine))
+    # planned, not done: "would register", never the Event's past tense
+    assert "Would register node" in r.stdout and "Registered node" not in r.stdout  # (RegisteredNode: the reason)
     assert kube.writes() == 0 and kube.list_nodes() == []
     r = run_cli(["sync", "--once", "--config", str(cfg), "--kubeconfig", kubeconfig])
     assert r.returncode == 0, r.stderr
