@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from . import __version__, app
 from .config import load_config
-from .config.schema import parse_bind_address
+from .config.schema import Invalid, namespace, object_name, parse_bind_address
 from .core.records import TAINT_SHUTDOWN, Action, NodeSpec, VirtualMachine
 from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
 from .engine.errors import EngineError
@@ -245,10 +245,15 @@ def _run_settings(args: argparse.Namespace, config: Config) -> Config:
         ctl = replace(ctl, metrics_bind_address=args.metrics_bind_address)
     if args.leader_elect is not None:
         ctl = replace(ctl, leader_elect=args.leader_elect)
-    if args.leader_elect_namespace:
-        ctl = replace(ctl, leader_elect_namespace=args.leader_elect_namespace)
-    if args.leader_elect_lease_name:
-        ctl = replace(ctl, leader_elect_lease_name=args.leader_elect_lease_name)
+    for flag, value, check, key in (
+            ("--leader-elect-namespace", args.leader_elect_namespace, namespace, "leader_elect_namespace"),
+            ("--leader-elect-lease-name", args.leader_elect_lease_name, object_name, "leader_elect_lease_name")):
+        if value:
+            try:
+                check(value)
+            except Invalid as exc:
+                raise UsageError(f"{flag}: {exc.problem}") from None
+            ctl = replace(ctl, **{key: value})
     return replace(config, controller=ctl)
 
 

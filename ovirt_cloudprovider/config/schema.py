@@ -228,14 +228,14 @@ def _labels(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
 
 
-def _namespace(value: str) -> str:
+def namespace(value: str) -> str:
     if not _DNS_LABEL.fullmatch(value):
         raise Invalid(f"{_show(value)} is not a valid namespace name (lowercase DNS label, at most 63 "
                        "characters)")
     return value
 
 
-def _object_name(value: str) -> str:
+def object_name(value: str) -> str:
     if not _DNS_SUBDOMAIN.fullmatch(value):
         raise Invalid(f"{_show(value)} is not a valid object name (lowercase DNS subdomain)")
     return value
@@ -285,8 +285,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "max_delete_fraction": _Key(_Fraction()),
         "max_delete_count": _Key(_Integer(0, 100000)),
         "leader_elect": _Key(_bool),
-        "leader_elect_namespace": _Key(_namespace),
-        "leader_elect_lease_name": _Key(_object_name),
+        "leader_elect_namespace": _Key(namespace),
+        "leader_elect_lease_name": _Key(object_name),
         "lease_duration": _Key(_Seconds(0, 3600, inclusive=False)),
         "renew_deadline": _Key(_Seconds(0, 3600, inclusive=False)),
         "retry_period": _Key(_Seconds(0, 600, inclusive=False)),

@@ -244,3 +244,12 @@ def test_dry_run_describes_every_kind_as_planned_not_done() -> None:
         for past in ("Registered", "Initialized", "Updated", "Deleting", "added taint", "removed taint",
                      "is reset", "is deleted at"):
             assert past not in text, text
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--leader-elect-namespace", "Not_A_Namespace"),
+                                             ("--leader-elect-lease-name", "bad name!")])
+def test_run_with_a_bad_lease_flag_is_one_line_and_exit_2(config: Path, flag: str, value: str) -> None:
+    r = run_cli(["run", "--config", str(config), f"{flag}={value}"])
+    assert r.returncode == 2, r.stderr
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and flag in errors[0] and "Traceback" not in r.stderr
