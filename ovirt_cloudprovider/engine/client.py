@@ -31,6 +31,7 @@ from ..core.records import Snapshot, VirtualMachine
 from ..core.settings import ConnectionConfig
 from ..logs import kv
 from ..metrics import Metrics, observe_engine
+from .backoff import DEFAULT_BASE, AuthGate
 from .connection import SdkConnection, classify, open_connection
 from .endpoint import Endpoint
 from .errors import (
@@ -60,7 +61,8 @@ class EngineClient:
     """
 
     def __init__(self, conn: ConnectionConfig, *, page_size: int = 100, metrics: Metrics | None = None,
-                 event_page_size: int = EVENT_PAGE_SIZE) -> None:
+                 event_page_size: int = EVENT_PAGE_SIZE, auth_backoff_base: float = DEFAULT_BASE,
+                 auth_backoff_max: float = 300.0) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._conn = conn
@@ -75,6 +77,9 @@ class EngineClient:
         self._sdk: SdkConnection | None = None
         self._token: str | None = None
         self._logins = 0
+        # one gate for every call of this client: after a failed login, nothing contacts the engine until
+        # the backoff has passed (see .backoff)
+        self.auth_gate = AuthGate(base=auth_backoff_base, maximum=auth_backoff_max)
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -221,9 +226,11 @@ class EngineClient:
     def reset(self) -> None:
         """Drop the session (logging out); the next call logs in again with the current password and CA file.
 
-        The controller calls this when ``password_file`` or ``ca_file`` changes on disk (a rotated Secret).
+        The controller calls this when ``password_file`` or ``ca_file`` changes on disk (a rotated Secret): it
+        also opens the auth-backoff gate, so the new password is tried at once.
         """
         self.close()
+        self.auth_gate.open()
 
     def __enter__(self) -> EngineClient:
         return self
@@ -251,6 +258,7 @@ class EngineClient:
     def _call(self, operation: str, what: str, fn: Callable[[Any], T]) -> T:
         with self._lock:
             for attempt in range(2):
+                self._check_gate()
                 conn = self._connection()
                 logins_before = self._logins
                 try:
@@ -276,9 +284,27 @@ class EngineClient:
         """One line, without the password or the token (belt and braces: they are never put in)."""
         return scrub(message, self._conn.password, self._token)
 
+    def _check_gate(self) -> None:
+        try:
+            self.auth_gate.check(f"login as {self._conn.username} at {self._where}")
+        except EngineAuthError as err:
+            err._from_login = True
+            raise
+
     def _login(self) -> str:
-        """A new SSO token (bounded by the timeout), remembered for the session and for scrubbing."""
-        token = self._sso.login()
+        """A new SSO token (bounded by the timeout), remembered for the session and for scrubbing.
+
+        Refused without contacting the engine while the auth-backoff gate is closed; a refused login closes it.
+        """
+        self._check_gate()
+        try:
+            token = self._sso.login()
+        except EngineAuthError:
+            delay = self.auth_gate.failed()
+            log.warning("engine login refused; backing off", extra=kv(
+                engine=self._where, failures=self.auth_gate.failures, seconds=round(delay, 1)))
+            raise
+        self.auth_gate.succeeded()
         self._token = token
         self._logins += 1
         return token

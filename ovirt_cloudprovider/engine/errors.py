@@ -2,7 +2,8 @@
 
 - :class:`EngineError` and its subclasses: ``str()`` is one line (what failed, where, why) and never
   contains the password or the session token (:func:`scrub` is the last line of defence);
-  :class:`EngineAuthError` (credentials or session refused), :class:`EngineTransientError` (no usable
+  :class:`EngineAuthError` (credentials or session refused; :class:`EngineLoginBackoff`: refused without
+  contacting the engine after a failed login), :class:`EngineTransientError` (no usable
   answer: retry later), :class:`EngineFaultError` (the engine answered with an error).
 - :class:`EngineEvent`, the engine events that can change a Node (:data:`NODE_EVENT_CODES`), and the
   :data:`EVENTS_MISSED` marker.
@@ -59,6 +60,10 @@ class EngineAuthError(EngineError):
     """The engine refused the credentials (SSO 400/401) or the session (401/403 after a new login)."""
 
 
+class EngineLoginBackoff(EngineAuthError):
+    """A call refused without contacting the engine: an earlier login failed and its backoff has not passed."""
+
+
 class EngineTransientError(EngineError):
     """No usable answer: refused or dropped connection, timeout, TLS failure, 5xx (incl. a proxy's 502 page)."""
 
@@ -106,5 +111,5 @@ def html_title(body: bytes) -> str | None:
 
 __all__ = [
     "EVENTS_MISSED", "NODE_EVENT_CODES", "EngineAuthError", "EngineError", "EngineEvent", "EngineFaultError",
-    "EngineTransientError", "html_title", "scrub",
+    "EngineLoginBackoff", "EngineTransientError", "html_title", "scrub",
 ]
