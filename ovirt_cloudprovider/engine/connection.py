@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -104,11 +105,17 @@ def classify(exc: Exception, what: str, conn: SdkConnection, endpoint: Endpoint,
     if status == 404:
         return EngineFaultError(scrub(
             f"{what} at {where} failed: HTTP 404 {fault_text or 'Not Found'} (is the URL "
-            f"{endpoint.conn.uri.split('?')[0]!r} right? it usually ends in /ovirt-engine/api)"), code=404)
+            f"{_public_url(endpoint)!r} right? it usually ends in /ovirt-engine/api)"), code=404)
     if status is not None and status >= 400:
         return EngineFaultError(scrub(f"{what} at {where} failed: HTTP {status} "
                                       f"{fault_text or reason or text}"), code=status)
     return EngineFaultError(scrub(f"{what} at {where} failed: unexpected answer: {text}"), code=status)
+
+
+def _public_url(endpoint: Endpoint) -> str:
+    """The configured API URL without user info, query or fragment (never a secret)."""
+    parts = urllib.parse.urlsplit(endpoint.conn.uri)
+    return urllib.parse.urlunsplit((parts.scheme, endpoint.where, parts.path, "", ""))
 
 
 def _transport_error(what: str, curl: tuple[int, str] | None, exc: Exception, endpoint: Endpoint,

@@ -13,7 +13,9 @@ The controller imports only this module, so it can handle engine failures withou
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -91,12 +93,34 @@ class EngineEvent:
 
 # --- building the one-line messages --------------------------------------------------------------
 
+# What may surround a secret that an answer echoes as a whole value: start/end, blanks, quotes, brackets and the
+# separators of forms, query strings, headers and JSON. "@" and "." are deliberately absent: a password
+# "admin" must not turn "as admin@internal" into "as ***@internal" (that would show the password).
+_EDGE = r"""\s"'`=:,;&?()\[\]{}<>"""
+
+
+def _forms(secret: str) -> set[str]:
+    """The ways ``secret`` can appear in a message: raw, URL-encoded (both styles), base64."""
+    raw = secret.encode("utf-8")
+    return {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+            base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+
+
 def scrub(message: str, *secrets: str | None) -> str:
-    """One line, without any of ``secrets`` (belt and braces: they are never put in), at most 500 characters."""
+    """One line of at most 500 characters; a secret that an engine answer echoed is cut out as a whole value.
+
+    Messages are built without secrets; this only guards text that comes from the engine or from libraries.
+    Only a whole value is masked (the secret, URL-encoded or base64, between separators such as blanks, quotes,
+    ``=``, ``&``, ``:``): a secret that happens to be part of a word ("admin" in "admin@internal") is left alone,
+    so that no mask ever tells what the password is.
+    """
     message = " ".join(message.split())
     for secret in secrets:
-        if secret and len(secret) >= 4:
-            message = message.replace(secret, "***")
+        if not secret:
+            continue
+        for form in sorted(_forms(secret), key=len, reverse=True):
+            pattern = rf"(?:(?<=[{_EDGE}])|^){re.escape(form)}(?=[{_EDGE}]|$)"
+            message = re.sub(pattern, "<redacted>", message)
     return message[:500]
 
 
