@@ -38,6 +38,7 @@ from .errors import (
     EVENTS_MISSED,
     NODE_EVENT_CODES,
     EngineAuthError,
+    EngineDataError,
     EngineError,
     EngineEvent,
     EngineFaultError,
@@ -105,11 +106,11 @@ class EngineClient:
         with self._lock:
             while True:
                 search = f"{base} sortby name asc page {page}".strip()
-                items = self._call("search_vms", "VM search", self._search_page(search))
+                items = self._call("search_vms", "VM search", self._search_page(search, page))
                 requests += 1
                 new = 0
                 for item in items:
-                    record = vm_record(item)
+                    record = self._record(item, f"/vms page {page}")
                     new += record.id not in vms
                     vms[record.id] = record
                 log.debug("search page", extra=kv(page=page, vms=len(items), search=search))
@@ -124,11 +125,32 @@ class EngineClient:
                                                 seconds=round(seconds, 3)))
         return Snapshot(vms=tuple(vms.values()), query=base, requests=requests)
 
-    def _search_page(self, search: str) -> Callable[[Any], list[Any]]:
+    def _search_page(self, search: str, page: int) -> Callable[[Any], list[Any]]:
         def list_page(c: Any) -> list[Any]:
-            return list(c.system_service().vms_service().list(search=search, max=self._page_size,
-                                                                  follow=DISCOVERY_FOLLOW))
+            items = list(c.system_service().vms_service().list(search=search, max=self._page_size,
+                                                               follow=DISCOVERY_FOLLOW))
+            root = getattr(c, "last_root", "vms")
+            if root != "vms":
+                raise EngineDataError(f"engine answer for /vms page {page} at {self._where}: the root element is "
+                                      f"<{root}>, not <vms>")
+            return items
         return list_page
+
+    def _record(self, item: Any, answer: str, *, vm_id: str | None = None) -> VirtualMachine:
+        """``vm_record(item)``, or an EngineDataError naming ``answer`` and the object when it is unusable."""
+        name = getattr(item, "name", None)
+        got = getattr(item, "id", None)
+        if not got:
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: a <vm> without an id "
+                                  f"(name {name!r})")
+        if vm_id is not None and got.lower() != vm_id.lower():
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: a <vm> with the id {got} "
+                                  f"(name {name!r}) instead of {vm_id}")
+        try:
+            return vm_record(item)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: VM {got} (name {name!r}) "
+                                  f"cannot be read ({exc.__class__.__name__}: {exc})") from None
 
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
         """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);
@@ -148,7 +170,7 @@ class EngineClient:
                         raise
                     out[vm_id] = None
                     continue
-                out[vm_id] = vm_record(item)
+                out[vm_id] = self._record(item, f"/vms/{vm_id}", vm_id=vm_id)
         return out
 
     def last_event_index(self) -> int:

@@ -74,6 +74,11 @@ class EngineFaultError(EngineError):
     """The engine answered a request with an error (a ``<fault>``, a 4xx) or with something unexpected."""
 
 
+class EngineDataError(EngineFaultError):
+    """The engine answered with data we cannot use: not well-formed XML, another root element, a VM without an
+    id or with the wrong id. ``str()`` names the answer and the object."""
+
+
 @dataclass(frozen=True)
 class EngineEvent:
     """One engine event that should trigger an early sweep."""
@@ -134,6 +139,15 @@ def html_title(body: bytes) -> str | None:
 
 
 __all__ = [
-    "EVENTS_MISSED", "NODE_EVENT_CODES", "EngineAuthError", "EngineError", "EngineEvent", "EngineFaultError",
-    "EngineLoginBackoff", "EngineTransientError", "html_title", "scrub",
+    "EVENTS_MISSED",
+    "NODE_EVENT_CODES",
+    "EngineAuthError",
+    "EngineDataError",
+    "EngineError",
+    "EngineEvent",
+    "EngineFaultError",
+    "EngineLoginBackoff",
+    "EngineTransientError",
+    "html_title",
+    "scrub",
 ]
