@@ -101,6 +101,7 @@ class EngineClient:
                                    "or 'page' (discovery adds its own)")
         started = time.monotonic()
         vms: dict[str, VirtualMachine] = {}
+        inconsistent: set[str] = set()
         requests = 0
         page = 1
         with self._lock:
@@ -111,7 +112,14 @@ class EngineClient:
                 new = 0
                 for item in items:
                     record = self._record(item, f"/vms page {page}")
-                    new += record.id not in vms
+                    seen = vms.get(record.id)
+                    new += seen is None
+                    if seen is not None and seen != record:  # not a page shift's repeat: two different VMs
+                        if record.id not in inconsistent:
+                            log.warning(f"engine answer holds two different VMs with the id {record.id}; its node "
+                                        "is left alone in this sweep", extra=kv(
+                                            engine=self._where, page=page, names=f"{seen.name},{record.name}"))
+                        inconsistent.add(record.id)
                     vms[record.id] = record
                 log.debug("search page", extra=kv(page=page, vms=len(items), search=search))
                 if len(items) < self._page_size:
@@ -123,7 +131,10 @@ class EngineClient:
         seconds = time.monotonic() - started
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
                                                 seconds=round(seconds, 3)))
-        return Snapshot(vms=tuple(vms.values()), query=base, requests=requests)
+        if self._metrics is not None and inconsistent:
+            self._metrics.engine_inconsistent_vms_total.inc(len(inconsistent))
+        return Snapshot(vms=tuple(vm for vm in vms.values() if vm.id not in inconsistent), query=base,
+                        requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
 
     def _search_page(self, search: str, page: int) -> Callable[[Any], list[Any]]:
         def list_page(c: Any) -> list[Any]:
