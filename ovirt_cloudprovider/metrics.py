@@ -88,6 +88,10 @@ class Metrics:
             f"{PREFIX}_engine_inconsistent_vms_total",
             "VM ids for which one discovery answer held two different VMs (left out of that sweep).", registry=r,
         )
+        self.invalid_guest_ips = Gauge(
+            f"{PREFIX}_invalid_guest_ips",
+            "Guest-reported IP addresses that are not valid addresses, in the last discovery.", registry=r,
+        )
         self.kube_requests_total = Counter(
             f"{PREFIX}_kube_requests_total",
             "Requests to the Kubernetes API by operation and HTTP status code "

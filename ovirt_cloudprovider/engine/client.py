@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..core.records import Snapshot, VirtualMachine
@@ -44,7 +44,7 @@ from .errors import (
     EngineFaultError,
     scrub,
 )
-from .records import DISCOVERY_FOLLOW, event_index, vm_record
+from .records import DISCOVERY_FOLLOW, event_index, invalid_ips, vm_record
 from .sso import Sso
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class EngineClient:
         self._sdk: SdkConnection | None = None
         self._token: str | None = None
         self._logins = 0
+        self._invalid_ips: dict[str, tuple[str, ...]] = {}  # VM id -> invalid IPs last logged (log once per VM)
         # one gate for every call of this client: after a failed login, nothing contacts the engine until
         # the backoff has passed (see .backoff)
         self.auth_gate = AuthGate(base=auth_backoff_base, maximum=auth_backoff_max)
@@ -131,10 +132,23 @@ class EngineClient:
         seconds = time.monotonic() - started
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
                                                 seconds=round(seconds, 3)))
+        self._note_invalid_ips(vms.values())
         if self._metrics is not None and inconsistent:
             self._metrics.engine_inconsistent_vms_total.inc(len(inconsistent))
         return Snapshot(vms=tuple(vm for vm in vms.values() if vm.id not in inconsistent), query=base,
                         requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
+
+    def _note_invalid_ips(self, vms: Iterable[VirtualMachine]) -> None:
+        """Count guest-reported IPs that are no address (in the metric) and log them once per VM (again only
+        when they change), instead of dropping them silently."""
+        current = {vm.id: (vm, bad) for vm in vms if (bad := invalid_ips(vm))}
+        for vm_id, (vm, bad) in current.items():
+            if self._invalid_ips.get(vm_id) != bad:
+                log.warning(f"VM {vm.name} ({vm_id}) reports invalid IP addresses, ignored: {', '.join(bad)}",
+                            extra=kv(engine=self._where))
+        self._invalid_ips = {vm_id: bad for vm_id, (_, bad) in current.items()}
+        if self._metrics is not None:
+            self._metrics.invalid_guest_ips.set(sum(len(bad) for _, bad in current.values()))
 
     def _search_page(self, search: str, page: int) -> Callable[[Any], list[Any]]:
         def list_page(c: Any) -> list[Any]:
