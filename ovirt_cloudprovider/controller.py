@@ -104,8 +104,7 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
         if health:
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
-        plan = _without_inconsistent(plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller),
-                                     snapshot)
+        plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
         report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
         if metrics:
             _record(metrics, snapshot, desired, plan, ok=report.ok, seconds=report.seconds,
@@ -154,15 +153,6 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     finally:
         if health:
             health.sweep_finished()
-
-
-def _without_inconsistent(plan: Plan, snapshot: Snapshot) -> Plan:
-    """``plan`` without any action for a VM id the engine answered inconsistently (two different VMs): their
-    nodes are neither written nor counted absent in this sweep."""
-    bad = {i.lower() for i in snapshot.inconsistent_ids}
-    if not bad:
-        return plan
-    return replace(plan, actions=tuple(a for a in plan.actions if (a.vm_id or "").lower() not in bad))
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],

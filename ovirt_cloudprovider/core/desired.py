@@ -59,7 +59,8 @@ SKIP_INVALID_NAME = "invalid-name"
 SKIP_DUPLICATE_NAME = "duplicate-name"
 SKIP_NO_FQDN = "no-fqdn"
 SKIP_INVALID_ID = "invalid-id"
-SKIP_CODES = frozenset({SKIP_INVALID_NAME, SKIP_DUPLICATE_NAME, SKIP_NO_FQDN, SKIP_INVALID_ID})
+SKIP_INCONSISTENT = "inconsistent"
+SKIP_CODES = frozenset({SKIP_INVALID_NAME, SKIP_DUPLICATE_NAME, SKIP_NO_FQDN, SKIP_INVALID_ID, SKIP_INCONSISTENT})
 
 _GIB = 1024**3
 _MIB = 1024**2
@@ -206,8 +207,14 @@ def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig) -> NodeSpec:
 
 def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     """A NodeSpec for every VM in ``snapshot`` that has a usable, unique node name (sorted by name);
-    a SkippedVM for every other one (sorted by VM name, then id). A VM id listed twice counts once."""
-    skipped: list[SkippedVM] = []
+    a SkippedVM for every other one, and for every id the engine answered inconsistently (sorted by VM name,
+    then id). A VM id listed twice counts once."""
+    # The engine answered with two different VMs of one id: we know the VM exists, not what it is. A skipped
+    # VM is present (its node is not counted absent) and gets no writes.
+    skipped: list[SkippedVM] = [
+        SkippedVM(vm_id, "", f"{SKIP_INCONSISTENT}: the engine answered with two different VMs of id "
+                             f"{_quote(vm_id)}; its node is left as it is until the answer is consistent")
+        for vm_id in snapshot.inconsistent_ids]
     by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
     seen_ids: set[str] = set()
     for vm in snapshot.vms:

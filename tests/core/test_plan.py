@@ -977,3 +977,19 @@ def test_our_writes_keep_the_not_ready_taint() -> None:
     node = synced_node(up, placeholder=True, taints=(not_ready, Taint(TAINT_SHUTDOWN, "NoSchedule")))
     untaint = only(plan(desired(up), [node]), K.UNTAINT)
     assert untaint.taints == (not_ready,)
+
+
+def test_an_inconsistent_vm_id_is_present_but_untouched() -> None:
+    """The engine answered with two different VMs of one id: that node is neither written nor counted absent,
+    and a fleet that only holds such a VM is no empty discovery (no EmptyDiscovery block, no deletion)."""
+    from ovirt_cloudprovider.core.desired import desired_nodes
+    from ovirt_cloudprovider.core.records import Snapshot
+
+    spec = make_spec("web1")
+    node = synced_node(spec)
+    desired_now = desired_nodes(Snapshot(vms=(), query="tag=k", inconsistent_ids=(spec.vm_id.upper(),)),
+                                NodesConfig())
+    assert [s.vm_id for s in desired_now.skipped] == [spec.vm_id.upper()]
+    p = plan_sync(desired_now, [node], nodes=NodesConfig(), controller=ControllerConfig(delete_after_sweeps=1))
+    assert [a.kind for a in p.actions] == [K.SKIP]
+    assert not p.actions[0].writes and "two different VMs" in p.actions[0].message
