@@ -380,7 +380,7 @@ class Controller:
                 with self._lock:
                     self._event_index = None
                 # a standby's readiness does not depend on the engine, which it does not contact
-                self.health.engine_ok()
+                self.health.standby()
                 stop.wait(max(min(period, 1.0), 0.2) if period > 0 else 1.0)
                 continue
             if period <= 0:  # events disabled: the sweeps alone contact the engine

@@ -45,6 +45,7 @@ class HealthState:
         self._sweep_started: float | None = None
         self._engine_ok_at: float | None = None
         self._engine_error: str | None = "no contact with the engine yet"
+        self._standby = False
         self._cache_synced: Callable[[], bool] = lambda: False
 
     def beat(self) -> None:
@@ -63,10 +64,17 @@ class HealthState:
         with self._lock:
             self._engine_ok_at = self._clock()
             self._engine_error = None
+            self._standby = False
 
     def engine_failed(self, reason: str) -> None:
         with self._lock:
             self._engine_error = reason
+            self._standby = False
+
+    def standby(self) -> None:
+        """This replica does not lead: it does not contact the engine, so the engine is no readiness check."""
+        with self._lock:
+            self._standby = True
 
     def set_cache_synced(self, probe: Callable[[], bool]) -> None:
         self._cache_synced = probe
@@ -87,8 +95,10 @@ class HealthState:
     def readiness(self) -> tuple[bool, list[str]]:
         now = self._clock()
         with self._lock:
-            ok_at, error = self._engine_ok_at, self._engine_error
-        if error is not None:
+            ok_at, error, standby = self._engine_ok_at, self._engine_error, self._standby
+        if standby:
+            engine = (True, "engine: standby (not leading; the engine is not contacted)")
+        elif error is not None:
             engine = (False, f"engine: {error}")
         elif ok_at is None or now - ok_at > self.engine_stale_after:
             engine = (False, "engine: no successful contact recently")

@@ -75,6 +75,18 @@ def test_ready_needs_recent_engine_contact_and_a_synced_cache(state: HealthState
     assert not ok and "[-]node-cache: not synced" in lines
 
 
+def test_a_standby_is_ready_without_engine_contact_and_says_so(state: HealthState, clock: Clock) -> None:
+    state.set_cache_synced(lambda: True)
+    state.standby()
+    ok, lines = state.readiness()
+    assert ok and "[+]engine: standby (not leading; the engine is not contacted)" in lines
+    clock.now += 3600  # no contact for an hour: still ready, it does not contact the engine
+    assert state.readiness()[0]
+    state.engine_failed("login failed")  # leading again: the engine counts
+    ok, lines = state.readiness()
+    assert not ok and "[-]engine: login failed" in lines
+
+
 @pytest.fixture
 def server(state: HealthState) -> Iterator[tuple[HealthServer, Metrics]]:
     metrics = Metrics()
