@@ -20,6 +20,7 @@ no action is applied after ``stop`` or after leadership is lost).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -36,7 +37,7 @@ from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snaps
 from .core.settings import Config
 from .engine.errors import EngineError, EngineLoginBackoff
 from .health import HealthState
-from .logs import kv
+from .logs import kv, one_line
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -330,10 +331,10 @@ class Controller:
                 self._wake.clear()
                 if targeted and self._snapshot is not None:
                     log.info("targeted sweep triggered", extra=kv(reasons="; ".join(reasons), vms=len(targets)))
-                    report = run_targeted_sweep(
-                        config=self.config, engine=self.engine, base=self._snapshot, vm_ids=targets,
-                        nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics,
-                        may_write=self.may_write, health=self.health)
+                    report = self._survive("targeted sweep", functools.partial(
+                        run_targeted_sweep, config=self.config, engine=self.engine, base=self._snapshot,
+                        vm_ids=targets, nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics,
+                        may_write=self.may_write, health=self.health))
                     if report.ok:
                         self._snapshot = report.snapshot
                     else:
@@ -342,9 +343,9 @@ class Controller:
                     continue
                 log.info("sweep triggered", extra=kv(reasons="; ".join(reasons)))
                 self._start_event_index()
-                report = run_sweep(config=self.config, engine=self.engine, nodes=self.cache.nodes(),
-                                   writer=self.writer, metrics=self.metrics, may_write=self.may_write,
-                                   health=self.health)
+                report = self._survive("sweep", functools.partial(
+                    run_sweep, config=self.config, engine=self.engine, nodes=self.cache.nodes(), writer=self.writer,
+                    metrics=self.metrics, may_write=self.may_write, health=self.health))
                 end = time.monotonic()
                 if report.snapshot is not None:
                     self._snapshot = report.snapshot
@@ -369,6 +370,21 @@ class Controller:
                 wait = 0.5  # the node cache is (re)listing: nothing to plan against yet
             self._wake.wait(wait)
             self._wake.clear()
+
+    def _survive(self, what: str, sweep: Callable[[], SweepReport]) -> SweepReport:
+        """Run ``sweep``; an error that is no engine error (a bug) fails that sweep, with its backoff, instead
+        of ending the loop (which would restart the pod over and over). One line at error, the traceback at
+        debug."""
+        start = time.monotonic()
+        try:
+            return sweep()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {one_line(str(exc))}"
+            log.error(f"{what} failed unexpectedly; the loop goes on", extra=kv(error=error))
+            log.debug(f"{what} failure", exc_info=True)
+            counter = self.metrics.targeted_syncs_total if what.startswith("targeted") else self.metrics.syncs_total
+            counter.labels("failure").inc()
+            return SweepReport(ok=False, error=error, seconds=time.monotonic() - start)
 
     def _poll_events(self, stop: threading.Event) -> None:
         """Engine event poller. Polls only while this replica leads: a standby makes no engine call at all

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _REDACT_KEYS = ("password", "token", "secret", "authorization")
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """Collapse whitespace and truncate: log and error text is always one line."""
+    s = re.sub(r"\s+", " ", str(text)).strip()
+    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def kv(**fields: Any) -> dict[str, Any]:

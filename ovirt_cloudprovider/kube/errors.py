@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
+
+from ..logs import one_line
 
 __all__ = [
     "NO_ANSWER",
@@ -36,12 +37,6 @@ REQUEST_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, http.clie
 
 class KubeConfigError(Exception):
     """No usable Kubernetes client configuration. ``str()`` is one line naming the file."""
-
-
-def one_line(text: object, limit: int = 200) -> str:
-    """Collapse whitespace and truncate: log and error text is always one line."""
-    s = re.sub(r"\s+", " ", str(text)).strip()
-    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def api_status(exc: ApiException) -> tuple[int, str, str]:
