@@ -28,7 +28,7 @@ from .core.records import TAINT_SHUTDOWN, Action, NodeSpec, VirtualMachine
 from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
 from .engine.errors import EngineError
 from .kube.errors import KubeConfigError
-from .logs import kv, setup_logging
+from .logs import kv, one_line, setup_logging
 
 log = logging.getLogger("ovirt_cloudprovider.cli")
 
@@ -94,7 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(config=None)
     demo.add_argument("--keep-running", action="store_true",
                       help="leave the simulators up and print a kubeconfig for kubectl")
-    demo.add_argument("--vms", type=int, default=12, help=argparse.SUPPRESS)
     return p
 
 
@@ -115,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: still one line (and the traceback with -v), never a bare traceback
+        _fail(f"internal error: {type(exc).__name__}: {one_line(str(exc))} (please report it; -v logs the "
+              "traceback)")
+        log.debug("internal error", exc_info=True)
+        return EXIT_FAILURE
 
 
 def _fail(message: str) -> None:
@@ -287,7 +291,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _fail("demo is not included in this installation (it needs the simulators, which the container image "
               "does not ship); run it from a clone or a pip install")
         return EXIT_USAGE
-    return int(run_demo(keep_running=args.keep_running, vms=args.vms))
+    return int(run_demo(keep_running=args.keep_running))
 
 
 if __name__ == "__main__":  # pragma: no cover

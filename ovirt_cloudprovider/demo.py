@@ -130,7 +130,7 @@ def _has_taint(node: dict[str, Any] | None, key: str) -> bool:
     return bool(node) and any(t.get("key") == key for t in (node or {}).get("spec", {}).get("taints") or [])
 
 
-def run_demo(*, keep_running: bool = False, vms: int = 12, out: TextIO | None = None,
+def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
              stop: threading.Event | None = None) -> int:
     """Run the demo; returns the exit status. ``stop`` ends a ``keep_running`` demo (tests)."""
     o = _Out(out or sys.stdout)

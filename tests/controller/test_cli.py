@@ -253,3 +253,19 @@ def test_run_with_a_bad_lease_flag_is_one_line_and_exit_2(config: Path, flag: st
     assert r.returncode == 2, r.stderr
     errors = _error_lines(r.stderr)
     assert len(errors) == 1 and flag in errors[0] and "Traceback" not in r.stderr
+
+
+def test_an_internal_error_is_one_line_and_exit_1(config: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from ovirt_cloudprovider import app, cli
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(app, "discover", broken)  # our own composition root, standing in for any bug
+    assert cli.main(["discover", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "error:" in line] == [
+        "ovirt-cloudprovider: error: internal error: RuntimeError: a bug over two lines (please report it; -v "
+        "logs the traceback)"]
+    assert "Traceback" not in err
