@@ -35,7 +35,7 @@ from .core.desired import desired_nodes, skip_code
 from .core.plan import plan_sync
 from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
-from .engine.errors import EngineError, EngineLoginBackoff
+from .engine.errors import EngineError, EngineEvent, EngineLoginBackoff
 from .health import HealthState
 from .logs import kv, one_line
 from .metrics import Metrics
@@ -47,7 +47,7 @@ class _Engine(Protocol):
     def discover(self, query: str) -> Snapshot: ...
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]: ...
     def last_event_index(self) -> int: ...
-    def events_since(self, index: int) -> tuple[int, Sequence[Any]]: ...
+    def events_since(self, index: int) -> tuple[int, Sequence[EngineEvent]]: ...
     def reset(self) -> None: ...
 
 
@@ -413,8 +413,7 @@ class Controller:
                     if self._event_index is not None:
                         self._event_index = index
                 if events:  # (the engine client counts them in engine_events_total)
-                    names = sorted({str(getattr(e, "vm_name", None) or getattr(e, "vm_id", "?"))
-                                    for e in events})
+                    names = sorted({e.vm_name or e.vm_id or "?" for e in events})
                     log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
                     if self.may_write():
                         targetable = all(e.kind in TARGETED_EVENT_KINDS and e.vm_id for e in events)
