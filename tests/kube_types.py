@@ -7,6 +7,7 @@ what a test expects instead of silencing the checker:
 
 - :func:`wire`: a dict body for a method annotated with a model (the product code's ``cast(Any, body)``).
 - :func:`meta` / :func:`list_meta`: an object's ``metadata``, asserted present (a server always sends it).
+- :func:`name_of`: ``metadata.name``, asserted present.
 - :func:`watch_stream`: ``watch.Watch().stream(...)``, typed; :func:`close`: ``ApiClient.close()``, typed.
 """
 
@@ -56,3 +57,10 @@ def watch_stream(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterato
 def close(api: client.ApiClient) -> None:
     """``api.close()`` (unannotated in the client): its connection pool and thread pool."""
     api.close()  # type: ignore[no-untyped-call]
+
+
+def name_of(obj: _HasMeta) -> str:
+    """``obj.metadata.name``, which every stored object has."""
+    n = meta(obj).name
+    assert n is not None, obj
+    return n
