@@ -30,6 +30,7 @@ from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import run_cli, write_config
+from tests.kube_types import close
 
 
 class World:
@@ -74,7 +75,7 @@ class World:
 
     def close(self) -> None:
         self.client.close()
-        self.api.close()
+        close(self.api)
 
 
 @pytest.fixture
@@ -263,10 +264,17 @@ def test_foreign_node_is_untouched(world: World) -> None:
     world.kube.create_node({"metadata": {"name": "aws-node", "labels": {"a": "b"}},
                             "spec": {"providerID": "aws:///us-east-1a/i-0123456789"}})
     world.kube.create_node({"metadata": {"name": "bare-metal-1"}})  # no providerID, matches no VM
-    before = {n: world.kube.get_node(n)["metadata"]["resourceVersion"] for n in ("aws-node", "bare-metal-1")}
+
+    def rv(name: str) -> str:
+        node = world.kube.get_node(name)
+        assert node is not None, name
+        version: str = node["metadata"]["resourceVersion"]
+        return version
+
+    before = {n: rv(n) for n in ("aws-node", "bare-metal-1")}
     for _ in range(4):
         assert world.sweep().ok
-    assert {n: world.kube.get_node(n)["metadata"]["resourceVersion"] for n in before} == before
+    assert {n: rv(n) for n in before} == before
 
 
 def test_invalid_vm_names_are_made_valid_or_skipped(engine: EngineSimulator, world: World) -> None:

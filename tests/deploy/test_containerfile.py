@@ -232,7 +232,7 @@ def deployment() -> dict[str, Any]:
 
 def copied_sources(stages: list[Stage]) -> list[str]:
     """Sources of every COPY/ADD from the build context (not --from another stage)."""
-    sources = []
+    sources: list[str] = []
     for stage in stages:
         for instruction in stage.all("COPY") + stage.all("ADD"):
             flags, words = instruction.flags_and_words()

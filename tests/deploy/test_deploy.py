@@ -268,7 +268,7 @@ def flag(args: list[str], name: str) -> str | None:
 
 def controller_container(objs: list[Obj]) -> Obj:
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
-    found = [c for c in pod["containers"] if c["name"] == NAME]
+    found: list[Obj] = [c for c in pod["containers"] if c["name"] == NAME]
     assert len(found) == 1, "the Deployment has no container named ovirt-cloudprovider"
     return found[0]
 
@@ -276,7 +276,7 @@ def controller_container(objs: list[Obj]) -> Obj:
 # --- schema validation --------------------------------------------------------------------------------------
 
 def schema_problems(objs: list[Obj], version: str) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for obj in objs:
         what = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
         if obj.get("kind") == "PrometheusRule":
@@ -460,9 +460,10 @@ def deployment_problems(objs: list[Obj]) -> list[str]:
     if not any(selects(t["podAffinityTerm"].get("labelSelector", {}), labels) for t in anti):
         problems.append("no preferred podAntiAffinity selecting the pods")
 
-    container = next((c for c in pod["containers"] if c["name"] == NAME), None)
-    if container is None:
+    found = next((c for c in pod["containers"] if c["name"] == NAME), None)
+    if found is None:
         return [*problems, "no container named ovirt-cloudprovider"]
+    container = found
     command = [*container.get("command", []), *container.get("args", [])]
     if command[:2] != ["ovirt-cloudprovider", "run"]:
         problems.append(f"the container must run `ovirt-cloudprovider run`, not {command[:2]}")

@@ -115,7 +115,10 @@ def test_full_lifecycle_uses_exactly_the_granted_permissions(engine: EngineSimul
             # taint, untaint, taint again: the repeated Event is patched (count 2)
             for status, present in (("down", True), ("up", False), ("down", True)):
                 engine.set_status(worker.id, status)
-                wait_for(lambda p=present: (TAINT_SHUTDOWN in taints(kube, worker.name)) == p, 10, f"taint {status}")
+                def tainted_as_wanted(p: bool = present) -> bool:
+                    return (TAINT_SHUTDOWN in taints(kube, worker.name)) == p
+
+                wait_for(tainted_as_wanted, 10, f"taint {status}")
             wait_for(lambda: any(e.get("count", 1) > 1 for e in kube.list_events()), 10, "a repeated event")
             # delete
             engine.remove_vm(gone.id)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client as k8s
@@ -42,6 +42,7 @@ from ovirt_cloudprovider.kube.writer import ApplyResult, NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, wait_for
+from tests.kube_types import close, meta
 
 DUAL_STACK = (NodeAddress("InternalIP", "10.0.0.5"), NodeAddress("InternalIP", "fd00::5"),
               NodeAddress("ExternalIP", "192.0.2.5"), NodeAddress("Hostname", "vm1.example.test"))
@@ -138,11 +139,11 @@ class TestLoadApiClient:
         api = load_api_client(kubeconfig_for(kubeapi_tls))
         try:
             kubeapi_tls.create_node({"metadata": {"name": "n1"}})
-            names = [n.metadata.name for n in k8s.CoreV1Api(api).list_node().items]
+            names = [meta(n).name for n in k8s.CoreV1Api(api).list_node().items]
             assert names == ["n1"]
             assert api.configuration.host == kubeapi_tls.url
         finally:
-            api.close()
+            close(api)
         assert k8s.Configuration.get_default_copy().host == default_host  # the global default is untouched
 
     def test_clients_for_two_servers_stay_separate(self, kubeapi_sims: Callable[..., KubeApiSimulator],
@@ -152,22 +153,22 @@ class TestLoadApiClient:
         b.create_node({"metadata": {"name": "on-b"}})
         ca, cb = load_api_client(kubeconfig_for(a)), load_api_client(kubeconfig_for(b))
         try:
-            assert [n.metadata.name for n in k8s.CoreV1Api(ca).list_node().items] == ["on-a"]
-            assert [n.metadata.name for n in k8s.CoreV1Api(cb).list_node().items] == ["on-b"]
+            assert [meta(n).name for n in k8s.CoreV1Api(ca).list_node().items] == ["on-a"]
+            assert [meta(n).name for n in k8s.CoreV1Api(cb).list_node().items] == ["on-b"]
         finally:
-            ca.close()
-            cb.close()
+            close(ca)
+            close(cb)
 
     def test_kubeconfig_env_then_home(self, tmp_path: Path, kubeapi: KubeApiSimulator, kubeconfig: str) -> None:
         api = load_api_client(None, environ={"KUBECONFIG": kubeconfig, "HOME": str(tmp_path / "nohome")})
         assert api.configuration.host == kubeapi.url
-        api.close()
+        close(api)
         home = tmp_path / "home"
         (home / ".kube").mkdir(parents=True)
         (home / ".kube" / "config").write_text(Path(kubeconfig).read_text())
         api = load_api_client(None, environ={"HOME": str(home)})
         assert api.configuration.host == kubeapi.url
-        api.close()
+        close(api)
 
     def test_missing_file_is_one_line_naming_it(self, tmp_path: Path) -> None:
         path = str(tmp_path / "nope.yaml")
@@ -203,7 +204,7 @@ class TestLoadApiClient:
 # --- observed_node -------------------------------------------------------------------------------------
 
 def test_observed_node_from_dict_and_model_agree() -> None:
-    d = {
+    d: dict[str, Any] = {
         "metadata": {"name": "n1", "uid": "u-1", "resourceVersion": "42",
                      "labels": {"b": "2", "a": "1", "kubernetes.io/hostname": "n1-label"},
                      "annotations": {ANNOTATION_VM_ID: "vm-1"}},
@@ -228,7 +229,7 @@ def test_observed_node_from_dict_and_model_agree() -> None:
                     spec=k8s.V1NodeSpec(provider_id="ovirt://vm-1", taints=[
                         k8s.V1Taint(key=TAINT_UNINITIALIZED, value="true", effect="NoSchedule"),
                         k8s.V1Taint(key="node.kubernetes.io/unreachable", effect="NoExecute",
-                                    time_added="2026-01-02T03:04:05Z")]),
+                                    time_added=cast(Any, "2026-01-02T03:04:05Z"))]),  # the model parses it
                     status=k8s.V1NodeStatus(addresses=[k8s.V1NodeAddress(type="InternalIP", address="10.0.0.1"),
                                                        k8s.V1NodeAddress(type="InternalIP", address="fd00::1")],
                                             node_info=None))

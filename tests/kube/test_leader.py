@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import pytest
 from kubernetes import client as k8s
@@ -18,10 +18,17 @@ from ovirt_cloudprovider.kube.leader import LeaderElector
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, wait_for
+from tests.kube_types import wire
 
 NS = "kube-system"
 LEASE = "ovirt-cloudprovider"
-FAST = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.3}
+class Timing(TypedDict):
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+
+
+FAST: Timing = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.3}
 
 
 class Replica:
@@ -159,10 +166,10 @@ def test_expiry_is_measured_on_our_clock(kubeapi: KubeApiSimulator, kube_api_cli
     saw its record, whatever renewTime says."""
     coord = k8s.CoordinationV1Api(kube_api_client)
     for name, when in (("behind", "2001-01-01T00:00:00.000001Z"), ("ahead", "2099-01-01T00:00:00.000001Z")):
-        coord.create_namespaced_lease(NS, {
+        coord.create_namespaced_lease(NS, wire({
             "metadata": {"name": name},
             "spec": {"holderIdentity": "other-replica", "leaseDurationSeconds": 1, "renewTime": when,
-                     "acquireTime": when, "leaseTransitions": 4}})
+                     "acquireTime": when, "leaseTransitions": 4}}))
     behind, ahead = replicas("me", name="behind"), replicas("me", name="ahead")
     time.sleep(0.7)
     assert not behind.leading and not ahead.leading  # seen only now: valid for another second
@@ -231,7 +238,8 @@ def test_micro_times_survive_the_client_round_trip() -> None:
     whole = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     text = _micro_time(whole)
     assert text == "2026-01-02T03:04:05.000001Z"
-    sent = k8s.ApiClient().sanitize_for_serialization(k8s.V1LeaseSpec(renew_time=text))["renewTime"]
+    spec = k8s.V1LeaseSpec(renew_time=cast(Any, text))  # the model parses the string (what this is about)
+    sent = k8s.ApiClient().sanitize_for_serialization(spec)["renewTime"]  # type: ignore[no-untyped-call]
     assert len(sent.split(".")[1].rstrip("Z").split("+")[0]) == 6, sent
 
 

@@ -23,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, watch
-from kubernetes.client.rest import ApiException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.kube_types import list_meta, meta, name_of, watch_stream, wire
 
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
@@ -117,8 +119,9 @@ def get_api_v1(p: Probe) -> None:
 
 
 def create_node(p: Probe) -> None:
-    c = p.api.create_node(p.node_a())
-    assert c.metadata.uid and c.metadata.resource_version and c.metadata.creation_timestamp, c.metadata
+    c = p.api.create_node(wire(p.node_a()))
+    m = meta(c)
+    assert m.uid and m.resource_version and m.creation_timestamp, m
 
 
 def created_node_gets_not_ready_taint(p: Probe) -> None:
@@ -128,12 +131,12 @@ def created_node_gets_not_ready_taint(p: Probe) -> None:
 
 
 def create_duplicate_is_409(p: Probe) -> None:
-    assert api_error(lambda: p.api.create_node(p.node_a())) == (409, "AlreadyExists")
+    assert api_error(lambda: p.api.create_node(wire(p.node_a()))) == (409, "AlreadyExists")
 
 
 def invalid_name_is_422(p: Probe) -> None:
     assert api_error(lambda: p.api.create_node(
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "Bad_Name!"}})) == (422, "Invalid")
+        wire({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "Bad_Name!"}}))) == (422, "Invalid")
 
 
 def read_missing_is_404(p: Probe) -> None:
@@ -142,13 +145,13 @@ def read_missing_is_404(p: Probe) -> None:
 
 def list_by_label(p: Probe) -> None:
     lst = p.api.list_node(label_selector=f"probe={p.prefix}")
-    rv = lst.metadata.resource_version
-    assert sorted(i.metadata.name for i in lst.items) == [p.n1, p.n2]
+    rv = list_meta(lst).resource_version
+    assert sorted(name_of(i) for i in lst.items) == [p.n1, p.n2]
     assert rv and rv.isdigit(), rv
 
 
 def _names(p: Probe, **kwargs: Any) -> list[str]:
-    return sorted(i.metadata.name for i in p.api.list_node(**kwargs).items)
+    return sorted(name_of(i) for i in p.api.list_node(**kwargs).items)
 
 
 def label_selector_equals(p: Probe) -> None:
@@ -169,18 +172,18 @@ def field_selector_name(p: Probe) -> None:
 
 def list_limit_continue(p: Probe) -> None:
     lst = p.api.list_node(label_selector=f"probe={p.prefix}", limit=1)
-    assert len(lst.items) == 1 and lst.metadata._continue, lst.metadata
+    assert len(lst.items) == 1 and list_meta(lst)._continue, lst.metadata
 
 
 def watch_from_list_rv(p: Probe) -> None:
-    rv = p.api.list_node(label_selector=f"probe={p.prefix}").metadata.resource_version
+    rv = list_meta(p.api.list_node(label_selector=f"probe={p.prefix}")).resource_version
     events: list[tuple[str, str]] = []
 
     def watcher() -> None:
         try:
-            for ev in watch.Watch().stream(p.api.list_node, label_selector=f"probe={p.prefix}",
-                                           resource_version=rv, timeout_seconds=3, allow_watch_bookmarks=True,
-                                           _request_timeout=10):
+            for ev in watch_stream(p.api.list_node, label_selector=f"probe={p.prefix}",
+                                   resource_version=rv, timeout_seconds=3, allow_watch_bookmarks=True,
+                                   _request_timeout=10):
                 obj = ev["object"]  # a V1Node, or a dict for a BOOKMARK
                 meta = obj.metadata.name if hasattr(obj, "metadata") else obj.get("metadata", {}).get("name")
                 events.append((ev["type"], meta))
@@ -197,7 +200,7 @@ def watch_from_list_rv(p: Probe) -> None:
 
 
 def watch_rv_0(p: Probe) -> None:
-    events = [(ev["type"], ev["object"].metadata.name) for ev in watch.Watch().stream(
+    events = [(ev["type"], ev["object"].metadata.name) for ev in watch_stream(
         p.api.list_node, label_selector=f"probe={p.prefix}", resource_version="0", timeout_seconds=2,
         _request_timeout=5)]
     assert sorted(events) == [("ADDED", p.n1), ("ADDED", p.n2)], events
@@ -208,13 +211,14 @@ def smp_taints_atomic(p: Probe) -> None:
     p.api.patch_node(p.n1, {"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]}})
     r = p.api.patch_node(p.n1, {"spec": {"taints": [{"key": "b", "effect": "NoSchedule"}]},
                                 "metadata": {"labels": {"smp": "1"}}})
-    assert [t.key for t in r.spec.taints or []] == ["b"] and r.metadata.labels.get("smp") == "1", r
+    assert r.spec is not None, r
+    assert [t.key for t in r.spec.taints or []] == ["b"] and (meta(r).labels or {}).get("smp") == "1", r
 
 
 def smp_null_deletes_label(p: Probe) -> None:
     p.api.patch_node(p.n1, {"metadata": {"labels": {"smp": "1"}}})
     r = p.api.patch_node(p.n1, {"metadata": {"labels": {"smp": None}}})
-    assert "smp" not in (r.metadata.labels or {}), r.metadata.labels
+    assert "smp" not in (meta(r).labels or {}), r.metadata
 
 
 def merge_patch_json(p: Probe) -> None:
@@ -225,7 +229,7 @@ def merge_patch_json(p: Probe) -> None:
 
 def json_patch_add(p: Probe) -> None:
     r = p.api.patch_node(p.n1, [{"op": "add", "path": "/metadata/labels/jp", "value": "1"}])
-    assert r.metadata.labels.get("jp") == "1", r.metadata.labels
+    assert (meta(r).labels or {}).get("jp") == "1", r.metadata
 
 
 def json_patch_failing_test_is_422(p: Probe) -> None:
@@ -251,30 +255,35 @@ def status_conditions_merge_by_type(p: Probe) -> None:
                                               "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}]}})
     r = p.api.patch_node_status(
         p.n1, {"status": {"conditions": [_condition("NetworkUnavailable", "False", "RouteCreated")]}})
+    assert r.status is not None, r
     assert sorted(c.type for c in r.status.conditions or []) == ["NetworkUnavailable", "Ready"]
 
 
 def status_via_main_resource_ignored(p: Probe) -> None:
     r = p.api.patch_node(p.n1, {"status": {"addresses": [{"type": "Hostname", "address": "ignored"}]}})
+    assert r.status is not None, r
     assert ("Hostname", "ignored") not in [(x.type, x.address) for x in r.status.addresses or []]
 
 
 def spec_via_status_ignored(p: Probe) -> None:
     r = p.api.patch_node_status(p.n1, {"spec": {"unschedulable": True}, "metadata": {"labels": {"viastatus": "1"}}})
-    assert not r.spec.unschedulable, r.spec
+    assert r.spec is not None and not r.spec.unschedulable, r.spec
 
 
 def _stale(p: Probe) -> tuple[client.V1Node, str]:
     cur = p.api.read_node(p.n1)
-    old_rv: str = cur.metadata.resource_version
+    old_rv = meta(cur).resource_version
+    assert old_rv is not None, cur
     p.api.patch_node(p.n1, {"metadata": {"labels": {"bump": "1"}}})
     return cur, old_rv
 
 
 def put_stale_is_409(p: Probe) -> None:
     cur, old_rv = _stale(p)
-    cur.metadata.labels["stale"] = "1"
-    cur.metadata.resource_version = old_rv
+    m = meta(cur)
+    assert m.labels is not None, m
+    m.labels["stale"] = "1"
+    m.resource_version = old_rv
     assert api_error(lambda: p.api.replace_node(p.n1, cur)) == (409, "Conflict")
 
 
@@ -287,7 +296,7 @@ def patch_stale_is_409(p: Probe) -> None:
 
 def resource_version_changes(p: Probe) -> None:
     _, old_rv = _stale(p)
-    assert p.api.read_node(p.n1).metadata.resource_version != old_rv
+    assert meta(p.api.read_node(p.n1)).resource_version != old_rv
 
 
 def delete_then_read_is_404(p: Probe) -> None:
@@ -350,8 +359,8 @@ def run(case: Case, api: client.CoreV1Api, prefix: str = "probe") -> None:
     probe.cleanup()
     try:
         if case.with_nodes:
-            probe.api.create_node(probe.node_a())
-            probe.api.create_node(probe.node_b())
+            probe.api.create_node(wire(probe.node_a()))
+            probe.api.create_node(wire(probe.node_b()))
         case.check(probe)
     finally:
         probe.cleanup()

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
-from kubernetes.client.rest import ApiException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from ovirt_cloudprovider.simulators.kubeapi import (
     KubeApiSimulator,
@@ -26,6 +26,7 @@ from ovirt_cloudprovider.simulators.kubeapi import (
     parse_label_selector,
     strategic_merge_patch,
 )
+from tests.kube_types import list_meta, meta, watch_stream, wire
 
 NOT_READY = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
 
@@ -34,6 +35,7 @@ Clients = Callable[..., client.ApiClient]
 
 
 def body(e: ApiException) -> dict[str, Any]:
+    assert e.body is not None, e
     data = json.loads(e.body)
     assert isinstance(data, dict)
     return data
@@ -41,6 +43,14 @@ def body(e: ApiException) -> dict[str, Any]:
 
 def node(name: str, **labels: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+
+
+def after(fault: Callable[[], None], call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` once ``fault`` is armed: one callable per row of a table of failing requests."""
+    def run() -> object:
+        fault()
+        return call()
+    return run
 
 
 def raw(sim: KubeApiSimulator, method: str, path: str, data: Any = None, ctype: str = "application/json",
@@ -86,10 +96,10 @@ def test_kubectl_prints_nodes_like_a_real_cluster(kubeapi_tls: KubeApiSimulator,
     assert r.returncode == 0, r.stderr
     assert "node.cloudprovider.kubernetes.io/uninitialized=true:NoSchedule" in r.stdout
     api = client.CoreV1Api(_client(sim))
-    api.create_namespaced_event("default", {"metadata": {"generateName": "worker-1."}, "reason": "Synced",
-                                            "message": "node synced", "type": "Normal",
-                                            "involvedObject": {"kind": "Node", "name": "worker-1"},
-                                            "source": {"component": "ovirt-cloudprovider"}})
+    api.create_namespaced_event("default", wire({"metadata": {"generateName": "worker-1."}, "reason": "Synced",
+                                                 "message": "node synced", "type": "Normal",
+                                                 "involvedObject": {"kind": "Node", "name": "worker-1"},
+                                                 "source": {"component": "ovirt-cloudprovider"}}))
     r = kubectl(sim, "get", "events", "-A")
     assert r.returncode == 0, r.stderr
     assert "node/worker-1" in r.stdout and "Synced" in r.stdout and "node synced" in r.stdout
@@ -123,12 +133,12 @@ def test_watch_from_compacted_version_gets_410_then_a_relist_resumes(
         kubeapi_sims: Sims, api_client_for: Clients) -> None:
     sim = kubeapi_sims(history=5)
     api = client.CoreV1Api(api_client_for(sim))
-    api.create_node(node("n0"))
-    old_rv = api.list_node().metadata.resource_version
+    api.create_node(wire(node("n0")))
+    old_rv = list_meta(api.list_node()).resource_version
     for i in range(1, 8):  # more changes than the history keeps
-        api.create_node(node(f"n{i}"))
+        api.create_node(wire(node(f"n{i}")))
     with pytest.raises(ApiException) as ei:
-        for _ in watch.Watch().stream(api.list_node, resource_version=old_rv, timeout_seconds=2):
+        for _ in watch_stream(api.list_node, resource_version=old_rv, timeout_seconds=2):
             pass
     assert ei.value.status == 410 and "too old resource version" in str(ei.value.reason)
     # the ERROR event on the wire is kube-apiserver's
@@ -142,8 +152,7 @@ def test_watch_from_compacted_version_gets_410_then_a_relist_resumes(
     seen: list[tuple[str, str]] = []
 
     def watcher() -> None:
-        for e in watch.Watch().stream(api.list_node, resource_version=lst.metadata.resource_version,
-                                      timeout_seconds=2):
+        for e in watch_stream(api.list_node, resource_version=list_meta(lst).resource_version, timeout_seconds=2):
             seen.append((e["type"], e["object"].metadata.name))
 
     t = threading.Thread(target=watcher)
@@ -158,29 +167,29 @@ def test_list_with_compacted_continue_token_is_410_with_a_fresh_token(kubeapi: K
                                                                        kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
     for i in range(3):
-        api.create_node(node(f"n{i}"))
+        api.create_node(wire(node(f"n{i}")))
     first = api.list_node(limit=1)
-    api.create_node(node("n3"))
+    api.create_node(wire(node("n3")))
     kubeapi.compact()  # like an etcd compaction at the current revision
     with pytest.raises(ApiException) as ei:
-        api.list_node(limit=1, _continue=first.metadata._continue)
+        api.list_node(limit=1, _continue=list_meta(first)._continue)
     st = body(ei.value)
     assert ei.value.status == 410 and st["reason"] == "Expired"
     assert st["message"].startswith("The provided continue parameter is too old")
     rest = api.list_node(limit=10, _continue=st["metadata"]["continue"])  # the inconsistent continuation
-    assert [n.metadata.name for n in rest.items] == ["n1", "n2", "n3"]
+    assert [meta(n).name for n in rest.items] == ["n1", "n2", "n3"]
 
 
 def test_watch_rv0_bookmarks_selector_transitions_and_timeout(kubeapi: KubeApiSimulator,
                                                              kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
-    api.create_node(node("a", pool="x"))
+    api.create_node(wire(node("a", pool="x")))
     kubeapi.bookmark_interval = 0.3
     events: list[tuple[str, str | None]] = []
 
     def watcher() -> None:
-        for e in watch.Watch().stream(api.list_node, label_selector="pool=x", resource_version="0",
-                                      allow_watch_bookmarks=True, timeout_seconds=3):
+        for e in watch_stream(api.list_node, label_selector="pool=x", resource_version="0",
+                              allow_watch_bookmarks=True, timeout_seconds=3):
             obj = e["object"]
             events.append((e["type"], obj.metadata.name if hasattr(obj, "metadata") else None))
 
@@ -190,7 +199,7 @@ def test_watch_rv0_bookmarks_selector_transitions_and_timeout(kubeapi: KubeApiSi
     time.sleep(0.5)
     api.patch_node("a", {"metadata": {"labels": {"pool": "y"}}})  # leaves the selector: DELETED
     api.patch_node("a", {"metadata": {"labels": {"pool": "x"}}})  # comes back: ADDED
-    api.create_node(node("b", pool="z"))  # never matches
+    api.create_node(wire(node("b", pool="z")))  # never matches
     t.join(6)
     assert 2.5 < time.monotonic() - t0 < 5  # timeoutSeconds ends the stream
     non_bookmarks = [e for e in events if e[0] != "BOOKMARK"]
@@ -202,7 +211,7 @@ def test_watch_rv0_bookmarks_selector_transitions_and_timeout(kubeapi: KubeApiSi
 
 def test_fault_latency_429_500_and_conflict(kubeapi: KubeApiSimulator, kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
-    api.create_node(node("n1"))
+    api.create_node(wire(node("n1")))
     kubeapi.set_latency(0.3, verb="get", resource="nodes")
     t0 = time.monotonic()
     api.read_node("n1")
@@ -216,7 +225,7 @@ def test_fault_latency_429_500_and_conflict(kubeapi: KubeApiSimulator, kube_api_
     for _ in range(2):
         with pytest.raises(ApiException) as ei:
             api.patch_node("n1", {"metadata": {"labels": {"a": "b"}}})
-        assert ei.value.status == 429 and ei.value.headers["Retry-After"] == "3"
+        assert ei.value.status == 429 and ei.value.headers is not None and ei.value.headers["Retry-After"] == "3"
         assert body(ei.value)["reason"] == "TooManyRequests"
         assert body(ei.value)["details"] == {"retryAfterSeconds": 3}
     api.patch_node("n1", {"metadata": {"labels": {"a": "b"}}})
@@ -234,7 +243,7 @@ def test_fault_latency_429_500_and_conflict(kubeapi: KubeApiSimulator, kube_api_
     assert ei.value.status == 409 and body(ei.value)["message"] == (
         'Operation cannot be fulfilled on nodes "n1": the object has been modified; please apply your '
         "changes to the latest version and try again")
-    assert api.patch_node("n1", {"metadata": {"labels": {"a": "c"}}}).metadata.labels["a"] == "c"
+    assert (meta(api.patch_node("n1", {"metadata": {"labels": {"a": "c"}}})).labels or {})["a"] == "c"
 
 
 @pytest.mark.parametrize("abrupt", [False, True])
@@ -245,7 +254,7 @@ def test_drop_watches_ends_the_stream(kubeapi: KubeApiSimulator, kube_api_client
 
     def watcher() -> None:
         try:
-            for _ in watch.Watch().stream(api.list_node, timeout_seconds=30, _request_timeout=30):
+            for _ in watch_stream(api.list_node, timeout_seconds=30, _request_timeout=30):
                 pass
             outcome.append("ended")
         except Exception as e:  # the abrupt drop surfaces as a connection error in urllib3
@@ -264,7 +273,7 @@ def test_drop_watches_ends_the_stream(kubeapi: KubeApiSimulator, kube_api_client
 
 def test_request_counters(kubeapi: KubeApiSimulator, kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
-    api.create_node(node("n1"))
+    api.create_node(wire(node("n1")))
     api.patch_node("n1", {"metadata": {"labels": {"a": "b"}}})
     api.patch_node_status("n1", {"status": {"phase": "Running"}})
     api.read_node("n1")
@@ -306,10 +315,12 @@ def test_errors_are_counted_once_with_their_code(kubeapi_sims: Sims, api_client_
         (lambda: api.read_node("missing"), 404, "get"),
         (lambda: api.delete_node("n1"), 403, "delete"),
         (lambda: client.CoreV1Api(api_client_for(sim, token="wrong")).list_node(), 401, "list"),
-        (lambda: (sim.throttle_next(1, verb="patch"), api.patch_node("n1", {"metadata": {}})), 429, "patch"),
-        (lambda: (sim.fail_next(1, verb="list"), api.list_node()), 500, "list"),
-        (lambda: (sim.fail_next(1, code=503, verb="get"), api.read_node("n1")), 503, "get"),
-        (lambda: (sim.conflict_next(1, verb="patch"), api.patch_node("n1", {"metadata": {}})), 409, "patch"),
+        (after(lambda: sim.throttle_next(1, verb="patch"), lambda: api.patch_node("n1", {"metadata": {}})),
+         429, "patch"),
+        (after(lambda: sim.fail_next(1, verb="list"), lambda: api.list_node()), 500, "list"),
+        (after(lambda: sim.fail_next(1, code=503, verb="get"), lambda: api.read_node("n1")), 503, "get"),
+        (after(lambda: sim.conflict_next(1, verb="patch"), lambda: api.patch_node("n1", {"metadata": {}})),
+         409, "patch"),
     ]
     for n, (call, code, verb) in enumerate(calls, start=1):
         with pytest.raises(ApiException) as ei:
@@ -377,10 +388,10 @@ def test_rbac_from_yaml_allows_the_rules_and_forbids_the_rest(tmp_path: Path, ku
     api.list_node()
     api.patch_node("n1", {"metadata": {"labels": {"a": "b"}}})
     api.patch_node_status("n1", {"status": {"phase": "Running"}})
-    api.create_namespaced_event("default", {"metadata": {"generateName": "n1."}, "reason": "X",
-                                            "involvedObject": {"kind": "Node", "name": "n1"}})
-    lease = leases.create_namespaced_lease("kube-system", {"metadata": {"name": "ovirt-cloudprovider"},
-                                                           "spec": {"holderIdentity": "me"}})
+    api.create_namespaced_event("default", wire({"metadata": {"generateName": "n1."}, "reason": "X",
+                                                 "involvedObject": {"kind": "Node", "name": "n1"}}))
+    lease = leases.create_namespaced_lease("kube-system", wire({"metadata": {"name": "ovirt-cloudprovider"},
+                                                                "spec": {"holderIdentity": "me"}}))
     leases.replace_namespaced_lease("ovirt-cloudprovider", "kube-system", lease)
     assert raw(sim, "GET", "/apis", token="sa-token")[0] == 200  # discovery is for everyone
     assert sim.forbidden == []
@@ -400,7 +411,7 @@ def test_rbac_from_yaml_allows_the_rules_and_forbids_the_rest(tmp_path: Path, ku
         leases.read_namespaced_lease("other", "kube-system")
     assert ei.value.status == 403
     with pytest.raises(ApiException) as ei:  # a Role only counts in its namespace
-        leases.create_namespaced_lease("default", {"metadata": {"name": "ovirt-cloudprovider"}})
+        leases.create_namespaced_lease("default", wire({"metadata": {"name": "ovirt-cloudprovider"}}))
     assert body(ei.value)["message"].endswith('cannot create resource "leases" in API group '
                                               '"coordination.k8s.io" in the namespace "default"')
     with pytest.raises(ApiException):
@@ -415,8 +426,8 @@ def test_rbac_from_yaml_allows_the_rules_and_forbids_the_rest(tmp_path: Path, ku
 
 def test_delete_preconditions(kubeapi: KubeApiSimulator, kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
-    n = api.create_node(node("n1"))
-    uid, rv = n.metadata.uid, n.metadata.resource_version
+    n = api.create_node(wire(node("n1")))
+    uid, rv = meta(n).uid, meta(n).resource_version
     with pytest.raises(ApiException) as ei:
         api.delete_node("n1", body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="other")))
     assert ei.value.status == 409 and body(ei.value)["message"] == (
@@ -426,11 +437,12 @@ def test_delete_preconditions(kubeapi: KubeApiSimulator, kube_api_client: client
     with pytest.raises(ApiException) as ei:
         api.delete_node("n1", body=client.V1DeleteOptions(
             preconditions=client.V1Preconditions(uid=uid, resource_version=rv)))
-    assert ei.value.status == 409 and "Precondition failed: ResourceVersion in precondition" in ei.value.body
+    assert ei.value.status == 409 and "Precondition failed: ResourceVersion in precondition" in (ei.value.body or "")
     cur = api.read_node("n1")
     st = api.delete_node("n1", body=client.V1DeleteOptions(
-        preconditions=client.V1Preconditions(uid=uid, resource_version=cur.metadata.resource_version)))
+        preconditions=client.V1Preconditions(uid=uid, resource_version=meta(cur).resource_version)))
     # kube-apiserver answers a Node delete with a Status (the v37 client hands it back as a dict)
+    assert isinstance(st, dict), st
     assert st["status"] == "Success" and st["details"] == {"name": "n1", "kind": "nodes", "uid": uid}
     with pytest.raises(ApiException) as ei:
         api.delete_node("n1")
@@ -440,25 +452,29 @@ def test_delete_preconditions(kubeapi: KubeApiSimulator, kube_api_client: client
 def test_strategic_merge_patch_of_addresses_conditions_taints(kubeapi: KubeApiSimulator,
                                                               kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
-    api.create_node({"metadata": {"name": "n1"}, "spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]},
-                     "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"},
-                                              {"type": "Hostname", "address": "n1"}]}})
+    api.create_node(wire({"metadata": {"name": "n1"}, "spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]},
+                          "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"},
+                                                   {"type": "Hostname", "address": "n1"}]}}))
     # addresses merge by "type" although a type is not unique: two InternalIPs collapse into the last one
     r = api.patch_node_status("n1", {"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.2"},
                                                               {"type": "InternalIP", "address": "fd00::2"}]}})
-    assert [(a.type, a.address) for a in r.status.addresses] == [("InternalIP", "fd00::2"), ("Hostname", "n1")]
+    assert r.status is not None
+    assert [(a.type, a.address) for a in r.status.addresses or []] == [("InternalIP", "fd00::2"), ("Hostname", "n1")]
     # the kubelet's way: $patch: replace inside the list
     want = [("InternalIP", "10.0.0.2"), ("InternalIP", "fd00::2"), ("Hostname", "n1")]
     r = api.patch_node_status("n1", {"status": {"addresses": [{"$patch": "replace"}] + [
         {"type": t, "address": a} for t, a in want]}})
-    assert [(a.type, a.address) for a in r.status.addresses] == want
+    assert r.status is not None
+    assert [(a.type, a.address) for a in r.status.addresses or []] == want
     # conditions merge by type, new ones first (SMP's element order)
     api.patch_node_status("n1", {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
     r = api.patch_node_status("n1", {"status": {"conditions": [{"type": "NetworkUnavailable", "status": "False"}]}})
-    assert [c.type for c in r.status.conditions] == ["NetworkUnavailable", "Ready"]
+    assert r.status is not None
+    assert [c.type for c in r.status.conditions or []] == ["NetworkUnavailable", "Ready"]
     # spec.taints has no merge strategy: replaced as a whole
     r = api.patch_node("n1", {"spec": {"taints": [{"key": "b", "effect": "NoExecute"}]}})
-    assert [(t.key, t.effect) for t in r.spec.taints] == [("b", "NoExecute")]
+    assert r.spec is not None
+    assert [(t.key, t.effect) for t in r.spec.taints or []] == [("b", "NoExecute")]
     # a JSON merge patch replaces lists too
     code, _, d = raw(kubeapi, "PATCH", "/api/v1/nodes/n1/status",
                      {"status": {"addresses": [{"type": "Hostname", "address": "n1"}]}},
@@ -490,7 +506,8 @@ def test_strategic_merge_patch_drops_directives_for_a_missing_field(kubeapi: Kub
         ctype="application/strategic-merge-patch+json")
     assert code == 200 and "Warning" not in headers
     assert d["status"]["addresses"] == [{"type": "InternalIP", "address": "1.1.1.1"}]
-    assert kubeapi.get_node("n")["status"]["addresses"] == [{"type": "InternalIP", "address": "1.1.1.1"}]
+    stored = kubeapi.get_node("n")
+    assert stored is not None and stored["status"]["addresses"] == [{"type": "InternalIP", "address": "1.1.1.1"}]
     # the kubelet heartbeat helper ($patch: replace first) on a node without addresses
     kubeapi.create_node({"metadata": {"name": "m"}})
     after = kubeapi.update_node_status("m", addresses=[{"type": "InternalIP", "address": "2.2.2.2"}])
@@ -521,32 +538,34 @@ def test_strategic_merge_patch_drops_directives_for_a_missing_field(kubeapi: Kub
 def test_spec_status_split_and_immutable_provider_id(kubeapi: KubeApiSimulator,
                                                      kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
-    n = api.create_node({"metadata": {"name": "n1"}, "spec": {"providerID": "ovirt://1"},
-                         "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}})
-    assert n.status.addresses[0].address == "10.0.0.1"  # nodes keep status on create
+    n = api.create_node(wire({"metadata": {"name": "n1"}, "spec": {"providerID": "ovirt://1"},
+                              "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}}))
+    assert n.status is not None and n.spec is not None
+    assert n.status.addresses and n.status.addresses[0].address == "10.0.0.1"  # nodes keep status on create
     n.status.addresses = [client.V1NodeAddress(type="InternalIP", address="10.9.9.9")]
     n.spec.unschedulable = True
     r = api.replace_node("n1", n)
-    assert r.spec.unschedulable and r.status.addresses[0].address == "10.0.0.1"
+    assert r.spec is not None and r.status is not None
+    assert r.spec.unschedulable and r.status.addresses and r.status.addresses[0].address == "10.0.0.1"
     with pytest.raises(ApiException) as ei:
         api.patch_node("n1", {"spec": {"providerID": "ovirt://2"}})
     assert ei.value.status == 422 and body(ei.value)["message"] == (
         'Node "n1" is invalid: spec.providerID: Forbidden: node updates may not change providerID except '
         'from "" to valid')
     # a write that changes nothing is not a write: the resourceVersion stays
-    rv = api.read_node("n1").metadata.resource_version
-    assert api.patch_node("n1", {"spec": {"unschedulable": True}}).metadata.resource_version == rv
+    rv = meta(api.read_node("n1")).resource_version
+    assert meta(api.patch_node("n1", {"spec": {"unschedulable": True}})).resource_version == rv
 
 
 def test_label_and_field_selectors(kubeapi: KubeApiSimulator, kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
-    api.create_node(node("a", tier="web", zone="z1"))
-    api.create_node(node("b", tier="db"))
-    api.create_node(node("c"))
+    api.create_node(wire(node("a", tier="web", zone="z1")))
+    api.create_node(wire(node("b", tier="db")))
+    api.create_node(wire(node("c")))
     api.patch_node("c", {"spec": {"unschedulable": True}})
 
-    def names(**kw: Any) -> list[str]:
-        return [n.metadata.name for n in api.list_node(**kw).items]
+    def names(**kw: Any) -> list[str | None]:
+        return [meta(n).name for n in api.list_node(**kw).items]
 
     assert names(label_selector="tier==web") == ["a"]
     assert names(label_selector="tier!=web") == ["b", "c"]
@@ -571,17 +590,17 @@ def test_limit_and_continue_give_a_consistent_snapshot(kubeapi: KubeApiSimulator
                                                        kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
     for i in range(25):
-        api.create_node(node(f"n{i:02d}"))
+        api.create_node(wire(node(f"n{i:02d}")))
     page = api.list_node(limit=10)
-    got = [n.metadata.name for n in page.items]
-    assert page.metadata.remaining_item_count == 15
-    rv = page.metadata.resource_version
-    api.create_node(node("n99"))  # created between pages: not in this list
+    got = [meta(n).name for n in page.items]
+    assert list_meta(page).remaining_item_count == 15
+    rv = list_meta(page).resource_version
+    api.create_node(wire(node("n99")))  # created between pages: not in this list
     api.delete_node("n24")  # deleted between pages: still in this list
-    while page.metadata._continue:
-        page = api.list_node(limit=10, _continue=page.metadata._continue)
-        assert page.metadata.resource_version == rv
-        got += [n.metadata.name for n in page.items]
+    while list_meta(page)._continue:
+        page = api.list_node(limit=10, _continue=list_meta(page)._continue)
+        assert list_meta(page).resource_version == rv
+        got += [meta(n).name for n in page.items]
     assert got == [f"n{i:02d}" for i in range(25)]
 
 
@@ -610,10 +629,11 @@ def test_typed_round_trip_like_kube_apiserver(kubeapi: KubeApiSimulator, kube_ap
 def test_events_and_leases_validation(kubeapi: KubeApiSimulator, kube_api_client: client.ApiClient) -> None:
     api = client.CoreV1Api(kube_api_client)
     coord = client.CoordinationV1Api(kube_api_client)
-    ev = {"metadata": {"generateName": "n1."}, "reason": "Registered", "type": "Normal",
-          "involvedObject": {"kind": "Node", "name": "n1", "apiVersion": "v1"}}
+    ev = wire({"metadata": {"generateName": "n1."}, "reason": "Registered", "type": "Normal",
+          "involvedObject": {"kind": "Node", "name": "n1", "apiVersion": "v1"}})
     created = api.create_namespaced_event("default", ev)
-    assert created.metadata.name.startswith("n1.") and len(created.metadata.name) == 8
+    name = meta(created).name
+    assert name is not None and name.startswith("n1.") and len(name) == 8
     with pytest.raises(ApiException) as ei:  # a Node's events belong in "default"
         api.create_namespaced_event("kube-system", ev)
     assert ei.value.status == 422 and "involvedObject.namespace" in body(ei.value)["message"]
@@ -621,14 +641,15 @@ def test_events_and_leases_validation(kubeapi: KubeApiSimulator, kube_api_client
         api.create_namespaced_event("nowhere", ev)
     assert ei.value.status == 404 and body(ei.value)["message"] == 'namespaces "nowhere" not found'
     assert [e["reason"] for e in kubeapi.list_events(involved_name="n1")] == ["Registered"]
-    lease = coord.create_namespaced_lease("kube-system", {"metadata": {"name": "l"}, "spec": {"holderIdentity": ""}})
-    assert lease.spec.holder_identity == ""  # pointer fields keep their zero value
-    lease.metadata.resource_version = None
+    lease = coord.create_namespaced_lease("kube-system", wire({"metadata": {"name": "l"},
+                                                               "spec": {"holderIdentity": ""}}))
+    assert lease.spec is not None and lease.spec.holder_identity == ""  # pointer fields keep their zero value
+    meta(lease).resource_version = None
     with pytest.raises(ApiException) as ei:  # leases do not allow unconditional updates
         coord.replace_namespaced_lease("l", "kube-system", lease)
     assert ei.value.status == 422 and "must be specified for an update" in body(ei.value)["message"]
-    created_on_put = coord.replace_namespaced_lease("new", "kube-system", {"metadata": {"name": "new"}})
-    assert created_on_put.metadata.uid and kubeapi.get_lease("kube-system", "new") is not None
+    created_on_put = coord.replace_namespaced_lease("new", "kube-system", wire({"metadata": {"name": "new"}}))
+    assert meta(created_on_put).uid and kubeapi.get_lease("kube-system", "new") is not None
 
 
 def test_standalone_command_serves_until_sigterm(tmp_path: Path) -> None:
@@ -670,7 +691,7 @@ def test_finalizers_kubelet_heartbeat_and_patch_errors(kubeapi: KubeApiSimulator
     api.patch_node("w1", {"metadata": {"finalizers": ["example.com/hold"]}})
     api.delete_node("w1")
     held = api.read_node("w1")
-    assert held.metadata.deletion_timestamp is not None
+    assert meta(held).deletion_timestamp is not None
     api.patch_node("w1", {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/hold"]}})
     assert kubeapi.get_node("w1") is None
 
@@ -694,7 +715,7 @@ def test_node_create_admission_appends_the_not_ready_taint_once(kubeapi: KubeApi
 
 
 def test_node_update_and_patch_do_not_add_the_not_ready_taint(kubeapi: KubeApiSimulator) -> None:
-    kubeapi.create_node(node("n1"))
+    kubeapi.create_node(wire(node("n1")))
     code, _, d = raw(kubeapi, "PATCH", "/api/v1/nodes/n1", {"spec": {"taints": None}},
                      ctype="application/strategic-merge-patch+json")
     assert code == 200 and "taints" not in d["spec"]
