@@ -183,6 +183,28 @@ def _parse_ini(path: str, text: str, environ: Mapping[str, str]) -> dict[str, di
     """INI text → {section: {key: raw value}}, names normalised; never echoes a line (passwords) nor a name
     that could be one (see :class:`_Names`)."""
     names = _Names(text, environ)
+    parser = _read_ini(path, text, names)
+    result: dict[str, dict[str, str]] = {}
+    original_names: dict[str, str] = {}
+    for section in parser.sections():
+        name = section.strip().lower()
+        if name not in SCHEMA:
+            line = names.section_line(section)
+            if names.safe(section):
+                raise ConfigError(f"unknown section{_on_line(line)}{_did_you_mean_section(name)}", path=path,
+                                  section=section)
+            raise ConfigError(f"{_where(line)}unknown section {_HIDDEN}{_known_sections()}", path=path)
+        if name in result:  # names that differ only in case or spaces: both are a known name
+            shown = section if names.safe(section) else name
+            raise ConfigError(f"section given twice (as [{original_names[name]}] and [{shown}]"
+                              f"{_on_line(names.section_line(section))})", path=path, section=name)
+        original_names[name] = name if not names.safe(section) else section
+        result[name] = _section_keys(path, parser, section, name, names)
+    return result
+
+
+def _read_ini(path: str, text: str, names: _Names) -> configparser.RawConfigParser:
+    """The INI syntax, as configparser reads it; every syntax error is one line without the line's text."""
     parser = _Parser(interpolation=None, strict=True, default_section="\x00no default section",
                      delimiters=("=", ":"), comment_prefixes=("#", ";"), inline_comment_prefixes=None,
                      empty_lines_in_values=False)
@@ -208,40 +230,29 @@ def _parse_ini(path: str, text: str, environ: Mapping[str, str]) -> dict[str, di
                           "comment", path=path) from None
     except configparser.Error as err:
         raise ConfigError(f"not a valid INI file: {type(err).__name__}", path=path) from None
+    return parser
 
-    result: dict[str, dict[str, str]] = {}
-    original_names: dict[str, str] = {}
-    for section in parser.sections():
-        name = section.strip().lower()
-        if name not in SCHEMA:
-            line = names.section_line(section)
-            if names.safe(section):
-                raise ConfigError(f"unknown section{_on_line(line)}{_did_you_mean_section(name)}", path=path,
-                                  section=section)
-            raise ConfigError(f"{_where(line)}unknown section {_HIDDEN}{_known_sections()}", path=path)
-        if name in result:  # names that differ only in case or spaces: both are a known name
-            shown = section if names.safe(section) else name
-            raise ConfigError(f"section given twice (as [{original_names[name]}] and [{shown}]"
-                              f"{_on_line(names.section_line(section))})", path=path, section=name)
-        original_names[name] = name if not names.safe(section) else section
-        values: dict[str, str] = {}
-        written: dict[str, str] = {}
-        for key, raw in parser.items(section):
-            normal = key.replace("-", "_")
-            if normal not in SCHEMA[name]:
-                line = names.key_line(section, key)
-                if names.safe(key):
-                    raise ConfigError(f"unknown key{_on_line(line)}{_did_you_mean_key(name, normal)}", path=path,
-                                      section=name, key=key)
-                raise ConfigError(f"{_where(line)}unknown key {_HIDDEN}{_known_keys(name)}", path=path,
-                                  section=name)
-            if normal in values:  # written with "-" and with "_": both spell a known key
-                raise ConfigError(f"key given twice (as {written[normal]} and {key})", path=path,
-                                  section=name, key=normal)
-            written[normal] = key
-            values[normal] = raw
-        result[name] = values
-    return result
+
+def _section_keys(path: str, parser: configparser.RawConfigParser, section: str, name: str,
+                  names: _Names) -> dict[str, str]:
+    """One known section's keys → {normalised key: raw value}; unknown or repeated keys are errors."""
+    values: dict[str, str] = {}
+    written: dict[str, str] = {}
+    for key, raw in parser.items(section):
+        normal = key.replace("-", "_")
+        if normal not in SCHEMA[name]:
+            line = names.key_line(section, key)
+            if names.safe(key):
+                raise ConfigError(f"unknown key{_on_line(line)}{_did_you_mean_key(name, normal)}", path=path,
+                                  section=name, key=key)
+            raise ConfigError(f"{_where(line)}unknown key {_HIDDEN}{_known_keys(name)}", path=path,
+                              section=name)
+        if normal in values:  # written with "-" and with "_": both spell a known key
+            raise ConfigError(f"key given twice (as {written[normal]} and {key})", path=path,
+                              section=name, key=normal)
+        written[normal] = key
+        values[normal] = raw
+    return values
 
 
 def _on_line(line: int | None) -> str:
@@ -365,73 +376,78 @@ def _check_ca_file(path: str) -> None:
         raise Invalid(f"{path} is not a PEM certificate bundle (no BEGIN CERTIFICATE block)")
 
 
-def _connection(path: str, values: _Values, env: Mapping[str, str], notices: list[Notice]) -> ConnectionConfig:
-    p = dict(values.parsed)
+def _env_value(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value else None  # set but empty = not set
 
-    def env_value(name: str) -> str | None:
-        value = env.get(name)
-        return value if value else None  # set but empty = not set
 
-    def error(key: str, env_name: str | None, problem: str) -> ConfigError:
-        if env_name:
-            return ConfigError(problem, env=env_name)
-        return values.error(key, problem)
-
-    # uri
-    uri_env = env_value(ENV_URL)
-    uri_raw = uri_env.strip() if uri_env is not None else p.get("uri")
+def _uri(path: str, values: _Values, env: Mapping[str, str], notices: list[Notice]) -> str:
+    uri_env = _env_value(env, ENV_URL)
+    uri_raw = uri_env.strip() if uri_env is not None else values.parsed.get("uri")
     if not uri_raw:
         raise values.error("uri", f"missing (set it here or in environment variable {ENV_URL})")
     try:
         uri, appended = check_uri(uri_raw)
     except Invalid as err:
-        raise error("uri", ENV_URL if uri_env is not None else None, err.problem) from None
+        if uri_env is not None:
+            raise ConfigError(err.problem, env=ENV_URL) from None
+        raise values.error("uri", err.problem) from None
     if appended:
         notices.append(Notice("info", f"the engine URL has no API path; appended {appended}",
                               (("path", path), ("key", "connection.uri"), ("uri", uri))))
     if uri.startswith("http://"):
         notices.append(Notice("warning", "the engine URL is plain http: the password and the API traffic are not "
                               "encrypted", (("path", path), ("key", "connection.uri"), ("uri", uri))))
+    return uri
 
-    # username
-    username = (env_value(ENV_USERNAME) or "").strip() or p.get("username")
-    if not username:
-        username = LEGACY_DEFAULT_USERNAME
-        notices.append(Notice("info", f"no username configured; using the legacy default {LEGACY_DEFAULT_USERNAME}",
-                              (("path", path), ("key", "connection.username"))))
 
-    # password / password_file
-    file_password: str = p.get("password", "")
-    file_password_file: str | None = p.get("password_file")
+def _username(path: str, values: _Values, env: Mapping[str, str], notices: list[Notice]) -> str:
+    username = (_env_value(env, ENV_USERNAME) or "").strip() or values.parsed.get("username")
+    if username:
+        return str(username)
+    notices.append(Notice("info", f"no username configured; using the legacy default {LEGACY_DEFAULT_USERNAME}",
+                          (("path", path), ("key", "connection.username"))))
+    return LEGACY_DEFAULT_USERNAME
+
+
+def _password_source(path: str, values: _Values, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """(password, password_file): exactly one is set; the password file is checked now (and read at every
+    login). The environment wins over the file, as a whole source."""
+    file_password: str = values.parsed.get("password", "")
+    file_password_file: str | None = values.parsed.get("password_file")
     if file_password and file_password_file:
         raise values.error("password_file", "conflicts with password; set only one of password and "
                                             "password_file")
-    env_password = env_value(ENV_PASSWORD)
-    env_password_file = env_value(ENV_PASSWORD_FILE)
+    env_password = _env_value(env, ENV_PASSWORD)
+    env_password_file = _env_value(env, ENV_PASSWORD_FILE)
     if env_password and env_password_file:
         raise ConfigError(f"conflicts with {ENV_PASSWORD}; set only one of {ENV_PASSWORD} and "
                           f"{ENV_PASSWORD_FILE}", env=ENV_PASSWORD_FILE)
-    password = ""
-    password_file: str | None = None
-    password_file_env: str | None = None
+    if env_password:
+        return _strip_one_newline(env_password), None  # as from a file: `echo pw | base64` Secrets
     if env_password_file:
-        password_file, password_file_env = os.path.expanduser(env_password_file), ENV_PASSWORD_FILE
-    elif env_password:
-        password = _strip_one_newline(env_password)  # as from a file: `echo pw | base64` Secrets
+        password_file, from_env = os.path.expanduser(env_password_file), True
     elif file_password_file:
-        password_file = _resolve_path(path, file_password_file)
+        password_file, from_env = _resolve_path(path, file_password_file), False
     elif file_password:
-        password = file_password
+        return file_password, None
     else:
         raise values.error("password", f"missing; set password or password_file here, or environment "
                                        f"variable {ENV_PASSWORD} or {ENV_PASSWORD_FILE}")
-    if password_file is not None:
-        try:
-            _read_secret_file(password_file)
-        except Invalid as err:
-            raise error("password_file", password_file_env, f"{password_file}: {err.problem}") from None
+    try:
+        _read_secret_file(password_file)
+    except Invalid as err:
+        if from_env:
+            raise ConfigError(f"{password_file}: {err.problem}", env=ENV_PASSWORD_FILE) from None
+        raise values.error("password_file", f"{password_file}: {err.problem}") from None
+    return "", password_file
 
-    # ca_file, insecure, timeout
+
+def _connection(path: str, values: _Values, env: Mapping[str, str], notices: list[Notice]) -> ConnectionConfig:
+    p = values.parsed
+    uri = _uri(path, values, env, notices)
+    username = _username(path, values, env, notices)
+    password, password_file = _password_source(path, values, env)
     ca_file: str | None = None
     if p.get("ca_file"):
         ca_file = _resolve_path(path, p["ca_file"])
@@ -444,7 +460,6 @@ def _connection(path: str, values: _Values, env: Mapping[str, str], notices: lis
         notices.append(Notice("warning", "TLS verification of the engine is disabled (insecure = true)",
                               (("path", path), ("key", "connection.insecure"),
                                ("ca_file_ignored", ca_file is not None))))
-
     kwargs: dict[str, Any] = {"uri": uri, "username": username, "password": password,
                               "password_file": password_file, "ca_file": ca_file, "insecure": insecure}
     if "timeout" in p:

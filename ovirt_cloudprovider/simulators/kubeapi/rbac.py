@@ -68,7 +68,8 @@ class RbacPolicy:
     ...) is always allowed to authenticated users, as the default ``system:discovery`` role does.
     """
 
-    def __init__(self, objects: Iterable[Mapping[str, Any]], *, service_account: str = "",
+    # complexity: one branch per RBAC object kind and subject kind
+    def __init__(self, objects: Iterable[Mapping[str, Any]], *, service_account: str = "",  # noqa: C901
                  user: str = "", groups: Sequence[str] = (), default_namespace: str = "default") -> None:
         if service_account:
             ns, _, name = service_account.partition(":")

@@ -43,7 +43,8 @@ class Requirement:
 _SEL_TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|>|<|[^\s!=,()<>]+)")
 
 
-def parse_label_selector(text: str) -> list[Requirement]:
+# complexity: mirrors apimachinery's selector lexer, one branch per token
+def parse_label_selector(text: str) -> list[Requirement]:  # noqa: C901
     """``labels.Parse``: ``a=b,c!=d,e in (f,g),h notin (i),j,!k,l>1``; raise ApiError 400 on bad syntax."""
     tokens: list[str] = []
     pos = 0

@@ -625,7 +625,8 @@ class KubeApiSimulator(LoopbackServer):
                 "invalid resource version")
         return int(value)
 
-    def op_list(self, req: _Request) -> tuple[list[Obj], Obj]:
+    # complexity: list options as the apiserver applies them (selectors, limit, continue, RV)
+    def op_list(self, req: _Request) -> tuple[list[Obj], Obj]:  # noqa: C901
         """Items (each with kind/apiVersion; shared with the store, do not modify) and the list metadata."""
         rt, q = req.rt, req.query
         sel = Selector.parse(rt, q.get("labelSelector", ""), q.get("fieldSelector", ""))
