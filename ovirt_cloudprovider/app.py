@@ -57,7 +57,8 @@ def log_notices(config: Config) -> None:
 
 def engine_client(config: Config, *, metrics: Metrics | None = None) -> EngineClient:
     """An engine client for ``config`` (one SSO session, logged in on first use; close it)."""
-    return EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics)
+    return EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics,
+                        hosts=config.filters.hosts)
 
 
 @dataclass(frozen=True)
