@@ -11,8 +11,10 @@ host's id and name), so every planning rule applies to hosts unchanged; ownershi
 - Addresses: the host's NICs through the VM rules of :mod:`.addresses` (CIDRs, ``ignore_interfaces``,
   order); on top of them the NICs that never carry the node IP are dropped (:data:`HOST_IGNORED_NICS`:
   ``vnet*`` (VM taps), ``;vdsmdummy;``, and the slaves of a bond (the bond carries the address)). The
-  management network (ovirtmgmt) is a bridge on the NIC the engine reports with the host's IP, so that
-  NIC gives the node IP. The host's address is its Hostname address when it is a DNS name.
+  management network (ovirtmgmt) is a bridge on the NIC the engine reports with the host's IP, so within
+  each address group (InternalIP IPv4, IPv6, ExternalIP IPv4, IPv6) the addresses of bridged NICs come
+  first: the management IP is the node's primary address, not a storage or VLAN address that happens to
+  sort first. The host's address is its Hostname address when it is a DNS name.
 - Labels: zone and region as for VMs (``zone_source = host`` is the host's own name),
   ``node.kubernetes.io/instance-type`` the hardware product name (else the CPU model),
   ``ovirt.org/kind=host``, ``ovirt.org/{host,cluster,datacenter}``, ``kubernetes.io/arch`` from the cluster's
@@ -28,11 +30,13 @@ host's id and name), so every planning rule applies to hosts unchanged; ownershi
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import re
 from collections import defaultdict
+from dataclasses import replace
 
 from . import providerid
-from .addresses import hostname, node_addresses
+from .addresses import HOSTNAME, hostname, node_addresses
 from .desired import (
     SKIP_DUPLICATE_NAME,
     SKIP_INVALID_ID,
@@ -62,6 +66,7 @@ from .records import (
     GuestNic,
     Host,
     HostNic,
+    NodeAddress,
     NodeInfo,
     NodeSpec,
     SkippedVM,
@@ -93,6 +98,24 @@ def as_machine(host: Host) -> VirtualMachine:
         id=host.id, name=host.name, status=host.status, fqdn=host.address,
         nics=tuple(GuestNic(name=n.name, mac=n.mac, ips=n.ips) for n in address_nics(host)),
     )
+
+
+def host_addresses(host: Host, nodes: NodesConfig) -> tuple[NodeAddress, ...]:
+    """The Node addresses of ``host``: :func:`~.addresses.node_addresses` of its usable NICs, the bridged NICs'
+    addresses first within each group (type, IP family), then the Hostname."""
+    machine = as_machine(host)
+    bridged = {n.name for n in address_nics(host) if n.bridged}
+    first = node_addresses(replace(machine, fqdn=None, nics=tuple(n for n in machine.nics if n.name in bridged)),
+                           nodes)
+    rest = node_addresses(replace(machine, fqdn=None, nics=tuple(n for n in machine.nics if n.name not in bridged)),
+                          nodes)
+    out: list[NodeAddress] = []
+    for group in ((t, v) for t in ("InternalIP", "ExternalIP") for v in (4, 6)):
+        for address in (*first, *rest):
+            if (address.type, ipaddress.ip_address(address.address).version) == group and address not in out:
+                out.append(address)
+    name = hostname(machine)
+    return (*out, NodeAddress(HOSTNAME, name)) if name else tuple(out)
 
 
 def host_node_name(host: Host, nodes: NodesConfig) -> tuple[str | None, str | None]:
@@ -145,7 +168,7 @@ def host_node_spec(host: Host, name: str, nodes: NodesConfig) -> NodeSpec:
         vm_id=providerid.normalize_vm_id(host.id),
         vm_name=host.name,
         status=status,
-        addresses=node_addresses(machine, nodes),
+        addresses=host_addresses(host, nodes),
         labels=host_labels(host, nodes),
         shutdown=status in HOST_SHUTDOWN_STATUSES,
         running=status in HOST_RUNNING_STATUSES,

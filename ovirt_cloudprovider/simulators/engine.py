@@ -389,19 +389,26 @@ class Fleet:
         with self.lock:
             c = self.cluster(cluster)
             n = len(self.hosts) + 1
-            h = SimHost(host_id or self._uuid(), name, address or f"{name}.example.com", c.id, status,
-                        system_uuid=self._uuid().upper())
+            hid = host_id or self._uuid()
+            # SMBIOS uuid and MACs derived from the host id, not drawn from the fleet's generator: adding hosts
+            # leaves the ids and MACs of a seeded fleet's VMs as they were.
+            h = SimHost(hid, name, address or f"{name}.example.com", c.id, status,
+                        system_uuid=str(uuid.uuid5(uuid.NAMESPACE_OID, f"{hid}/smbios")).upper())
             mgmt = ip or f"192.168.{n // 250}.{n % 250 + 1}"
 
             def nid(nic: str) -> str:
                 return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{h.id}/{nic}"))
 
+            def mac(nic: str) -> str:
+                raw = uuid.uuid5(uuid.NAMESPACE_OID, f"{h.id}/{nic}/mac").bytes[:3]
+                return "56:6f:" + ":".join(f"{b:02x}" for b in (0x10, *raw))[:14]
+
             h.nics = [
-                SimHostNic(nid("eth0"), "eth0", self._mac(), mgmt, f"fd00:ab::{n:x}", bridged=True,
+                SimHostNic(nid("eth0"), "eth0", mac("eth0"), mgmt, f"fd00:ab::{n:x}", bridged=True,
                            network_id=OVIRTMGMT_NETWORK_ID),
-                SimHostNic(nid("eth1"), "eth1", self._mac()),
-                SimHostNic(nid("eth2"), "eth2", self._mac()),
-                SimHostNic(nid("bond0"), "bond0", self._mac(), f"10.10.{n // 250}.{n % 250 + 1}",
+                SimHostNic(nid("eth1"), "eth1", mac("eth1")),
+                SimHostNic(nid("eth2"), "eth2", mac("eth2")),
+                SimHostNic(nid("bond0"), "bond0", mac("bond0"), f"10.10.{n // 250}.{n % 250 + 1}",
                            slaves=("eth1", "eth2")),
                 SimHostNic(nid("bond0.100"), "bond0.100", None, f"10.100.{n // 250}.{n % 250 + 1}", vlan=100,
                            base_interface="bond0"),

@@ -110,9 +110,9 @@ def test_addresses_skip_bond_slaves_vm_taps_and_vdsm_dummy() -> None:
     host = make_host()
     assert [n.name for n in address_nics(host)] == ["eth0", "eth1", "bond0", "bond0.100"]
     spec = host_node_spec(host, "hv1", NODES)
-    assert spec.addresses == (
-        NodeAddress("InternalIP", "10.1.0.5"), NodeAddress("InternalIP", "10.100.0.5"),
-        NodeAddress("InternalIP", "192.168.1.10"), NodeAddress("InternalIP", "fd00::5"),
+    assert spec.addresses == (  # the bridged (management) NIC's address first
+        NodeAddress("InternalIP", "192.168.1.10"), NodeAddress("InternalIP", "10.1.0.5"),
+        NodeAddress("InternalIP", "10.100.0.5"), NodeAddress("InternalIP", "fd00::5"),
         NodeAddress("Hostname", "hv1.example.com"),
     )
 
