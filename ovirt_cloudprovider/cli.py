@@ -229,10 +229,14 @@ def dry_run_message(message: str) -> str:
     return message
 
 
-def print_plan(actions: Sequence[Action], out: TextIO | None = None) -> None:
-    rows = [("ACTION", "NODE", "VM", "REASON", "DETAIL")]
+def print_plan(actions: Sequence[Action], out: TextIO | None = None, *, kinds: bool = False) -> None:
+    """The plan as a table; with ``kinds`` (``[filters] hosts`` set) a KIND column (vm / host) and an ID column."""
+    rows: list[tuple[str, ...]] = [("ACTION", "NODE", "VM", "REASON", "DETAIL")]
     for a in actions:
         rows.append((a.kind.value, a.node, a.vm_id or "", a.reason, dry_run_message(a.message)))
+    if kinds:
+        rows = [("KIND", "ACTION", "NODE", "ID", "REASON", "DETAIL")] + [
+            (a.owner_kind, *row) for a, row in zip(actions, rows[1:], strict=True)]
     if len(rows) == 1:
         (out or sys.stdout).write("no actions: the nodes match the VMs\n")
         return
@@ -245,7 +249,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _fail("could not list the cluster's nodes; nothing was changed")
         return EXIT_FAILURE
     if report.plan is not None and args.dry_run:
-        print_plan(report.plan.actions)
+        print_plan(report.plan.actions, kinds=report.snapshot is not None and report.snapshot.hosts_query is not None)
     if not report.ok:
         _fail(f"sweep failed: {report.error}" + ("; no node was changed" if report.plan is None else ""))
         return EXIT_FAILURE

@@ -146,6 +146,7 @@ from .records import (
     ANNOTATION_PROVIDED_NODE_IP,
     ANNOTATION_VM_ID,
     KIND_HOST,
+    KIND_VM,
     LABEL_ARCH,
     LABEL_HOSTNAME,
     LABEL_MANAGED_BY,
@@ -449,6 +450,7 @@ class _Planner:
         for skipped in sorted(self.desired.skipped, key=lambda k: (k.vm_name, k.vm_id)):
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node="", reason=REASON_SKIPPED, vm_id=skipped.vm_id, warning=True,
+                owner_kind=skipped.kind,
                 message=f"{'host' if skipped.kind == KIND_HOST else 'VM'} {skipped.vm_name} ({skipped.vm_id}) "
                         f"cannot become a node: {skipped.reason}.",
             ))
@@ -557,7 +559,7 @@ class _Planner:
                    else f"systemUUID {taken.system_uuid}, which is not the VM id")
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
-                spec=spec, warning=True,
+                spec=spec, warning=True, owner_kind=spec.kind,
                 message=f"{_vm(spec)} has no node, but the name {spec.name} is taken by a node with {why}; "
                         "not registering.",
             ))
@@ -569,7 +571,7 @@ class _Planner:
             found = ", ".join(f"{n.name} (systemUUID {n.system_uuid})" for n in impostors)
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
-                spec=spec, warning=True,
+                spec=spec, warning=True, owner_kind=spec.kind,
                 message=f"{_vm(spec)} has no node, but its FQDN {fqdn} is taken by node {found} without a "
                         "providerID, whose systemUUID is not the VM id; not registering a second node for it.",
             ))
@@ -577,6 +579,7 @@ class _Planner:
         labels: dict[str, str | None] = {**spec.label_map, LABEL_MANAGED_BY: MANAGED_BY_VALUE}
         self.actions.append(Action(
             kind=ActionKind.REGISTER, node=spec.name, reason=REASON_REGISTERED, vm_id=spec.vm_id, spec=spec,
+            owner_kind=spec.kind,
             labels=tuple(sorted(labels.items(), key=lambda kv: kv[0])),
             annotations=((_id_annotation(spec), spec.vm_id),), taints=(NOT_READY_TAINT,), provider_id=spec.provider_id,
             addresses=tuple(spec.addresses),
@@ -762,9 +765,11 @@ def _node_action(
     vm_id: str | None = None,
     warning: bool = False,
 ) -> Action:
-    """An Action on an existing node, with the uid/resourceVersion it was planned against."""
+    """An Action on an existing node, with the uid/resourceVersion it was planned against; it serves a host when
+    its NodeSpec is a host's or (no NodeSpec: an absent owner) the node's providerID names a host."""
+    host = spec.kind == KIND_HOST if spec else providerid.host_id_of(node.provider_id) is not None
     return Action(
-        kind=kind, node=node.name, reason=reason, message=message,
+        kind=kind, node=node.name, reason=reason, message=message, owner_kind=KIND_HOST if host else KIND_VM,
         vm_id=vm_id if vm_id is not None else (spec.vm_id if spec else None),
         uid=node.uid, resource_version=node.resource_version, spec=spec, labels=labels,
         annotations=annotations, taints=taints, provider_id=provider_id, addresses=addresses, warning=warning,

@@ -315,6 +315,7 @@ class Action:
     provider_id: str | None = None
     addresses: tuple[NodeAddress, ...] | None = None
     warning: bool = False  # Event type Warning instead of Normal
+    owner_kind: str = KIND_VM  # "host" when it serves an oVirt host's node (``vm_id`` is then the host id)
 
     @property
     def writes(self) -> bool:

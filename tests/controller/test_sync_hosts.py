@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.test_sync import World, taint_keys
+from tests.helpers import run_cli, write_config
 
 HOSTS = "cluster=east-a"  # three hosts of the generated fleet
 
@@ -192,3 +194,18 @@ def test_with_hosts_a_sweep_adds_one_request_per_page_of_hosts(world: HostWorld,
         every.close()
     assert len([p for _, p, _ in requests if p.endswith("/hosts")]) == 2  # 9 hosts: pages of 5
     assert not any("/hosts/" in p for _, p, _ in requests)
+
+
+def test_sync_once_dry_run_shows_the_kind_of_each_action(tmp_path: Path, engine: EngineSimulator,
+                                                          kube: KubeApiSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=engine.password, ca_file=engine.ca_file,
+                       vms=f"tag=kubernetes\nhosts = {HOSTS}")
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    r = run_cli(["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig", kubeconfig])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "ACTION", "NODE", "ID", "REASON", "DETAIL"]
+    hosts = [line for line in lines if line.startswith("host ")]
+    assert len(hosts) == 3 and all(line.split()[1] == "register" for line in hosts)
+    assert any(line.startswith("vm ") for line in lines)
+    assert "Would register node" in r.stdout and kube.writes() == 0

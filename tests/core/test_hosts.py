@@ -274,6 +274,8 @@ def test_absent_host_marked_then_deleted_after_n_sweeps() -> None:
         observed = list(apply_in_memory(observed, actions))
     actions = [a for a in plan(d, observed, controller).actions if a.node == "hv2"]
     assert [a.kind for a in actions] == [ActionKind.DELETE] and actions[0].vm_id == gone.vm_id
+    assert actions[0].owner_kind == "host"
+    assert {a.owner_kind for a in plan(d, [], controller).actions} == {"host"}  # REGISTER
 
 
 def test_an_empty_host_answer_deletes_no_host_node_even_when_vms_are_there() -> None:
