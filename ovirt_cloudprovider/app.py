@@ -28,7 +28,7 @@ from . import __version__
 from .config.schema import parse_bind_address
 from .controller import Controller, SweepReport, run_sweep
 from .core.desired import desired_nodes
-from .core.records import NodeSpec, Snapshot, VirtualMachine
+from .core.records import KIND_HOST, Host, NodeSpec, Snapshot, VirtualMachine
 from .core.settings import Config
 from .engine.client import EngineClient
 from .engine.search_fields import warnings as _search_field_warnings
@@ -64,7 +64,8 @@ def search_warnings(query: str) -> list[str]:
 def engine_client(config: Config, *, metrics: Metrics | None = None) -> EngineClient:
     """An engine client for ``config`` (one SSO session, logged in on first use; close it)."""
     return EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics,
-                        auth_backoff_max=config.controller.backoff_max)
+                        auth_backoff_max=config.controller.backoff_max,
+                        hosts=config.filters.hosts)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Discovery:
     rows: tuple[tuple[VirtualMachine, NodeSpec | None, str | None], ...]
     skipped: int
     product: str | None = None
+    # With [filters] hosts: (host, its NodeSpec or None, why it is skipped), after the VMs.
+    host_rows: tuple[tuple[Host, NodeSpec | None, str | None], ...] = ()
 
 
 def discover(config: Config, *, check_login: bool = False) -> Discovery:
@@ -86,10 +89,14 @@ def discover(config: Config, *, check_login: bool = False) -> Discovery:
     finally:
         client.close()
     desired = desired_nodes(snapshot, config.nodes)
-    by_vm = {n.vm_id: n for n in desired.nodes}
-    skipped = {s.vm_id: s.reason for s in desired.skipped}
+    by_vm = {n.vm_id: n for n in desired.nodes if n.kind != KIND_HOST}
+    skipped = {s.vm_id: s.reason for s in desired.skipped if s.kind != KIND_HOST}
     rows = tuple((vm, by_vm.get(vm.id), skipped.get(vm.id)) for vm in snapshot.vms)
-    return Discovery(snapshot=snapshot, rows=rows, skipped=len(desired.skipped), product=product)
+    by_host = {n.vm_id: n for n in desired.nodes if n.kind == KIND_HOST}
+    host_skipped = {s.vm_id: s.reason for s in desired.skipped if s.kind == KIND_HOST}
+    host_rows = tuple((h, by_host.get(h.id.strip().lower()), host_skipped.get(h.id)) for h in snapshot.hosts)
+    return Discovery(snapshot=snapshot, rows=rows, skipped=len(desired.skipped), product=product,
+                     host_rows=host_rows)
 
 
 def sync_once(config: Config, *, kubeconfig: str | None, dry_run: bool) -> SweepReport | None:

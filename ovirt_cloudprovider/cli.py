@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from . import __version__, app
 from .config import load_config
 from .config.schema import Invalid, namespace, object_name, parse_bind_address
-from .core.records import TAINT_SHUTDOWN, Action, NodeSpec, VirtualMachine
+from .core.records import TAINT_MAINTENANCE, TAINT_SHUTDOWN, Action, Host, NodeSpec, VirtualMachine
 from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
 from .engine.errors import EngineError
 from .kube.errors import KubeConfigError
@@ -137,6 +137,8 @@ def _node_json(spec: NodeSpec | None) -> dict[str, Any] | None:
     if spec is None:
         return None
     taints = [{"key": TAINT_SHUTDOWN, "value": None, "effect": "NoSchedule"}] if spec.shutdown else []
+    if spec.maintenance:
+        taints.append({"key": TAINT_MAINTENANCE, "value": None, "effect": "NoSchedule"})
     return {"name": spec.name, "providerID": spec.provider_id,
             "addresses": [{"type": a.type, "address": a.address} for a in spec.addresses],
             "labels": dict(spec.labels), "taints": taints}
@@ -147,24 +149,39 @@ def _vm_json(vm: VirtualMachine) -> dict[str, Any]:
             "datacenter": vm.datacenter, "host": vm.host}
 
 
+def _host_json(host: Host) -> dict[str, Any]:
+    return {"id": host.id, "name": host.name, "status": host.status, "address": host.address,
+            "cluster": host.cluster, "datacenter": host.datacenter}
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     config = _load(args)
     for line in app.search_warnings(config.filters.vms):  # on stderr: the table or JSON on stdout stays clean
         print(f"warning: {line}", file=sys.stderr)
     found = app.discover(config)
+    hosts = found.snapshot.hosts_query is not None  # [filters] hosts: a KIND column, the hosts after the VMs
     if args.output == "json":
         doc = [{"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in found.rows]
+        doc += [{"host": _host_json(h), "node": _node_json(spec)} for h, spec, _ in found.host_rows]
         print(json.dumps(doc, indent=2))
         return EXIT_OK
-    table = [("VM", "STATUS", "CLUSTER", "HOST", "NODE", "ADDRESSES", "NOTE")]
+    table: list[tuple[str, ...]] = [("VM", "STATUS", "CLUSTER", "HOST", "NODE", "ADDRESSES", "NOTE")]
     for vm, spec, reason in found.rows:
-        addrs = ",".join(a.address for a in spec.addresses if a.type != "Hostname") if spec else ""
-        note = reason or ("" if spec is None or spec.running else
-                          "shutdown taint" if spec.shutdown else "not running: no new Node")
-        table.append((vm.name, vm.status, vm.cluster or "", vm.host or "", spec.name if spec else "<none>",
-                      addrs or "<none>", note))
+        table.append((vm.name, vm.status, vm.cluster or "", vm.host or "", *_node_cells(spec, reason)))
+    if hosts:
+        table = [("KIND", "NAME", *table[0][1:])] + [("vm", *row) for row in table[1:]]
+        for h, spec, reason in found.host_rows:
+            table.append(("host", h.name, h.status, h.cluster or "", "", *_node_cells(spec, reason)))
     _print_table(table)
     return EXIT_OK
+
+
+def _node_cells(spec: NodeSpec | None, reason: str | None) -> tuple[str, str, str]:
+    addrs = ",".join(a.address for a in spec.addresses if a.type != "Hostname") if spec else ""
+    note = reason or ("" if spec is None or spec.running else
+                      "shutdown taint" if spec.shutdown else
+                      "maintenance taint" if spec.maintenance else "not running: no new Node")
+    return spec.name if spec else "<none>", addrs or "<none>", note
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -182,6 +199,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(Counter(vm.status for vm in snapshot.vms).items()))
     print(f"search:  {len(snapshot.vms)} VM(s) matched in {snapshot.requests} request(s)"
           + (f" ({statuses})" if statuses else ""))
+    if snapshot.hosts_query is not None:
+        print(f"hosts:   {len(snapshot.hosts)} host(s) matched {snapshot.hosts_query!r}")
     mapped = sum(1 for _, spec, _ in found.rows if spec is not None)
     print(f"nodes:   {mapped} VM(s) map to Nodes, {found.skipped} skipped")
     for vm, _, reason in found.rows:
@@ -219,10 +238,14 @@ def dry_run_message(message: str) -> str:
     return message
 
 
-def print_plan(actions: Sequence[Action], out: TextIO | None = None) -> None:
-    rows = [("ACTION", "NODE", "VM", "REASON", "DETAIL")]
+def print_plan(actions: Sequence[Action], out: TextIO | None = None, *, kinds: bool = False) -> None:
+    """The plan as a table; with ``kinds`` (``[filters] hosts`` set) a KIND column (vm / host) and an ID column."""
+    rows: list[tuple[str, ...]] = [("ACTION", "NODE", "VM", "REASON", "DETAIL")]
     for a in actions:
         rows.append((a.kind.value, a.node, a.vm_id or "", a.reason, dry_run_message(a.message)))
+    if kinds:
+        rows = [("KIND", "ACTION", "NODE", "ID", "REASON", "DETAIL")] + [
+            (a.owner_kind, *row) for a, row in zip(actions, rows[1:], strict=True)]
     if len(rows) == 1:
         (out or sys.stdout).write("no actions: the nodes match the VMs\n")
         return
@@ -235,7 +258,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _fail("could not list the cluster's nodes; nothing was changed")
         return EXIT_FAILURE
     if report.plan is not None and args.dry_run:
-        print_plan(report.plan.actions)
+        print_plan(report.plan.actions, kinds=report.snapshot is not None and report.snapshot.hosts_query is not None)
     if not report.ok:
         _fail(f"sweep failed: {report.error}" + ("; no node was changed" if report.plan is None else ""))
         return EXIT_FAILURE

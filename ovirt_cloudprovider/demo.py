@@ -3,7 +3,8 @@
 Starts the loopback oVirt engine simulator with a dozen VMs in two clusters and the Kubernetes API
 simulator, runs the real controller (same code as ``run``) against them, prints the Nodes as
 ``kubectl get nodes -o wide`` would, then plays a short scenario: a VM is shut down (its node gets the
-shutdown taint) and a VM is removed (its node is deleted after the configured confirmations).
+shutdown taint) and a VM is removed (its node is deleted after the configured confirmations). The two hosts
+of cluster prod-b are nodes too (``[filters] hosts = cluster=prod-b``); one goes to maintenance and back.
 Needs no network, no root and no configuration; finishes in well under a minute.
 """
 
@@ -23,12 +24,13 @@ from typing import Any, TextIO
 
 from .app import run_controller  # the same start-up code as ``ovirt-cloudprovider run``
 from .config import load_config
-from .core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_SHUTDOWN, TAINT_UNINITIALIZED
+from .core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN, TAINT_UNINITIALIZED
 from .simulators.engine import EngineSimulator, Fleet, GuestDevice
 from .simulators.kubeapi import NODES, KubeApiSimulator, table_cells
 
 GiB = 1024**3
 DELETE_AFTER = 3
+DEMO_HOSTS = "cluster=prod-b"  # its two hosts become nodes beside the VMs
 
 
 def demo_fleet() -> Fleet:
@@ -145,6 +147,8 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
     controller: threading.Thread | None = None
     try:
         config_path = engine.write_config(str(workdir / "ovirt-cloud.conf"))
+        text = Path(config_path).read_text()
+        Path(config_path).write_text(text.replace("[filters]\n", f"[filters]\nhosts = {DEMO_HOSTS}\n", 1))
         with open(config_path, "a") as fh:
             fh.write("\n[nodes]\n# public addresses are ExternalIP; everything else is InternalIP\n"
                      "external_cidrs = 203.0.113.0/24\n")
@@ -160,13 +164,16 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
                                    system_uuid=engine.fleet.vm("cp-1").id.upper())
         o.step("a kubelet registered node cp-1 (--cloud-provider=external): it waits with the "
                f"{TAINT_UNINITIALIZED} taint")
-        o.step(f"config: {config_path}  (filter: tag=kubernetes; deletion after {DELETE_AFTER} sweeps)")
+        o.step(f"config: {config_path}  (filter: tag=kubernetes; hosts: {DEMO_HOSTS}; deletion after "
+               f"{DELETE_AFTER} sweeps)")
         o.step("starting the controller (leader election on, sweep every 2 s, engine events every 0.5 s)")
         controller = threading.Thread(target=run_controller, kwargs={"config": cfg, "kubeconfig": kubeconfig,
                                                                      "stop": stop, "identity": "demo-0"},
                                       name="demo-controller", daemon=True)
         controller.start()
         _wait(lambda: len(kube.list_nodes()) >= 10, 30, "the nodes")
+        _wait(lambda: _node(kube, "prod-b-host1") is not None and _node(kube, "prod-b-host2") is not None, 15,
+              "the host nodes")
         _wait(lambda: not _has_taint(_node(kube, "cp-1"), TAINT_UNINITIALIZED), 15, "cp-1 to be initialized")
         _wait(lambda: _has_taint(_node(kube, "worker-8"), TAINT_SHUTDOWN) or _node(kube, "worker-8") is None, 10,
               "the first sweep")
@@ -180,9 +187,22 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
                 "  - 'GPU_Worker 9' is not a valid node name: its node is gpu-worker-9\n"
                 "  - worker-7 has no guest agent: a node without IP addresses\n"
                 "  - worker-8 is down: not registered (only running VMs get a new node)\n"
-                "  - docker0/cali*/lo/link-local addresses are ignored; 203.0.113.x is ExternalIP\n")
+                "  - docker0/cali*/lo/link-local addresses are ignored; 203.0.113.x is ExternalIP\n"
+                "  - prod-b-host1 and prod-b-host2 are the oVirt hosts of cluster prod-b (providerID "
+                "ovirt://host/<id>, their management IP)\n")
 
-        o.step("scenario 1: shutting down VM worker-3 in oVirt")
+        o.step("scenario 1: putting host prod-b-host1 into maintenance in oVirt")
+        t0 = time.monotonic()
+        engine.set_host_status("prod-b-host1", "maintenance")
+        _wait(lambda: _has_taint(_node(kube, "prod-b-host1"), TAINT_MAINTENANCE), 15, "the maintenance taint")
+        o.step(f"node prod-b-host1 got {TAINT_MAINTENANCE}:NoSchedule {time.monotonic() - t0:.1f}s after the "
+               "engine event")
+        t0 = time.monotonic()
+        engine.set_host_status("prod-b-host1", "up")
+        _wait(lambda: not _has_taint(_node(kube, "prod-b-host1"), TAINT_MAINTENANCE), 15, "the taint removal")
+        o.step(f"host prod-b-host1 activated again: taint removed after {time.monotonic() - t0:.1f}s\n")
+
+        o.step("scenario 2: shutting down VM worker-3 in oVirt")
         t0 = time.monotonic()
         engine.set_status("worker-3", "down")
         _wait(lambda: _has_taint(_node(kube, "worker-3"), TAINT_SHUTDOWN), 15, "the shutdown taint")
@@ -193,7 +213,7 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
         _wait(lambda: not _has_taint(_node(kube, "worker-3"), TAINT_SHUTDOWN), 15, "the taint removal")
         o.step(f"VM worker-3 started again: taint removed after {time.monotonic() - t0:.1f}s\n")
 
-        o.step("scenario 2: removing VM worker-6 from oVirt")
+        o.step("scenario 3: removing VM worker-6 from oVirt")
         t0 = time.monotonic()
         engine.remove_vm("worker-6")
         seen: set[str] = set()

@@ -481,7 +481,25 @@ def _filters(path: str, values: _Values, notices: list[Notice]) -> FiltersConfig
     if not rewritten:
         notices.append(Notice("warning", "no [filters] vms query: every VM the user can see becomes a node",
                               (("path", path), ("key", "filters.vms"))))
-    return FiltersConfig(vms=rewritten)
+    return FiltersConfig(vms=rewritten, hosts=_hosts_filter(path, values, notices))
+
+
+def _hosts_filter(path: str, values: _Values, notices: list[Notice]) -> str | None:
+    """``[filters] hosts``: the host search, checked like ``vms`` (the engine's host search fields are not
+    checked here: no field check exists for ``vms`` either); absent or empty → None (no host discovery)."""
+    query: str = values.parsed.get("hosts", "").strip()
+    if not query:
+        return None
+    try:
+        check_query(query)
+    except Invalid as err:
+        raise values.error("hosts", err.problem) from None
+    rewritten = rewrite_legacy_query(query)
+    if rewritten != query:
+        notices.append(Notice("warning", "the search field 'tags' does not exist in the engine (it matches no host); "
+                              "sending 'tag' instead",
+                              (("path", path), ("key", "filters.hosts"), ("configured", query), ("sent", rewritten))))
+    return rewritten
 
 
 def _nodes(values: _Values) -> NodesConfig:

@@ -261,6 +261,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "filters": {
         "vms": _Key(_text, multiline=True),
+        "hosts": _Key(_text, multiline=True),
     },
     "nodes": {
         "name_source": _Key(_choice("name", "fqdn", "short-fqdn")),

@@ -208,7 +208,8 @@ def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig) -> NodeSpec:
 def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     """A NodeSpec for every VM in ``snapshot`` that has a usable, unique node name (sorted by name);
     a SkippedVM for every other one, and for every id the engine answered inconsistently (sorted by VM name,
-    then id). A VM id listed twice counts once."""
+    then id). A VM id listed twice counts once. When the snapshot searched hosts (``hosts_query`` not None),
+    its hosts too (:mod:`.hosts`)."""
     # The engine answered with two different VMs of one id: we know the VM exists, not what it is. A skipped
     # VM is present (its node is not counted absent) and gets no writes.
     skipped: list[SkippedVM] = [
@@ -241,10 +242,15 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
         reason = (f"{SKIP_DUPLICATE_NAME}: VMs {listed} map to the same node name {_quote(name)}; rename "
                   "all but one")
         skipped.extend(SkippedVM(vm.id, vm.name, reason) for vm in vms)
-    return Desired(
+    desired = Desired(
         nodes=tuple(sorted(specs, key=lambda spec: spec.name)),
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.vm_id))),
     )
+    if snapshot.hosts_query is not None:  # [filters] hosts is set: the hosts' nodes too (core/hosts.py)
+        from .hosts import with_hosts  # hosts.py builds on this module
+
+        return with_hosts(desired, snapshot.hosts, nodes)
+    return desired
 
 
 def _quote(text: str | None) -> str:

@@ -112,6 +112,21 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       an annotation, is undone by CLEAR_ABSENT, and keeps the count visible; the breaker guards the step
       that cannot be undone.
 
+oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hosts`)
+    Every rule above holds for a host's node, with these differences. Ownership is per kind: a host's
+    node has ``ovirt://host/<host-id>``, and a node's owner is keyed by kind and id
+    (:func:`.providerid.owner_key`), so a VM id never claims, clears or deletes a host's node and a host
+    id never a VM's. The systemUUID rule compares the host's SMBIOS uuid (``NodeInfo.system_uuid``), not
+    its id; a host whose SMBIOS uuid is unknown matches by name and FQDN only and contradicts no node.
+    A node that weakly matches a VM and a host is ambiguous like any node matching two (a VM and a host
+    never match the same node). The id annotation is ``ovirt.org/host-id``. TAINT / UNTAINT also carry
+    ``ovirt.org/maintenance:NoSchedule``: added while the host is in (or preparing for) maintenance, removed
+    when it is up (``MaintenanceTaintAdded`` / ``MaintenanceTaintRemoved``, in the same action and taint list
+    as the shutdown rule; switched by ``nodes.taint_shutdown``). The empty-discovery rule is per kind: an
+    empty host answer blocks the deletion of every absent host's node (and an empty VM answer every VM's),
+    whatever the other kind returned. When the snapshot did not search hosts (``Desired.hosts_discovered``
+    False: ``[filters] hosts`` unset), host nodes are not managed: left alone, with a note.
+
 Plan.managed_nodes
     The number of managed nodes once the plan is applied: managed now, minus planned DELETEs, plus
     REGISTERs and INITIALIZEs that set a providerID. It equals the current count in a steady state.
@@ -127,8 +142,11 @@ from . import providerid
 from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_HOST_ID,
     ANNOTATION_PROVIDED_NODE_IP,
     ANNOTATION_VM_ID,
+    KIND_HOST,
+    KIND_VM,
     LABEL_ARCH,
     LABEL_HOSTNAME,
     LABEL_MANAGED_BY,
@@ -138,6 +156,7 @@ from .records import (
     LABEL_OVIRT_HOST,
     MANAGED_BY_VALUE,
     RUNNING_STATUSES,
+    TAINT_MAINTENANCE,
     TAINT_NOT_READY,
     TAINT_SHUTDOWN,
     TAINT_UNINITIALIZED,
@@ -154,6 +173,7 @@ from .settings import ControllerConfig, NodesConfig
 
 SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
 NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
+MAINTENANCE_TAINT = Taint(key=TAINT_MAINTENANCE, effect="NoSchedule")
 
 # Labels the kubelet sets and reconciles itself: we add them when missing, never overwrite them.
 KUBELET_LABELS = frozenset(
@@ -170,6 +190,8 @@ REASON_INITIALIZED = "InitializedNode"
 REASON_UPDATED = "UpdatedNode"
 REASON_TAINTED = "ShutdownTaintAdded"
 REASON_UNTAINTED = "ShutdownTaintRemoved"
+REASON_MAINTENANCE_TAINTED = "MaintenanceTaintAdded"
+REASON_MAINTENANCE_UNTAINTED = "MaintenanceTaintRemoved"
 REASON_ABSENT = "VMAbsent"
 REASON_REAPPEARED = "VMReappeared"
 REASON_DELETED = "DeletedNode"
@@ -194,11 +216,37 @@ _KIND_ORDER = {
 
 # --- small pure helpers -----------------------------------------------------------------------------
 
-def _contradicts(system_uuid: str | None, vm_id: str) -> bool:
-    """The node reports a well-formed systemUUID that is not this VM's: it is another machine."""
-    if not system_uuid or not providerid.is_uuid(system_uuid):
+def _contradicts(system_uuid: str | None, vm_id: str | None) -> bool:
+    """The node reports a well-formed systemUUID that is not this VM's (or host's SMBIOS uuid): it is another
+    machine. Nothing contradicts a machine whose uuid is unknown (``vm_id`` None: a host without one)."""
+    if not system_uuid or not providerid.is_uuid(system_uuid) or not vm_id:
         return False
     return not providerid.same_uuid(system_uuid, vm_id)
+
+
+def _key(spec: NodeSpec) -> str:
+    """The owner key of a NodeSpec (:func:`.providerid.owner_key`): a VM's id, or ``host/<id>``."""
+    return providerid.owner_key(spec.kind, spec.vm_id)
+
+
+def _machine_uuid(spec: NodeSpec) -> str | None:
+    """The systemUUID a kubelet on this machine reports: a VM's id; a host's SMBIOS uuid (None if unknown)."""
+    if spec.kind != KIND_HOST:
+        return providerid.normalize_vm_id(spec.vm_id)
+    return (spec.node_info.system_uuid if spec.node_info else "") or None
+
+
+def _id_annotation(spec: NodeSpec) -> str:
+    return ANNOTATION_HOST_ID if spec.kind == KIND_HOST else ANNOTATION_VM_ID
+
+
+def _who_key(key: str) -> str:
+    """``VM <id>`` or ``host <id>`` for an owner key."""
+    return f"host {key[len(providerid.HOST_KEY_PREFIX):]}" if providerid.is_host_key(key) else f"VM {key}"
+
+
+def _id_of_key(key: str) -> str:
+    return key[len(providerid.HOST_KEY_PREFIX):] if providerid.is_host_key(key) else key
 
 
 def deletion_limit(managed: int, controller: ControllerConfig) -> int:
@@ -228,7 +276,7 @@ def _fold(name: str | None) -> str:
 
 
 def _vm(spec: NodeSpec) -> str:
-    return f"VM {spec.vm_name} ({spec.vm_id})"
+    return f"{'host' if spec.kind == KIND_HOST else 'VM'} {spec.vm_name} ({spec.vm_id})"
 
 
 def _names(nodes: Iterable[ObservedNode]) -> str:
@@ -303,6 +351,28 @@ def _shutdown_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
     return taints
 
 
+def _maintenance_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
+    """``taints`` with the maintenance taint added (host in maintenance) or removed (host up); VMs: unchanged."""
+    if spec.kind != KIND_HOST:
+        return taints
+    present = MAINTENANCE_TAINT in taints
+    if spec.maintenance and not present:
+        return [*taints, MAINTENANCE_TAINT]
+    if spec.running and present:
+        return [t for t in taints if t != MAINTENANCE_TAINT]
+    return taints
+
+
+def _taint_changes(before: list[Taint], after: list[Taint]) -> list[str]:
+    """``added taint K:NoSchedule to`` / ``removed taint K:NoSchedule from`` for each rule's taint that changed."""
+    parts = []
+    for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
+        if (taint in after) != (taint in before):
+            parts.append(f"added taint {taint.key}:NoSchedule to" if taint in after
+                         else f"removed taint {taint.key}:NoSchedule from")
+    return parts
+
+
 def _needs_initialization(node: ObservedNode) -> bool:
     return not node.provider_id or node.waits_for_cloud_provider
 
@@ -348,9 +418,9 @@ class _Planner:
         self.by_fqdn: dict[str, list[ObservedNode]] = {}  # folded name / hostname → unprovisioned nodes
         self.claimed: set[str] = set()  # unprovisioned nodes that some VM matches (weakly)
         for node in self.by_name.values():
-            vm_id = providerid.vm_id_of(node.provider_id)
-            if vm_id is not None:
-                self.managed.setdefault(vm_id, []).append(node)
+            key = providerid.owner_key_of(node.provider_id)  # a VM id, or host/<id> (see the docstring)
+            if key is not None and (desired.hosts_discovered or not providerid.is_host_key(key)):
+                self.managed.setdefault(key, []).append(node)
             elif not node.provider_id:
                 self.unprovisioned.append(node)
             elif providerid.is_ovirt(node.provider_id):
@@ -365,7 +435,7 @@ class _Planner:
         weak = self._weak_matches(specs)
         claims: dict[str, list[tuple[NodeSpec, list[str]]]] = {}
         for spec in specs:
-            for name, rules in weak[spec.vm_id].items():
+            for name, rules in weak[_key(spec)].items():
                 claims.setdefault(name, []).append((spec, rules))
         poisoned = {name for name, cl in claims.items() if len(cl) > 1}
         self.claimed = set(claims)
@@ -375,12 +445,14 @@ class _Planner:
                             f"Node {name} has no providerID and matches {len(claims[name])} VMs ({found}); "
                             "it is left alone until only one matches.")
         for spec in specs:
-            self._resolve(spec, weak[spec.vm_id], poisoned)
+            self._resolve(spec, weak[_key(spec)], poisoned)
         self._absence()
         for skipped in sorted(self.desired.skipped, key=lambda k: (k.vm_name, k.vm_id)):
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node="", reason=REASON_SKIPPED, vm_id=skipped.vm_id, warning=True,
-                message=f"VM {skipped.vm_name} ({skipped.vm_id}) cannot become a node: {skipped.reason}.",
+                owner_kind=skipped.kind,
+                message=f"{'host' if skipped.kind == KIND_HOST else 'VM'} {skipped.vm_name} ({skipped.vm_id}) "
+                        f"cannot become a node: {skipped.reason}.",
             ))
         return Plan(actions=tuple(sorted(self.actions, key=_sort_key)),
                     managed_nodes=self._managed_after(), notes=tuple(self.notes))
@@ -399,8 +471,8 @@ class _Planner:
         result: dict[str, dict[str, list[str]]] = {}
         for spec in specs:
             found: dict[str, list[str]] = {}
-            vm_id = providerid.normalize_vm_id(spec.vm_id)
-            for node in by_uuid.get(vm_id, ()):
+            vm_id = _machine_uuid(spec)
+            for node in by_uuid.get(vm_id, ()) if vm_id else ():
                 found.setdefault(node.name, []).append("systemUUID")
             named = self.by_name.get(spec.name)
             if named is not None and not named.provider_id and not _contradicts(named.system_uuid, vm_id):
@@ -409,12 +481,12 @@ class _Planner:
                 for node in by_fqdn.get(_fold(spec.fqdn), ()):
                     if not _contradicts(node.system_uuid, vm_id):
                         found.setdefault(node.name, []).append("FQDN")
-            result[spec.vm_id] = found
+            result[_key(spec)] = found
         return result
 
     def _resolve(self, spec: NodeSpec, weak: dict[str, list[str]], poisoned: set[str]) -> None:
         vm = _vm(spec)
-        claimed = self.managed.get(providerid.normalize_vm_id(spec.vm_id), [])
+        claimed = self.managed.get(_key(spec), [])
         kubelet = [n for n in claimed if not n.registered_by_us]
         placeholders = [n for n in claimed if n.registered_by_us]
         clean = [self.by_name[name] for name in sorted(weak) if name not in poisoned]
@@ -487,19 +559,19 @@ class _Planner:
                    else f"systemUUID {taken.system_uuid}, which is not the VM id")
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
-                spec=spec, warning=True,
+                spec=spec, warning=True, owner_kind=spec.kind,
                 message=f"{_vm(spec)} has no node, but the name {spec.name} is taken by a node with {why}; "
                         "not registering.",
             ))
             return
         fqdn = _fold(spec.fqdn)
         impostors = [n for n in self.by_fqdn.get(fqdn, ()) if fqdn and n.name not in self.claimed
-                     and _contradicts(n.system_uuid, spec.vm_id)]
+                     and _contradicts(n.system_uuid, _machine_uuid(spec))]
         if impostors:
             found = ", ".join(f"{n.name} (systemUUID {n.system_uuid})" for n in impostors)
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
-                spec=spec, warning=True,
+                spec=spec, warning=True, owner_kind=spec.kind,
                 message=f"{_vm(spec)} has no node, but its FQDN {fqdn} is taken by node {found} without a "
                         "providerID, whose systemUUID is not the VM id; not registering a second node for it.",
             ))
@@ -507,8 +579,9 @@ class _Planner:
         labels: dict[str, str | None] = {**spec.label_map, LABEL_MANAGED_BY: MANAGED_BY_VALUE}
         self.actions.append(Action(
             kind=ActionKind.REGISTER, node=spec.name, reason=REASON_REGISTERED, vm_id=spec.vm_id, spec=spec,
+            owner_kind=spec.kind,
             labels=tuple(sorted(labels.items(), key=lambda kv: kv[0])),
-            annotations=((ANNOTATION_VM_ID, spec.vm_id),), taints=(NOT_READY_TAINT,), provider_id=spec.provider_id,
+            annotations=((_id_annotation(spec), spec.vm_id),), taints=(NOT_READY_TAINT,), provider_id=spec.provider_id,
             addresses=tuple(spec.addresses),
             message=f"Registered node {spec.name} for {_vm(spec)} with {len(spec.addresses)} address(es) "
                     f"and {len(labels)} label(s).",
@@ -517,8 +590,8 @@ class _Planner:
     def _sync(self, node: ObservedNode, spec: NodeSpec) -> None:
         """Bring one owner node to ``spec``: INITIALIZE, or TAINT/UNTAINT plus UPDATE; then CLEAR_ABSENT."""
         vm = _vm(spec)
-        vm_annotation = (None if node.annotation_map.get(ANNOTATION_VM_ID) == spec.vm_id
-                         else ((ANNOTATION_VM_ID, spec.vm_id),))
+        vm_annotation = (None if node.annotation_map.get(_id_annotation(spec)) == spec.vm_id
+                         else ((_id_annotation(spec), spec.vm_id),))
         wanted, node_ip_problem = node_ip_addresses(node, spec)
         if _needs_initialization(node):
             if self.cfg.initialize:
@@ -532,14 +605,15 @@ class _Planner:
             if not node.provider_id:
                 return  # not ours until initialized, and initializing is switched off
         if self.cfg.taint_shutdown:
-            after = _shutdown_change(list(node.taints), spec)
+            after = _maintenance_change(_shutdown_change(list(node.taints), spec), spec)
             if after != list(node.taints):
-                added = SHUTDOWN_TAINT in after
-                verb = f"added taint {TAINT_SHUTDOWN}:NoSchedule to" if added else \
-                    f"removed taint {TAINT_SHUTDOWN}:NoSchedule from"
+                added = len(after) > len(node.taints)
+                verb = " and ".join(_taint_changes(list(node.taints), after))
+                shutdown_rule = (SHUTDOWN_TAINT in after) != (SHUTDOWN_TAINT in node.taints)
                 self.actions.append(_node_action(
                     ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
-                    REASON_TAINTED if added else REASON_UNTAINTED,
+                    (REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
+                    else (REASON_MAINTENANCE_TAINTED if added else REASON_MAINTENANCE_UNTAINTED),
                     f"{vm} is {spec.status}: {verb} node {node.name} ({len(after)} taint(s) now).",
                     taints=tuple(after),
                 ))
@@ -553,7 +627,7 @@ class _Planner:
                 if addresses is not None:
                     parts.append(f"{len(addresses)} address(es)")
                 if vm_annotation:
-                    parts.append(f"annotation {ANNOTATION_VM_ID}")
+                    parts.append(f"annotation {_id_annotation(spec)}")
                 self.actions.append(_node_action(
                     ActionKind.UPDATE, node, spec, REASON_UPDATED,
                     f"Updated node {node.name} for {vm}: " + ", ".join(parts) + ".",
@@ -572,10 +646,10 @@ class _Planner:
         taints = [t for t in node.taints if t.key != TAINT_UNINITIALIZED]
         parts = [f"removed taint {TAINT_UNINITIALIZED}"] if len(taints) < len(node.taints) else []
         if self.cfg.taint_shutdown:
-            shutdown = _shutdown_change(taints, spec)
-            if len(shutdown) != len(taints):
-                verb = "added" if len(shutdown) > len(taints) else "removed"
-                parts.append(f"{verb} taint {TAINT_SHUTDOWN}")
+            shutdown = _maintenance_change(_shutdown_change(taints, spec), spec)
+            for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
+                if (taint in shutdown) != (taint in taints):
+                    parts.append(f"{'added' if taint in shutdown else 'removed'} taint {taint.key}")
             taints = shutdown
         provider_id = None if node.provider_id else spec.provider_id
         labels = label_changes(node, spec)
@@ -594,21 +668,22 @@ class _Planner:
         if ANNOTATION_ABSENT_SWEEPS not in node.annotation_map:
             return
         count = node.annotation_map[ANNOTATION_ABSENT_SWEEPS]
-        who = _vm(spec) if spec else f"VM {providerid.vm_id_of(node.provider_id)}"
+        key = providerid.owner_key_of(node.provider_id) or ""
+        who = _vm(spec) if spec else _who_key(key)
         self.actions.append(_node_action(
             ActionKind.CLEAR_ABSENT, node, spec, REASON_REAPPEARED,
             f"{who} of node {node.name} is present again after {count} absent sweep(s); "
             "the absence count is reset.",
             annotations=((ANNOTATION_ABSENT_SWEEPS, None),),
-            vm_id=None if spec else providerid.vm_id_of(node.provider_id),
+            vm_id=None if spec else _id_of_key(key),
         ))
 
     # -- absent VMs --
 
     def _absence(self) -> None:
-        present = {providerid.normalize_vm_id(s.vm_id) for s in self.desired.nodes}
-        present |= {providerid.normalize_vm_id(k.vm_id) for k in self.desired.skipped}
-        spec_by_id = {providerid.normalize_vm_id(s.vm_id): s for s in self.desired.nodes}
+        present = {_key(s) for s in self.desired.nodes}
+        present |= {providerid.owner_key(k.kind, k.vm_id) for k in self.desired.skipped}
+        spec_by_id = {_key(s): s for s in self.desired.nodes}
         absent: list[tuple[str, ObservedNode]] = []
         handled = {a.node for a in self.actions if a.kind == ActionKind.CLEAR_ABSENT} | self.deleting
         for vm_id, claimed in sorted(self.managed.items()):
@@ -621,13 +696,19 @@ class _Planner:
             return
         n = max(1, self.controller.delete_after_sweeps)
         managed = self.managed_count
-        if not present:
-            self.notes.append(f"EmptyDiscovery: the discovery returned no VMs while {managed} managed "
+        present_kinds = {providerid.is_host_key(key) for key in present}
+        for host_kind in sorted({providerid.is_host_key(key) for key, _ in absent} - present_kinds):
+            things = "hosts" if host_kind else "VMs"  # the empty-discovery rule is per kind
+            self.notes.append(f"EmptyDiscovery: the discovery returned no {things} while {managed} managed "
                               "node(s) exist; no node is marked or deleted")
             for vm_id, node in absent:
-                self._block(node, vm_id, REASON_EMPTY_DISCOVERY,
-                            f"Deletion of node {node.name} (VM {vm_id}) is blocked: the discovery returned "
-                            f"no VMs while {managed} managed node(s) exist, so absence is not counted.")
+                if providerid.is_host_key(vm_id) == host_kind:
+                    self._block(node, _id_of_key(vm_id), REASON_EMPTY_DISCOVERY,
+                                f"Deletion of node {node.name} ({_who_key(vm_id)}) is blocked: the discovery "
+                                f"returned no {things} while {managed} managed node(s) exist, so absence is "
+                                "not counted.")
+        absent = [(key, node) for key, node in absent if providerid.is_host_key(key) in present_kinds]
+        if not absent:
             return
         due: list[tuple[str, ObservedNode, int]] = []
         for vm_id, node in absent:
@@ -637,17 +718,17 @@ class _Planner:
                 continue
             self.actions.append(_node_action(
                 ActionKind.MARK_ABSENT, node, None, REASON_ABSENT,
-                f"VM {vm_id} of node {node.name} was absent from {count} consecutive successful "
+                f"{_who_key(vm_id)} of node {node.name} was absent from {count} consecutive successful "
                 f"sweep(s); the node is deleted at {n}.",
-                annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=vm_id,
+                annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=_id_of_key(vm_id),
             ))
         limit = deletion_limit(managed, self.controller)
         if len(due) > limit:
             self.notes.append(f"CircuitBreaker: {len(due)} of {managed} managed node(s) would be deleted at "
                               f"once, more than the limit of {limit}; all {len(due)} deletions blocked")
             for vm_id, node, count in due:
-                self._block(node, vm_id, REASON_CIRCUIT_BREAKER,
-                            f"Deletion of node {node.name} (VM {vm_id}, absent from {count} consecutive "
+                self._block(node, _id_of_key(vm_id), REASON_CIRCUIT_BREAKER,
+                            f"Deletion of node {node.name} ({_who_key(vm_id)}, absent from {count} consecutive "
                             f"sweeps) is blocked by the circuit breaker: {len(due)} of {managed} managed "
                             f"nodes would be deleted at once, more than the limit of {limit} "
                             f"(max_delete_fraction={self.controller.max_delete_fraction}, "
@@ -657,8 +738,8 @@ class _Planner:
             self.deleting.add(node.name)
             self.actions.append(_node_action(
                 ActionKind.DELETE, node, None, REASON_DELETED,
-                f"Deleting node {node.name}: VM {vm_id} was absent from {count} consecutive successful "
-                f"sweeps (threshold {n}).", vm_id=vm_id,
+                f"Deleting node {node.name}: {_who_key(vm_id)} was absent from {count} consecutive successful "
+                f"sweeps (threshold {n}).", vm_id=_id_of_key(vm_id),
             ))
 
     def _block(self, node: ObservedNode, vm_id: str, reason: str, message: str) -> None:
@@ -684,9 +765,11 @@ def _node_action(
     vm_id: str | None = None,
     warning: bool = False,
 ) -> Action:
-    """An Action on an existing node, with the uid/resourceVersion it was planned against."""
+    """An Action on an existing node, with the uid/resourceVersion it was planned against; it serves a host when
+    its NodeSpec is a host's or (no NodeSpec: an absent owner) the node's providerID names a host."""
+    host = spec.kind == KIND_HOST if spec else providerid.host_id_of(node.provider_id) is not None
     return Action(
-        kind=kind, node=node.name, reason=reason, message=message,
+        kind=kind, node=node.name, reason=reason, message=message, owner_kind=KIND_HOST if host else KIND_VM,
         vm_id=vm_id if vm_id is not None else (spec.vm_id if spec else None),
         uid=node.uid, resource_version=node.resource_version, spec=spec, labels=labels,
         annotations=annotations, taints=taints, provider_id=provider_id, addresses=addresses, warning=warning,

@@ -9,6 +9,11 @@ one UUID, in any spelling: upper or lower case, with or without its dashes (all 
 surrounding braces. Anything else under ``ovirt://`` (no id, ``ovirt://not-a-uuid``, ``ovirt://<uuid>/extra``,
 more slashes) names no VM: :func:`vm_id_of` returns ``None`` and the node is foreign.
 
+An oVirt host's Node carries ``ovirt://host/<host-id>`` (:func:`build_host`, :func:`host_id_of`). The two never
+overlap: :func:`vm_id_of` returns ``None`` for a host providerID (``host/<uuid>`` is no UUID) and
+:func:`host_id_of` returns ``None`` for a VM's. :func:`owner_key` is how the planner keys a node's owner:
+the VM id for a VM, ``host/<host-id>`` for a host, so a VM id never names a host node and vice versa.
+
 - :func:`build` writes the providerID of a VM id.
 - :func:`vm_id_of` reads the VM id back out of a providerID (``None`` when it is not ours).
 - :func:`is_ovirt` says whether a providerID is under the ``ovirt://`` scheme at all (ours or malformed).
@@ -90,3 +95,42 @@ def uuid_forms(value: str) -> tuple[str, ...]:
 def same_uuid(system_uuid: str | None, vm_id: str) -> bool:
     """True when a node's systemUUID names the VM: equal ignoring case, or its mixed-endian form."""
     return bool(system_uuid) and normalize_vm_id(vm_id) in uuid_forms(system_uuid or "")
+
+
+HOST_PREFIX = PREFIX + "host/"
+HOST_KEY_PREFIX = "host/"
+
+
+def build_host(host_id: str) -> str:
+    """The providerID of the oVirt host ``host_id``: ``ovirt://host/<lowercase uuid>``."""
+    return HOST_PREFIX + (vm_uuid(host_id) or normalize_vm_id(host_id))
+
+
+def host_id_of(provider_id: str | None) -> str | None:
+    """The host id (canonical lowercase UUID) of an ``ovirt://host/<uuid>`` providerID (any spelling of the
+    UUID, as for VMs), else ``None`` (a VM's, a foreign one, or ``ovirt://host/`` with no UUID)."""
+    if not provider_id or not provider_id.startswith(HOST_PREFIX):
+        return None
+    match = _ID_IN_PROVIDER_ID.match(provider_id[len(HOST_PREFIX):].strip())
+    if match is None or bool(match.group(1)) != bool(match.group(3)):
+        return None
+    return str(uuid.UUID(match.group(2)))
+
+
+def owner_key(kind: str, owner_id: str) -> str:
+    """The planner's key of a VM (``kind="vm"``: the normalised VM id) or a host (``host/<normalised id>``)."""
+    return HOST_KEY_PREFIX + normalize_vm_id(owner_id) if kind == "host" else normalize_vm_id(owner_id)
+
+
+def owner_key_of(provider_id: str | None) -> str | None:
+    """:func:`owner_key` of the VM or host a providerID names, ``None`` when it names neither."""
+    vm_id = vm_id_of(provider_id)
+    if vm_id is not None:
+        return vm_id
+    host_id = host_id_of(provider_id)
+    return HOST_KEY_PREFIX + host_id if host_id is not None else None
+
+
+def is_host_key(key: str) -> bool:
+    """True when an :func:`owner_key` names a host."""
+    return key.startswith(HOST_KEY_PREFIX)

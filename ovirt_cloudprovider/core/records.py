@@ -32,12 +32,16 @@ MANAGED_BY_VALUE = "ovirt-cloudprovider"
 ANNOTATION_ABSENT_SWEEPS = "ovirt.org/absent-sweeps"
 # The VM id of a node we registered or initialized (for humans and for matching).
 ANNOTATION_VM_ID = "ovirt.org/vm-id"
+# The host id of a node we registered or initialized for an oVirt host (the VM-id annotation's twin).
+ANNOTATION_HOST_ID = "ovirt.org/host-id"
 # The kubelet's --node-ip (one IP, or "IPv4,IPv6" for dual-stack), set by a kubelet with
 # --cloud-provider=external (k8s.io/cloud-provider api.AnnotationAlphaProvidedIPAddr).
 ANNOTATION_PROVIDED_NODE_IP = "alpha.kubernetes.io/provided-node-ip"
 
 TAINT_UNINITIALIZED = "node.cloudprovider.kubernetes.io/uninitialized"
 TAINT_SHUTDOWN = "node.cloudprovider.kubernetes.io/shutdown"
+# An oVirt host in (or preparing for) maintenance: nothing new is scheduled on its node until it is up again.
+TAINT_MAINTENANCE = "ovirt.org/maintenance"
 # kube-apiserver's TaintNodesByCondition admission puts it on every new Node; the node lifecycle controller
 # removes it once the kubelet reports Ready. We send it on the Nodes we register and never remove it.
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
@@ -50,6 +54,18 @@ RUNNING_STATUSES = frozenset(
 SHUTDOWN_STATUSES = frozenset({"down", "suspended"})
 # "unknown", "not_responding" and "image_locked" mean the VM exists but we cannot tell more.
 EXISTS_STATUSES = frozenset({"unknown", "not_responding", "image_locked"})
+
+
+# ovirt.org/kind: "vm" or "host", on the Nodes of oVirt hosts (and NodeSpec.kind).
+LABEL_OVIRT_KIND = "ovirt.org/kind"
+KIND_VM = "vm"
+KIND_HOST = "host"
+
+# oVirt host statuses (ovirtsdk4.types.HostStatus values) by what they mean for a Node. Any other status
+# (non_responsive, connecting, initializing, installing, unassigned, error, ...) means: exists, no change.
+HOST_RUNNING_STATUSES = frozenset({"up"})
+HOST_MAINTENANCE_STATUSES = frozenset({"maintenance", "preparing_for_maintenance"})
+HOST_SHUTDOWN_STATUSES = frozenset({"down"})
 
 
 # --- oVirt side ------------------------------------------------------------------------------------
@@ -90,6 +106,43 @@ class VirtualMachine:
 
 
 @dataclass(frozen=True)
+class HostNic:
+    """One network interface of an oVirt host as the engine reports it (``/hosts/<id>/nics``)."""
+
+    name: str
+    mac: str | None = None
+    ips: tuple[str, ...] = ()  # its IPv4 then IPv6 address, when it has them
+    bridged: bool = False  # carries a bridged network (ovirtmgmt usually)
+    bond_slaves: tuple[str, ...] = ()  # names of the NICs this bond is made of (a bond has some)
+    vlan: int | None = None  # the VLAN id of a VLAN interface
+    base_interface: str | None = None  # the NIC a VLAN interface sits on
+
+
+@dataclass(frozen=True)
+class Host:
+    """What we know of one oVirt host (hypervisor) after discovery. Built by the engine package only."""
+
+    id: str
+    name: str
+    status: str  # an ovirtsdk4.types.HostStatus value: "up", "maintenance", "non_responsive", ...
+    address: str | None = None  # the FQDN or IP the engine uses to reach the host
+    cluster: str | None = None
+    cluster_id: str | None = None
+    datacenter: str | None = None
+    datacenter_id: str | None = None
+    manufacturer: str | None = None
+    product: str | None = None  # hardware_information.product_name
+    system_uuid: str | None = None  # the SMBIOS uuid (hardware_information.uuid)
+    cpu_model: str | None = None  # cpu.name, e.g. "Intel Xeon Processor (Skylake)"
+    cpus: int | None = None  # sockets * cores * threads
+    memory_bytes: int | None = None
+    os: str | None = None  # "<os type> <version>", e.g. "RHEL 8.9 - 1.el8"
+    kernel: str | None = None  # from the reported kernel command line (BOOT_IMAGE=/vmlinuz-<release>)
+    architecture: str | None = None  # from the cluster's CPU architecture
+    nics: tuple[HostNic, ...] = ()
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The result of one complete discovery: every VM the filter matched, at one point in time.
 
@@ -103,6 +156,10 @@ class Snapshot:
     # ids for which the answer held two different VMs: left out of ``vms``; their nodes are neither written
     # nor counted absent in this sweep
     inconsistent_ids: tuple[str, ...] = ()
+    # The oVirt hosts ``[filters] hosts`` matched; ``hosts_query`` is None when hosts are not discovered
+    # at all (then host nodes are left alone), "" for every host.
+    hosts: tuple[Host, ...] = ()
+    hosts_query: str | None = None
 
 
 # --- Kubernetes side -------------------------------------------------------------------------------
@@ -152,6 +209,9 @@ class NodeSpec:
     cpus: int | None = None
     memory_bytes: int | None = None
     node_info: NodeInfo | None = None
+    # "vm", or "host" for an oVirt host: then vm_id/vm_name are the host's id and name.
+    kind: str = KIND_VM
+    maintenance: bool = False  # a host in (or preparing for) maintenance: the maintenance taint belongs on it
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -160,11 +220,12 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class SkippedVM:
-    """A VM that matched the filter but cannot become a Node, and why (e.g. an invalid name)."""
+    """A VM (or host, ``kind="host"``) that matched the filter but cannot become a Node, and why."""
 
     vm_id: str
     vm_name: str
     reason: str
+    kind: str = KIND_VM
 
 
 @dataclass(frozen=True)
@@ -173,6 +234,7 @@ class Desired:
 
     nodes: tuple[NodeSpec, ...]
     skipped: tuple[SkippedVM, ...] = ()
+    hosts_discovered: bool = False  # the Snapshot searched hosts: host nodes are managed (core/hosts.py)
 
 
 @dataclass(frozen=True)
@@ -256,6 +318,7 @@ class Action:
     provider_id: str | None = None
     addresses: tuple[NodeAddress, ...] | None = None
     warning: bool = False  # Event type Warning instead of Normal
+    owner_kind: str = KIND_VM  # "host" when it serves an oVirt host's node (``vm_id`` is then the host id)
 
     @property
     def writes(self) -> bool:

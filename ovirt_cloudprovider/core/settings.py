@@ -68,6 +68,9 @@ class ConnectionConfig:
 @dataclass(frozen=True)
 class FiltersConfig:
     vms: str = ""  # the oVirt search query as it is sent (``tags=`` already rewritten to ``tag=``)
+    # The oVirt host search (``cluster=k8s-metal``) whose hosts become nodes too; None (absent or empty):
+    # no host is discovered and no host request is made. ``name=*`` selects every host.
+    hosts: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
 - **Events**: ``/events?from=<index>&max=<n>`` (newest first; ``max`` drops the *older* ones, so the highest
   index is tracked, not the last item). Only the AuditLogType codes in
   :data:`~.errors.NODE_EVENT_CODES` are returned.
+- **Hosts** (only when built with ``hosts=<search>``, from ``[filters] hosts``): ``discover`` also runs one paged
+  host search, ``<hosts> sortby name asc page N`` with ``follow=nics,cluster.data_center`` (one request per page,
+  never one per host), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
+  :data:`~.errors.HOST_EVENT_CODES`. Without it no host request is ever made (operation ``search_hosts``).
 - **Metrics**: every HTTP request is counted with ``Metrics.engine_request(operation)``, operations
   ``sso_login``, ``search_vms``, ``get_vm``, ``events``, ``api_root``, ``logout``.
 """
@@ -27,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ..core.records import Snapshot, VirtualMachine
+from ..core.records import Host, Snapshot, VirtualMachine
 from ..core.settings import ConnectionConfig
 from ..logs import kv
 from ..metrics import Metrics, observe_engine
@@ -36,6 +40,7 @@ from .connection import SdkConnection, classify, open_connection
 from .endpoint import Endpoint
 from .errors import (
     EVENTS_MISSED,
+    HOST_EVENT_CODES,
     NODE_EVENT_CODES,
     EngineAuthError,
     EngineDataError,
@@ -44,6 +49,7 @@ from .errors import (
     EngineFaultError,
     scrub,
 )
+from .host_records import HOST_DISCOVERY_FOLLOW, host_record
 from .records import DISCOVERY_FOLLOW, event_index, invalid_ips, vm_record
 from .sso import Sso
 
@@ -63,7 +69,7 @@ class EngineClient:
 
     def __init__(self, conn: ConnectionConfig, *, page_size: int = 100, metrics: Metrics | None = None,
                  event_page_size: int = EVENT_PAGE_SIZE, auth_backoff_base: float = DEFAULT_BASE,
-                 auth_backoff_max: float = 300.0) -> None:
+                 auth_backoff_max: float = 300.0, hosts: str | None = None) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._conn = conn
@@ -82,6 +88,7 @@ class EngineClient:
         # one gate for every call of this client: after a failed login, nothing contacts the engine until
         # the backoff has passed (see .backoff)
         self.auth_gate = AuthGate(base=auth_backoff_base, maximum=auth_backoff_max)
+        self._hosts = hosts  # the [filters] hosts search; None: no host is ever asked for
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -129,14 +136,21 @@ class EngineClient:
                     raise EngineFaultError(f"VM search at {self._where}: page {page} repeated the VMs of earlier "
                                            "pages (the engine ignores 'page' in searches)")
                 page += 1
+        hosts: tuple[Host, ...] = ()
+        if self._hosts is not None:
+            hosts, host_requests = self.discover_hosts(self._hosts)
+            requests += host_requests
         seconds = time.monotonic() - started
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
                                                 seconds=round(seconds, 3)))
         self._note_invalid_ips(vms.values())
         if self._metrics is not None and inconsistent:
             self._metrics.engine_inconsistent_vms_total.inc(len(inconsistent))
-        return Snapshot(vms=tuple(vm for vm in vms.values() if vm.id not in inconsistent), query=base,
-                        requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
+        kept = tuple(vm for vm in vms.values() if vm.id not in inconsistent)
+        if self._hosts is None:
+            return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
+        return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)),
+                        hosts=hosts, hosts_query=self._hosts.strip())
 
     def _note_invalid_ips(self, vms: Iterable[VirtualMachine]) -> None:
         """Count guest-reported IPs that are no address (in the metric) and log them once per VM (again only
@@ -176,6 +190,37 @@ class EngineClient:
         except (AttributeError, TypeError, ValueError) as exc:
             raise EngineDataError(f"engine answer for {answer} at {self._where}: VM {got} (name {name!r}) "
                                   f"cannot be read ({exc.__class__.__name__}: {exc})") from None
+
+    def discover_hosts(self, query: str) -> tuple[tuple[Host, ...], int]:
+        """Every host the oVirt host search ``query`` matches, in one paged search with their NICs, cluster and
+        data center inlined: (the hosts, the requests it took). Raises EngineError on any failure."""
+        base = query.strip()
+        hosts: dict[str, Host] = {}
+        requests = 0
+        page = 1
+        with self._lock:
+            while True:
+                search = f"{base} sortby name asc page {page}".strip()
+
+                def list_page(c: Any, search: str = search) -> list[Any]:
+                    return list(c.system_service().hosts_service().list(search=search, max=self._page_size,
+                                                                        follow=HOST_DISCOVERY_FOLLOW))
+
+                items = self._call("search_hosts", "host search", list_page)
+                requests += 1
+                new = 0
+                for item in items:
+                    record = host_record(item)
+                    new += record.id not in hosts
+                    hosts[record.id] = record
+                if len(items) < self._page_size:
+                    break
+                if new == 0:
+                    raise EngineFaultError(f"host search at {self._where}: page {page} repeated the hosts of "
+                                           "earlier pages (the engine ignores 'page' in searches)")
+                page += 1
+        log.debug("host search finished", extra=kv(query=base, hosts=len(hosts), requests=requests))
+        return tuple(hosts.values()), requests
 
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
         """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);
@@ -221,7 +266,7 @@ class EngineClient:
             seen.append(i)
             new_index = max(new_index, i)
             code = int(e.code) if e.code is not None else 0
-            if code in NODE_EVENT_CODES:
+            if code in NODE_EVENT_CODES or (self._hosts is not None and code in HOST_EVENT_CODES):
                 vm = e.vm
                 relevant.append(EngineEvent(index=i, code=code, vm_id=vm.id if vm is not None else None,
                                             vm_name=vm.name if vm is not None else None,

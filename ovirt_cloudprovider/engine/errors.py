@@ -44,6 +44,18 @@ NODE_EVENT_CODES: Mapping[int, str] = {
     440: "tagged",  # USER_ATTACH_TAG_TO_VM
     446: "untagged",  # USER_DETACH_VM_FROM_TAG
 }
+# AuditLogType codes of host events that can change a host's Node (only read when ``[filters] hosts`` is set);
+# they have no VM, so they trigger a full sweep. 620 and 44 are confirmed by engine logs; the others follow
+# AuditLogType.java's VDS_* numbering.
+HOST_EVENT_CODES: Mapping[int, str] = {
+    12: "host-failed",  # VDS_FAILURE: the host is non responsive
+    13: "host-detected",  # VDS_DETECTED: "Status of host x was set to Up."
+    15: "host-maintenance",  # VDS_MAINTENANCE
+    16: "host-activated",  # VDS_ACTIVATE: "Activation of host x initiated by u."
+    600: "host-maintenance",  # USER_VDS_MAINTENANCE (with a reason)
+    620: "host-maintenance",  # USER_VDS_MAINTENANCE_WITHOUT_REASON: "Host x was switched to Maintenance mode by u."
+    44: "host-removed",  # USER_REMOVE_VDS: "Host x was removed by u."
+}
 # Code of the marker event returned when a poll found a full page: older events may have been dropped by
 # ``max``, so the caller should sweep as if something relevant happened.
 EVENTS_MISSED = -1
@@ -93,7 +105,9 @@ class EngineEvent:
     def kind(self) -> str:
         """``started``, ``stopped``, ``suspended``, ``removed``, ``migrated``, ``updated``, ``tagged``,
         ``untagged``, or ``missed`` for the EVENTS_MISSED marker."""
-        return "missed" if self.code == EVENTS_MISSED else NODE_EVENT_CODES.get(self.code, "other")
+        if self.code == EVENTS_MISSED:
+            return "missed"
+        return NODE_EVENT_CODES.get(self.code) or HOST_EVENT_CODES.get(self.code, "other")
 
 
 # --- building the one-line messages --------------------------------------------------------------
@@ -140,6 +154,7 @@ def html_title(body: bytes) -> str | None:
 
 __all__ = [
     "EVENTS_MISSED",
+    "HOST_EVENT_CODES",
     "NODE_EVENT_CODES",
     "EngineAuthError",
     "EngineDataError",

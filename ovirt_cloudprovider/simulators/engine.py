@@ -16,6 +16,11 @@ What it serves (shapes mirror recorded engine answers in ``ovirt-samples/managei
   ops ``=`` and ``!=``; ``*`` wildcards; ``and`` / ``or`` (``and`` binds tighter; juxtaposition is ``and``);
   ``sortby name [asc|desc]``; ``page N`` (page size = ``max``, default 100). An unknown field, a syntax error
   or an unknown sort field yields an empty ``<vms/>`` with 200, as a real engine does.
+- Hosts: ``/hosts`` with ``search`` (fields ``name``, ``status``, ``cluster``, ``datacenter``, ``tag``,
+  ``address``, ``id``; an optional ``Hosts:`` prefix), ``max``, paging and ``follow`` (``nics``, ``cluster``
+  (``.data_center``)); ``/hosts/{id}`` and ``/hosts/{id}/nics``. Host NICs have the recorded shape (a bridged
+  management NIC with IPv4 and IPv6, a bond of two slaves, a VLAN on the bond); host status changes
+  (``set_host_status``) and removals (``remove_host``) log the engine's VDS events.
 - ``follow``: ``reported_devices``, ``tags``, ``cluster`` (``.data_center``), ``host`` (``.cluster``...),
   ``instance_type``, ``nics``, ``template``, ``original_template``; inlined where the link element would
   be, the sub-collection ``<link rel=...>`` elements are kept (the SDK reads both).
@@ -98,6 +103,17 @@ USER_ATTACH_TAG_TO_VM = 440
 USER_DETACH_VM_FROM_TAG = 446
 USER_SUSPEND_VM_OK = 503
 VM_PAUSED = 1025
+VDS_FAILURE = 12  # "Host h is non responsive."
+VDS_DETECTED = 13  # "Status of host h was set to Up."
+VDS_ACTIVATE = 16  # "Activation of host h initiated by u."
+USER_REMOVE_VDS = 44  # "Host h was removed by u."
+USER_VDS_MAINTENANCE_WITHOUT_REASON = 620  # "Host h was switched to Maintenance mode by u."
+HOST_STATUSES = frozenset({
+    "connecting", "down", "error", "initializing", "install_failed", "installing", "installing_os", "kdumping",
+    "maintenance", "non_operational", "non_responsive", "pending_approval", "preparing_for_maintenance", "reboot",
+    "unassigned", "up",
+})
+OVIRTMGMT_NETWORK_ID = "b6a660fd-f1ff-4d26-b535-91fae6d42a3f"
 
 VM_STATUSES = frozenset({
     "down", "image_locked", "migrating", "not_responding", "paused", "powering_down", "powering_up",
@@ -176,12 +192,30 @@ class SimCluster:
 
 
 @dataclass
+class SimHostNic:
+    id: str
+    name: str
+    mac: str | None = None
+    ipv4: str | None = None
+    ipv6: str | None = None
+    bridged: bool = False
+    network_id: str | None = None
+    slaves: tuple[str, ...] = ()  # names of the bond's slave NICs
+    vlan: int | None = None
+    base_interface: str | None = None
+
+
+@dataclass
 class SimHost:
     id: str
     name: str
     address: str
     cluster_id: str
     status: str = "up"
+    system_uuid: str = ""  # the SMBIOS uuid (hardware_information.uuid), upper case as engines report it
+    kernel: str = "4.18.0-513.5.1.el8_9.x86_64"
+    nics: list[SimHostNic] = field(default_factory=list)
+    tag_ids: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -345,12 +379,72 @@ class Fleet:
             self.clusters[c.id] = c
             return c
 
-    def add_host(self, name: str, cluster: str, *, address: str | None = None) -> SimHost:
+    def add_host(self, name: str, cluster: str, *, address: str | None = None, status: str = "up",
+                 host_id: str | None = None, tags: Iterable[str] = (), ip: str | None = None) -> SimHost:
+        """Add a host with the NICs of a typical oVirt host: ``eth0`` carrying the ovirtmgmt bridge (``ip``, by
+        default 192.168.<n>.<m>, and an IPv6 address), ``bond0`` of ``eth1`` + ``eth2`` (storage network)
+        and the VLAN ``bond0.100`` on it."""
+        if status not in HOST_STATUSES:
+            raise ValueError(f"unknown host status {status!r}")
         with self.lock:
             c = self.cluster(cluster)
-            h = SimHost(self._uuid(), name, address or f"{name}.example.com", c.id)
+            n = len(self.hosts) + 1
+            hid = host_id or self._uuid()
+            # SMBIOS uuid and MACs derived from the host id, not drawn from the fleet's generator: adding hosts
+            # leaves the ids and MACs of a seeded fleet's VMs as they were.
+            h = SimHost(hid, name, address or f"{name}.example.com", c.id, status,
+                        system_uuid=str(uuid.uuid5(uuid.NAMESPACE_OID, f"{hid}/smbios")).upper())
+            mgmt = ip or f"192.168.{n // 250}.{n % 250 + 1}"
+
+            def nid(nic: str) -> str:
+                return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{h.id}/{nic}"))
+
+            def mac(nic: str) -> str:
+                raw = uuid.uuid5(uuid.NAMESPACE_OID, f"{h.id}/{nic}/mac").bytes[:3]
+                return "56:6f:" + ":".join(f"{b:02x}" for b in (0x10, *raw))[:14]
+
+            h.nics = [
+                SimHostNic(nid("eth0"), "eth0", mac("eth0"), mgmt, f"fd00:ab::{n:x}", bridged=True,
+                           network_id=OVIRTMGMT_NETWORK_ID),
+                SimHostNic(nid("eth1"), "eth1", mac("eth1")),
+                SimHostNic(nid("eth2"), "eth2", mac("eth2")),
+                SimHostNic(nid("bond0"), "bond0", mac("bond0"), f"10.10.{n // 250}.{n % 250 + 1}",
+                           slaves=("eth1", "eth2")),
+                SimHostNic(nid("bond0.100"), "bond0.100", None, f"10.100.{n // 250}.{n % 250 + 1}", vlan=100,
+                           base_interface="bond0"),
+            ]
+            h.tag_ids = {self._ensure_tag(t).id for t in tags}
             self.hosts[h.id] = h
             return h
+
+    def set_host_status(self, ref: str, status: str) -> SimHost:
+        """Change a host's status, with the events the engine logs (maintenance, activation, failure)."""
+        if status not in HOST_STATUSES:
+            raise ValueError(f"unknown host status {status!r}")
+        with self.lock:
+            h = self.host(ref)
+            old, h.status = h.status, status
+            if old == status:
+                return h
+            u = self.user_name
+            if status == "maintenance":
+                self.add_event(USER_VDS_MAINTENANCE_WITHOUT_REASON,
+                               f"Host {h.name} was switched to Maintenance mode by {u}.", host_id=h.id)
+            elif status == "up" and old == "maintenance":
+                self.add_event(VDS_ACTIVATE, f"Activation of host {h.name} initiated by {u}.", host_id=h.id)
+                self.add_event(VDS_DETECTED, f"Status of host {h.name} was set to Up.", host_id=h.id, user=False)
+            elif status == "up":
+                self.add_event(VDS_DETECTED, f"Status of host {h.name} was set to Up.", host_id=h.id, user=False)
+            elif status in ("non_responsive", "down"):
+                self.add_event(VDS_FAILURE, f"Host {h.name} is non responsive.", host_id=h.id, severity="error",
+                               user=False)
+            return h
+
+    def remove_host(self, ref: str) -> None:
+        with self.lock:
+            h = self.host(ref)
+            del self.hosts[h.id]
+            self.add_event(USER_REMOVE_VDS, f"Host {h.name} was removed by {self.user_name}.", host_id=h.id)
 
     def add_tag(self, name: str, *, parent: str | None = None, description: str = "") -> SimTag:
         """Create a tag (a child of ``parent`` when given, else a top-level tag under ``root``)."""
@@ -930,10 +1024,12 @@ class _Renderer:
                 T("external_status", "ok"),
                 E("hardware_information", T("family", "Red Hat Enterprise Linux"),
                   T("manufacturer", "Supermicro"),
-                  T("product_name", "SYS-1029P"), T("uuid", h.id)),
+                  T("product_name", "SYS-1029P"), T("uuid", h.system_uuid or h.id)),
                 T("kdump_status", "disabled"), T("max_scheduling_memory", 256 * 1024**3),
                 T("memory", 270 * 1024**3), T("numa_supported", True),
-                E("os", T("type", "RHEL"), E("version", T("full_version", "8.9 - 1.el8"), *_version(8, 9))),
+                E("os", T("reported_kernel_cmdline", f"BOOT_IMAGE=(hd0,msdos1)/vmlinuz-{h.kernel} "
+                          "root=/dev/mapper/rhel-root ro crashkernel=auto"),
+                  T("type", "RHEL"), E("version", T("full_version", "8.9 - 1.el8"), *_version(8, 9))),
                 T("port", 54321), T("protocol", "stomp"), T("status", h.status),
                 E("summary", T("active", n_vms), T("migrating", 0), T("total", n_vms)),
                 T("type", "rhel"), T("update_available", False),
@@ -941,9 +1037,43 @@ class _Renderer:
                   T("revision", 5)),
                 self.cluster(c, follow["cluster"]) if c and "cluster" in follow
                 else R("cluster", "clusters", h.cluster_id),
+                self.host_nics(h, "nics") if "nics" in follow else None,
                 href=base, id=h.id,
             )
         return self._memo(("host", h.id, _follow_key(follow)), build)
+
+    def host_nics(self, h: SimHost, tag: str = "host_nics") -> Node:
+        """``/hosts/{id}/nics`` in the recorded shape (``host_*_nics.xml``); ``<nics>`` when inlined by follow."""
+        by_name = {n.name: n for n in h.nics}
+        items = []
+        for n in h.nics:
+            base = f"{API_PREFIX}/hosts/{h.id}/nics/{n.id}"
+            ip4 = (E("ip", T("address", n.ipv4), T("gateway", n.ipv4.rsplit(".", 1)[0] + ".254"),
+                     T("netmask", "255.255.255.0"), T("version", "v4")) if n.ipv4 else None)
+            ip6 = (E("ipv6", T("address", n.ipv6), T("gateway", "fe80::1"), T("netmask", "64"), T("version", "v6"))
+                   if n.ipv6 else None)
+            bonding = (E("bonding", E("options", E("option", T("name", "mode"), T("type", "Dynamic link aggregation "
+                                                                                   "(802.3ad)"), T("value", "4"))),
+                         E("slaves", *(R("host_nic", f"hosts/{h.id}/nics", by_name[s].id) for s in n.slaves
+                                       if s in by_name)))
+                       if n.slaves else None)
+            items.append(E(
+                "host_nic", E("actions"), T("name", n.name),
+                *_links(base, ("linklayerdiscoveryprotocolelements", "networklabels", "networkattachments",
+                               "statistics")),
+                T("base_interface", n.base_interface) if n.base_interface else None,
+                bonding,
+                T("boot_protocol", "static" if n.ipv4 else "none"), T("bridged", n.bridged),
+                T("custom_configuration", False), ip4, ip6,
+                T("ipv6_boot_protocol", "autoconf" if n.ipv6 else "none"),
+                E("mac", T("address", n.mac)) if n.mac else None, T("mtu", 1500), E("properties"),
+                T("status", "up"),
+                E("vlan", id=str(n.vlan)) if n.vlan is not None else None,
+                R("host", "hosts", h.id),
+                R("network", "networks", n.network_id) if n.network_id else None,
+                href=base, id=n.id,
+            ))
+        return E(tag, *items)
 
     # tags, devices, nics, instance types, templates ---------------------------------------------
 
@@ -1186,8 +1316,12 @@ _VM_FIELDS = frozenset({
 })
 
 
+_HOST_FIELDS = frozenset({"name", "status", "cluster", "datacenter", "tag", "address", "id"})
+
+
 # complexity: the engine's search grammar, one branch per token kind
-def parse_search(query: str) -> SearchQuery:  # noqa: C901
+def parse_search(query: str, *, fields: frozenset[str] = _VM_FIELDS,  # noqa: C901
+                 prefixes: tuple[str, ...] = ("vms:", "vm:")) -> SearchQuery:
     """Parse the supported subset of the oVirt search language (raises SearchError / UnknownField)."""
     tokens: list[tuple[str, str]] = []
     pos, text = 0, query.strip()
@@ -1203,7 +1337,7 @@ def parse_search(query: str) -> SearchQuery:  # noqa: C901
         elif m.group("word"):
             tokens.append(("word", m.group("word")))
     # "Vms:" prefix, as the engine's own UI writes it
-    if tokens and tokens[0][0] == "word" and tokens[0][1].lower() in ("vms:", "vm:"):
+    if tokens and tokens[0][0] == "word" and tokens[0][1].lower() in prefixes:
         tokens = tokens[1:]
     i = 0
 
@@ -1232,7 +1366,7 @@ def parse_search(query: str) -> SearchQuery:  # noqa: C901
         if f[0] != "word" or op[0] != "op" or v[0] != "word":
             raise SearchError("expected 'field op value'")
         fname = f[1].lower()
-        if fname not in _VM_FIELDS:
+        if fname not in fields:
             raise UnknownField(fname)
         if op[1] not in ("=", "!="):
             raise SearchError(f"operator {op[1]!r} not supported for {fname}")
@@ -1324,6 +1458,54 @@ def search_vms(fleet: Fleet, query: str, *, max_results: int | None = None,
         start = (max(q.page, 1) - 1) * size
         return vms[start:start + size]
     return vms[:max_results] if max_results is not None else vms
+
+
+def _host_matches(fleet: Fleet, h: SimHost, cond: _Cond, case_sensitive: bool,
+                  tag_sets: dict[_Cond, set[str]]) -> bool:
+    v = cond.value
+    c = fleet.clusters.get(h.cluster_id)
+    if cond.field == "tag":
+        if cond not in tag_sets:
+            named = {t.id for t in fleet.tags.values() if _wild(v, t.name, case_sensitive)}
+            tag_sets[cond] = fleet.tag_descendants(named)
+        result = not tag_sets[cond].isdisjoint(h.tag_ids)
+    elif cond.field == "status":
+        result = h.status == v.lower().replace(" ", "_")
+    elif cond.field == "name":
+        result = _wild(v, h.name, case_sensitive)
+    elif cond.field == "id":
+        result = h.id == v
+    elif cond.field == "address":
+        result = _wild(v, h.address, case_sensitive)
+    elif cond.field == "cluster":
+        result = _wild(v, c.name if c else None, case_sensitive)
+    else:  # datacenter
+        dc = fleet.datacenters.get(c.datacenter_id) if c else None
+        result = _wild(v, dc.name if dc else None, case_sensitive)
+    return result if cond.op == "=" else not result
+
+
+def search_hosts(fleet: Fleet, query: str, *, max_results: int | None = None,
+                 case_sensitive: bool = True) -> list[SimHost]:
+    """The hosts a real engine would return for ``/hosts?search=query&max=max_results`` (empty on a query error)."""
+    try:
+        q = parse_search(query, fields=_HOST_FIELDS, prefixes=("hosts:", "host:"))
+    except SearchError:
+        return []
+    if q.sort_field not in (None, "name"):
+        return []
+    tag_sets: dict[_Cond, set[str]] = {}
+    with fleet.lock:
+        hosts = [h for h in fleet.hosts.values()
+                 if not q.clauses or any(all(_host_matches(fleet, h, c, case_sensitive, tag_sets) for c in clause)
+                                         for clause in q.clauses)]
+    if q.sort_field == "name":
+        hosts.sort(key=lambda h: h.name, reverse=q.descending)
+    if q.page is not None:
+        size = max_results if max_results is not None else DEFAULT_PAGE_SIZE
+        start = (max(q.page, 1) - 1) * size
+        return hosts[start:start + size]
+    return hosts[:max_results] if max_results is not None else hosts
 
 
 def _form(body: bytes) -> dict[str, str]:
@@ -1531,6 +1713,15 @@ class EngineSimulator(LoopbackServer):
 
     def set_status(self, ref: str, status: str) -> SimVM:
         return self.fleet.set_status(ref, status)
+
+    def add_host(self, name: str, cluster: str, **kwargs: Any) -> SimHost:
+        return self.fleet.add_host(name, cluster, **kwargs)
+
+    def set_host_status(self, ref: str, status: str) -> SimHost:
+        return self.fleet.set_host_status(ref, status)
+
+    def remove_host(self, ref: str) -> None:
+        self.fleet.remove_host(ref)
 
     def set_tags(self, ref: str, tags: Iterable[str]) -> SimVM:
         return self.fleet.set_tags(ref, tags)
@@ -1831,10 +2022,22 @@ class EngineSimulator(LoopbackServer):
             node = (E("clusters", *(r.cluster(x, follow) for x in f.clusters.values())) if not rest
                     else (r.cluster(c, follow) if c else None))
         elif coll == "hosts":
-            follow = parse_follow(query.get("follow"), {"cluster": {"data_center": {}}})
-            h = f.hosts.get(rest[0]) if len(rest) == 1 else None
-            node = (E("hosts", *(r.host(x, follow) for x in f.hosts.values())) if not rest
-                    else (r.host(h, follow) if h else None))
+            follow = parse_follow(query.get("follow"), {"cluster": {"data_center": {}}, "nics": {}})
+            if not rest:
+                hosts = list(f.hosts.values())
+                if "search" in query:
+                    hosts = search_hosts(f, query["search"], max_results=max_results,
+                                         case_sensitive=query.get("case_sensitive", "true").lower() != "false")
+                elif max_results is not None:
+                    hosts = hosts[:max_results]
+                return to_xml(E("hosts", *(r.host(x, follow) for x in hosts)), ser)
+            h = f.hosts.get(rest[0])
+            if h is None or len(rest) > 2:
+                return None
+            if len(rest) == 1:
+                node = r.host(h, follow)
+            elif rest[1] == "nics":
+                node = r.host_nics(h)
         elif coll == "datacenters":
             d = f.datacenters.get(rest[0]) if len(rest) == 1 else None
             node = (E("data_centers", *(r.datacenter(x) for x in f.datacenters.values())) if not rest
@@ -1914,8 +2117,8 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "API_PREFIX", "GUEST_VISIBLE_STATUSES", "ON_HOST_STATUSES", "SSO_LOGOUT_PATH", "SSO_TOKEN_PATH",
+    "API_PREFIX", "GUEST_VISIBLE_STATUSES", "HOST_STATUSES", "ON_HOST_STATUSES", "SSO_LOGOUT_PATH", "SSO_TOKEN_PATH",
     "EngineSimulator", "Fleet", "GuestDevice", "GuestOS", "RequestRecord", "SearchQuery", "SimCluster",
-    "SimDataCenter", "SimEvent", "SimHost", "SimTag", "SimVM", "generate_fleet", "parse_follow", "parse_search",
-    "search_vms", "tls_paths",
+    "SimDataCenter", "SimEvent", "SimHost", "SimHostNic", "SimTag", "SimVM", "generate_fleet", "parse_follow",
+    "parse_search", "search_hosts", "search_vms", "tls_paths",
 ]

@@ -269,3 +269,23 @@ def test_an_internal_error_is_one_line_and_exit_1(config: Path, monkeypatch: pyt
         "ovirt-cloudprovider: error: internal error: RuntimeError: a bug over two lines (please report it; -v "
         "logs the traceback)"]
     assert "Traceback" not in err
+
+
+def test_discover_with_hosts_shows_a_kind_column_and_host_objects(tmp_path: Path, engine: EngineSimulator) -> None:
+    cfg = write_config(tmp_path / "hosts.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file,
+                       vms="tag=kubernetes\nhosts = cluster=east-a")
+    r = run_cli(["discover", "--config", str(cfg)])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["KIND", "NAME", "STATUS"]
+    assert len(lines) == 1 + 12 + 3
+    assert sum(line.startswith("host ") for line in lines) == 3 and lines[-1].startswith("host ")
+    r = run_cli(["discover", "--config", str(cfg), "-o", "json"])
+    doc = json.loads(r.stdout)
+    hosts = [item for item in doc if "host" in item]
+    assert len(doc) == 15 and len(hosts) == 3
+    for item in hosts:
+        assert item["node"]["providerID"] == f"ovirt://host/{item['host']['id']}"
+        assert item["node"]["labels"]["ovirt.org/kind"] == "host"
+    r = run_cli(["check-config", "--config", str(cfg)])
+    assert "hosts:   3 host(s) matched 'cluster=east-a'" in r.stdout

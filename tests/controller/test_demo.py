@@ -33,6 +33,11 @@ def test_demo_runs_the_scenario_in_under_a_minute(tmp_path: Path) -> None:
     assert not re.search(r"^worker-8\s", table, re.M)
     assert re.search(r"^worker-1\s.*\b10\.20\.1\.11\b.*\b203\.0\.113\.11\b", table, re.M)  # internal + external
     assert "node worker-3 got node.cloudprovider.kubernetes.io/shutdown:NoSchedule" in out
+    assert "node prod-b-host1 got ovirt.org/maintenance:NoSchedule" in out
+    assert "host prod-b-host1 activated again: taint removed" in out
+    for host in ("prod-b-host1", "prod-b-host2"):  # the hosts beside the VMs, with their management IPs
+        assert re.search(rf"^{host}\s.*\b192\.168\.\d+\.\d+\b", table, re.M), host
+        assert re.search(rf"^{host}\s+ovirt://host/[0-9a-f-]{{36}}\s", out, re.M), host
     assert "node worker-6: VM absent in sweep 1/3, node kept" in out
     assert "node worker-6 deleted" in out
     final = out.rsplit("$ kubectl get nodes -o wide", 1)[1]

@@ -624,7 +624,7 @@ def test_bad_bind_addresses(value: str) -> None:
     (CONNECTION + "pasword = x\n", "[connection] pasword: unknown key on line 5 (did you mean password?)"),
     (CONNECTION + "ca-fil = x\n", "[connection] ca-fil: unknown key on line 5 (did you mean ca_file?)"),
     (CONNECTION + "[nodes]\npage_size = 10\n", "[nodes] page_size: unknown key on line 6 (it belongs in [controller])"),
-    (CONNECTION + "[filters]\nhosts = x\n", "[filters] hosts: unknown key on line 6 (known keys: vms)"),
+    (CONNECTION + "[filters]\ntemplates = x\n", "[filters] templates: unknown key on line 6 (known keys: vms, hosts)"),
     (CONNECTION + "[connection]\ntimeout = 5\n", "[connection]: section given twice on line 5"),
     (CONNECTION + "[Connection]\ntimeout = 5\n",
      "[connection]: section given twice (as [connection] and [Connection] on line 5)"),

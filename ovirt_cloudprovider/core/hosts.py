@@ -1,0 +1,248 @@
+"""oVirt hosts (hypervisors) → the Nodes they should be, as :class:`NodeSpec` with ``kind="host"``. Pure.
+
+A :class:`Host` becomes the same NodeSpec the planner handles for VMs (``vm_id``/``vm_name`` hold the
+host's id and name), so every planning rule applies to hosts unchanged; ownership is per kind
+(:func:`~.providerid.owner_key`): a VM never matches or deletes a host's node, nor a host a VM's.
+
+- providerID ``ovirt://host/<host-id>`` (:func:`~.providerid.build_host`); ``status.nodeInfo.systemUUID``
+  is the host's SMBIOS uuid (``hardware_information.uuid``), which is what its kubelet reports.
+- Name: ``[nodes] name_source`` as for VMs, the host's address (the FQDN the engine uses) being its FQDN:
+  ``name`` (the host name), ``fqdn``, ``short-fqdn`` (an IP address as the address is no FQDN: skipped).
+- Addresses: the host's NICs through the VM rules of :mod:`.addresses` (CIDRs, ``ignore_interfaces``,
+  order); on top of them the NICs that never carry the node IP are dropped (:data:`HOST_IGNORED_NICS`:
+  ``vnet*`` (VM taps), ``;vdsmdummy;``, and the slaves of a bond (the bond carries the address)). The
+  management network (ovirtmgmt) is a bridge on the NIC the engine reports with the host's IP, so within
+  each address group (InternalIP IPv4, IPv6, ExternalIP IPv4, IPv6) the addresses of bridged NICs come
+  first: the management IP is the node's primary address, not a storage or VLAN address that happens to
+  sort first. The host's address is its Hostname address when it is a DNS name.
+- Labels: zone and region as for VMs (``zone_source = host`` is the host's own name),
+  ``node.kubernetes.io/instance-type`` the hardware product name (else the CPU model),
+  ``ovirt.org/kind=host``, ``ovirt.org/{host,cluster,datacenter}``, ``kubernetes.io/arch`` from the cluster's
+  CPU architecture, ``kubernetes.io/os=linux`` (an oVirt host runs vdsm on Linux), ``[nodes] extra_labels``.
+- Status: ``up`` → running (a node may be registered, the shutdown and maintenance taints go);
+  ``maintenance`` and ``preparing_for_maintenance`` → the maintenance taint ``ovirt.org/maintenance:NoSchedule``;
+  ``down`` → the shutdown taint; every other status (``non_responsive``, ``connecting``, ``initializing``,
+  ``installing``, ``unassigned``, ``error``, one we do not know) → exists, no change.
+- Names: a host whose node name equals another host's or a VM's is skipped, and so is the other one
+  (``duplicate-name``): a name is never guessed, and a VM and a host never share a node.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections import defaultdict
+from dataclasses import replace
+
+from . import providerid
+from .addresses import HOSTNAME, hostname, node_addresses
+from .desired import (
+    SKIP_DUPLICATE_NAME,
+    SKIP_INVALID_ID,
+    SKIP_INVALID_NAME,
+    SKIP_NO_FQDN,
+    _and_list,
+    _quote,
+    kube_arch,
+    label_value,
+    make_node_name,
+)
+from .records import (
+    HOST_MAINTENANCE_STATUSES,
+    HOST_RUNNING_STATUSES,
+    HOST_SHUTDOWN_STATUSES,
+    KIND_HOST,
+    LABEL_ARCH,
+    LABEL_INSTANCE_TYPE,
+    LABEL_OS,
+    LABEL_OVIRT_CLUSTER,
+    LABEL_OVIRT_DATACENTER,
+    LABEL_OVIRT_HOST,
+    LABEL_OVIRT_KIND,
+    LABEL_REGION,
+    LABEL_ZONE,
+    Desired,
+    GuestNic,
+    Host,
+    HostNic,
+    NodeAddress,
+    NodeInfo,
+    NodeSpec,
+    SkippedVM,
+    VirtualMachine,
+)
+from .settings import NodesConfig
+
+# Host interfaces that never carry the node's IP, whatever ``ignore_interfaces`` says.
+HOST_IGNORED_NICS = ("vnet*", ";vdsmdummy;")
+_VMLINUZ = re.compile(r"(?:^|\s)BOOT_IMAGE=\S*?vmlinuz-(\S+)")
+
+
+def kernel_of_cmdline(cmdline: str | None) -> str | None:
+    """The kernel release in a reported kernel command line (``BOOT_IMAGE=/vmlinuz-<release> ...``), or None."""
+    match = _VMLINUZ.search(cmdline or "")
+    return match.group(1) if match else None
+
+
+def address_nics(host: Host) -> tuple[HostNic, ...]:
+    """The host's NICs that may carry the node's addresses: without bond slaves, VM taps and vdsm's dummy."""
+    slaves = {name for nic in host.nics for name in nic.bond_slaves}
+    return tuple(nic for nic in host.nics
+                 if nic.name not in slaves and not any(fnmatch.fnmatchcase(nic.name, p) for p in HOST_IGNORED_NICS))
+
+
+def as_machine(host: Host) -> VirtualMachine:
+    """The host in the shape the address and name rules read (its address as the FQDN, its usable NICs)."""
+    return VirtualMachine(
+        id=host.id, name=host.name, status=host.status, fqdn=host.address,
+        nics=tuple(GuestNic(name=n.name, mac=n.mac, ips=n.ips) for n in address_nics(host)),
+    )
+
+
+def host_addresses(host: Host, nodes: NodesConfig) -> tuple[NodeAddress, ...]:
+    """The Node addresses of ``host``: :func:`~.addresses.node_addresses` of its usable NICs, the bridged NICs'
+    addresses first within each group (type, IP family), then the Hostname."""
+    machine = as_machine(host)
+    bridged = {n.name for n in address_nics(host) if n.bridged}
+    first = node_addresses(replace(machine, fqdn=None, nics=tuple(n for n in machine.nics if n.name in bridged)),
+                           nodes)
+    rest = node_addresses(replace(machine, fqdn=None, nics=tuple(n for n in machine.nics if n.name not in bridged)),
+                          nodes)
+    out: list[NodeAddress] = []
+    for group in ((t, v) for t in ("InternalIP", "ExternalIP") for v in (4, 6)):
+        for address in (*first, *rest):
+            if (address.type, ipaddress.ip_address(address.address).version) == group and address not in out:
+                out.append(address)
+    name = hostname(machine)
+    return (*out, NodeAddress(HOSTNAME, name)) if name else tuple(out)
+
+
+def host_node_name(host: Host, nodes: NodesConfig) -> tuple[str | None, str | None]:
+    """The node name for ``host`` → ``(name, None)``, or ``(None, reason)`` with a coded reason."""
+    if nodes.name_source == "name":
+        name, problem = make_node_name(host.name)
+        if problem:
+            return None, f"{SKIP_INVALID_NAME}: host name {_quote(host.name)} {problem}"
+        return name, None
+    fqdn = hostname(as_machine(host))
+    if fqdn is None:
+        got = f" (its address is {_quote(host.address)})" if host.address else ""
+        return None, f"{SKIP_NO_FQDN}: name_source is {nodes.name_source} but the host has no FQDN address{got}"
+    return (fqdn.split(".", 1)[0] if nodes.name_source == "short-fqdn" else fqdn), None
+
+
+def host_labels(host: Host, nodes: NodesConfig) -> tuple[tuple[str, str], ...]:
+    """All labels for ``host``'s Node, sorted by key; invalid values omitted."""
+    zone = {"cluster": host.cluster, "datacenter": host.datacenter, "host": host.name}.get(nodes.zone_source)
+    region = {"datacenter": host.datacenter, "cluster": host.cluster}.get(nodes.region_source)
+    candidates = {
+        LABEL_ZONE: zone,
+        LABEL_REGION: region,
+        LABEL_INSTANCE_TYPE: host.product if label_value(host.product) else host.cpu_model,
+        LABEL_OVIRT_KIND: KIND_HOST,
+        LABEL_OVIRT_HOST: host.name,
+        LABEL_OVIRT_CLUSTER: host.cluster,
+        LABEL_OVIRT_DATACENTER: host.datacenter,
+        LABEL_ARCH: kube_arch(host.architecture),
+        LABEL_OS: "linux",
+    }
+    labels: dict[str, str] = {}
+    for key, raw in candidates.items():
+        value = label_value(raw)
+        if value is not None:
+            labels[key] = value
+    for key, value in nodes.extra_labels:
+        labels.setdefault(key, value)
+    return tuple(sorted(labels.items()))
+
+
+def host_node_spec(host: Host, name: str, nodes: NodesConfig) -> NodeSpec:
+    """The Node ``host`` should become under ``name``."""
+    status = host.status.strip().lower()
+    machine = as_machine(host)
+    system_uuid = providerid.vm_uuid(host.system_uuid or "") or ""
+    return NodeSpec(
+        name=name,
+        provider_id=providerid.build_host(host.id),
+        vm_id=providerid.normalize_vm_id(host.id),
+        vm_name=host.name,
+        status=status,
+        addresses=host_addresses(host, nodes),
+        labels=host_labels(host, nodes),
+        shutdown=status in HOST_SHUTDOWN_STATUSES,
+        running=status in HOST_RUNNING_STATUSES,
+        fqdn=hostname(machine),
+        cpus=host.cpus,
+        memory_bytes=host.memory_bytes,
+        node_info=NodeInfo(
+            system_uuid=system_uuid,
+            os_image=host.os or "",
+            kernel_version=host.kernel or "",
+            architecture=kube_arch(host.architecture) or "",
+            operating_system="linux",
+        ),
+        kind=KIND_HOST,
+        maintenance=status in HOST_MAINTENANCE_STATUSES,
+    )
+
+
+def desired_hosts(hosts: tuple[Host, ...], nodes: NodesConfig) -> tuple[list[NodeSpec], list[SkippedVM]]:
+    """A NodeSpec for every host with a usable, unique (among hosts) node name; a SkippedVM (kind host) for
+    every other one. A host id listed twice counts once."""
+    skipped: list[SkippedVM] = []
+    by_name: dict[str, list[Host]] = defaultdict(list)
+    seen: set[str] = set()
+    for host in hosts:
+        host_id = providerid.vm_uuid(host.id)
+        if host_id is None:
+            skipped.append(SkippedVM(host.id, host.name, f"{SKIP_INVALID_ID}: host id {_quote(host.id)} is not a UUID",
+                                     kind=KIND_HOST))
+            continue
+        if host_id in seen:
+            continue
+        seen.add(host_id)
+        name, problem = host_node_name(host, nodes)
+        if name is None:
+            skipped.append(SkippedVM(host.id, host.name, problem or SKIP_INVALID_NAME, kind=KIND_HOST))
+            continue
+        by_name[name].append(host)
+    specs: list[NodeSpec] = []
+    for name, group in by_name.items():
+        if len(group) == 1:
+            specs.append(host_node_spec(group[0], name, nodes))
+            continue
+        listed = _and_list([f"{_quote(h.name)} ({h.id})" for h in group])
+        reason = f"{SKIP_DUPLICATE_NAME}: hosts {listed} map to the same node name {_quote(name)}"
+        skipped.extend(SkippedVM(h.id, h.name, reason, kind=KIND_HOST) for h in group)
+    return specs, skipped
+
+
+def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) -> Desired:
+    """``desired`` (the VMs' nodes) plus the hosts' nodes; a host and a VM (or several) that map to the same
+    node name are all skipped (``duplicate-name``). ``hosts_discovered`` is set: host nodes are managed."""
+    host_specs, host_skipped = desired_hosts(hosts, nodes)
+    vm_names = {spec.name: spec for spec in desired.nodes}
+    clash = {spec.name for spec in host_specs if spec.name in vm_names}
+    vm_specs = [spec for spec in desired.nodes if spec.name not in clash]
+    skipped = list(desired.skipped) + host_skipped
+    for spec in [s for s in desired.nodes if s.name in clash] + [s for s in host_specs if s.name in clash]:
+        vm, host = vm_names[spec.name], next(h for h in host_specs if h.name == spec.name)
+        reason = (f"{SKIP_DUPLICATE_NAME}: VM {_quote(vm.vm_name)} ({vm.vm_id}) and host {_quote(host.vm_name)} "
+                  f"({host.vm_id}) map to the same node name {_quote(spec.name)}; rename one")
+        skipped.append(SkippedVM(spec.vm_id, spec.vm_name, reason, kind=spec.kind))
+    specs = vm_specs + [spec for spec in host_specs if spec.name not in clash]
+    return Desired(
+        nodes=tuple(sorted(specs, key=lambda spec: (spec.name, spec.kind))),
+        skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.kind, s.vm_id))),
+        hosts_discovered=True,
+    )
+
+
+def what(kind: str) -> str:
+    """``"VM"`` or ``"host"``, for messages."""
+    return "host" if kind == KIND_HOST else "VM"
+
+
+__all__ = ["HOST_IGNORED_NICS", "address_nics", "as_machine", "desired_hosts", "host_labels", "host_node_name",
+           "host_node_spec", "kernel_of_cmdline", "what", "with_hosts"]

@@ -1,0 +1,211 @@
+"""oVirt hosts as nodes, end to end: sweeps through the real ovirtsdk4 and kubernetes clients against both
+loopback simulators (as tests/controller/test_sync.py does for VMs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN
+from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
+from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+from tests.controller.test_sync import World, taint_keys
+from tests.helpers import run_cli, write_config
+
+HOSTS = "cluster=east-a"  # three hosts of the generated fleet
+
+
+class HostWorld(World):
+    def __init__(self, engine: EngineSimulator, kube: KubeApiSimulator, hosts: str | None, **controller: Any) -> None:
+        super().__init__(engine, kube, **controller)
+        self.config = replace(self.config, filters=replace(self.config.filters, hosts=hosts))
+        self.client.close()
+        self.client = EngineClient(self.config.connection, page_size=5, hosts=hosts)
+
+    def host_nodes(self) -> dict[str, dict[str, Any]]:
+        return {n["metadata"]["name"]: n for n in self.kube.list_nodes()
+                if (n["spec"].get("providerID") or "").startswith("ovirt://host/")}
+
+
+@pytest.fixture
+def engine() -> Iterator[EngineSimulator]:
+    with EngineSimulator(generate_fleet(12, seed=21, untagged=3)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def kube() -> Iterator[KubeApiSimulator]:
+    with KubeApiSimulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def world(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[HostWorld]:
+    w = HostWorld(engine, kube, HOSTS, delete_after_sweeps=3, max_delete_fraction=0.5)
+    yield w
+    w.close()
+
+
+def east_a_hosts(engine: EngineSimulator) -> list[Any]:
+    cluster = next(c for c in engine.fleet.clusters.values() if c.name == "east-a")
+    return sorted((h for h in engine.fleet.hosts.values() if h.cluster_id == cluster.id), key=lambda h: h.name)
+
+
+def test_hosts_become_nodes_beside_the_vms_with_their_management_ips(world: HostWorld) -> None:
+    world.converge()
+    hosts = east_a_hosts(world.engine)
+    nodes = world.host_nodes()
+    assert sorted(nodes) == [h.name for h in hosts]
+    vm_nodes = [n for n in world.kube.list_nodes() if n["metadata"]["name"] not in nodes]
+    assert vm_nodes and all(n["spec"]["providerID"].startswith("ovirt://") for n in vm_nodes)
+    for h in hosts:
+        node = nodes[h.name]
+        assert node["spec"]["providerID"] == f"ovirt://host/{h.id}"
+        labels = node["metadata"]["labels"]
+        assert labels["ovirt.org/kind"] == "host" and labels["node.kubernetes.io/instance-type"] == "SYS-1029P"
+        assert labels["topology.kubernetes.io/zone"] == "east-a"
+        addresses = node["status"]["addresses"]
+        mgmt = next(n for n in h.nics if n.name == "eth0")
+        assert addresses[0] == {"type": "InternalIP", "address": mgmt.ipv4}  # what kubectl -o wide shows
+        assert {"type": "Hostname", "address": h.address} in addresses
+        info = node["status"]["nodeInfo"]
+        assert info["systemUUID"] == h.system_uuid.lower() and info["kernelVersion"] == h.kernel
+        assert node["status"]["capacity"]["cpu"] == "64"
+    world.kube.reset_counts()
+    assert world.sweep().ok and world.kube.writes() == 0
+
+
+def test_a_host_in_maintenance_is_tainted_and_untainted_when_activated(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[0]
+    world.engine.set_host_status(host.id, "preparing_for_maintenance")
+    assert world.sweep().ok
+    assert TAINT_MAINTENANCE in taint_keys(world.host_nodes()[host.name])
+    world.engine.set_host_status(host.id, "maintenance")
+    world.kube.reset_counts()
+    assert world.sweep().ok and world.kube.writes("nodes") == 0  # still tainted: nothing to write
+    world.engine.set_host_status(host.id, "up")
+    assert world.sweep().ok
+    assert TAINT_MAINTENANCE not in taint_keys(world.host_nodes()[host.name])
+    world.engine.set_host_status(host.id, "down")
+    assert world.sweep().ok
+    assert TAINT_SHUTDOWN in taint_keys(world.host_nodes()[host.name])
+    world.engine.set_host_status(host.id, "non_responsive")  # exists: no change
+    world.kube.reset_counts()
+    assert world.sweep().ok and world.kube.writes("nodes") == 0
+
+
+def test_host_events_are_read_only_when_hosts_are_configured(world: HostWorld, engine: EngineSimulator,
+                                                              kube: KubeApiSimulator) -> None:
+    index = world.client.last_event_index()
+    host = east_a_hosts(engine)[0]
+    engine.set_host_status(host.id, "maintenance")
+    _, events = world.client.events_since(index)
+    assert [e.kind for e in events] == ["host-maintenance"] and events[0].vm_id is None  # a full sweep
+    without = HostWorld(engine, kube, None)
+    try:
+        assert without.client.events_since(index)[1] == ()
+    finally:
+        without.close()
+
+
+def test_a_removed_host_node_goes_on_the_third_sweep(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[-1]
+    world.engine.remove_host(host.id)
+    for sweep in (1, 2):
+        assert world.sweep().ok
+        node = world.host_nodes()[host.name]
+        assert node["metadata"]["annotations"][ANNOTATION_ABSENT_SWEEPS] == str(sweep)
+    assert world.sweep().ok
+    assert host.name not in world.host_nodes() and len(world.host_nodes()) == 2
+
+
+@pytest.mark.parametrize("fault", ["outage", "host-search-fails"])
+def test_engine_errors_delete_no_host_node(world: HostWorld, fault: str) -> None:
+    world.converge()
+    world.engine.remove_host(east_a_hosts(world.engine)[-1].id)
+    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    if fault == "outage":
+        world.engine.fail_requests(503)
+    else:
+        world.engine.fail_requests(503, path_prefix="/ovirt-engine/api/hosts")
+    world.kube.reset_counts()
+    for _ in range(4):
+        report = world.sweep()
+        assert not report.ok and report.plan is None
+    assert world.kube.writes() == 0
+    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+
+
+def test_an_empty_host_answer_deletes_nothing(world: HostWorld) -> None:
+    world.converge()
+    hosts = len(world.host_nodes())
+    for h in east_a_hosts(world.engine):
+        world.engine.remove_host(h.id)  # the host search now matches nothing; the VMs are still there
+    for _ in range(5):
+        assert world.sweep().ok
+    assert len(world.host_nodes()) == hosts
+    assert all(ANNOTATION_ABSENT_SWEEPS not in (n["metadata"].get("annotations") or {})
+               for n in world.host_nodes().values())
+    assert world.metrics.deletions_blocked_total.labels("empty-discovery")._value.get() >= hosts
+
+
+def requests_of_a_sweep(world: World) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
+    world.sweep()  # log in, converge
+    world.sweep()
+    start = len(world.engine.requests)
+    assert world.sweep().ok
+    return [(r.method, r.path, tuple(sorted(r.query.items()))) for r in world.engine.requests[start:]]
+
+
+def test_without_hosts_the_engine_requests_are_exactly_as_before(engine: EngineSimulator,
+                                                                 kube: KubeApiSimulator) -> None:
+    plain = World(engine, kube)  # as before: no hosts argument anywhere
+    try:
+        before = requests_of_a_sweep(plain)
+    finally:
+        plain.close()
+    unset = HostWorld(engine, kube, None)
+    try:
+        after = requests_of_a_sweep(unset)
+    finally:
+        unset.close()
+    assert after == before
+    assert not any("/hosts" in path for _, path, _ in after)
+    assert len(before) == 3  # the VM search only: 12 tagged VMs in pages of 5
+
+
+def test_with_hosts_a_sweep_adds_one_request_per_page_of_hosts(world: HostWorld, engine: EngineSimulator,
+                                                               kube: KubeApiSimulator) -> None:
+    with_hosts = requests_of_a_sweep(world)
+    host_requests = [q for _, path, q in with_hosts if path.endswith("/hosts")]
+    assert len(host_requests) == 1  # 3 hosts, page size 5: one request, never one per host
+    assert dict(host_requests[0])["follow"] == "nics,cluster.data_center"
+    every = HostWorld(engine, kube, "name=*")
+    try:
+        requests = requests_of_a_sweep(every)
+    finally:
+        every.close()
+    assert len([p for _, p, _ in requests if p.endswith("/hosts")]) == 2  # 9 hosts: pages of 5
+    assert not any("/hosts/" in p for _, p, _ in requests)
+
+
+def test_sync_once_dry_run_shows_the_kind_of_each_action(tmp_path: Path, engine: EngineSimulator,
+                                                          kube: KubeApiSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=engine.password, ca_file=engine.ca_file,
+                       vms=f"tag=kubernetes\nhosts = {HOSTS}")
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    r = run_cli(["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig", kubeconfig])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "ACTION", "NODE", "ID", "REASON", "DETAIL"]
+    hosts = [line for line in lines if line.startswith("host ")]
+    assert len(hosts) == 3 and all(line.split()[1] == "register" for line in hosts)
+    assert any(line.startswith("vm ") for line in lines)
+    assert "Would register node" in r.stdout and kube.writes() == 0

@@ -1,0 +1,150 @@
+"""The engine simulator's hosts agree with the recorded real engine answers (``manageiq/hosts.xml``,
+``host_*_nics.xml``), field by field through the SDK reader; and its host search, paging and follow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+
+from ovirt_cloudprovider.engine.host_records import HOST_DISCOVERY_FOLLOW, host_record
+from ovirt_cloudprovider.simulators.engine import EngineSimulator, Fleet, search_hosts
+from tests.simulators.test_engine_simulator import read_sample, sdk_connection, shape
+
+HOST_1 = "ce40bb38-f10a-43f3-8e15-d0ffad692a19"  # bodh1
+HOST_2 = "9be35c00-6523-4c2f-89d2-680a6b6da4c0"  # bodh2
+# HostNic fields the recorded single-NIC hosts do not show but the API model documents (bond, VLAN).
+NIC_EXTRAS = {"bonding", "bonding.options", "bonding.options[].name", "bonding.options[].type",
+              "bonding.options[].value", "bonding.slaves", "bonding.slaves[].id", "base_interface", "vlan", "vlan.id"}
+# What the recorded hosts carry that the simulator leaves out (site-specific details of no use to us).
+HOST_MISSING = {
+    "device_passthrough", "device_passthrough.enabled", "hardware_information.serial_number",
+    "hardware_information.supported_rng_sources", "hardware_information.supported_rng_sources[]",
+    "hardware_information.version", "iscsi", "iscsi.initiator", "ksm", "ksm.enabled", "libvirt_version",
+    "libvirt_version.build", "libvirt_version.full_version", "libvirt_version.major", "libvirt_version.minor",
+    "libvirt_version.revision", "os.custom_kernel_cmdline", "power_management",
+    "power_management.automatic_pm_enabled", "power_management.enabled", "power_management.kdump_detection",
+    "power_management.pm_proxies", "se_linux", "se_linux.mode", "spm", "spm.priority", "spm.status", "ssh",
+    "ssh.fingerprint", "ssh.port", "transparent_huge_pages", "transparent_huge_pages.enabled", "vgpu_placement",
+}
+
+
+def recorded_host_fleet() -> Fleet:
+    fleet = Fleet(seed=2)
+    dc = fleet.add_datacenter("newd1")
+    cluster = fleet.add_cluster("newd1_cluster", dc.id)
+    fleet.add_host("bodh1", cluster.id, address="bodh1.usersys.redhat.com", host_id=HOST_1, ip="10.46.10.132")
+    fleet.add_host("bodh2", cluster.id, address="bodh2.usersys.redhat.com", host_id=HOST_2, ip="10.46.10.133")
+    return fleet
+
+
+@pytest.fixture
+def host_sim(engine_sims: Callable[..., EngineSimulator]) -> EngineSimulator:
+    return engine_sims(recorded_host_fleet())
+
+
+@pytest.fixture
+def conn(host_sim: EngineSimulator) -> Iterator[sdk.Connection]:
+    c = sdk_connection(host_sim)
+    yield c
+    c.close()
+
+
+def union(objs: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for o in objs:
+        out.update(shape(o))
+    return out
+
+
+def test_simulated_hosts_have_the_shape_of_recorded_hosts(conn: sdk.Connection) -> None:
+    recorded = {h.id: h for h in read_sample("manageiq/hosts.xml")}
+    simulated = {h.id: h for h in conn.system_service().hosts_service().list()}
+    assert set(simulated) == set(recorded)
+    for host_id in (HOST_1, HOST_2):
+        want, got = shape(recorded[host_id]), shape(simulated[host_id])
+        assert set(want) - set(got) <= HOST_MISSING, sorted(set(want) - set(got) - HOST_MISSING)
+        assert set(got) - set(want) == set(), sorted(set(got) - set(want))
+        assert {k: got[k] for k in want if k in got} == {k: want[k] for k in want if k in got}
+        for attr in ("id", "name", "address", "status", "type"):
+            assert getattr(simulated[host_id], attr) == getattr(recorded[host_id], attr), attr
+        assert simulated[host_id].status == types.HostStatus.UP
+        assert simulated[host_id].cpu.name == recorded[host_id].cpu.name
+        assert simulated[host_id].os.type == recorded[host_id].os.type
+
+
+@pytest.mark.parametrize(("host_id", "sample"), [(HOST_1, "host_ce40bb38_nics.xml"),
+                                                  (HOST_2, "host_9be35c00_nics.xml")])
+def test_simulated_host_nics_have_the_shape_of_recorded_nics(conn: sdk.Connection, host_id: str, sample: str) -> None:
+    recorded = read_sample(f"manageiq/{sample}")
+    simulated = conn.system_service().hosts_service().host_service(host_id).nics_service().list()
+    want, got = union(recorded), union(simulated)
+    assert set(want) - set(got) == set(), sorted(set(want) - set(got))
+    assert set(got) - set(want) <= NIC_EXTRAS, sorted(set(got) - set(want) - NIC_EXTRAS)
+    assert {k: got[k] for k in want if k in got} == {k: want[k] for k in want if k in got}
+    mgmt = next(n for n in simulated if n.name == "eth0")
+    rec = recorded[0]
+    assert (mgmt.name, mgmt.bridged, mgmt.ip.address, mgmt.ip.version) == \
+        (rec.name, rec.bridged, rec.ip.address, rec.ip.version)
+    assert mgmt.network.id and rec.network.id  # the management network (ovirtmgmt) of the host's data center
+
+
+def test_our_record_of_a_recorded_host_equals_the_one_of_the_simulated_host(conn: sdk.Connection) -> None:
+    recorded = {h.id: h for h in read_sample("manageiq/hosts.xml")}[HOST_1]
+    recorded.nics = read_sample("manageiq/host_ce40bb38_nics.xml")
+    simulated = conn.system_service().hosts_service().host_service(HOST_1).get(follow="nics")
+    want, got = host_record(recorded), host_record(simulated)
+    assert want.kernel == "3.10.0-957.21.2.el7.x86_64" and got.kernel
+    assert want.system_uuid == "4587CAA0-8F1A-4246-838B-0F5380A7E67E" and got.system_uuid
+    assert want.nics[0].ips == ("10.46.10.132", "2620:52:0:2e08:21a:4aff:fe16:384") and want.nics[0].bridged
+    same = ("id", "name", "status", "address", "cpu_model")
+    assert {k: getattr(got, k) for k in same} == {k: getattr(want, k) for k in same}
+    assert got.nics[0].name == want.nics[0].name and got.nics[0].ips[0] == want.nics[0].ips[0]
+    # what the simulator has of its own: the cluster's id, the other NICs, sizes, product name, OS version
+    own: dict[str, Any] = {"nics": (), "cpus": None, "memory_bytes": None, "manufacturer": None, "product": None,
+                           "os": None, "kernel": None, "system_uuid": None, "cluster_id": None}
+    assert replace(got, **own) == replace(want, **own)
+
+
+def test_host_search_paging_and_follow(conn: sdk.Connection, host_sim: EngineSimulator) -> None:
+    fleet = host_sim.fleet
+    c2 = fleet.add_cluster("k8s-metal", next(iter(fleet.datacenters)))
+    for i in range(5):
+        fleet.add_host(f"metal{i}", c2.id, tags=("kubernetes",) if i % 2 == 0 else ())
+    assert [h.name for h in search_hosts(fleet, "cluster=k8s-metal sortby name asc")] == [f"metal{i}" for i in range(5)]
+    assert [h.name for h in search_hosts(fleet, "Hosts: tag=kubernetes sortby name asc")] == ["metal0", "metal2",
+                                                                                             "metal4"]
+    assert [h.name for h in search_hosts(fleet, "cluster=k8s-metal sortby name asc page 2", max_results=2)] == \
+        ["metal2", "metal3"]
+    assert search_hosts(fleet, "fqdn=x") == [] and search_hosts(fleet, "status=maintenance") == []
+    service = conn.system_service().hosts_service()
+    page = service.list(search="cluster=k8s-metal sortby name asc page 1", max=3, follow=HOST_DISCOVERY_FOLLOW)
+    assert [h.name for h in page] == ["metal0", "metal1", "metal2"]
+    record = host_record(page[0])
+    assert record.cluster == "k8s-metal" and record.datacenter == "newd1" and record.architecture == "x86_64"
+    assert [n.name for n in record.nics] == ["eth0", "eth1", "eth2", "bond0", "bond0.100"]
+    bond = record.nics[3]
+    assert bond.bond_slaves == ("eth1", "eth2") and record.nics[4].vlan == 100
+    assert record.nics[4].base_interface == "bond0"
+    with pytest.raises(sdk.Error):
+        service.list(follow="vms")
+
+
+def test_host_status_changes_and_removal_log_engine_events(host_sim: EngineSimulator) -> None:
+    before = host_sim.fleet.last_event_id()
+    host_sim.set_host_status("bodh1", "maintenance")
+    host_sim.set_host_status("bodh1", "up")
+    host_sim.remove_host("bodh2")
+    events = [(e.code, e.description, e.host_id) for e in host_sim.fleet.events if e.id > before]
+    assert events == [
+        (620, "Host bodh1 was switched to Maintenance mode by admin@internal-authz.", HOST_1),
+        (16, "Activation of host bodh1 initiated by admin@internal-authz.", HOST_1),
+        (13, "Status of host bodh1 was set to Up.", HOST_1),
+        (44, "Host bodh2 was removed by admin@internal-authz.", HOST_2),
+    ]
+    with pytest.raises(ValueError):
+        host_sim.set_host_status("bodh1", "sleeping")
