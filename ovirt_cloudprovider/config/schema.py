@@ -114,6 +114,13 @@ def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _rate(value: str) -> float:
+    number = _number(value, unit="requests per second")
+    if not number > 0:
+        raise Invalid(f"must be more than 0 requests per second, got {value}")
+    return number
+
+
 def _fraction(value: str) -> float:
     number = _number(value, unit="a fraction like 0.5")
     if not 0 < number <= 1:
@@ -266,6 +273,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "retry_period": _Key(_seconds(0, inclusive=False)),
         "metrics_bind_address": _Key(_bind_address),
         "backoff_max": _Key(_seconds(1)),
+        "kube_api_qps": _Key(_rate),
+        "kube_api_burst": _Key(_integer(1)),
     },
 }
 SECTION_CLASSES: dict[str, type[Any]] = {
