@@ -627,7 +627,8 @@ class TestNodeWriterFaults:
 
     def test_stop_interrupts_retries(self, kubeapi: KubeApiSimulator, api: k8s.ApiClient) -> None:
         stop = threading.Event()
-        w = NodeWriter(api, stop=stop, backoff_initial=5.0, max_retry_delay=5.0)
+        # one worker: "a" is in flight (retrying) when stop comes, "b" not started yet
+        w = NodeWriter(api, stop=stop, backoff_initial=5.0, max_retry_delay=5.0, workers=1)
         kubeapi.fail_next(100, code=500, verb="create", resource="nodes")
         threading.Timer(0.3, stop.set).start()
         start = time.monotonic()
