@@ -8,7 +8,8 @@ Prints ``key=value`` lines (progress goes to stderr):
   ``wire_bytes_per_vm`` (gzip as sent), ``parse_ms_per_vm`` (the SDK Reader over those page bytes) and
   ``map_ms_per_vm`` (SDK objects → VirtualMachine records);
 - Kubernetes side (``python -m ovirt_cloudprovider run`` against an empty Kubernetes API simulator
-  process): ``register_s`` (the first sweep, which registers every running VM, discovery included),
+  process): ``register_s`` (the first sweep, which registers every running VM, discovery included;
+  ``register_apply_s`` is its part after discovery, ``register_rate`` nodes per second of it),
   ``steady_writes`` (writes of the next periodic sweep), ``event_to_taint_s`` (max over ``--events``
   VM shutdowns, median as ``event_to_taint_median_s``) and ``peak_rss_mb`` (VmHWM of the controller).
 
@@ -207,8 +208,12 @@ def kube_side(engine: SimProcess, kube: SimProcess, workdir: Path, args: argpars
     ctl = Controller(str(config), kube.info["kubeconfig"])
     try:
         i, _, _ = ctl.wait_for("sweep started")
-        i, _, first = ctl.wait_for("sweep finished", after=i)
+        j, discovered_at, discovered = ctl.wait_for("discovery finished", after=i)
+        i, finished_at, first = ctl.wait_for("sweep finished", after=j)
         res["register_s"] = float(first["seconds"])
+        res["register_discovery_s"] = float(discovered["seconds"])
+        res["register_apply_s"] = finished_at - discovered_at  # planning and the writes
+        res["register_rate"] = int(first.get("n_register", 0)) / res["register_apply_s"]
         res["registered"] = int(first.get("n_register", 0))
         res["register_failed"] = int(first["failed"]) + int(first["conflicts"])
         nodes = kube.call("node_count")
