@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -99,7 +100,7 @@ def observed_node(node: Any) -> ObservedNode:
         for t in (spec.get("taints") or ()) if isinstance(t, Mapping)
     )
     addresses = tuple(
-        NodeAddress(type=str(a.get("type") or ""), address=str(a.get("address") or ""))
+        NodeAddress(type=sys.intern(str(a.get("type") or "")), address=str(a.get("address") or ""))
         for a in (status.get("addresses") or ()) if isinstance(a, Mapping)
     )
     hostname = next((a.address for a in addresses if a.type == "Hostname" and a.address), None)
@@ -112,8 +113,9 @@ def observed_node(node: Any) -> ObservedNode:
         resource_version=str(meta.get("resourceVersion") or ""),
         provider_id=str(spec["providerID"]) if spec.get("providerID") else None,
         system_uuid=str(node_info["systemUUID"]) if node_info.get("systemUUID") else None,
-        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
-        annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())),
+        # label keys and most values repeat on every node: one shared string each keeps the cache small
+        labels=tuple(sorted((sys.intern(str(k)), sys.intern(str(v))) for k, v in labels.items())),
+        annotations=tuple(sorted((sys.intern(str(k)), str(v)) for k, v in annotations.items())),
         taints=taints,
         addresses=addresses,
         hostname=hostname,
