@@ -69,7 +69,7 @@ def event_latency(n: int, events: int, workdir: Path) -> bool:
     with EngineSimulator(generate_fleet(n, seed=3)) as engine, KubeApiSimulator() as kube:
         config = replace(_config(engine), controller=replace(
             ControllerConfig(), sync_interval=300.0, event_poll_interval=1.0, leader_elect=False,
-            metrics_bind_address="127.0.0.1:0"))
+            metrics_bind_address="127.0.0.1:0", kube_api_qps=1000.0, kube_api_burst=1000))
         stop = threading.Event()
         t = threading.Thread(target=run_controller, kwargs={
             "config": config, "kubeconfig": kube.write_kubeconfig(workdir / "kc2"), "stop": stop}, daemon=True)

@@ -36,6 +36,7 @@ from .health import HealthServer, HealthState
 from .kube.client import load_api_client
 from .kube.informer import NodeCache
 from .kube.leader import LeaderElector
+from .kube.ratelimit import TokenBucket
 from .kube.writer import NodeWriter
 from .logs import kv
 from .metrics import Metrics
@@ -109,11 +110,16 @@ def sync_once(config: Config, *, kubeconfig: str | None, dry_run: bool) -> Sweep
     try:
         if not cache.wait_synced(config.connection.timeout):
             return None
-        writer = None if dry_run else NodeWriter(api, metrics=metrics)
+        writer = None if dry_run else NodeWriter(api, metrics=metrics, limiter=kube_rate_limiter(config))
         return run_sweep(config=config, engine=engine, nodes=cache.nodes(), writer=writer, metrics=metrics)
     finally:
         cache.stop()
         engine.close()
+
+
+def kube_rate_limiter(config: Config) -> TokenBucket:
+    """The client-side rate limit of the writer's Kubernetes API requests (``kube_api_qps`` / ``kube_api_burst``)."""
+    return TokenBucket(config.controller.kube_api_qps, config.controller.kube_api_burst)
 
 
 def default_identity() -> str:
@@ -144,7 +150,7 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     name = identity or default_identity()
     engine = engine_client(config, metrics=metrics)
     writer = NodeWriter(api, metrics=metrics, host_identity=name, event_repeat_interval=event_repeat_interval,
-                        stop=stop)
+                        stop=stop, limiter=kube_rate_limiter(config))
     elector: LeaderElector | None = None
     controller: Controller
     if ctl.leader_elect:

@@ -1,8 +1,8 @@
 """The loop: when to sweep, and one sweep from discovery to applied Actions.
 
 One sweep (:func:`run_sweep`) is the pipeline of ARCHITECTURE.md: ``EngineClient.discover`` → ``desired_nodes``
-→ ``plan_sync`` (against the node cache) → ``NodeWriter`` (one action at a time, only while this replica
-may write). :class:`Controller` decides when to sweep:
+→ ``plan_sync`` (against the node cache) → ``NodeWriter`` (a bounded, rate-limited pool; each action only
+while this replica may write). :class:`Controller` decides when to sweep:
 
 - every ``sync_interval`` seconds, jittered by up to 10 %;
 - early, when the engine reports a relevant event (VM started, stopped, removed, migrated, renamed,
@@ -29,11 +29,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from .core.desired import desired_nodes, skip_code
 from .core.plan import plan_sync
-from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
+from .core.records import Action, ActionKind, ApplyResult, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
 from .engine.errors import EngineError, EngineEvent, EngineLoginBackoff
 from .health import HealthState
@@ -58,7 +58,7 @@ class _Cache(Protocol):
 
 
 class _Writer(Protocol):
-    def apply(self, actions: Sequence[Action]) -> Any: ...
+    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult: ...
 
 
 @dataclass(frozen=True)
@@ -158,22 +158,18 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
            start: float) -> SweepReport:
-    """Apply ``plan`` one action at a time (``writer`` None: dry run), asking ``may_write`` before each."""
+    """Apply ``plan`` (``writer`` None: dry run); the writer asks ``may_write`` before each writing action."""
     counts = dict(Counter(a.kind.value for a in plan.actions))
     _log_plan(plan)
     applied = failed = conflicts = 0
     interrupted = False
-    if writer is not None:
-        for action in plan.actions:
-            if action.writes and not may_write():
-                interrupted = True
-                log.warning("stopped applying actions: this replica may no longer write",
-                            extra=kv(remaining=len(plan.actions) - applied - failed - conflicts))
-                break
-            result = writer.apply([action])
-            applied += int(getattr(result, "applied", 0))
-            failed += int(getattr(result, "failed", 0))
-            conflicts += int(getattr(result, "conflicts", 0))
+    if writer is not None and plan.actions:
+        result = writer.apply(plan.actions, may_write=may_write)
+        applied, failed, conflicts, remaining = result.applied, result.failed, result.conflicts, result.interrupted
+        if remaining:
+            interrupted = True
+            log.warning("stopped applying actions: stopping, or this replica may no longer write",
+                        extra=kv(remaining=remaining))
     ok = failed == 0 and not interrupted
     return SweepReport(ok=ok, plan=plan, snapshot=snapshot, applied=applied, failed=failed,
                        conflicts=conflicts, interrupted=interrupted, seconds=time.monotonic() - start,

@@ -147,6 +147,20 @@ class _Fraction:
         return "more than 0 and at most 1"
 
 
+@dataclass(frozen=True)
+class _Rate:
+    maximum: float = 100000.0
+
+    def __call__(self, value: str) -> float:
+        number = _number(value, unit="requests per second")
+        if not 0 < number <= self.maximum:
+            raise Invalid(f"must be more than 0 and at most {self.maximum:g} requests per second, got {value}")
+        return number
+
+    def describe(self) -> str:
+        return f"more than 0 and at most {self.maximum:g} requests per second"
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         normal = value.lower().replace("_", "-")
@@ -293,6 +307,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "retry_period": _Key(_Seconds(0, 600, inclusive=False)),
         "metrics_bind_address": _Key(_bind_address),
         "backoff_max": _Key(_Seconds(1, 86400)),
+        "kube_api_qps": _Key(_Rate()),
+        "kube_api_burst": _Key(_Integer(1, 100000)),
     },
 }
 SECTION_CLASSES: dict[str, type[Any]] = {
@@ -316,7 +332,7 @@ def schema_keys() -> dict[str, tuple[str, ...]]:
 def value_range(section: str, key: str) -> str:
     """The documented range of a numeric key ("5 to 86400 seconds"), or "" for a key that is not a number."""
     parse = SCHEMA[section][key].parse
-    return parse.describe() if isinstance(parse, (_Seconds, _Integer, _Fraction)) else ""
+    return parse.describe() if isinstance(parse, (_Seconds, _Integer, _Fraction, _Rate)) else ""
 
 
 def parse_bind_address(value: str) -> tuple[str, int]:

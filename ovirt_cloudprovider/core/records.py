@@ -326,6 +326,33 @@ class Action:
 
 
 @dataclass(frozen=True)
+class ApplyResult:
+    """What applying actions did (the kube writer's answer to the controller).
+
+    ``applied``: actions that succeeded (writes made, or notices recorded for block-delete, ambiguous
+    and skip); ``conflicts``: actions refused because the node changed under us (409: re-planned next
+    sweep); ``failed``: actions that failed otherwise (after retries). ``tallies`` are
+    ``(kind, result, count)`` sorted; ``errors`` one line per failed or conflicting action.
+    ``interrupted`` counts actions not attempted because the writer was stopped.
+    """
+
+    applied: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    interrupted: int = 0
+    tallies: tuple[tuple[str, str, int], ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.conflicts == 0 and self.interrupted == 0
+
+    def count(self, kind: ActionKind | str, result: str | None = None) -> int:
+        k = kind.value if isinstance(kind, ActionKind) else kind
+        return sum(n for kk, r, n in self.tallies if kk == k and (result is None or r == result))
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...] = ()
     managed_nodes: int = 0  # nodes with an ovirt:// providerID that we are responsible for

@@ -7,14 +7,14 @@
 - :mod:`.informer`: :class:`~.informer.NodeCache`, the LIST+WATCH informer of Nodes, and
   :func:`~.informer.observed_node`, which reduces a Node to an ObservedNode.
 - :mod:`.writer`: :class:`~.writer.NodeWriter`, which applies Actions to Nodes with the smallest writes
-  and preconditions, and its :class:`~.writer.ApplyResult`.
+  and preconditions, and its :class:`~ovirt_cloudprovider.core.records.ApplyResult`.
 - :mod:`.events`: :class:`~.events.EventRecorder`, core/v1 Events on Nodes, aggregated by ``count``.
 - :mod:`.leader`: :class:`~.leader.LeaderElector`, leader election on a coordination.k8s.io/v1 Lease.
 
 Rules: this package is the only one that imports ``kubernetes`` (and urllib3, the client's transport).
-What crosses the boundary is our own records (:class:`~ovirt_cloudprovider.model.ObservedNode` out,
-:class:`~ovirt_cloudprovider.model.Action` in, :class:`~.writer.ApplyResult` back); client models never
-leave this package. Requests and responses are plain JSON (``_preload_content=False``). Importers name
-the module that owns what they need (``from ovirt_cloudprovider.kube.informer import NodeCache``): this
-file imports nothing, so loading one module does not load the others.
+What crosses the boundary is our own records from :mod:`ovirt_cloudprovider.core.records` (``ObservedNode``
+out, ``Action`` in, ``ApplyResult`` back); client models never leave this package. Requests and responses
+are plain JSON (``_preload_content=False``). Importers name the module that owns what they need
+(``from ovirt_cloudprovider.kube.informer import NodeCache``): this file imports nothing, so loading one
+module does not load the others.
 """

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from kubernetes import client as k8s
@@ -41,16 +43,21 @@ class EventRecorder:
     a repeat patches ``count`` + 1 and ``lastTimestamp`` on the Event already written, unless the last
     write was less than ``repeat_interval`` seconds ago (then nothing is sent). Messages are truncated to
     1024 characters. ``request_timeout`` is the client's ``(connect, read)`` timeout of every request.
+    ``throttle`` is called before every request (the writer's rate limiter); when it answers False (the
+    writer is stopping) the Event is not sent. Thread-safe: the writer's workers record concurrently.
     """
 
     def __init__(self, api: k8s.CoreV1Api, *, metrics: Metrics | None, component: str, host: str,
-                 request_timeout: tuple[float, float], repeat_interval: float) -> None:
+                 request_timeout: tuple[float, float], repeat_interval: float,
+                 throttle: Callable[[], bool] | None = None) -> None:
         self._api = api
         self._metrics = metrics
         self._component = component
         self._host = host
         self._timeout = request_timeout
         self._event_repeat_interval = repeat_interval
+        self._throttle = throttle or (lambda: True)
+        self._lock = threading.Lock()
         # event correlation: key -> (event name, count, monotonic time of the last write)
         self._events: collections.OrderedDict[tuple[str, ...], tuple[str, int, float]] = \
             collections.OrderedDict()
@@ -63,7 +70,8 @@ class EventRecorder:
         key = (action.node, uid or "", etype, action.reason, message)
         now = time.monotonic()
         ts = rfc3339(utc_now())
-        prev = self._events.get(key)
+        with self._lock:
+            prev = self._events.get(key)
         try:
             if prev is not None:
                 name, count, last = prev
@@ -72,6 +80,8 @@ class EventRecorder:
                               extra=kv(node=action.node, reason=action.reason))
                     return
                 patch = {"count": count + 1, "lastTimestamp": ts}
+                if not self._throttle():
+                    return
                 try:
                     with observe_kube(self._metrics, "patch_event") as outcome:
                         resp: Any = self._api.patch_namespaced_event(
@@ -96,6 +106,8 @@ class EventRecorder:
                 "reportingComponent": self._component, "reportingInstance": self._host,
                 "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
             }
+            if not self._throttle():
+                return
             with observe_kube(self._metrics, "create_event") as outcome:
                 created_resp: Any = self._api.create_namespaced_event(
                     EVENT_NAMESPACE, cast(Any, body), _preload_content=False, _content_type=CONTENT_JSON,
@@ -113,7 +125,8 @@ class EventRecorder:
                                                      error=f"{type(exc).__name__}: {one_line(exc)}"))
 
     def _remember_event(self, key: tuple[str, ...], value: tuple[str, int, float]) -> None:
-        self._events[key] = value
-        self._events.move_to_end(key)
-        while len(self._events) > 4096:
-            self._events.popitem(last=False)
+        with self._lock:
+            self._events[key] = value
+            self._events.move_to_end(key)
+            while len(self._events) > 4096:
+                self._events.popitem(last=False)

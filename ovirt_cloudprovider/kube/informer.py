@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -99,7 +100,7 @@ def observed_node(node: Any) -> ObservedNode:
         for t in (spec.get("taints") or ()) if isinstance(t, Mapping)
     )
     addresses = tuple(
-        NodeAddress(type=str(a.get("type") or ""), address=str(a.get("address") or ""))
+        NodeAddress(type=sys.intern(str(a.get("type") or "")), address=str(a.get("address") or ""))
         for a in (status.get("addresses") or ()) if isinstance(a, Mapping)
     )
     hostname = next((a.address for a in addresses if a.type == "Hostname" and a.address), None)
@@ -112,8 +113,9 @@ def observed_node(node: Any) -> ObservedNode:
         resource_version=str(meta.get("resourceVersion") or ""),
         provider_id=str(spec["providerID"]) if spec.get("providerID") else None,
         system_uuid=str(node_info["systemUUID"]) if node_info.get("systemUUID") else None,
-        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
-        annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())),
+        # label keys and most values repeat on every node: one shared string each keeps the cache small
+        labels=tuple(sorted((sys.intern(str(k)), sys.intern(str(v))) for k, v in labels.items())),
+        annotations=tuple(sorted((sys.intern(str(k)), str(v)) for k, v in annotations.items())),
         taints=taints,
         addresses=addresses,
         hostname=hostname,
@@ -261,61 +263,56 @@ class NodeCache:
                     need_list = False
                 started = time.monotonic()
                 end, events = self._watch()
-            except _Gone:
-                log.info("node watch expired (410), relisting", extra=kv(resource_version=self._rv))
-                need_list = True
-                self._stop.wait(self._backoff.next())
-                continue
-            except ApiException as exc:
+            except Exception as exc:  # every failure is retried (a bug must not kill the informer silently)
                 if self._stop.is_set():
                     break
-                status = int(exc.status or 0)
-                delay = self._backoff.next()
-                if status == 429:
-                    delay = max(delay, min(retry_after_seconds(exc) or 0.0, 30.0))
-                else:
-                    need_list = True
-                log.warning("node informer request failed, retrying",
-                            extra=kv(error=describe_error(exc), retry_in=round(delay, 2), relist=need_list))
-                self._stop.wait(delay)
-                continue
-            except NO_ANSWER as exc:
-                if self._stop.is_set():
-                    break
-                delay = self._backoff.next()
-                need_list = True
-                log.warning("node informer lost the API server, relisting",
-                            extra=kv(error=describe_error(exc), retry_in=round(delay, 2)))
-                self._stop.wait(delay)
-                continue
-            except Exception as exc:  # a bug must not kill the informer silently
-                if self._stop.is_set():
-                    break
-                delay = self._backoff.next()
-                need_list = True
-                log.error("node informer failed, relisting",
-                          extra=kv(error=f"{type(exc).__name__}: {one_line(exc)}", retry_in=round(delay, 2)))
+                delay, need_list = self._after_failure(exc, need_list)
                 self._stop.wait(delay)
                 continue
             if end is _WatchEnd.STOPPED:
                 break
-            lasted = time.monotonic() - started
-            if events > 0 or lasted >= 10.0:
-                self._backoff.reset()
-            if end is _WatchEnd.CLOSED:
-                log.debug("node watch ended, resuming", extra=kv(resource_version=self._rv, events=events))
-                if events == 0 and lasted < 1.0:
-                    self._stop.wait(self._backoff.next())  # a watch that ends at once: do not spin
-                continue
-            if end is _WatchEnd.GONE:
-                log.info("node watch expired (410), relisting", extra=kv(resource_version=self._rv))
+            need_list = self._after_watch(end, events, time.monotonic() - started)
+
+    def _after_failure(self, exc: Exception, need_list: bool) -> tuple[float, bool]:
+        """How long to wait after a failed list or watch, and whether to relist then."""
+        if isinstance(exc, _Gone):
+            log.info("node watch expired (410), relisting", extra=kv(resource_version=self._rv))
+            return self._backoff.next(), True
+        delay = self._backoff.next()
+        if isinstance(exc, ApiException):
+            if int(exc.status or 0) == 429:
+                delay = max(delay, min(retry_after_seconds(exc) or 0.0, 30.0))
+            else:
                 need_list = True
-                self._stop.wait(self._backoff.next())
-                continue
-            delay = self._backoff.next()
-            log.warning("node watch dropped, relisting", extra=kv(retry_in=round(delay, 2)))
+            log.warning("node informer request failed, retrying",
+                        extra=kv(error=describe_error(exc), retry_in=round(delay, 2), relist=need_list))
+        elif isinstance(exc, NO_ANSWER):
             need_list = True
-            self._stop.wait(delay)
+            log.warning("node informer lost the API server, relisting",
+                        extra=kv(error=describe_error(exc), retry_in=round(delay, 2)))
+        else:
+            need_list = True
+            log.error("node informer failed, relisting",
+                      extra=kv(error=f"{type(exc).__name__}: {one_line(exc)}", retry_in=round(delay, 2)))
+        return delay, need_list
+
+    def _after_watch(self, end: _WatchEnd, events: int, lasted: float) -> bool:
+        """After a watch that ended (not stopped): wait as needed; True when the next step is a relist."""
+        if events > 0 or lasted >= 10.0:
+            self._backoff.reset()
+        if end is _WatchEnd.CLOSED:
+            log.debug("node watch ended, resuming", extra=kv(resource_version=self._rv, events=events))
+            if events == 0 and lasted < 1.0:
+                self._stop.wait(self._backoff.next())  # a watch that ends at once: do not spin
+            return False
+        if end is _WatchEnd.GONE:
+            log.info("node watch expired (410), relisting", extra=kv(resource_version=self._rv))
+            self._stop.wait(self._backoff.next())
+            return True
+        delay = self._backoff.next()
+        log.warning("node watch dropped, relisting", extra=kv(retry_in=round(delay, 2)))
+        self._stop.wait(delay)
+        return True
 
     def _list(self) -> None:
         items: dict[str, ObservedNode] = {}

@@ -8,6 +8,12 @@ retried with a jittered backoff; 409 is a conflict (the node changed since plann
 sweep). Applied actions get their Event through :class:`~.events.EventRecorder`. What comes back is an
 :class:`ApplyResult` (counts, tallies, one-line errors), never a client object.
 
+At scale (the first sweep of a cluster with thousands of VMs) the actions are applied by a bounded pool of
+worker threads, the actions of one node in their planned order by one worker, and every request (node
+writes and Events) takes a token from one client-side :class:`~.ratelimit.TokenBucket` (``[controller]
+kube_api_qps`` / ``kube_api_burst``, like kube-controller-manager's ``--kube-api-qps`` / ``--kube-api-burst``).
+A long apply logs its progress (``applying actions done=N total=M rate=...``).
+
 The ``*_body`` / ``_registration_status`` helpers at the end build the JSON bodies from our records.
 """
 
@@ -18,8 +24,9 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from kubernetes import client as k8s
@@ -31,6 +38,7 @@ from ..core.records import (
     MANAGED_BY_VALUE,
     Action,
     ActionKind,
+    ApplyResult,
     NodeAddress,
     NodeSpec,
     Taint,
@@ -40,6 +48,7 @@ from ..metrics import Metrics, observe_kube
 from .client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, read_json
 from .errors import NO_ANSWER, api_status, describe_error, one_line, retry_after_seconds
 from .events import EventRecorder
+from .ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -49,35 +58,17 @@ __all__ = ["ApplyResult", "NodeWriter"]
 SUCCESS = "success"
 CONFLICT = "conflict"
 ERROR = "error"
+_INTERRUPTED = "interrupted"  # not a result label: counted in ApplyResult.interrupted
+
+DEFAULT_WORKERS = 8
+PROGRESS_EVERY = 1000  # actions between "applying actions" progress lines...
+PROGRESS_INTERVAL = 5.0  # ...or seconds, whichever comes first
 
 DEFAULT_PODS_CAPACITY = "110"  # the kubelet's default --max-pods
 
 
-@dataclass(frozen=True)
-class ApplyResult:
-    """What :meth:`NodeWriter.apply` did.
-
-    ``applied``: actions that succeeded (writes made, or notices recorded for block-delete, ambiguous
-    and skip); ``conflicts``: actions refused because the node changed under us (409: re-planned next
-    sweep); ``failed``: actions that failed otherwise (after retries). ``tallies`` are
-    ``(kind, result, count)`` sorted; ``errors`` one line per failed or conflicting action.
-    ``interrupted`` counts actions not attempted because the writer was stopped.
-    """
-
-    applied: int = 0
-    failed: int = 0
-    conflicts: int = 0
-    interrupted: int = 0
-    tallies: tuple[tuple[str, str, int], ...] = ()
-    errors: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0 and self.conflicts == 0 and self.interrupted == 0
-
-    def count(self, kind: ActionKind | str, result: str | None = None) -> int:
-        k = kind.value if isinstance(kind, ActionKind) else kind
-        return sum(n for kk, r, n in self.tallies if kk == k and (result is None or r == result))
+class _Interrupted(Exception):
+    """The writer was stopped (``stop`` set, or ``may_write`` said no) before this action completed."""
 
 
 class _Failed(Exception):
@@ -127,7 +118,13 @@ class NodeWriter:
     429 and 5xx answers and transport failures are retried ``attempts - 1`` times with jittered
     backoff, honouring ``Retry-After`` up to ``max_retry_delay`` seconds; then the action fails. Each
     failed or conflicting action is logged once, one line. ``stop`` (an Event), when set, interrupts
-    retries and leaves the remaining actions unattempted.
+    retries and waits for a token and leaves the remaining actions unattempted.
+
+    Concurrency: ``apply`` groups the actions by node (the planner sorts them by node, and orders the
+    actions of one node so that the one carrying the resourceVersion precondition comes first); up to
+    ``workers`` nodes are written at once, the actions of one node in order by one worker. ``limiter``
+    (a :class:`~.ratelimit.TokenBucket`, None = unlimited) is taken before every request, retries and
+    Events included.
 
     Events (core/v1, namespace ``default``, like client-go's recorder; written by
     :class:`~.events.EventRecorder`): for register, initialize,
@@ -143,7 +140,10 @@ class NodeWriter:
                  component: str = MANAGED_BY_VALUE, host_identity: str | None = None,
                  attempts: int = 4, max_retry_delay: float = 5.0, backoff_initial: float = 0.2,
                  request_timeout: float = 30.0, event_repeat_interval: float = 300.0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, workers: int = DEFAULT_WORKERS,
+                 limiter: TokenBucket | None = None, progress_every: int = PROGRESS_EVERY,
+                 progress_interval: float = PROGRESS_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._api = k8s.CoreV1Api(api_client)
         self._metrics = metrics
         self._attempts = max(1, attempts)
@@ -151,42 +151,74 @@ class NodeWriter:
         self._backoff_initial = backoff_initial
         self._timeout = (10.0, request_timeout)
         self._stop = stop or threading.Event()
+        self._workers = max(1, workers)
+        self._limiter = limiter
+        self._progress_every = max(1, progress_every)
+        self._progress_interval = progress_interval
+        self._clock = clock
         self._recorder = EventRecorder(self._api, metrics=metrics, component=component,
                                        host=host_identity or socket.gethostname(), request_timeout=self._timeout,
-                                       repeat_interval=event_repeat_interval)
+                                       repeat_interval=event_repeat_interval, throttle=self._throttle)
         self._skips_seen: set[tuple[str, str]] = set()
 
     # -- public --
 
-    def apply(self, actions: Sequence[Action]) -> ApplyResult:
-        """Apply every action in order; a failure of one does not stop the others."""
-        tally: collections.Counter[tuple[str, str]] = collections.Counter()
-        errors: list[str] = []
-        interrupted = 0
-        for action in actions:
-            if self._stop.is_set():
-                interrupted += 1
+    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult:
+        """Apply every action; a failure of one does not stop the others.
+
+        The actions of one node are applied in their order, different nodes concurrently (up to ``workers``).
+        ``may_write`` (e.g. "this replica still holds the Lease") is asked before every action that writes;
+        once it says no, or once ``stop`` is set, no further action is started: those are ``interrupted``.
+        """
+        run = _Run(len(actions), self._clock(), may_write)
+        groups: dict[str, list[tuple[int, Action]]] = {}
+        for index, action in enumerate(actions):
+            groups.setdefault(action.node or f"\x00vm:{action.vm_id or ''}", []).append((index, action))
+        if self._workers == 1 or len(groups) <= 1:
+            for group in groups.values():
+                self._apply_group(group, run)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self._workers, len(groups)),
+                                    thread_name_prefix="node-writer") as pool:
+                for future in [pool.submit(self._apply_group, group, run) for group in groups.values()]:
+                    future.result()
+        tally = run.tally
+        return ApplyResult(
+            applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
+            failed=sum(n for (_, r), n in tally.items() if r == ERROR),
+            conflicts=sum(n for (_, r), n in tally.items() if r == CONFLICT),
+            interrupted=run.interrupted,
+            tallies=tuple(sorted((k, r, n) for (k, r), n in tally.items())),
+            errors=tuple(e for _, e in sorted(run.errors)),
+        )
+
+    def _apply_group(self, group: Sequence[tuple[int, Action]], run: _Run) -> None:
+        """The actions of one node, in order (one worker)."""
+        for index, action in group:
+            if run.halted or self._stop.is_set() or (action.writes and not run.may_write()):
+                run.halt()
+                run.finish(index, action, _INTERRUPTED, None, self)
                 continue
             try:
                 result, error = self._apply_one(action)
+            except _Interrupted:
+                run.halt()
+                result, error = _INTERRUPTED, None
             except Exception as exc:  # a bug in one action must not stop the others
                 result = ERROR
                 error = f"{action.node}: {action.kind.value}: {type(exc).__name__}: {one_line(exc)}"
                 log.error("action failed unexpectedly",
                           extra=kv(node=action.node, action=action.kind.value, error=error))
-            tally[(action.kind.value, result)] += 1
-            if self._metrics is not None:
-                self._metrics.actions_total.labels(action.kind.value, result).inc()
-            if error:
-                errors.append(error)
-        return ApplyResult(
-            applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
-            failed=sum(n for (_, r), n in tally.items() if r == ERROR),
-            conflicts=sum(n for (_, r), n in tally.items() if r == CONFLICT),
-            interrupted=interrupted,
-            tallies=tuple(sorted((k, r, n) for (k, r), n in tally.items())),
-            errors=tuple(errors),
-        )
+            run.finish(index, action, result, error, self)
+
+    def _progress(self, done: int, total: int, started: float) -> None:
+        seconds = self._clock() - started
+        log.info("applying actions", extra=kv(done=done, total=total, seconds=round(seconds, 1),
+                                              rate=round(done / seconds, 1) if seconds > 0 else None))
+
+    def _throttle(self) -> bool:
+        """Take a token before a request; False when the writer was stopped while waiting for it."""
+        return self._limiter is None or self._limiter.acquire(self._stop)
 
     # -- one action --
 
@@ -314,10 +346,13 @@ class NodeWriter:
 
     def _request(self, operation: str, action: Action, call: Callable[[], Any], *,
                  conflict: tuple[int, ...] = (409,), gone_ok: bool = False) -> dict[str, Any]:
-        """Run one request with retries on 429/5xx/no answer; the JSON answer, or raise _Failed."""
+        """Run one request with retries on 429/5xx/no answer; the JSON answer, or raise _Failed
+        (_Interrupted when the writer was stopped while waiting for a rate-limit token)."""
         attempt = 0
         while True:
             attempt += 1
+            if not self._throttle():
+                raise _Interrupted()
             try:
                 with observe_kube(self._metrics, operation) as outcome:
                     resp = call()
@@ -353,6 +388,50 @@ class NodeWriter:
 
 class _AlreadyGone(Exception):
     pass
+
+
+class _Run:
+    """The shared state of one :meth:`NodeWriter.apply`: tallies, errors, progress, the halt flag."""
+
+    def __init__(self, total: int, started: float, may_write: Callable[[], bool] | None) -> None:
+        self.total = total
+        self.started = started
+        self._may_write = may_write
+        self._lock = threading.Lock()
+        self.tally: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.errors: list[tuple[int, str]] = []
+        self.interrupted = 0
+        self.done = 0
+        self._last_done = 0
+        self._last_time = started
+        self.halted = False
+
+    def may_write(self) -> bool:
+        return self._may_write is None or self._may_write()
+
+    def halt(self) -> None:
+        self.halted = True
+
+    def finish(self, index: int, action: Action, result: str, error: str | None, writer: NodeWriter) -> None:
+        with self._lock:
+            self.done += 1
+            if result == _INTERRUPTED:
+                self.interrupted += 1
+            else:
+                self.tally[(action.kind.value, result)] += 1
+            if error:
+                self.errors.append((index, error))  # reported in the order of the actions
+            now = writer._clock()
+            report = self.done < self.total and (
+                self.done - self._last_done >= writer._progress_every
+                or now - self._last_time >= writer._progress_interval)
+            if report:
+                self._last_done, self._last_time = self.done, now
+            done = self.done
+        if result != _INTERRUPTED and writer._metrics is not None:
+            writer._metrics.actions_total.labels(action.kind.value, result).inc()
+        if report:
+            writer._progress(done, self.total, self.started)
 
 
 _NOT_OURS = "\x00not-ours"  # _delete's answer when the node was already gone

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
 from ovirt_cloudprovider.controller import Controller
-from ovirt_cloudprovider.core.records import Action, ObservedNode
+from ovirt_cloudprovider.core.records import Action, ApplyResult, ObservedNode
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.health import HealthState
@@ -39,9 +38,9 @@ class Writer:
     def __init__(self) -> None:
         self.actions: list[Action] = []
 
-    def apply(self, actions: Sequence[Action]) -> Any:
+    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult:
         self.actions.extend(actions)
-        return type("Result", (), {"applied": len(actions), "failed": 0, "conflicts": 0})()
+        return ApplyResult(applied=len(actions))
 
 
 class Leader:

@@ -555,12 +555,14 @@ lease_duration = 60
 renew_deadline = 40
 retry_period = 5
 metrics_bind_address = :9100
-backoff_max = 1""")).controller
+backoff_max = 1
+kube_api_qps = 2.5
+kube_api_burst = 1""")).controller
     assert controller == ControllerConfig(
         sync_interval=5, event_poll_interval=0, page_size=1000, delete_after_sweeps=1, max_delete_fraction=1,
         max_delete_count=0, leader_elect=False, leader_elect_namespace="ovirt",
         leader_elect_lease_name="ovirt.cloud-provider", lease_duration=60, renew_deadline=40, retry_period=5,
-        metrics_bind_address=":9100", backoff_max=1)
+        metrics_bind_address=":9100", backoff_max=1, kube_api_qps=2.5, kube_api_burst=1)
 
 
 @pytest.mark.parametrize(("body", "problem"), [
@@ -590,6 +592,11 @@ backoff_max = 1""")).controller
      'metrics_bind_address: "10270" is not HOST:PORT, :PORT or [IPv6]:PORT: expected HOST:PORT or :PORT'),
     ("metrics_bind_address = 0.0.0.0:http", 'metrics_bind_address: "0.0.0.0:http" is not HOST:PORT'),
     ("backoff_max = 0.5", "backoff_max: must be at least 1 seconds, got 0.5"),
+    ("kube_api_qps = 0", "kube_api_qps: must be more than 0 and at most 100000 requests per second, got 0"),
+    ("kube_api_qps = -5", "kube_api_qps: must be more than 0 and at most 100000 requests per second, got -5"),
+    ("kube_api_qps = fast", 'kube_api_qps: "fast" is not a number (requests per second)'),
+    ("kube_api_burst = 0", "kube_api_burst: must be from 1 to 100000, got 0"),
+    ("kube_api_burst = 2.5", 'kube_api_burst: "2.5" is not a whole number'),
 ])
 def test_bad_controller_values(tmp_path: Path, body: str, problem: str) -> None:
     message = error(tmp_path, section("controller", body))

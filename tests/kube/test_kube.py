@@ -29,6 +29,7 @@ from ovirt_cloudprovider.core.records import (
     TAINT_UNINITIALIZED,
     Action,
     ActionKind,
+    ApplyResult,
     NodeAddress,
     NodeInfo,
     NodeSpec,
@@ -38,7 +39,7 @@ from ovirt_cloudprovider.core.records import (
 from ovirt_cloudprovider.kube.client import load_api_client
 from ovirt_cloudprovider.kube.errors import KubeConfigError
 from ovirt_cloudprovider.kube.informer import NodeCache, observed_node
-from ovirt_cloudprovider.kube.writer import ApplyResult, NodeWriter
+from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, wait_for
@@ -647,7 +648,8 @@ class TestNodeWriterFaults:
 
     def test_stop_interrupts_retries(self, kubeapi: KubeApiSimulator, api: k8s.ApiClient) -> None:
         stop = threading.Event()
-        w = NodeWriter(api, stop=stop, backoff_initial=5.0, max_retry_delay=5.0)
+        # one worker: "a" is in flight (retrying) when stop comes, "b" not started yet
+        w = NodeWriter(api, stop=stop, backoff_initial=5.0, max_retry_delay=5.0, workers=1)
         kubeapi.fail_next(100, code=500, verb="create", resource="nodes")
         threading.Timer(0.3, stop.set).start()
         start = time.monotonic()

@@ -1,0 +1,298 @@
+"""The scale benchmark: N VMs, both simulators in their own processes, the real controller process.
+
+Prints ``key=value`` lines (progress goes to stderr):
+
+- engine side (this process, against the engine simulator process): ``engine_requests`` of one discovery,
+  ``discovery_s`` (EngineClient.discover), ``transfer_s`` (the same search pages fetched by a plain HTTP
+  client, no parsing), ``discovery_over_transfer``, ``bytes_per_vm`` (XML as parsed) and
+  ``wire_bytes_per_vm`` (gzip as sent), ``parse_ms_per_vm`` (the SDK Reader over those page bytes) and
+  ``map_ms_per_vm`` (SDK objects → VirtualMachine records);
+- Kubernetes side (``python -m ovirt_cloudprovider run`` against an empty Kubernetes API simulator
+  process): ``register_s`` (the first sweep, which registers every running VM, discovery included;
+  ``register_apply_s`` is its part after discovery, ``register_rate`` nodes per second of it),
+  ``steady_writes`` (writes of the next periodic sweep), ``event_to_taint_s`` (max over ``--events``
+  VM shutdowns, median as ``event_to_taint_median_s``) and ``peak_rss_mb`` (VmHWM of the controller).
+
+    python benchmarks/scale.py --vms 1000
+    python benchmarks/scale.py --vms 10000 --kube-api-qps 1000 --kube-api-burst 1000
+
+``--kube-api-qps`` / ``--kube-api-burst`` go to ``[controller]``: the defaults (20 / 30, like
+kube-controller-manager) make a registration of N nodes take at least 2·N/20 seconds by design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import math
+import os
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ovirtsdk4.reader import Reader
+from simproc import REPO, SimProcess  # benchmarks/simproc.py (the script directory is on sys.path)
+
+from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN
+from ovirt_cloudprovider.core.settings import ConnectionConfig
+from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.engine.records import vm_record
+
+VMS_PATH = "/ovirt-engine/api/vms"
+SSO_TOKEN_PATH = "/ovirt-engine/sso/oauth/token"
+
+
+def progress(message: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def out(key: str, value: Any) -> None:
+    if isinstance(value, float):
+        value = f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    print(f"{key}={value}", flush=True)
+
+
+# --- engine side ---------------------------------------------------------------------------------
+
+def _plain_fetch(info: dict[str, Any], queries: list[dict[str, str]]) -> tuple[float, list[bytes], int]:
+    """Fetch the pages of one discovery with http.client (keep-alive, gzip, like the SDK): seconds, bodies."""
+    url = urllib.parse.urlsplit(info["base_url"])
+    ctx = ssl.create_default_context(cafile=info["ca_file"])
+    conn = http.client.HTTPSConnection(url.hostname or "127.0.0.1", url.port, context=ctx, timeout=120)
+    form = urllib.parse.urlencode({"grant_type": "password", "scope": "ovirt-app-api",
+                                   "username": info["username"], "password": info["password"]})
+    conn.request("POST", SSO_TOKEN_PATH, body=form, headers={
+        "Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"})
+    token = json.loads(conn.getresponse().read())["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/xml", "Version": "4",
+               "Accept-Encoding": "gzip"}
+    bodies: list[bytes] = []
+    wire = 0
+    start = time.perf_counter()
+    for query in queries:
+        conn.request("GET", f"{VMS_PATH}?{urllib.parse.urlencode(query)}", headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        assert resp.status == 200, resp.status
+        wire += len(raw)
+        bodies.append(gzip.decompress(raw) if resp.getheader("Content-Encoding") == "gzip" else raw)
+    seconds = time.perf_counter() - start
+    conn.close()
+    return seconds, bodies, wire
+
+
+def engine_side(engine: SimProcess, n: int, page_size: int, repeat: int) -> dict[str, Any]:
+    info = engine.info
+    conn = ConnectionConfig(uri=info["url"], username=info["username"], password=info["password"],
+                            ca_file=info["ca_file"], timeout=300)
+    client = EngineClient(conn, page_size=page_size)
+    res: dict[str, Any] = {}
+    try:
+        client.discover("tag=kubernetes")  # warm up: SSO login, TLS session
+        times = []
+        for i in range(repeat):
+            engine.call("reset_requests")
+            start = time.perf_counter()
+            snap = client.discover("tag=kubernetes")
+            times.append(time.perf_counter() - start)
+            progress(f"discovery {i + 1}/{repeat}: {len(snap.vms)} VMs in {times[-1]:.2f} s")
+        res["engine_requests"] = engine.call("request_count", path=VMS_PATH, exact=True)
+        queries = [r["query"] for r in engine.call("requests", path=VMS_PATH)]
+    finally:
+        client.close()
+    res["engine_requests_expected"] = math.ceil((n + 1) / page_size)  # the last page is short (maybe empty)
+    res["discovery_s"] = statistics.median(times)
+    transfers = []
+    for _ in range(repeat):
+        seconds, bodies, wire = _plain_fetch(info, queries)
+        transfers.append(seconds)
+    res["transfer_s"] = statistics.median(transfers)
+    res["discovery_over_transfer"] = res["discovery_s"] / res["transfer_s"]
+    res["bytes_per_vm"] = sum(map(len, bodies)) / n
+    res["wire_bytes_per_vm"] = wire / n
+    start = time.perf_counter()
+    pages = [Reader.read(body) for body in bodies]
+    parse = time.perf_counter() - start
+    start = time.perf_counter()
+    mapped = sum(1 for page in pages for vm in page if vm_record(vm) is not None)
+    mapping = time.perf_counter() - start
+    assert mapped == n, (mapped, n)
+    res["parse_ms_per_vm"] = 1000 * parse / n
+    res["map_ms_per_vm"] = 1000 * mapping / n
+    return res
+
+
+# --- the controller process --------------------------------------------------------------------
+
+class Controller:
+    """``python -m ovirt_cloudprovider run`` with JSON logs; its log lines are kept as dicts."""
+
+    def __init__(self, config: str, kubeconfig: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ovirt_cloudprovider", "run", "--config", config, "--kubeconfig", kubeconfig,
+             "--log-format", "json"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+            cwd=REPO)
+        self.started = time.monotonic()
+        self.lines: list[tuple[float, dict[str, Any]]] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                progress(f"controller: {line.rstrip()}")
+                continue
+            shown = doc.get("msg") in ("sweep finished", "applying actions", "targeted sweep finished")
+            if shown or doc.get("level") in ("warning", "error"):
+                progress("controller: " + " ".join(f"{k}={v}" for k, v in doc.items()
+                                                   if k not in ("time", "logger")))
+            with self._cond:
+                self.lines.append((time.monotonic(), doc))
+                self._cond.notify_all()
+
+    def wait_for(self, msg: str, *, after: int = 0, timeout: float = 900) -> tuple[int, float, dict[str, Any]]:
+        """The first line with ``msg`` at index ``after`` or later: (index, arrival time, fields)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i in range(after, len(self.lines)):
+                    if self.lines[i][1].get("msg") == msg:
+                        return i, self.lines[i][0], self.lines[i][1]
+                after = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise RuntimeError(f"controller: no {msg!r} line (exit {self.proc.poll()})")
+                self._cond.wait(min(left, 1.0))
+
+    def peak_rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def kube_side(engine: SimProcess, kube: SimProcess, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    config = workdir / "controller.conf"
+    text = Path(engine.info["config"]).read_text()
+    extra = {"sync_interval": args.sync_interval, "event_poll_interval": args.poll, "page_size": args.page_size,
+             "leader_elect": "false", "metrics_bind_address": "127.0.0.1:0"}
+    if args.kube_api_qps is not None:
+        extra["kube_api_qps"] = args.kube_api_qps
+    if args.kube_api_burst is not None:
+        extra["kube_api_burst"] = args.kube_api_burst
+    config.write_text(text + "\n[controller]\n" + "".join(f"{k} = {v}\n" for k, v in extra.items()))
+    ctl = Controller(str(config), kube.info["kubeconfig"])
+    try:
+        i, _, _ = ctl.wait_for("sweep started")
+        j, discovered_at, discovered = ctl.wait_for("discovery finished", after=i)
+        i, finished_at, first = ctl.wait_for("sweep finished", after=j)
+        res["register_s"] = float(first["seconds"])
+        res["register_discovery_s"] = float(discovered["seconds"])
+        res["register_apply_s"] = finished_at - discovered_at  # planning and the writes
+        res["register_rate"] = int(first.get("n_register", 0)) / res["register_apply_s"]
+        res["registered"] = int(first.get("n_register", 0))
+        res["register_failed"] = int(first["failed"]) + int(first["conflicts"])
+        nodes = kube.call("node_count")
+        res["nodes"] = nodes
+        progress(f"first sweep: {first.get('n_register', 0)} registered in {res['register_s']:.1f} s, "
+                 f"{nodes} nodes")
+        kube.call("reset_counts")
+        i, _, steady = ctl.wait_for("sweep finished", after=i + 1)
+        res["steady_writes"] = kube.call("writes")
+        res["steady_actions"] = int(steady["actions"])
+        res["steady_sweep_s"] = float(steady["seconds"])
+        # event to taint: shut a running VM down, wait for its node's shutdown taint
+        by_vm = {pid.rsplit("/", 1)[-1]: name for name, pid in kube.call("provider_ids").items()}
+        running = [vm_id for vm_id, _, status in engine.call("vms") if status == "up" and vm_id in by_vm]
+        latencies = []
+        after = len(ctl.lines)
+        for vm_id in running[:args.events]:
+            name = by_vm[vm_id]
+            t0 = time.monotonic()
+            engine.call("set_status", vm=vm_id, status="down")
+            while TAINT_SHUTDOWN not in kube.call("taints", name=name):
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError(f"{name}: no shutdown taint after 60 s")
+                time.sleep(0.01)
+            latencies.append(time.monotonic() - t0)
+            progress(f"event to taint {name}: {latencies[-1]:.2f} s")
+            time.sleep(0.3)
+        targeted = [d for _, d in ctl.lines[after:] if d.get("msg") == "targeted sweep finished"]
+        res["event_to_taint_s"] = max(latencies)
+        res["event_to_taint_median_s"] = statistics.median(latencies)
+        res["targeted_sweep_s"] = max((float(d["seconds"]) for d in targeted), default=float("nan"))
+        res["peak_rss_mb"] = ctl.peak_rss_mb()
+    finally:
+        ctl.stop()
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--vms", type=int, default=1000)
+    ap.add_argument("--page-size", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3, help="discoveries and plain transfers (median)")
+    ap.add_argument("--events", type=int, default=5)
+    ap.add_argument("--poll", type=float, default=1.0, help="[controller] event_poll_interval")
+    ap.add_argument("--sync-interval", type=float, default=30.0)
+    ap.add_argument("--kube-api-qps", type=float, default=None)
+    ap.add_argument("--kube-api-burst", type=int, default=None)
+    ap.add_argument("--skip-engine", action="store_true", help="only the Kubernetes side")
+    args = ap.parse_args()
+    n = args.vms
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as d:
+        workdir = Path(d)
+        progress(f"starting the engine simulator with {n} VMs")
+        with SimProcess("engine", workdir, "--vms", str(n)) as engine, SimProcess("kube", workdir) as kube:
+            res: dict[str, Any] = {"vms": n, "page_size": args.page_size}
+            if not args.skip_engine:
+                res.update(engine_side(engine, n, args.page_size, args.repeat))
+            progress("starting the controller")
+            res.update(kube_side(engine, kube, workdir, args))
+    res["benchmark_s"] = time.monotonic() - t0
+    for key, value in res.items():
+        out(key, value)
+    targets: dict[str, Callable[[], bool]] = {
+        "engine_requests": lambda: res["engine_requests"] <= res["engine_requests_expected"] + 1,
+        "discovery_over_transfer": lambda: res["discovery_over_transfer"] <= 1.5,
+        "bytes_per_vm": lambda: res["bytes_per_vm"] <= 14 * 1024,
+        "parse_ms_per_vm": lambda: res["parse_ms_per_vm"] <= 0.2,
+        "steady_writes": lambda: res["steady_writes"] == 0,
+        "peak_rss_mb": lambda: res["peak_rss_mb"] <= 150,
+        "event_to_taint_s": lambda: res["event_to_taint_s"] <= args.poll + 0.5,
+        "register_s": lambda: res["register_s"] <= 60 * n / 10_000,
+    }
+    for key, check in targets.items():
+        if key in res:
+            out(f"target_{key}", "met" if check() else "missed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Run one loopback simulator in its own process, driven over stdin/stdout (for benchmarks/scale.py).
+
+    python benchmarks/simproc.py engine --vms 1000 --seed 4 --workdir DIR
+    python benchmarks/simproc.py kube --workdir DIR
+
+The process starts the simulator (the public classes ``EngineSimulator`` / ``generate_fleet`` and
+``KubeApiSimulator``), prints one JSON line describing it (URL, config or kubeconfig path), then answers
+one JSON command per stdin line with one JSON line (``{"ok": ..., "value": ...}``); it exits when stdin
+closes. :class:`SimProcess` is the parent side. Keeping the simulators out of the measured process means
+the controller's CPU and memory figures are its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
+
+    sim = EngineSimulator(generate_fleet(args.vms, seed=args.seed)).start()
+    config = sim.write_config(str(Path(args.workdir) / "ovirt-cloud.conf"))
+
+    def requests(path: str) -> list[dict[str, Any]]:
+        return [{"method": r.method, "path": r.path, "query": r.query, "status": r.status}
+                for r in sim.requests if r.path == path]
+
+    ops = {
+        "request_count": lambda path, exact=True: sim.request_count(path, exact=exact),
+        "reset_requests": sim.reset_requests,
+        "requests": requests,
+        "set_status": lambda vm, status: sim.set_status(vm, status).status,
+        "vms": lambda: [[vm.id, vm.name, vm.status] for vm in sim.fleet.vms.values()],
+        "stop": sim.stop,
+    }
+    info = {"url": sim.url, "base_url": sim.base_url, "ca_file": sim.ca_file, "username": sim.username,
+            "password": sim.password, "config": config}
+    return info, ops
+
+
+def _kube_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+
+    sim = KubeApiSimulator(history=args.history).start()
+    kubeconfig = sim.write_kubeconfig(Path(args.workdir) / "kubeconfig")
+
+    def taints(name: str) -> list[str]:
+        node = sim.get_node(name) or {}
+        return [t["key"] for t in (node.get("spec") or {}).get("taints") or []]
+
+    ops = {
+        "reset_counts": sim.reset_counts,
+        "writes": lambda resource=None: sim.writes(resource),
+        "count": lambda verb=None, resource=None: sim.count(verb, resource),
+        "node_count": lambda: len(sim.list_nodes()),
+        "provider_ids": lambda: {n["metadata"]["name"]: (n.get("spec") or {}).get("providerID", "")
+                                 for n in sim.list_nodes()},
+        "taints": taints,
+        "stop": sim.stop,
+    }
+    return {"url": sim.url, "kubeconfig": kubeconfig}, ops
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("kind", choices=("engine", "kube"))
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--vms", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=4)
+    ap.add_argument("--history", type=int, default=100_000)
+    args = ap.parse_args()
+    info, ops = (_engine_ops if args.kind == "engine" else _kube_ops)(args)
+    out = sys.stdout
+    out.write(json.dumps(info) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        try:
+            value = ops[cmd.pop("op")](**cmd)
+            reply = {"ok": True, "value": value}
+        except Exception as exc:  # reported to the parent, which raises
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+    ops["stop"]()
+    return 0
+
+
+class SimProcess:
+    """The parent side: start ``simproc.py KIND`` and call its operations (``proc.call("op", **kw)``)."""
+
+    def __init__(self, kind: str, workdir: Path, *extra: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "simproc.py"), kind, "--workdir", str(workdir),
+                                      *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env, cwd=REPO)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{kind} simulator did not start")
+        self.info: dict[str, Any] = json.loads(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def call(self, op: str, **kwargs: Any) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"op": op, **kwargs}) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline())
+        if not reply["ok"]:
+            raise RuntimeError(reply["error"])
+        return reply["value"]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> SimProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
