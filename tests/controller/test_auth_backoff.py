@@ -10,37 +10,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
 from ovirt_cloudprovider.controller import Controller
-from ovirt_cloudprovider.core.records import Action, ApplyResult, ObservedNode
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.health import HealthState
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.engine import SSO_TOKEN_PATH, EngineSimulator
+from tests.controller.ports import Cache, Writer
 from tests.helpers import wait_for
 
 SCALE = 60.0
-
-
-class Cache:
-    synced = True
-
-    def nodes(self) -> tuple[ObservedNode, ...]:
-        return ()
-
-
-class Writer:
-    def __init__(self) -> None:
-        self.actions: list[Action] = []
-
-    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult:
-        self.actions.extend(actions)
-        return ApplyResult(applied=len(actions))
 
 
 class Leader:

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ovirt_cloudprovider.controller import Controller
-from ovirt_cloudprovider.core.records import Action, ApplyResult, ObservedNode
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.health import HealthState
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
+from tests.controller.ports import Cache, Writer
 from tests.helpers import wait_for
-
-
-class Cache:
-    synced = True
-
-    def nodes(self) -> tuple[ObservedNode, ...]:
-        return ()
-
-
-class Writer:
-    def __init__(self) -> None:
-        self.actions: list[Action] = []
-
-    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult:
-        self.actions.extend(actions)
-        return ApplyResult(applied=len(actions))
 
 
 def test_vm_without_id_fails_the_sweep_and_the_loop_recovers(engine_sim: EngineSimulator) -> None:
