@@ -31,9 +31,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .core.desired import desired_nodes, skip_code
-from .core.plan import plan_sync
+from .core.plan import confirm_deletions, pending_deletions, plan_sync
 from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
+from .core.vmfilter import filter_match
 from .engine.errors import EngineError
 from .health import HealthState
 from .logs import kv
@@ -105,6 +106,7 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
+        plan = _confirm_deletions(plan, engine, config.filters.vms)
         report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
         if metrics:
             _record(metrics, snapshot, desired, plan, ok=report.ok, seconds=report.seconds,
@@ -153,6 +155,27 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     finally:
         if health:
             health.sweep_finished()
+
+
+def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
+    """Ask the engine about every VM whose node the plan deletes as absent (core.plan.confirm_deletions):
+    a GET by id, and a second search only when the record cannot tell whether the VM left the filter."""
+    vm_ids = pending_deletions(plan)
+    if not vm_ids:
+        return plan
+    try:
+        found = engine.fetch_vms(vm_ids)
+    except EngineError as exc:
+        log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
+        return confirm_deletions(plan, query=query, found={}, error=str(exc))
+    researched: frozenset[str] | None = None
+    if any(vm is not None and filter_match(query, vm) is None for vm in found.values()):
+        try:
+            researched = frozenset(vm.id for vm in engine.discover(query).vms)
+        except EngineError as exc:
+            log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
+            return confirm_deletions(plan, query=query, found={}, error=str(exc))
+    return confirm_deletions(plan, query=query, found=found, researched=researched)
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],

@@ -111,6 +111,22 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       or the counter resets if the VM comes back. Marking is not gated by the breaker: a mark only writes
       an annotation, is undone by CLEAR_ABSENT, and keeps the count visible; the breaker guards the step
       that cannot be undone.
+    - vanished cluster: the zone of a managed node is its ``topology.kubernetes.io/zone`` label, else its
+      ``ovirt.org/cluster`` label (a NodeSpec's likewise). When every managed node of one zone is absent in
+      the same sweep while the discovery produced nodes of another zone (other clusters are present), that
+      is an outage (an engine that lost part of its permissions answers exactly like this), not a
+      decommission: their DELETEs become BLOCK_DELETE ``ClusterVanished`` (Warning), counters left as
+      they are, until an operator confirms: ``[controller] allow_cluster_removal = true``, or the
+      annotation ``ovirt.org/allow-cluster-removal=true`` on one node of that zone. Applied before the
+      circuit breaker, which then counts the remaining DELETEs.
+
+Confirmation (:func:`confirm_deletions`, applied by the controller between planning and applying)
+    A DELETE of an absent VM's node (``DeletedNode``) needs positive evidence: the controller GETs the VM by
+    id. 404: the DELETE goes ahead. The VM exists and clearly no longer matches the filter (tag removed,
+    another cluster; :mod:`.vmfilter`, or a second search that again lacks it when the record cannot tell):
+    DELETE with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE
+    ``DeletionUnconfirmed`` (Warning) this sweep, counter unchanged. A search that lost VMs by accident
+    (paging shift, engine glitch) therefore never deletes a live VM's node.
 
 Plan.managed_nodes
     The number of managed nodes once the plan is applied: managed now, minus planned DELETEs, plus
@@ -120,13 +136,15 @@ Plan.managed_nodes
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from fractions import Fraction
 
 from . import providerid
 from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_ALLOW_CLUSTER_REMOVAL,
     ANNOTATION_PROVIDED_NODE_IP,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
@@ -136,6 +154,7 @@ from .records import (
     LABEL_OVIRT_CLUSTER,
     LABEL_OVIRT_DATACENTER,
     LABEL_OVIRT_HOST,
+    LABEL_ZONE,
     MANAGED_BY_VALUE,
     RUNNING_STATUSES,
     TAINT_NOT_READY,
@@ -149,8 +168,10 @@ from .records import (
     ObservedNode,
     Plan,
     Taint,
+    VirtualMachine,
 )
 from .settings import ControllerConfig, NodesConfig
+from .vmfilter import filter_match
 
 SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
 NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
@@ -176,6 +197,9 @@ REASON_DELETED = "DeletedNode"
 REASON_REPLACED = "ReplacedByKubelet"
 REASON_EMPTY_DISCOVERY = "EmptyDiscovery"
 REASON_CIRCUIT_BREAKER = "CircuitBreaker"
+REASON_CLUSTER_VANISHED = "ClusterVanished"
+REASON_LEFT_FILTER = "VMLeftFilter"
+REASON_UNCONFIRMED = "DeletionUnconfirmed"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
@@ -641,6 +665,7 @@ class _Planner:
                 f"sweep(s); the node is deleted at {n}.",
                 annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=vm_id,
             ))
+        due = self._vanished_clusters(absent, due)
         limit = deletion_limit(managed, self.controller)
         if len(due) > limit:
             self.notes.append(f"CircuitBreaker: {len(due)} of {managed} managed node(s) would be deleted at "
@@ -661,6 +686,43 @@ class _Planner:
                 f"sweeps (threshold {n}).", vm_id=vm_id,
             ))
 
+    def _vanished_clusters(self, absent: list[tuple[str, ObservedNode]],
+                           due: list[tuple[str, ObservedNode, int]]) -> list[tuple[str, ObservedNode, int]]:
+        """Block the DELETEs of zones whose every managed node is absent while other zones are present."""
+        if self.controller.allow_cluster_removal or not due:
+            return due
+        zones: dict[str, list[ObservedNode]] = {}
+        for claimed in self.managed.values():
+            for node in claimed:
+                zone = _zone(node.label_map)
+                if zone:
+                    zones.setdefault(zone, []).append(node)
+        absent_names = {node.name for _, node in absent}
+        present_zones = {z for z in (_zone(s.label_map) for s in self.desired.nodes) if z}
+        vanished = {z for z, members in zones.items()
+                    if all(n.name in absent_names for n in members) and (present_zones - {z})
+                    and not any(n.annotation_map.get(ANNOTATION_ALLOW_CLUSTER_REMOVAL, "").strip().lower() == "true"
+                                for n in members)}
+        if not vanished:
+            return due
+        kept: list[tuple[str, ObservedNode, int]] = []
+        for vm_id, node, count in due:
+            zone = _zone(node.label_map)
+            if zone not in vanished:
+                kept.append((vm_id, node, count))
+                continue
+            total = len(zones[zone])
+            self._block(node, vm_id, REASON_CLUSTER_VANISHED,
+                        f"Deletion of node {node.name} (VM {vm_id}, absent from {count} consecutive sweeps) is "
+                        f"blocked: all {total} managed node(s) of zone {zone} are absent while other zones are "
+                        "present, which looks like an engine outage or lost permissions, not a decommission. "
+                        f"To confirm, annotate one node of the zone {ANNOTATION_ALLOW_CLUSTER_REMOVAL}=true or set "
+                        "[controller] allow_cluster_removal = true.")
+        for zone in sorted(vanished):
+            self.notes.append(f"ClusterVanished: every managed node of zone {zone} is absent while other zones "
+                              "are present; their deletions are blocked until an operator confirms")
+        return kept
+
     def _block(self, node: ObservedNode, vm_id: str, reason: str, message: str) -> None:
         self.actions.append(_node_action(ActionKind.BLOCK_DELETE, node, None, reason, message, vm_id=vm_id,
                                          warning=True))
@@ -672,6 +734,66 @@ class _Planner:
                     action.kind == ActionKind.INITIALIZE and action.provider_id is not None):
                 count += 1
         return count
+
+
+def _zone(labels: Mapping[str, str | None]) -> str | None:
+    """A node's (or NodeSpec's) oVirt cluster for the vanished-cluster rule: zone label, else ovirt.org/cluster."""
+    return labels.get(LABEL_ZONE) or labels.get(LABEL_OVIRT_CLUSTER) or None
+
+
+def confirm_deletions(
+    plan: Plan, *, query: str, found: Mapping[str, VirtualMachine | None], error: str | None = None,
+    researched: frozenset[str] | None = None,
+) -> Plan:
+    """``plan`` with every DELETE of an absent VM's node (``DeletedNode``) confirmed or blocked.
+
+    ``found``: the engine's answer to a GET of each such VM by id (None: 404); ``error``: why those GETs
+    failed (then every such DELETE is blocked); ``researched``: the VM ids a second search returned, asked
+    only when :func:`~.vmfilter.filter_match` cannot tell from the record. See the module docstring.
+    """
+    actions: list[Action] = []
+    unblocked = 0
+    for action in plan.actions:
+        if action.kind is not ActionKind.DELETE or action.reason != REASON_DELETED or action.vm_id is None:
+            actions.append(action)
+            continue
+        vm_id = action.vm_id
+        base = f"Deletion of node {action.node} (VM {vm_id}) is blocked this sweep"
+        if error is not None or vm_id not in found:
+            why = f"the engine could not confirm that the VM is gone: {error}" if error is not None \
+                else "the engine was not asked about the VM"
+            actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                                   message=f"{base}: {why}."))
+            unblocked += 1
+            continue
+        vm = found[vm_id]
+        if vm is None:
+            actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the VM no longer "
+                                                                         "exists (404)."))
+            continue
+        verdict = filter_match(query, vm)
+        if verdict is None and researched is not None:
+            verdict = vm_id in researched
+        if verdict is False:
+            actions.append(replace(
+                action, reason=REASON_LEFT_FILTER,
+                message=f"Deleting node {action.node}: VM {vm.name} ({vm_id}) still exists (status {vm.status}, "
+                        f"cluster {vm.cluster or '?'}) but no longer matches the filter {query!r}."))
+            continue
+        why = ("it still exists and matches the filter, so the search lost it" if verdict
+               else "it still exists and it cannot be told whether it left the filter")
+        actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                               message=f"{base}: VM {vm.name} {why}."))
+        unblocked += 1
+    if not unblocked:
+        return replace(plan, actions=tuple(actions))
+    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + unblocked)
+
+
+def pending_deletions(plan: Plan) -> tuple[str, ...]:
+    """The VM ids whose nodes :func:`confirm_deletions` has to confirm, in plan order."""
+    return tuple(dict.fromkeys(a.vm_id for a in plan.actions
+                               if a.kind is ActionKind.DELETE and a.reason == REASON_DELETED and a.vm_id))
 
 
 def _node_action(

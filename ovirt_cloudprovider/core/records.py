@@ -32,6 +32,8 @@ MANAGED_BY_VALUE = "ovirt-cloudprovider"
 ANNOTATION_ABSENT_SWEEPS = "ovirt.org/absent-sweeps"
 # The VM id of a node we registered or initialized (for humans and for matching).
 ANNOTATION_VM_ID = "ovirt.org/vm-id"
+# On one node of an oVirt cluster (zone): the operator confirms that the whole cluster may be removed.
+ANNOTATION_ALLOW_CLUSTER_REMOVAL = "ovirt.org/allow-cluster-removal"
 # The kubelet's --node-ip (one IP, or "IPv4,IPv6" for dual-stack), set by a kubelet with
 # --cloud-provider=external (k8s.io/cloud-provider api.AnnotationAlphaProvidedIPAddr).
 ANNOTATION_PROVIDED_NODE_IP = "alpha.kubernetes.io/provided-node-ip"
