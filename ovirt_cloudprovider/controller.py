@@ -34,7 +34,7 @@ from .core.desired import desired_nodes, skip_code
 from .core.plan import confirm_deletions, pending_deletions, plan_sync
 from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
-from .core.vmfilter import filter_match
+from .core.vmfilter import filter_match, narrowed
 from .engine.errors import EngineError
 from .health import HealthState
 from .logs import kv
@@ -159,23 +159,20 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
 
 def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
     """Ask the engine about every VM whose node the plan deletes as absent (core.plan.confirm_deletions):
-    a GET by id, and a second search only when the record cannot tell whether the VM left the filter."""
+    a GET by id, and for a VM that still exists the filter searched narrowed to it."""
     vm_ids = pending_deletions(plan)
     if not vm_ids:
         return plan
+    researched: set[str] = set()
     try:
         found = engine.fetch_vms(vm_ids)
+        for vm in found.values():
+            if vm is not None and filter_match(query, vm) is not True:
+                researched |= {v.id for v in engine.discover(narrowed(query, vm.id)).vms}
     except EngineError as exc:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
-    researched: frozenset[str] | None = None
-    if any(vm is not None and filter_match(query, vm) is None for vm in found.values()):
-        try:
-            researched = frozenset(vm.id for vm in engine.discover(query).vms)
-        except EngineError as exc:
-            log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
-            return confirm_deletions(plan, query=query, found={}, error=str(exc))
-    return confirm_deletions(plan, query=query, found=found, researched=researched)
+    return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched))
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],

@@ -122,10 +122,11 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
 
 Confirmation (:func:`confirm_deletions`, applied by the controller between planning and applying)
     A DELETE of an absent VM's node (``DeletedNode``) needs positive evidence: the controller GETs the VM by
-    id. 404: the DELETE goes ahead. The VM exists and clearly no longer matches the filter (tag removed,
-    another cluster; :mod:`.vmfilter`, or a second search that again lacks it when the record cannot tell):
-    DELETE with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE
-    ``DeletionUnconfirmed`` (Warning) this sweep, counter unchanged. A search that lost VMs by accident
+    id. 404: the DELETE goes ahead. The VM exists: the controller searches the filter narrowed to that VM
+    (:func:`.vmfilter.narrowed`); when the engine answers without it, and its record does not clearly match
+    the filter (:func:`.vmfilter.filter_match`), it left the filter (tag removed, another cluster): DELETE
+    with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE ``DeletionUnconfirmed``
+    (Warning) this sweep, counter unchanged. A search that lost VMs by accident
     (paging shift, engine glitch) therefore never deletes a live VM's node.
 
 Plan.managed_nodes
@@ -747,9 +748,10 @@ def confirm_deletions(
 ) -> Plan:
     """``plan`` with every DELETE of an absent VM's node (``DeletedNode``) confirmed or blocked.
 
-    ``found``: the engine's answer to a GET of each such VM by id (None: 404); ``error``: why those GETs
-    failed (then every such DELETE is blocked); ``researched``: the VM ids a second search returned, asked
-    only when :func:`~.vmfilter.filter_match` cannot tell from the record. See the module docstring.
+    ``found``: the engine's answer to a GET of each such VM by id (None: 404); ``error``: why the engine could
+    not be asked (then every such DELETE is blocked); ``researched``: the VM ids among those found that the
+    search narrowed to each of them returned (None: not asked, so nothing that exists is deleted). See the
+    module docstring.
     """
     actions: list[Action] = []
     unblocked = 0
@@ -771,9 +773,9 @@ def confirm_deletions(
             actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the VM no longer "
                                                                          "exists (404)."))
             continue
-        verdict = filter_match(query, vm)
-        if verdict is None and researched is not None:
-            verdict = vm_id in researched
+        local = filter_match(query, vm)
+        verdict: bool | None = None if researched is None else (
+            local is True or vm_id in {providerid.normalize_vm_id(r) for r in researched})
         if verdict is False:
             actions.append(replace(
                 action, reason=REASON_LEFT_FILTER,
@@ -781,7 +783,7 @@ def confirm_deletions(
                         f"cluster {vm.cluster or '?'}) but no longer matches the filter {query!r}."))
             continue
         why = ("it still exists and matches the filter, so the search lost it" if verdict
-               else "it still exists and it cannot be told whether it left the filter")
+               else "it still exists and the engine was not asked whether it left the filter")
         actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
                                message=f"{base}: VM {vm.name} {why}."))
         unblocked += 1

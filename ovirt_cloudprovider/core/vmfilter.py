@@ -2,8 +2,9 @@
 
 Used only to confirm a deletion (:func:`ovirt_cloudprovider.core.plan.confirm_deletions`): the engine still has
 the VM (a GET by id answered), so either the VM left the filter (tag removed, moved to another cluster) or the
-search lost it by accident (a paging shift, an engine glitch). :func:`filter_match` evaluates the filter on the
-VM record the GET returned:
+search lost it by accident (a paging shift, an engine glitch). The engine answers that with a search narrowed
+to the VM (:func:`narrowed`); :func:`filter_match` is a veto on top: it evaluates the filter on the VM record
+the GET returned, and a record that clearly still matches is never deleted, whatever the searches say:
 
 - ``True``: the record clearly matches the filter: the search lost it, its node must not be deleted;
 - ``False``: the record clearly does not match: it left the filter;
@@ -65,6 +66,21 @@ def _or(values: list[bool | None]) -> bool | None:
     if any(v is True for v in values):
         return True
     return None if any(v is None for v in values) else False
+
+
+def narrowed(query: str, vm_id: str) -> str:
+    """The search ``query`` restricted to one VM: ``id=<vm_id>`` added to every ``or`` branch (``and`` binds
+    tighter than ``or`` in the engine's search language), so the engine itself answers whether the VM matches,
+    with its own tag hierarchy. ``""`` becomes ``id=<vm_id>``."""
+    text = query.strip()
+    head = ""
+    first = text.split(None, 1)
+    if first and first[0].lower() in ("vms:", "vm:"):
+        head, text = first[0] + " ", (first[1] if len(first) > 1 else "")
+    if not text:
+        return f"{head}id={vm_id}"
+    parts = re.split(r'\s+or\s+(?=(?:[^"]*"[^"]*")*[^"]*$)', text, flags=re.IGNORECASE)
+    return head + " or ".join(f"{p} and id={vm_id}" for p in parts)
 
 
 def filter_match(query: str, vm: VirtualMachine) -> bool | None:

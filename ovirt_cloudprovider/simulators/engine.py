@@ -1472,6 +1472,7 @@ class EngineSimulator(LoopbackServer):
         super().__init__(host, port)
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._lost: set[str] = set()  # lose_in_search
         self._static: dict[str, _Static] = {}
         self._tokens: dict[str, _Token] = {}
         self._records: list[RequestRecord] = []
@@ -1594,8 +1595,16 @@ class EngineSimulator(LoopbackServer):
             for t in self._tokens.values():
                 t.valid = False
 
+    def lose_in_search(self, vm_ids: Iterable[str]) -> None:
+        """A glitching search (a paging shift, a half-synced engine): searches of the fleet leave out
+        ``vm_ids`` (still there for a GET by id, and for a search that names the VM's ``id=``), until
+        :meth:`clear_faults`."""
+        with self._lock:
+            self._lost = set(vm_ids)
+
     def clear_faults(self) -> None:
         with self._lock:
+            self._lost = set()
             self._faults.clear()
         self._release.set()
         self._release = threading.Event()
@@ -1803,6 +1812,9 @@ class EngineSimulator(LoopbackServer):
                 if "search" in query:
                     vms = search_vms(f, query["search"], max_results=max_results,
                                      case_sensitive=case_sensitive)
+                    with self._lock:
+                        lost = set(self._lost) if not re.search(r"\bid\s*=", query["search"]) else set()
+                    vms = [vm for vm in vms if vm.id not in lost]
                 elif max_results is not None:
                     vms = vms[:max_results]
                 return to_xml(E("vms", *(r.vm(vm, follow) for vm in vms)), ser)

@@ -8,7 +8,7 @@ import pytest
 from ovirt_cloudprovider.core.plan import confirm_deletions, pending_deletions, plan_sync
 from ovirt_cloudprovider.core.records import ANNOTATION_ALLOW_CLUSTER_REMOVAL, ActionKind, Plan, VirtualMachine
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
-from ovirt_cloudprovider.core.vmfilter import filter_match
+from ovirt_cloudprovider.core.vmfilter import filter_match, narrowed
 from tests.core.plan_builders import absent_counter, desired, make_spec, synced_node, with_annotation
 
 K = ActionKind
@@ -96,22 +96,26 @@ def test_a_404_confirms_the_deletion() -> None:
 ])
 def test_a_vm_that_left_the_filter_is_deleted_with_its_reason(query: str, vm: dict[str, object]) -> None:
     p, vm_id = _one_delete()
-    out = confirm_deletions(p, query=query, found={vm_id: _vm(vm_id, **vm)})  # type: ignore[arg-type]
+    found = {vm_id: _vm(vm_id, **vm)}  # type: ignore[arg-type]
+    out = confirm_deletions(p, query=query, found=found, researched=frozenset())
     assert [(a.kind, a.reason) for a in out.actions] == [(K.DELETE, "VMLeftFilter")]
+    asked = confirm_deletions(p, query=query, found=found)  # the narrowed search was not asked
+    assert asked.actions[0].kind is K.BLOCK_DELETE
 
 
 def test_a_vm_that_still_matches_is_a_lost_search_result_and_keeps_its_node() -> None:
     p, vm_id = _one_delete()
-    out = confirm_deletions(p, query="tag=kubernetes", found={vm_id: _vm(vm_id)})
+    # the record clearly matches: a veto, even if the narrowed search lost it too
+    out = confirm_deletions(p, query="tag=kubernetes", found={vm_id: _vm(vm_id)}, researched=frozenset())
     assert [(a.kind, a.reason, a.warning) for a in out.actions] == [(K.BLOCK_DELETE, "DeletionUnconfirmed", True)]
     assert out.managed_nodes == p.managed_nodes + 1
 
 
-def test_an_undecidable_record_needs_a_second_search() -> None:
+def test_an_undecidable_record_needs_the_narrowed_search() -> None:
     p, vm_id = _one_delete()
     vm = _vm(vm_id, tags=("kubernetes-child",))  # maybe a child tag: the record cannot tell
     assert confirm_deletions(p, query="tag=kubernetes", found={vm_id: vm}).actions[0].kind is K.BLOCK_DELETE
-    again = confirm_deletions(p, query="tag=kubernetes", found={vm_id: vm}, researched=frozenset({vm_id}))
+    again = confirm_deletions(p, query="tag=kubernetes", found={vm_id: vm}, researched=frozenset({vm_id.upper()}))
     assert again.actions[0].kind is K.BLOCK_DELETE
     gone = confirm_deletions(p, query="tag=kubernetes", found={vm_id: vm}, researched=frozenset())
     assert (gone.actions[0].kind, gone.actions[0].reason) == (K.DELETE, "VMLeftFilter")
@@ -140,3 +144,12 @@ def test_filter_match(query: str, expected: bool | None) -> None:
     vm = VirtualMachine(id="1d6ab0ac-0000-4000-8000-000000000001", name="a1", status="up", cluster="cluster1",
                         tags=("kubernetes",))
     assert filter_match(query, vm) is expected
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("", "id=X"), ("tag=kubernetes", "tag=kubernetes and id=X"), ("Vms: tag=a", "Vms: tag=a and id=X"),
+    ("tag=a OR cluster=b and status=up", "tag=a and id=X or cluster=b and status=up and id=X"),
+    ('name="x or y"', 'name="x or y" and id=X'),
+])
+def test_narrowed(query: str, expected: str) -> None:
+    assert narrowed(query, "X") == expected
