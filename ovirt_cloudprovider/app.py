@@ -31,6 +31,7 @@ from .core.desired import desired_nodes
 from .core.records import NodeSpec, Snapshot, VirtualMachine
 from .core.settings import Config
 from .engine.client import EngineClient
+from .engine.search_fields import warnings as _search_field_warnings
 from .health import HealthServer, HealthState
 from .kube.client import load_api_client
 from .kube.informer import NodeCache
@@ -55,9 +56,15 @@ def log_notices(config: Config) -> None:
         log.log(level, notice.message, extra=kv(**dict(notice.fields)))
 
 
+def search_warnings(query: str) -> list[str]:
+    """One line per unknown VM search field in ``query`` (the engine would silently match nothing)."""
+    return _search_field_warnings(query)
+
+
 def engine_client(config: Config, *, metrics: Metrics | None = None) -> EngineClient:
     """An engine client for ``config`` (one SSO session, logged in on first use; close it)."""
-    return EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics)
+    return EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics,
+                        auth_backoff_max=config.controller.backoff_max)
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,8 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     log.info("starting", extra=kv(version=__version__, identity=name, config=config.path,
                                   engine=config.connection.uri, filter=config.filters.vms,
                                   leader_elect=ctl.leader_elect, sync_interval=ctl.sync_interval))
+    for line in search_warnings(config.filters.vms):
+        log.warning(line, extra=kv(filter=config.filters.vms))
     server.start()
     cache.start()
     if elector is not None:

@@ -144,7 +144,10 @@ def _vm_json(vm: VirtualMachine) -> dict[str, Any]:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    found = app.discover(_load(args))
+    config = _load(args)
+    for line in app.search_warnings(config.filters.vms):  # on stderr: the table or JSON on stdout stays clean
+        print(f"warning: {line}", file=sys.stderr)
+    found = app.discover(config)
     if args.output == "json":
         doc = [{"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in found.rows]
         print(json.dumps(doc, indent=2))
@@ -167,6 +170,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     tls = "NOT verified (insecure)" if conn.insecure else f"verified with {conn.ca_file or 'the system CA bundle'}"
     print(f"engine:  {conn.uri} as {conn.username} (TLS {tls})")
     print(f"filter:  {config.filters.vms or '<none: every VM>'}")
+    for line in app.search_warnings(config.filters.vms):
+        print(f"warning: {line}")
     found = app.discover(config, check_login=True)
     snapshot = found.snapshot
     print(f"login:   ok ({found.product})")

@@ -35,7 +35,7 @@ from .core.plan import confirm_deletions, pending_deletions, plan_sync
 from .core.records import Action, ActionKind, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
 from .core.vmfilter import filter_match, narrowed
-from .engine.errors import EngineError
+from .engine.errors import EngineError, EngineLoginBackoff
 from .health import HealthState
 from .logs import kv
 from .metrics import Metrics
@@ -105,7 +105,8 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
         if health:
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
-        plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
+        plan = _without_inconsistent(plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller),
+                                     snapshot)
         plan = _confirm_deletions(plan, engine, config.filters.vms)
         report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
         if metrics:
@@ -173,6 +174,15 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
     return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched))
+
+
+def _without_inconsistent(plan: Plan, snapshot: Snapshot) -> Plan:
+    """``plan`` without any action for a VM id the engine answered inconsistently (two different VMs): their
+    nodes are neither written nor counted absent in this sweep."""
+    bad = {i.lower() for i in snapshot.inconsistent_ids}
+    if not bad:
+        return plan
+    return replace(plan, actions=tuple(a for a in plan.actions if (a.vm_id or "").lower() not in bad))
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
@@ -294,6 +304,9 @@ class Controller:
         self._snapshot: Snapshot | None = None  # the last complete discovery
         self._lock = threading.Lock()
         self._failures = 0
+        # where the event poller starts: read by the loop just before a full sweep (so that no event between
+        # the sweep's discovery and the first poll is lost); None while this replica does not lead
+        self._event_index: int | None = None
         self._watched_files = self._file_stamps()
 
     # --- triggers ----------------------------------------------------------------------------------
@@ -358,6 +371,7 @@ class Controller:
                     not_before = time.monotonic() + self.debounce
                     continue
                 log.info("sweep triggered", extra=kv(reasons="; ".join(reasons)))
+                self._start_event_index()
                 report = run_sweep(config=self.config, engine=self.engine, nodes=self.cache.nodes(),
                                    writer=self.writer, metrics=self.metrics, may_write=self.may_write,
                                    health=self.health)
@@ -387,38 +401,65 @@ class Controller:
             self._wake.clear()
 
     def _poll_events(self, stop: threading.Event) -> None:
-        """Engine event poller (all replicas: it also keeps readiness honest on standbys)."""
+        """Engine event poller. Polls only while this replica leads: a standby makes no engine call at all
+        (with a wrong password it would fail logins too); on becoming leader it starts from the index the loop
+        read just before its first full sweep."""
         period = self.config.controller.event_poll_interval
-        index: int | None = None
         while not stop.is_set():
-            try:
-                if period <= 0:
-                    # events disabled: a cheap contact keeps /readyz meaningful on standby replicas
-                    if not self.may_write():
-                        self.engine.last_event_index()
-                        self.health.engine_ok()
-                    stop.wait(self.config.controller.sync_interval)
-                    continue
-                if index is None:
-                    index = self.engine.last_event_index()
-                else:
-                    index, events = self.engine.events_since(index)
-                    if events:  # (the engine client counts them in engine_events_total)
-                        names = sorted({str(getattr(e, "vm_name", None) or getattr(e, "vm_id", "?"))
-                                        for e in events})
-                        log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
-                        if self.may_write():
-                            targetable = all(e.kind in TARGETED_EVENT_KINDS and e.vm_id for e in events)
-                            self.trigger(f"engine events for {', '.join(names[:5])}",
-                                         vm_ids=[str(e.vm_id) for e in events] if targetable else ())
+            if not self.may_write():
+                with self._lock:
+                    self._event_index = None
+                # a standby's readiness does not depend on the engine, which it does not contact
                 self.health.engine_ok()
+                stop.wait(max(min(period, 1.0), 0.2) if period > 0 else 1.0)
+                continue
+            if period <= 0:  # events disabled: the sweeps alone contact the engine
+                stop.wait(1.0)
+                continue
+            with self._lock:
+                index = self._event_index
+            if index is None:  # the loop reads it before its next full sweep
+                stop.wait(0.05)
+                continue
+            try:
+                index, events = self.engine.events_since(index)
+                with self._lock:
+                    if self._event_index is not None:
+                        self._event_index = index
+                if events:  # (the engine client counts them in engine_events_total)
+                    names = sorted({str(getattr(e, "vm_name", None) or getattr(e, "vm_id", "?"))
+                                    for e in events})
+                    log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
+                    if self.may_write():
+                        targetable = all(e.kind in TARGETED_EVENT_KINDS and e.vm_id for e in events)
+                        self.trigger(f"engine events for {', '.join(names[:5])}",
+                                     vm_ids=[str(e.vm_id) for e in events] if targetable else ())
+                self.health.engine_ok()
+            except EngineLoginBackoff as exc:  # refused without contacting the engine: the login already warned
+                self.health.engine_failed(str(exc))
+                log.debug("engine event poll waits for the login backoff", extra=kv(error=str(exc)))
             except EngineError as exc:
                 self.health.engine_failed(str(exc))
                 log.warning("engine event poll failed", extra=kv(error=str(exc)))
             except Exception as exc:  # never let the poller die silently
                 self.health.engine_failed(f"event poll: {exc.__class__.__name__}")
                 log.exception("engine event poll crashed", extra=kv(error=str(exc)))
-            stop.wait(max(period, 0.2))
+            stop.wait(max(period, 0.05))
+
+    def _start_event_index(self) -> None:
+        """Before a full sweep: read where the event poller starts, if it has no index yet."""
+        if self.config.controller.event_poll_interval <= 0:
+            return
+        with self._lock:
+            if self._event_index is not None:
+                return
+        try:
+            index = self.engine.last_event_index()
+        except EngineError as exc:  # the sweep that follows reports the failure
+            log.debug("could not read the newest engine event", extra=kv(error=str(exc)))
+            return
+        with self._lock:
+            self._event_index = index
 
     # --- rotated secrets ---------------------------------------------------------------------------
     def _file_stamps(self) -> dict[str, tuple[float, int] | None]:

@@ -84,6 +84,14 @@ class Metrics:
         self.engine_events_total = Counter(
             f"{PREFIX}_engine_events_total", "Engine events seen that trigger an early sweep.", registry=r,
         )
+        self.engine_inconsistent_vms_total = Counter(
+            f"{PREFIX}_engine_inconsistent_vms_total",
+            "VM ids for which one discovery answer held two different VMs (left out of that sweep).", registry=r,
+        )
+        self.invalid_guest_ips = Gauge(
+            f"{PREFIX}_invalid_guest_ips",
+            "Guest-reported IP addresses that are not valid addresses, in the last discovery.", registry=r,
+        )
         self.kube_requests_total = Counter(
             f"{PREFIX}_kube_requests_total",
             "Requests to the Kubernetes API by operation and HTTP status code "

@@ -24,25 +24,27 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..core.records import Snapshot, VirtualMachine
 from ..core.settings import ConnectionConfig
 from ..logs import kv
 from ..metrics import Metrics, observe_engine
+from .backoff import DEFAULT_BASE, AuthGate
 from .connection import SdkConnection, classify, open_connection
 from .endpoint import Endpoint
 from .errors import (
     EVENTS_MISSED,
     NODE_EVENT_CODES,
     EngineAuthError,
+    EngineDataError,
     EngineError,
     EngineEvent,
     EngineFaultError,
     scrub,
 )
-from .records import DISCOVERY_FOLLOW, event_index, vm_record
+from .records import DISCOVERY_FOLLOW, event_index, invalid_ips, vm_record
 from .sso import Sso
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class EngineClient:
     """
 
     def __init__(self, conn: ConnectionConfig, *, page_size: int = 100, metrics: Metrics | None = None,
-                 event_page_size: int = EVENT_PAGE_SIZE) -> None:
+                 event_page_size: int = EVENT_PAGE_SIZE, auth_backoff_base: float = DEFAULT_BASE,
+                 auth_backoff_max: float = 300.0) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._conn = conn
@@ -75,6 +78,10 @@ class EngineClient:
         self._sdk: SdkConnection | None = None
         self._token: str | None = None
         self._logins = 0
+        self._invalid_ips: dict[str, tuple[str, ...]] = {}  # VM id -> invalid IPs last logged (log once per VM)
+        # one gate for every call of this client: after a failed login, nothing contacts the engine until
+        # the backoff has passed (see .backoff)
+        self.auth_gate = AuthGate(base=auth_backoff_base, maximum=auth_backoff_max)
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -95,17 +102,25 @@ class EngineClient:
                                    "or 'page' (discovery adds its own)")
         started = time.monotonic()
         vms: dict[str, VirtualMachine] = {}
+        inconsistent: set[str] = set()
         requests = 0
         page = 1
         with self._lock:
             while True:
                 search = f"{base} sortby name asc page {page}".strip()
-                items = self._call("search_vms", "VM search", self._search_page(search))
+                items = self._call("search_vms", "VM search", self._search_page(search, page))
                 requests += 1
                 new = 0
                 for item in items:
-                    record = vm_record(item)
-                    new += record.id not in vms
+                    record = self._record(item, f"/vms page {page}")
+                    seen = vms.get(record.id)
+                    new += seen is None
+                    if seen is not None and seen != record:  # not a page shift's repeat: two different VMs
+                        if record.id not in inconsistent:
+                            log.warning(f"engine answer holds two different VMs with the id {record.id}; its node "
+                                        "is left alone in this sweep", extra=kv(
+                                            engine=self._where, page=page, names=f"{seen.name},{record.name}"))
+                        inconsistent.add(record.id)
                     vms[record.id] = record
                 log.debug("search page", extra=kv(page=page, vms=len(items), search=search))
                 if len(items) < self._page_size:
@@ -117,13 +132,50 @@ class EngineClient:
         seconds = time.monotonic() - started
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
                                                 seconds=round(seconds, 3)))
-        return Snapshot(vms=tuple(vms.values()), query=base, requests=requests)
+        self._note_invalid_ips(vms.values())
+        if self._metrics is not None and inconsistent:
+            self._metrics.engine_inconsistent_vms_total.inc(len(inconsistent))
+        return Snapshot(vms=tuple(vm for vm in vms.values() if vm.id not in inconsistent), query=base,
+                        requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
 
-    def _search_page(self, search: str) -> Callable[[Any], list[Any]]:
+    def _note_invalid_ips(self, vms: Iterable[VirtualMachine]) -> None:
+        """Count guest-reported IPs that are no address (in the metric) and log them once per VM (again only
+        when they change), instead of dropping them silently."""
+        current = {vm.id: (vm, bad) for vm in vms if (bad := invalid_ips(vm))}
+        for vm_id, (vm, bad) in current.items():
+            if self._invalid_ips.get(vm_id) != bad:
+                log.warning(f"VM {vm.name} ({vm_id}) reports invalid IP addresses, ignored: {', '.join(bad)}",
+                            extra=kv(engine=self._where))
+        self._invalid_ips = {vm_id: bad for vm_id, (_, bad) in current.items()}
+        if self._metrics is not None:
+            self._metrics.invalid_guest_ips.set(sum(len(bad) for _, bad in current.values()))
+
+    def _search_page(self, search: str, page: int) -> Callable[[Any], list[Any]]:
         def list_page(c: Any) -> list[Any]:
-            return list(c.system_service().vms_service().list(search=search, max=self._page_size,
-                                                                  follow=DISCOVERY_FOLLOW))
+            items = list(c.system_service().vms_service().list(search=search, max=self._page_size,
+                                                               follow=DISCOVERY_FOLLOW))
+            root = getattr(c, "last_root", "vms")
+            if root != "vms":
+                raise EngineDataError(f"engine answer for /vms page {page} at {self._where}: the root element is "
+                                      f"<{root}>, not <vms>")
+            return items
         return list_page
+
+    def _record(self, item: Any, answer: str, *, vm_id: str | None = None) -> VirtualMachine:
+        """``vm_record(item)``, or an EngineDataError naming ``answer`` and the object when it is unusable."""
+        name = getattr(item, "name", None)
+        got = getattr(item, "id", None)
+        if not got:
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: a <vm> without an id "
+                                  f"(name {name!r})")
+        if vm_id is not None and got.lower() != vm_id.lower():
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: a <vm> with the id {got} "
+                                  f"(name {name!r}) instead of {vm_id}")
+        try:
+            return vm_record(item)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: VM {got} (name {name!r}) "
+                                  f"cannot be read ({exc.__class__.__name__}: {exc})") from None
 
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
         """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);
@@ -143,7 +195,7 @@ class EngineClient:
                         raise
                     out[vm_id] = None
                     continue
-                out[vm_id] = vm_record(item)
+                out[vm_id] = self._record(item, f"/vms/{vm_id}", vm_id=vm_id)
         return out
 
     def last_event_index(self) -> int:
@@ -221,9 +273,11 @@ class EngineClient:
     def reset(self) -> None:
         """Drop the session (logging out); the next call logs in again with the current password and CA file.
 
-        The controller calls this when ``password_file`` or ``ca_file`` changes on disk (a rotated Secret).
+        The controller calls this when ``password_file`` or ``ca_file`` changes on disk (a rotated Secret): it
+        also opens the auth-backoff gate, so the new password is tried at once.
         """
         self.close()
+        self.auth_gate.open()
 
     def __enter__(self) -> EngineClient:
         return self
@@ -251,6 +305,7 @@ class EngineClient:
     def _call(self, operation: str, what: str, fn: Callable[[Any], T]) -> T:
         with self._lock:
             for attempt in range(2):
+                self._check_gate()
                 conn = self._connection()
                 logins_before = self._logins
                 try:
@@ -276,9 +331,27 @@ class EngineClient:
         """One line, without the password or the token (belt and braces: they are never put in)."""
         return scrub(message, self._conn.password, self._token)
 
+    def _check_gate(self) -> None:
+        try:
+            self.auth_gate.check(f"login as {self._conn.username} at {self._where}")
+        except EngineAuthError as err:
+            err._from_login = True
+            raise
+
     def _login(self) -> str:
-        """A new SSO token (bounded by the timeout), remembered for the session and for scrubbing."""
-        token = self._sso.login()
+        """A new SSO token (bounded by the timeout), remembered for the session and for scrubbing.
+
+        Refused without contacting the engine while the auth-backoff gate is closed; a refused login closes it.
+        """
+        self._check_gate()
+        try:
+            token = self._sso.login()
+        except EngineAuthError:
+            delay = self.auth_gate.failed()
+            log.warning("engine login refused; backing off", extra=kv(
+                engine=self._where, failures=self.auth_gate.failures, seconds=round(delay, 1)))
+            raise
+        self.auth_gate.succeeded()
         self._token = token
         self._logins += 1
         return token

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
+import xml.parsers.expat
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +23,7 @@ import ovirtsdk4 as sdk
 import pycurl
 
 from .endpoint import Endpoint
-from .errors import EngineAuthError, EngineError, EngineFaultError, EngineTransientError, html_title
+from .errors import EngineAuthError, EngineDataError, EngineError, EngineFaultError, EngineTransientError, html_title
 
 _CURL_TEXT_RE = re.compile(r"\((?:<[^>]*>,\s*)?(\d+),\s*['\"](.*?)['\"]\)")
 _TLS_CURL_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
@@ -42,6 +44,7 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
         self.last_status: int | None = None
         self.last_reason = ""
         self.last_title: str | None = None
+        self.last_root: str | None = None
 
     def _get_access_token(self) -> str:
         return self._login_callback()
@@ -54,7 +57,37 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
         body = response.body or b""
         self.last_title = html_title(body) if body[:200].lstrip().lower().startswith((b"<!doctype html", b"<html")) \
             else None
+        self.last_root = None
+        if body and self.last_status is not None and self.last_status < 300:
+            # checked with expat before the SDK's libxml2 reader sees it: libxml2 prints parser errors to stderr
+            # and the SDK then only says "Can't move to the next element"
+            self.last_root = _xml_root(body)
         return response
+
+
+class MalformedXml(ValueError):
+    """An answer that is not well-formed XML (raised before the SDK parses it)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line, self.reason = line, reason
+
+
+def _xml_root(body: bytes) -> str:
+    """The root element's name of ``body``; MalformedXml when ``body`` is not well-formed XML."""
+    root: list[str] = []
+    parser = xml.parsers.expat.ParserCreate()
+
+    def start(name: str, attrs: object) -> None:
+        if not root:
+            root.append(name)
+
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(body, True)
+    except xml.parsers.expat.ExpatError as e:
+        raise MalformedXml(e.lineno, xml.parsers.expat.ErrorString(e.code)) from None
+    return root[0] if root else ""
 
 
 if not hasattr(sdk.Connection, "_get_access_token") or not hasattr(sdk.Connection, "wait"):  # pragma: no cover
@@ -78,6 +111,9 @@ def classify(exc: Exception, what: str, conn: SdkConnection, endpoint: Endpoint,
              scrub: Callable[[str], str]) -> EngineError:
     """The EngineError that the SDK failure ``exc`` of request ``what`` on ``conn`` means."""
     where, status = endpoint.where, conn.last_status
+    if isinstance(exc, MalformedXml):
+        return EngineDataError(scrub(f"{what} at {where} failed: the engine answer is not well-formed XML at line "
+                                     f"{exc.line} ({exc.reason})"), code=status)
     text = " ".join(str(exc).split())
     context = exc.__context__
     curl: tuple[int, str] | None = None
@@ -104,11 +140,17 @@ def classify(exc: Exception, what: str, conn: SdkConnection, endpoint: Endpoint,
     if status == 404:
         return EngineFaultError(scrub(
             f"{what} at {where} failed: HTTP 404 {fault_text or 'Not Found'} (is the URL "
-            f"{endpoint.conn.uri.split('?')[0]!r} right? it usually ends in /ovirt-engine/api)"), code=404)
+            f"{_public_url(endpoint)!r} right? it usually ends in /ovirt-engine/api)"), code=404)
     if status is not None and status >= 400:
         return EngineFaultError(scrub(f"{what} at {where} failed: HTTP {status} "
                                       f"{fault_text or reason or text}"), code=status)
     return EngineFaultError(scrub(f"{what} at {where} failed: unexpected answer: {text}"), code=status)
+
+
+def _public_url(endpoint: Endpoint) -> str:
+    """The configured API URL without user info, query or fragment (never a secret)."""
+    parts = urllib.parse.urlsplit(endpoint.conn.uri)
+    return urllib.parse.urlunsplit((parts.scheme, endpoint.where, parts.path, "", ""))
 
 
 def _transport_error(what: str, curl: tuple[int, str] | None, exc: Exception, endpoint: Endpoint,

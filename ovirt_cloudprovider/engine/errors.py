@@ -2,7 +2,8 @@
 
 - :class:`EngineError` and its subclasses: ``str()`` is one line (what failed, where, why) and never
   contains the password or the session token (:func:`scrub` is the last line of defence);
-  :class:`EngineAuthError` (credentials or session refused), :class:`EngineTransientError` (no usable
+  :class:`EngineAuthError` (credentials or session refused; :class:`EngineLoginBackoff`: refused without
+  contacting the engine after a failed login), :class:`EngineTransientError` (no usable
   answer: retry later), :class:`EngineFaultError` (the engine answered with an error).
 - :class:`EngineEvent`, the engine events that can change a Node (:data:`NODE_EVENT_CODES`), and the
   :data:`EVENTS_MISSED` marker.
@@ -12,7 +13,9 @@ The controller imports only this module, so it can handle engine failures withou
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -59,12 +62,21 @@ class EngineAuthError(EngineError):
     """The engine refused the credentials (SSO 400/401) or the session (401/403 after a new login)."""
 
 
+class EngineLoginBackoff(EngineAuthError):
+    """A call refused without contacting the engine: an earlier login failed and its backoff has not passed."""
+
+
 class EngineTransientError(EngineError):
     """No usable answer: refused or dropped connection, timeout, TLS failure, 5xx (incl. a proxy's 502 page)."""
 
 
 class EngineFaultError(EngineError):
     """The engine answered a request with an error (a ``<fault>``, a 4xx) or with something unexpected."""
+
+
+class EngineDataError(EngineFaultError):
+    """The engine answered with data we cannot use: not well-formed XML, another root element, a VM without an
+    id or with the wrong id. ``str()`` names the answer and the object."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +98,34 @@ class EngineEvent:
 
 # --- building the one-line messages --------------------------------------------------------------
 
+# What may surround a secret that an answer echoes as a whole value: start/end, blanks, quotes, brackets and the
+# separators of forms, query strings, headers and JSON. "@" and "." are deliberately absent: a password
+# "admin" must not turn "as admin@internal" into "as ***@internal" (that would show the password).
+_EDGE = r"""\s"'`=:,;&?()\[\]{}<>"""
+
+
+def _forms(secret: str) -> set[str]:
+    """The ways ``secret`` can appear in a message: raw, URL-encoded (both styles), base64."""
+    raw = secret.encode("utf-8")
+    return {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+            base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+
+
 def scrub(message: str, *secrets: str | None) -> str:
-    """One line, without any of ``secrets`` (belt and braces: they are never put in), at most 500 characters."""
+    """One line of at most 500 characters; a secret that an engine answer echoed is cut out as a whole value.
+
+    Messages are built without secrets; this only guards text that comes from the engine or from libraries.
+    Only a whole value is masked (the secret, URL-encoded or base64, between separators such as blanks, quotes,
+    ``=``, ``&``, ``:``): a secret that happens to be part of a word ("admin" in "admin@internal") is left alone,
+    so that no mask ever tells what the password is.
+    """
     message = " ".join(message.split())
     for secret in secrets:
-        if secret and len(secret) >= 4:
-            message = message.replace(secret, "***")
+        if not secret:
+            continue
+        for form in sorted(_forms(secret), key=len, reverse=True):
+            pattern = rf"(?:(?<=[{_EDGE}])|^){re.escape(form)}(?=[{_EDGE}]|$)"
+            message = re.sub(pattern, "<redacted>", message)
     return message[:500]
 
 
@@ -105,6 +139,15 @@ def html_title(body: bytes) -> str | None:
 
 
 __all__ = [
-    "EVENTS_MISSED", "NODE_EVENT_CODES", "EngineAuthError", "EngineError", "EngineEvent", "EngineFaultError",
-    "EngineTransientError", "html_title", "scrub",
+    "EVENTS_MISSED",
+    "NODE_EVENT_CODES",
+    "EngineAuthError",
+    "EngineDataError",
+    "EngineError",
+    "EngineEvent",
+    "EngineFaultError",
+    "EngineLoginBackoff",
+    "EngineTransientError",
+    "html_title",
+    "scrub",
 ]

@@ -1,0 +1,44 @@
+"""Unknown VM search fields in [filters] vms are found (with a "did you mean") instead of matching nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ovirt_cloudprovider.engine.search_fields import unknown_fields, warnings
+from ovirt_cloudprovider.simulators.engine import EngineSimulator
+from tests.helpers import run_cli, write_config
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("tag=kubernetes", []),
+    ("tga=kubernetes", [("tga", "tag")]),
+    ("Vms: tag=kubernetes and status!=down", []),
+    ("vms : naem=k8s-* or stauts=up", [("naem", "name"), ("stauts", "status")]),
+    ('name="a = b" and description="x!=y"', []),
+    ("cluster=prod and datacenter=dc1 and host=h1 and fqdn=*.example.com sortby name asc page 2", []),
+    ("Hosts.name=h1 and Templates.name=t", []),
+    ("Clusters.name=prod", [("Clusters.name", "cluster")]),
+    ("memory>4096 and vcpus>=2 and cpu_usage<50", []),
+    ("tag=kubernetes and xyzzy=1", [("xyzzy", None)]),
+    ("", []),
+])
+def test_unknown_fields(query: str, expected: list[tuple[str, str | None]]) -> None:
+    assert unknown_fields(query) == expected
+
+
+def test_warning_line() -> None:
+    assert warnings("tga=kubernetes") == [
+        "[filters] vms: unknown VM search field 'tga' (did you mean 'tag'?): the engine answers such a search with "
+        "an empty list, not an error"]
+
+
+@pytest.mark.parametrize("command", ["check-config", "discover"])
+def test_check_config_and_discover_warn(tmp_path: Path, engine_sim: EngineSimulator, command: str) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine_sim.url, password=engine_sim.password,
+                       ca_file=engine_sim.ca_file, vms="tga=kubernetes")
+    proc = run_cli([command, "--config", str(cfg)])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "warning: [filters] vms: unknown VM search field 'tga' (did you mean 'tag'?)" in out, out
