@@ -86,9 +86,12 @@ class LogTap(logging.Handler):
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
         self.tracebacks = 0
+        self.traceback_lines: list[str] = []
         self._lock2 = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("ovirt_cloudprovider.simulators"):
+            return  # the fake servers' own logs are not the product's
         try:
             text = record.getMessage()
         except Exception:  # a broken format string is itself a finding
@@ -98,6 +101,7 @@ class LogTap(logging.Handler):
         if record.exc_info:
             self.tracebacks += 1
             line += " " + logging.Formatter().formatException(record.exc_info)
+            self.traceback_lines.append(line)
         with self._lock2:
             self.lines.append(line)
 

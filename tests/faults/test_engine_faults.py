@@ -120,6 +120,7 @@ def test_wrong_password_fails_every_sweep_and_logs_in_rarely(engine: EngineSimul
     bad = FaultWorld(engine, kube, logtap, password=wrong_pw)
     try:
         good.baseline()
+        bad.before = good.before
         logins = engine.logins
         lost, wrong = during(bad, 6, each=lambda r: None if not r.ok else pytest.fail("a sweep with a wrong password"))
         attempts = engine.logins - logins

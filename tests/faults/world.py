@@ -150,6 +150,8 @@ class FaultWorld:
         tracebacks = self.tap.tracebacks + sum(1 for t in texts if "Traceback (most recent call last)" in t)
         if seen:
             detail.append(f"secret seen: {seen[:3]}")
+        if tracebacks:
+            detail.append(f"tracebacks: {self.tap.traceback_lines[:2]}")
         out = Outcome(lost, wrong, tracebacks, len(seen), "; ".join(detail))
         FIGURES.record(family, nodes_lost=lost, wrong_writes=wrong, tracebacks=tracebacks,
                        secret_sightings=len(seen))
