@@ -45,9 +45,11 @@ Writes to a matched node (the *owner*)
     - UPDATE (``nodes.update``): only what differs. Labels: every label the NodeSpec carries is set
       when it differs, except the kubelet's own labels (``kubernetes.io/{arch,os,hostname}``), which
       are only added when missing, and ``app.kubernetes.io/managed-by``, which is never changed.
-      ``ovirt.org/{host,cluster,datacenter}`` are removed when no longer produced (the host of a VM that
-      is down); other labels are never removed (a zone we can no longer compute keeps its last value).
-      Addresses: the complete list when it differs (order included), except that a NodeSpec without
+      ``ovirt.org/host`` is removed when no longer produced and the VM is down or suspended (a running
+      VM without a host, or any VM without a cluster or data center, is an incomplete answer: those labels
+      stay); other labels are never removed (a zone we can no longer compute keeps its last value).
+      Addresses: the complete list when it differs (order included), except that an engine answer with a
+      garbled IP (``NodeSpec.addresses_trusted`` False) changes no address, and a NodeSpec without
       an IP address (silent guest agent, VM down) never replaces a node's addresses that contain an IP,
       and an empty list never blanks a node's addresses. When the NodeSpec has no Hostname address (the
       engine knows no FQDN for the VM), the node's own Hostname address(es) (the kubelet's) are kept,
@@ -153,7 +155,6 @@ from .records import (
     LABEL_MANAGED_BY,
     LABEL_OS,
     LABEL_OVIRT_CLUSTER,
-    LABEL_OVIRT_DATACENTER,
     LABEL_OVIRT_HOST,
     LABEL_ZONE,
     MANAGED_BY_VALUE,
@@ -181,8 +182,6 @@ NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
 KUBELET_LABELS = frozenset(
     {LABEL_ARCH, LABEL_OS, LABEL_HOSTNAME, "beta.kubernetes.io/arch", "beta.kubernetes.io/os"}
 )
-# Labels only we produce: removed from a node when the NodeSpec no longer carries them.
-OWNED_REMOVABLE_LABELS = frozenset({LABEL_OVIRT_HOST, LABEL_OVIRT_CLUSTER, LABEL_OVIRT_DATACENTER})
 
 _IP_TYPES = frozenset({"InternalIP", "ExternalIP"})
 
@@ -273,9 +272,10 @@ def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | 
                 changes[key] = value
         elif current.get(key) != value:
             changes[key] = value
-    for key in OWNED_REMOVABLE_LABELS:
-        if key in current and key not in wanted:
-            changes[key] = None
+    # only the host label goes when no longer produced, and only when the VM is down or suspended: a running
+    # VM has a host and every VM a cluster, so an answer without them is incomplete, not news
+    if spec.shutdown and LABEL_OVIRT_HOST in current and LABEL_OVIRT_HOST not in wanted:
+        changes[LABEL_OVIRT_HOST] = None
     return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
 
 
@@ -310,8 +310,12 @@ def node_ip_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[NodeAdd
                         f"the IP addresses the engine reports for {_vm(spec)} ({reported})")
 
 
-def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...]) -> tuple[NodeAddress, ...] | None:
-    """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
+def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...], *,
+                   trusted: bool = True) -> tuple[NodeAddress, ...] | None:
+    """The complete new address list, or None to keep the node's (equal, a silent guest agent, or an engine
+    answer with a garbled IP: ``trusted`` False)."""
+    if not trusted:
+        return None
     if not _has_ip(wanted) and (_has_ip(node.addresses) or not wanted):
         return None
     return wanted if wanted != tuple(node.addresses) else None
@@ -570,7 +574,7 @@ class _Planner:
                 ))
         if self.cfg.update:
             labels = label_changes(node, spec)
-            addresses = None if node_ip_problem else address_change(node, wanted)
+            addresses = None if node_ip_problem else address_change(node, wanted, trusted=spec.addresses_trusted)
             if node_ip_problem and _has_ip(spec.addresses):  # else: a silent guest agent changes nothing
                 self._node_ip_warning(node, spec, node_ip_problem, f"The addresses of node {node.name} are kept")
             if labels or addresses is not None or vm_annotation:
@@ -604,7 +608,7 @@ class _Planner:
             taints = shutdown
         provider_id = None if node.provider_id else spec.provider_id
         labels = label_changes(node, spec)
-        addresses = address_change(node, wanted)
+        addresses = address_change(node, wanted, trusted=spec.addresses_trusted)
         parts[:0] = [f"providerID {provider_id}"] if provider_id else []
         parts += [f"{len(labels)} label(s)"] if labels else []
         parts += [f"{len(addresses)} address(es)"] if addresses is not None else []

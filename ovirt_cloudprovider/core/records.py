@@ -154,6 +154,9 @@ class NodeSpec:
     cpus: int | None = None
     memory_bytes: int | None = None
     node_info: NodeInfo | None = None
+    # False when the engine reported an IP that is no IP at all ("::g", "999.1.1.1"): the answer is garbled, so
+    # it does not replace the node's addresses
+    addresses_trusted: bool = True
 
     @property
     def label_map(self) -> dict[str, str]:

@@ -30,8 +30,9 @@ from tests.faults.conftest import FIGURES, SECRET, LogTap, sightings
 FOREIGN = "aws-node-1"
 
 
-def make_engine(password: str = SECRET) -> EngineSimulator:
-    return EngineSimulator(generate_fleet(9, seed=3, untagged=2, quirks=False), password=password)
+def make_engine(password: str = SECRET, *, vms: int = 9) -> EngineSimulator:
+    return EngineSimulator(generate_fleet(vms, seed=3, untagged=2, quirks=False, control_plane=min(3, vms - 2)),
+                           password=password)
 
 
 def seed_cluster(engine: EngineSimulator, kube: KubeApiSimulator) -> None:
