@@ -1,7 +1,7 @@
 """INI fuzz: ``OVCP_FUZZ_INI`` (default 1,000) mutated configuration files and environments, seeded by
 ``OVCP_FUZZ_SEED``. Every case goes through ``config.load_config`` in-process (what every command runs first):
 a Config or one ConfigError line, nothing else, and never the password. A sample of the cases
-(``OVCP_FUZZ_INI_CLI``, default 40) also runs as real ``check-config`` / ``discover`` processes against the
+(``OVCP_FUZZ_INI_CLI``, default 30) also runs as real ``check-config`` / ``discover`` processes against the
 engine simulator at debug verbosity: exit code 0, 1 or 2, no traceback, no password on stdout or stderr.
 """
 
@@ -25,7 +25,7 @@ from tests.faults.world import make_engine
 from tests.helpers import REPO
 
 CASES = int(os.environ.get("OVCP_FUZZ_INI", "1000"))
-CLI_CASES = int(os.environ.get("OVCP_FUZZ_INI_CLI", "40"))
+CLI_CASES = int(os.environ.get("OVCP_FUZZ_INI_CLI", "30"))
 SEED = int(os.environ.get("OVCP_FUZZ_SEED", "20261201"))
 
 JUNK = ["", " ", "%", "%(x)s", "%%", "\u00e9\u00e8", "\u2028", "\ufeff", "\x00", "\x1b[31m", "x" * 100000, "[", "]",
