@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -72,9 +73,11 @@ def sightings(texts: list[str], secret: str = SECRET, *, username: str = USERNAM
     masked = [username.replace(secret, m) for m in _MASKS] if secret in username else []
     if len(secret) >= 4:
         masked += [secret[:2] + m for m in _MASKS] + [m + secret[-2:] for m in _MASKS]
+    near = re.compile(r"(?i)(passw\w*|secret|credential)\W{1,4}" + re.escape(secret) + r"\b") if secret in username \
+        else None
     for text in texts:
         low = text.lower()
-        if any(f in text for f in forms) or any(m.lower() in low for m in masked):
+        if any(f in text for f in forms) or any(m.lower() in low for m in masked) or (near and near.search(text)):
             bad.append(text)
     return bad
 
