@@ -4,14 +4,12 @@ rewritten wrongly, and the controller converges once the engine is healthy again
 from __future__ import annotations
 
 import threading
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from ovirt_cloudprovider.core.records import RUNNING_STATUSES
-from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.faults.conftest import SECRET, LogTap
@@ -32,24 +30,22 @@ def kube() -> Iterator[KubeApiSimulator]:
         yield sim
 
 
-def search_body(engine: EngineSimulator, keep: Callable[[ET.Element], bool]) -> bytes:
-    """The engine's own answer to the discovery search, with only the VMs ``keep`` accepts."""
-    body = engine._api_body(["vms"], {"search": "tag=kubernetes sortby name asc page 1", "max": "100",
-                                      "follow": DISCOVERY_FOLLOW})
-    assert body is not None
-    root = ET.fromstring(body)
-    for vm in list(root):
-        if not keep(vm):
-            root.remove(vm)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
-
-
 def _cluster(engine: EngineSimulator, vm: Any) -> str:
     return engine.fleet.clusters[vm.cluster_id].name
 
 
 def _some(engine: EngineSimulator, pick: Callable[[Any], bool]) -> list[str]:
     return [vm.id for vm in engine.fleet.vms.values() if pick(vm)]
+
+
+def _hung_sso(engine: EngineSimulator) -> None:
+    engine.expire_tokens()
+    engine.hang_sso()
+
+
+def _lose_east_b_and_fail_gets(engine: EngineSimulator) -> None:
+    engine.lose_in_search(_some(engine, lambda vm: _cluster(engine, vm) == "east-b"))
+    engine.fail_requests(503, path_prefix=API_VMS + "/")
 
 
 def _expire_soon(engine: EngineSimulator) -> None:
@@ -65,7 +61,7 @@ SCENARIOS: dict[str, tuple[Callable[[EngineSimulator], None], int, dict[str, obj
     "engine-fault-500": (lambda e: e.engine_faults(500), 3, {}),
     "timeouts": (lambda e: e.set_latency(2.0, path_prefix=API_VMS), 2, {"timeout": 1.0}),
     "slow-just-under-timeout": (lambda e: e.set_latency(0.6, path_prefix=API_VMS), 2, {"timeout": 1.5}),
-    "hung-sso": (lambda e: (e.expire_tokens(), e.hang_sso()), 2, {"timeout": 1.0}),
+    "hung-sso": (_hung_sso, 2, {"timeout": 1.0}),
     "expired-token-mid-sweep": (_expire_soon, 2, {}),
     "empty-search": (lambda e: e.serve_static("/vms", b"<?xml version='1.0'?>\n<vms/>\n"), 4, {"page_size": 100}),
     "empty-200": (lambda e: e.serve_static("/vms", b""), 3, {"page_size": 100}),
@@ -73,9 +69,7 @@ SCENARIOS: dict[str, tuple[Callable[[EngineSimulator], None], int, dict[str, obj
                                           content_type="text/html"), 3, {"page_size": 100}),
     "loses-random-subset": (lambda e: e.lose_in_search(_some(e, lambda vm: hash(vm.id) % 3 == 0)), 4, {}),
     "loses-whole-cluster": (lambda e: e.lose_in_search(_some(e, lambda vm: _cluster(e, vm) == "east-a")), 4, {}),
-    "loses-a-cluster-and-gets-by-id-fail": (
-        lambda e: (e.lose_in_search(_some(e, lambda vm: _cluster(e, vm) == "east-b")),
-                   e.fail_requests(503, path_prefix=API_VMS + "/")), 4, {}),
+    "loses-a-cluster-and-gets-by-id-fail": (_lose_east_b_and_fail_gets, 4, {}),
     "failure-on-page-2-of-3": (lambda e: e.fail_requests(500, path_prefix=API_VMS, skip=1), 3, {}),
 }
 

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client as k8s
 
 from ovirt_cloudprovider.controller import run_sweep
-from ovirt_cloudprovider.core.records import RUNNING_STATUSES, TAINT_SHUTDOWN
+from ovirt_cloudprovider.core.records import RUNNING_STATUSES, TAINT_SHUTDOWN, ObservedNode
 from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator, RbacPolicy
@@ -99,7 +99,7 @@ def test_node_changed_by_someone_else_between_plan_and_apply(how: str, engine: E
     try:
         world.baseline()
         stopped = _stop_one(engine)
-        stale = [n for n in _nodes(world)]  # planned against these
+        stale = _nodes(world)  # planned against these
         if how == "edited":
             kube.patch_node(stopped, {"metadata": {"labels": {"team": "someone-else"}}})
         else:
@@ -125,7 +125,7 @@ def test_node_changed_by_someone_else_between_plan_and_apply(how: str, engine: E
         world.close()
 
 
-def _nodes(world: FaultWorld) -> tuple[object, ...]:
+def _nodes(world: FaultWorld) -> tuple[ObservedNode, ...]:
     cache = NodeCache(world.api)
     cache.start()
     try:

@@ -160,7 +160,7 @@ class FaultWorld:
 
     def close(self) -> None:
         self.client.close()
-        self.api.close()
+        self.api.close()  # type: ignore[no-untyped-call]
 
 
 def _loosen(state: str) -> str:
