@@ -67,7 +67,7 @@ SCENARIOS: dict[str, tuple[Callable[[EngineSimulator], None], int, dict[str, obj
     "empty-200": (lambda e: e.serve_static("/vms", b""), 3, {"page_size": 100}),
     "html-200": (lambda e: e.serve_static("/vms", b"<html><body>Login</body></html>",
                                           content_type="text/html"), 3, {"page_size": 100}),
-    "loses-random-subset": (lambda e: e.lose_in_search(_some(e, lambda vm: hash(vm.id) % 3 == 0)), 4, {}),
+    "loses-random-subset": (lambda e: e.lose_in_search(_some(e, lambda vm: int(vm.id[:8], 16) % 3 == 0)), 4, {}),
     "loses-whole-cluster": (lambda e: e.lose_in_search(_some(e, lambda vm: _cluster(e, vm) == "east-a")), 4, {}),
     "loses-a-cluster-and-gets-by-id-fail": (_lose_east_b_and_fail_gets, 4, {}),
     "failure-on-page-2-of-3": (lambda e: e.fail_requests(500, path_prefix=API_VMS, skip=1), 3, {}),
@@ -126,3 +126,25 @@ def test_wrong_password_fails_every_sweep_and_logs_in_rarely(engine: EngineSimul
     finally:
         good.close()
         bad.close()
+
+
+@pytest.mark.parametrize(("lose", "reason"), [("east-a", "ClusterVanished"), ("subset", "DeletionUnconfirmed")])
+def test_what_blocked_the_deletions_is_evented_and_counted(lose: str, reason: str, engine: EngineSimulator,
+                                                           kube: KubeApiSimulator, logtap: LogTap) -> None:
+    world = FaultWorld(engine, kube, logtap)
+    try:
+        world.baseline()
+        if lose == "east-a":
+            lost_ids = _some(engine, lambda vm: _cluster(engine, vm) == "east-a")
+        else:
+            lost_ids = _some(engine, lambda vm: int(vm.id[:8], 16) % 3 == 0)
+        engine.lose_in_search(lost_ids)
+        lost, wrong = during(world, 3)
+        events = [e for e in kube.list_events() if e["reason"] == reason]
+        assert events and all(e["type"] == "Warning" for e in events)
+        kebab = "cluster-vanished" if lose == "east-a" else "deletion-unconfirmed"
+        assert world.metrics.deletions_blocked_total.labels(kebab)._value.get() > 0
+        engine.clear_faults()
+        assert_clean(world.finish("engine", lost=lost, wrong=wrong))
+    finally:
+        world.close()
