@@ -120,7 +120,8 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       decommission: their DELETEs become BLOCK_DELETE ``ClusterVanished`` (Warning), counters left as
       they are, until an operator confirms: ``[controller] allow_cluster_removal = true``, or the
       annotation ``ovirt.org/allow-cluster-removal=true`` on one node of that zone. Applied before the
-      circuit breaker, which then counts the remaining DELETEs.
+      circuit breaker, which still counts those deletions: when all due deletions together exceed its limit,
+      the ones not blocked as ClusterVanished are blocked as CircuitBreaker.
 
 Confirmation (:func:`confirm_deletions`, applied by the controller between planning and applying)
     A DELETE of an absent VM's node (``DeletedNode``) needs positive evidence: the controller GETs the VM by
@@ -670,15 +671,18 @@ class _Planner:
                 f"sweep(s); the node is deleted at {n}.",
                 annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=vm_id,
             ))
+        # the breaker counts every due deletion, those of a vanished cluster too (blocking them must not let the
+        # rest of a burst through)
+        wanted = len(due)
         due = self._vanished_clusters(absent, due)
         limit = deletion_limit(managed, self.controller)
-        if len(due) > limit:
-            self.notes.append(f"CircuitBreaker: {len(due)} of {managed} managed node(s) would be deleted at "
-                              f"once, more than the limit of {limit}; all {len(due)} deletions blocked")
+        if wanted > limit:
+            self.notes.append(f"CircuitBreaker: {wanted} of {managed} managed node(s) would be deleted at "
+                              f"once, more than the limit of {limit}; all {wanted} deletions blocked")
             for vm_id, node, count in due:
                 self._block(node, vm_id, REASON_CIRCUIT_BREAKER,
                             f"Deletion of node {node.name} (VM {vm_id}, absent from {count} consecutive "
-                            f"sweeps) is blocked by the circuit breaker: {len(due)} of {managed} managed "
+                            f"sweeps) is blocked by the circuit breaker: {wanted} of {managed} managed "
                             f"nodes would be deleted at once, more than the limit of {limit} "
                             f"(max_delete_fraction={self.controller.max_delete_fraction}, "
                             f"max_delete_count={self.controller.max_delete_count}).")

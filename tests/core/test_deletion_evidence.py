@@ -153,3 +153,16 @@ def test_filter_match(query: str, expected: bool | None) -> None:
 ])
 def test_narrowed(query: str, expected: str) -> None:
     assert narrowed(query, "X") == expected
+
+
+def test_the_breaker_still_counts_the_deletions_of_a_vanished_cluster() -> None:
+    # full-suite finding: blocking a vanished cluster's deletions first let the rest of a burst through the breaker
+    west = [make_spec(f"w{i}", cluster="west") for i in range(2)]
+    east_gone = [absent_counter(synced_node(make_spec(f"e{i}", cluster="east")), 2) for i in range(3)]
+    west_gone = [absent_counter(synced_node(make_spec(f"w{i}", cluster="west")), 2) for i in range(2, 4)]
+    p = plan_sync(desired(*west), [*(synced_node(s) for s in west), *east_gone, *west_gone], nodes=NodesConfig(),
+                  controller=ControllerConfig(max_delete_fraction=0.5, max_delete_count=10))
+    reasons = {a.node: a.reason for a in p.actions if a.kind is K.BLOCK_DELETE}
+    assert reasons == {"e0": "ClusterVanished", "e1": "ClusterVanished", "e2": "ClusterVanished",
+                       "w2": "CircuitBreaker", "w3": "CircuitBreaker"}
+    assert not [a for a in p.actions if a.kind is K.DELETE]
