@@ -32,9 +32,10 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .core.desired import desired_nodes, skip_code
-from .core.plan import plan_sync
+from .core.plan import confirm_deletions, pending_deletions, plan_sync
 from .core.records import Action, ActionKind, ApplyResult, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
+from .core.vmfilter import filter_match, narrowed
 from .engine.errors import EngineError, EngineEvent, EngineLoginBackoff
 from .health import HealthState
 from .logs import kv, one_line
@@ -106,6 +107,7 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
+        plan = _confirm_deletions(plan, engine, config.filters.vms)
         report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
         if metrics:
             _record(metrics, snapshot, desired, plan, ok=report.ok, seconds=report.seconds,
@@ -154,6 +156,24 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     finally:
         if health:
             health.sweep_finished()
+
+
+def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
+    """Ask the engine about every VM whose node the plan deletes as absent (core.plan.confirm_deletions):
+    a GET by id, and for a VM that still exists the filter searched narrowed to it."""
+    vm_ids = pending_deletions(plan)
+    if not vm_ids:
+        return plan
+    researched: set[str] = set()
+    try:
+        found = engine.fetch_vms(vm_ids)
+        for vm in found.values():
+            if vm is not None and filter_match(query, vm) is not True:
+                researched |= {v.id for v in engine.discover(narrowed(query, vm.id)).vms}
+    except EngineError as exc:
+        log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
+        return confirm_deletions(plan, query=query, found={}, error=str(exc))
+    return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched))
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],

@@ -299,6 +299,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "delete_after_sweeps": _Key(_Integer(1, 1000)),
         "max_delete_fraction": _Key(_Fraction()),
         "max_delete_count": _Key(_Integer(0, 100000)),
+        "allow_cluster_removal": _Key(_bool),
         "leader_elect": _Key(_bool),
         "leader_elect_namespace": _Key(namespace),
         "leader_elect_lease_name": _Key(object_name),

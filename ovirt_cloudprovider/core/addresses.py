@@ -70,6 +70,24 @@ def parse_ip(text: str) -> IPAddress | None:
     return ip
 
 
+def garbled_ips(vm: VirtualMachine, nodes: NodesConfig) -> bool:
+    """The guest reported, on an interface we use, a string that is no IP address at all: a garbled answer
+    (valid but unusable addresses, such as loopback or link-local, are not garbled)."""
+    for nic in vm.nics:
+        if interface_ignored(nic.name, nodes):
+            continue
+        for raw in nic.ips:
+            address, slash, prefix = raw.strip().partition("/")
+            try:
+                if slash:
+                    ipaddress.ip_interface(f"{address.split('%', 1)[0]}/{prefix}")
+                else:
+                    ipaddress.ip_address(address.split("%", 1)[0])
+            except ValueError:
+                return True
+    return False
+
+
 def hostname(vm: VirtualMachine) -> str | None:
     """The VM's FQDN as a Hostname address (lowercase, no trailing dot), or ``None`` when the guest
     agent reported none or something that is not a usable DNS name."""

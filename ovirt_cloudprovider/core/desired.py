@@ -34,7 +34,7 @@ import re
 from collections import defaultdict
 
 from . import providerid
-from .addresses import hostname, node_addresses
+from .addresses import garbled_ips, hostname, node_addresses
 from .records import (
     LABEL_ARCH,
     LABEL_INSTANCE_TYPE,
@@ -189,6 +189,7 @@ def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig) -> NodeSpec:
         vm_name=vm.name,
         status=vm.status,
         addresses=node_addresses(vm, nodes),
+        addresses_trusted=not garbled_ips(vm, nodes),
         labels=node_labels(vm, nodes),
         shutdown=status in SHUTDOWN_STATUSES,
         running=status in RUNNING_STATUSES,

@@ -45,9 +45,11 @@ Writes to a matched node (the *owner*)
     - UPDATE (``nodes.update``): only what differs. Labels: every label the NodeSpec carries is set
       when it differs, except the kubelet's own labels (``kubernetes.io/{arch,os,hostname}``), which
       are only added when missing, and ``app.kubernetes.io/managed-by``, which is never changed.
-      ``ovirt.org/{host,cluster,datacenter}`` are removed when no longer produced (the host of a VM that
-      is down); other labels are never removed (a zone we can no longer compute keeps its last value).
-      Addresses: the complete list when it differs (order included), except that a NodeSpec without
+      ``ovirt.org/host`` is removed when no longer produced and the VM is down or suspended (a running
+      VM without a host, or any VM without a cluster or data center, is an incomplete answer: those labels
+      stay); other labels are never removed (a zone we can no longer compute keeps its last value).
+      Addresses: the complete list when it differs (order included), except that an engine answer with a
+      garbled IP (``NodeSpec.addresses_trusted`` False) changes no address, and a NodeSpec without
       an IP address (silent guest agent, VM down) never replaces a node's addresses that contain an IP,
       and an empty list never blanks a node's addresses. When the NodeSpec has no Hostname address (the
       engine knows no FQDN for the VM), the node's own Hostname address(es) (the kubelet's) are kept,
@@ -111,6 +113,24 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       or the counter resets if the VM comes back. Marking is not gated by the breaker: a mark only writes
       an annotation, is undone by CLEAR_ABSENT, and keeps the count visible; the breaker guards the step
       that cannot be undone.
+    - vanished cluster: the zone of a managed node is its ``topology.kubernetes.io/zone`` label, else its
+      ``ovirt.org/cluster`` label (a NodeSpec's likewise). When every managed node of one zone is absent in
+      the same sweep while the discovery produced nodes of another zone (other clusters are present), that
+      is an outage (an engine that lost part of its permissions answers exactly like this), not a
+      decommission: their DELETEs become BLOCK_DELETE ``ClusterVanished`` (Warning), counters left as
+      they are, until an operator confirms: ``[controller] allow_cluster_removal = true``, or the
+      annotation ``ovirt.org/allow-cluster-removal=true`` on one node of that zone. Applied before the
+      circuit breaker, which still counts those deletions: when all due deletions together exceed its limit,
+      the ones not blocked as ClusterVanished are blocked as CircuitBreaker.
+
+Confirmation (:func:`confirm_deletions`, applied by the controller between planning and applying)
+    A DELETE of an absent VM's node (``DeletedNode``) needs positive evidence: the controller GETs the VM by
+    id. 404: the DELETE goes ahead. The VM exists: the controller searches the filter narrowed to that VM
+    (:func:`.vmfilter.narrowed`); when the engine answers without it, and its record does not clearly match
+    the filter (:func:`.vmfilter.filter_match`), it left the filter (tag removed, another cluster): DELETE
+    with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE ``DeletionUnconfirmed``
+    (Warning) this sweep, counter unchanged. A search that lost VMs by accident
+    (paging shift, engine glitch) therefore never deletes a live VM's node.
 
 oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hosts`)
     Every rule above holds for a host's node, with these differences. Ownership is per kind: a host's
@@ -135,13 +155,15 @@ Plan.managed_nodes
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from fractions import Fraction
 
 from . import providerid
 from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_ALLOW_CLUSTER_REMOVAL,
     ANNOTATION_HOST_ID,
     ANNOTATION_PROVIDED_NODE_IP,
     ANNOTATION_VM_ID,
@@ -152,8 +174,8 @@ from .records import (
     LABEL_MANAGED_BY,
     LABEL_OS,
     LABEL_OVIRT_CLUSTER,
-    LABEL_OVIRT_DATACENTER,
     LABEL_OVIRT_HOST,
+    LABEL_ZONE,
     MANAGED_BY_VALUE,
     RUNNING_STATUSES,
     TAINT_MAINTENANCE,
@@ -168,8 +190,10 @@ from .records import (
     ObservedNode,
     Plan,
     Taint,
+    VirtualMachine,
 )
 from .settings import ControllerConfig, NodesConfig
+from .vmfilter import filter_match
 
 SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
 NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
@@ -179,8 +203,6 @@ MAINTENANCE_TAINT = Taint(key=TAINT_MAINTENANCE, effect="NoSchedule")
 KUBELET_LABELS = frozenset(
     {LABEL_ARCH, LABEL_OS, LABEL_HOSTNAME, "beta.kubernetes.io/arch", "beta.kubernetes.io/os"}
 )
-# Labels only we produce: removed from a node when the NodeSpec no longer carries them.
-OWNED_REMOVABLE_LABELS = frozenset({LABEL_OVIRT_HOST, LABEL_OVIRT_CLUSTER, LABEL_OVIRT_DATACENTER})
 
 _IP_TYPES = frozenset({"InternalIP", "ExternalIP"})
 
@@ -198,6 +220,9 @@ REASON_DELETED = "DeletedNode"
 REASON_REPLACED = "ReplacedByKubelet"
 REASON_EMPTY_DISCOVERY = "EmptyDiscovery"
 REASON_CIRCUIT_BREAKER = "CircuitBreaker"
+REASON_CLUSTER_VANISHED = "ClusterVanished"
+REASON_LEFT_FILTER = "VMLeftFilter"
+REASON_UNCONFIRMED = "DeletionUnconfirmed"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
@@ -296,9 +321,10 @@ def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | 
                 changes[key] = value
         elif current.get(key) != value:
             changes[key] = value
-    for key in OWNED_REMOVABLE_LABELS:
-        if key in current and key not in wanted:
-            changes[key] = None
+    # only the host label goes when no longer produced, and only when the VM is down or suspended: a running
+    # VM has a host and every VM a cluster, so an answer without them is incomplete, not news
+    if spec.shutdown and LABEL_OVIRT_HOST in current and LABEL_OVIRT_HOST not in wanted:
+        changes[LABEL_OVIRT_HOST] = None
     return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
 
 
@@ -333,8 +359,12 @@ def node_ip_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[NodeAdd
                         f"the IP addresses the engine reports for {_vm(spec)} ({reported})")
 
 
-def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...]) -> tuple[NodeAddress, ...] | None:
-    """The complete new address list, or None to keep the node's (equal, or a silent guest agent)."""
+def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...], *,
+                   trusted: bool = True) -> tuple[NodeAddress, ...] | None:
+    """The complete new address list, or None to keep the node's (equal, a silent guest agent, or an engine
+    answer with a garbled IP: ``trusted`` False)."""
+    if not trusted:
+        return None
     if not _has_ip(wanted) and (_has_ip(node.addresses) or not wanted):
         return None
     return wanted if wanted != tuple(node.addresses) else None
@@ -619,7 +649,7 @@ class _Planner:
                 ))
         if self.cfg.update:
             labels = label_changes(node, spec)
-            addresses = None if node_ip_problem else address_change(node, wanted)
+            addresses = None if node_ip_problem else address_change(node, wanted, trusted=spec.addresses_trusted)
             if node_ip_problem and _has_ip(spec.addresses):  # else: a silent guest agent changes nothing
                 self._node_ip_warning(node, spec, node_ip_problem, f"The addresses of node {node.name} are kept")
             if labels or addresses is not None or vm_annotation:
@@ -653,7 +683,7 @@ class _Planner:
             taints = shutdown
         provider_id = None if node.provider_id else spec.provider_id
         labels = label_changes(node, spec)
-        addresses = address_change(node, wanted)
+        addresses = address_change(node, wanted, trusted=spec.addresses_trusted)
         parts[:0] = [f"providerID {provider_id}"] if provider_id else []
         parts += [f"{len(labels)} label(s)"] if labels else []
         parts += [f"{len(addresses)} address(es)"] if addresses is not None else []
@@ -722,14 +752,18 @@ class _Planner:
                 f"sweep(s); the node is deleted at {n}.",
                 annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=_id_of_key(vm_id),
             ))
+        # the breaker counts every due deletion, those of a vanished cluster too (blocking them must not let the
+        # rest of a burst through)
+        wanted = len(due)
+        due = self._vanished_clusters(absent, due)
         limit = deletion_limit(managed, self.controller)
-        if len(due) > limit:
-            self.notes.append(f"CircuitBreaker: {len(due)} of {managed} managed node(s) would be deleted at "
-                              f"once, more than the limit of {limit}; all {len(due)} deletions blocked")
+        if wanted > limit:
+            self.notes.append(f"CircuitBreaker: {wanted} of {managed} managed node(s) would be deleted at "
+                              f"once, more than the limit of {limit}; all {wanted} deletions blocked")
             for vm_id, node, count in due:
                 self._block(node, _id_of_key(vm_id), REASON_CIRCUIT_BREAKER,
                             f"Deletion of node {node.name} ({_who_key(vm_id)}, absent from {count} consecutive "
-                            f"sweeps) is blocked by the circuit breaker: {len(due)} of {managed} managed "
+                            f"sweeps) is blocked by the circuit breaker: {wanted} of {managed} managed "
                             f"nodes would be deleted at once, more than the limit of {limit} "
                             f"(max_delete_fraction={self.controller.max_delete_fraction}, "
                             f"max_delete_count={self.controller.max_delete_count}).")
@@ -742,6 +776,43 @@ class _Planner:
                 f"sweeps (threshold {n}).", vm_id=_id_of_key(vm_id),
             ))
 
+    def _vanished_clusters(self, absent: list[tuple[str, ObservedNode]],
+                           due: list[tuple[str, ObservedNode, int]]) -> list[tuple[str, ObservedNode, int]]:
+        """Block the DELETEs of zones whose every managed node is absent while other zones are present."""
+        if self.controller.allow_cluster_removal or not due:
+            return due
+        zones: dict[str, list[ObservedNode]] = {}
+        for claimed in self.managed.values():
+            for node in claimed:
+                zone = _zone(node.label_map)
+                if zone:
+                    zones.setdefault(zone, []).append(node)
+        absent_names = {node.name for _, node in absent}
+        present_zones = {z for z in (_zone(s.label_map) for s in self.desired.nodes) if z}
+        vanished = {z for z, members in zones.items()
+                    if all(n.name in absent_names for n in members) and (present_zones - {z})
+                    and not any(n.annotation_map.get(ANNOTATION_ALLOW_CLUSTER_REMOVAL, "").strip().lower() == "true"
+                                for n in members)}
+        if not vanished:
+            return due
+        kept: list[tuple[str, ObservedNode, int]] = []
+        for vm_id, node, count in due:
+            zone = _zone(node.label_map)
+            if zone not in vanished:
+                kept.append((vm_id, node, count))
+                continue
+            total = len(zones[zone])
+            self._block(node, _id_of_key(vm_id), REASON_CLUSTER_VANISHED,
+                        f"Deletion of node {node.name} ({_who_key(vm_id)}, absent from {count} consecutive sweeps) is "
+                        f"blocked: all {total} managed node(s) of zone {zone} are absent while other zones are "
+                        "present, which looks like an engine outage or lost permissions, not a decommission. "
+                        f"To confirm, annotate one node of the zone {ANNOTATION_ALLOW_CLUSTER_REMOVAL}=true or set "
+                        "[controller] allow_cluster_removal = true.")
+        for zone in sorted(vanished):
+            self.notes.append(f"ClusterVanished: every managed node of zone {zone} is absent while other zones "
+                              "are present; their deletions are blocked until an operator confirms")
+        return kept
+
     def _block(self, node: ObservedNode, vm_id: str, reason: str, message: str) -> None:
         self.actions.append(_node_action(ActionKind.BLOCK_DELETE, node, None, reason, message, vm_id=vm_id,
                                          warning=True))
@@ -753,6 +824,69 @@ class _Planner:
                     action.kind == ActionKind.INITIALIZE and action.provider_id is not None):
                 count += 1
         return count
+
+
+def _zone(labels: Mapping[str, str | None]) -> str | None:
+    """A node's (or NodeSpec's) oVirt cluster for the vanished-cluster rule: zone label, else ovirt.org/cluster."""
+    return labels.get(LABEL_ZONE) or labels.get(LABEL_OVIRT_CLUSTER) or None
+
+
+def confirm_deletions(
+    plan: Plan, *, query: str, found: Mapping[str, VirtualMachine | None], error: str | None = None,
+    researched: frozenset[str] | None = None,
+) -> Plan:
+    """``plan`` with every DELETE of an absent VM's node (``DeletedNode``) confirmed or blocked.
+
+    ``found``: the engine's answer to a GET of each such VM by id (None: 404); ``error``: why the engine could
+    not be asked (then every such DELETE is blocked); ``researched``: the VM ids among those found that the
+    search narrowed to each of them returned (None: not asked, so nothing that exists is deleted). See the
+    module docstring.
+    """
+    actions: list[Action] = []
+    unblocked = 0
+    for action in plan.actions:
+        if action.kind is not ActionKind.DELETE or action.reason != REASON_DELETED or action.vm_id is None \
+                or action.owner_kind == KIND_HOST:  # hosts: not confirmed by a VM GET (see the rulebook)
+            actions.append(action)
+            continue
+        vm_id = action.vm_id
+        base = f"Deletion of node {action.node} (VM {vm_id}) is blocked this sweep"
+        if error is not None or vm_id not in found:
+            why = f"the engine could not confirm that the VM is gone: {error}" if error is not None \
+                else "the engine was not asked about the VM"
+            actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                                   message=f"{base}: {why}."))
+            unblocked += 1
+            continue
+        vm = found[vm_id]
+        if vm is None:
+            actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the VM no longer "
+                                                                         "exists (404)."))
+            continue
+        local = filter_match(query, vm)
+        verdict: bool | None = None if researched is None else (
+            local is True or vm_id in {providerid.normalize_vm_id(r) for r in researched})
+        if verdict is False:
+            actions.append(replace(
+                action, reason=REASON_LEFT_FILTER,
+                message=f"Deleting node {action.node}: VM {vm.name} ({vm_id}) still exists (status {vm.status}, "
+                        f"cluster {vm.cluster or '?'}) but no longer matches the filter {query!r}."))
+            continue
+        why = ("it still exists and matches the filter, so the search lost it" if verdict
+               else "it still exists and the engine was not asked whether it left the filter")
+        actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                               message=f"{base}: VM {vm.name} {why}."))
+        unblocked += 1
+    if not unblocked:
+        return replace(plan, actions=tuple(actions))
+    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + unblocked)
+
+
+def pending_deletions(plan: Plan) -> tuple[str, ...]:
+    """The VM ids whose nodes :func:`confirm_deletions` has to confirm, in plan order."""
+    return tuple(dict.fromkeys(a.vm_id for a in plan.actions
+                               if a.kind is ActionKind.DELETE and a.reason == REASON_DELETED and a.vm_id
+                               and a.owner_kind != KIND_HOST))
 
 
 def _node_action(

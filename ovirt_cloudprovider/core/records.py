@@ -34,6 +34,8 @@ ANNOTATION_ABSENT_SWEEPS = "ovirt.org/absent-sweeps"
 ANNOTATION_VM_ID = "ovirt.org/vm-id"
 # The host id of a node we registered or initialized for an oVirt host (the VM-id annotation's twin).
 ANNOTATION_HOST_ID = "ovirt.org/host-id"
+# On one node of an oVirt cluster (zone): the operator confirms that the whole cluster may be removed.
+ANNOTATION_ALLOW_CLUSTER_REMOVAL = "ovirt.org/allow-cluster-removal"
 # The kubelet's --node-ip (one IP, or "IPv4,IPv6" for dual-stack), set by a kubelet with
 # --cloud-provider=external (k8s.io/cloud-provider api.AnnotationAlphaProvidedIPAddr).
 ANNOTATION_PROVIDED_NODE_IP = "alpha.kubernetes.io/provided-node-ip"
@@ -212,6 +214,9 @@ class NodeSpec:
     # "vm", or "host" for an oVirt host: then vm_id/vm_name are the host's id and name.
     kind: str = KIND_VM
     maintenance: bool = False  # a host in (or preparing for) maintenance: the maintenance taint belongs on it
+    # False when the engine reported an IP that is no IP at all ("::g", "999.1.1.1"): the answer is garbled, so
+    # it does not replace the node's addresses
+    addresses_trusted: bool = True
 
     @property
     def label_map(self) -> dict[str, str]:

@@ -104,6 +104,7 @@ class ControllerConfig:
     delete_after_sweeps: int = 3  # consecutive successful sweeps a VM must be absent from
     max_delete_fraction: float = 0.5  # circuit breaker: share of managed nodes deletable at once
     max_delete_count: int = 10  # circuit breaker: absolute cap, whichever is smaller (0 = no cap)
+    allow_cluster_removal: bool = False  # let every node of one oVirt cluster go while others are present
     leader_elect: bool = True
     leader_elect_namespace: str = "kube-system"
     leader_elect_lease_name: str = "ovirt-cloudprovider"

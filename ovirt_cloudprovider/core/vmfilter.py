@@ -1,0 +1,123 @@
+"""Does a VM still match the ``[filters] vms`` search? A conservative, three-valued answer (pure).
+
+Used only to confirm a deletion (:func:`ovirt_cloudprovider.core.plan.confirm_deletions`): the engine still has
+the VM (a GET by id answered), so either the VM left the filter (tag removed, moved to another cluster) or the
+search lost it by accident (a paging shift, an engine glitch). The engine answers that with a search narrowed
+to the VM (:func:`narrowed`); :func:`filter_match` is a veto on top: it evaluates the filter on the VM record
+the GET returned, and a record that clearly still matches is never deleted, whatever the searches say:
+
+- ``True``: the record clearly matches the filter: the search lost it, its node must not be deleted;
+- ``False``: the record clearly does not match: it left the filter;
+- ``None``: cannot tell (a field or operator we do not evaluate, a tag that may be a child of the named one,
+  a query we cannot parse). The caller then needs other evidence.
+
+Supported: ``field = value`` and ``field != value`` with ``*`` wildcards, ``and`` binding tighter than ``or``
+(as the engine's search), the ``Vms:`` prefix, fields name, tag, cluster, datacenter, host, status, id, fqdn.
+Case-sensitive, as the engine is by default. A ``tag=`` condition is ``True`` when one of the VM's tags
+matches, ``False`` only when the VM has no tags at all (a child tag of the named one matches on the engine, and
+the record does not say which tag is whose child); Kleene logic combines the three values.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .records import VirtualMachine
+
+_TOKEN_RE = re.compile(r'\s*(?:(?P<op>!=|<=|>=|=|<|>)|(?P<str>"[^"]*")|(?P<word>[^\s=!<>"]+))')
+_FIELDS = frozenset({"name", "tag", "cluster", "datacenter", "host", "status", "id", "fqdn"})
+
+
+def _wild(pattern: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    rx = "^" + ".*".join(re.escape(p) for p in pattern.split("*")) + "$"
+    return re.match(rx, value) is not None
+
+
+def _condition(vm: VirtualMachine, field: str, op: str, value: str) -> bool | None:
+    if field not in _FIELDS or op not in ("=", "!="):
+        return None
+    result: bool | None
+    if field == "tag":
+        result = True if any(_wild(value, t) for t in vm.tags) else (False if not vm.tags else None)
+    elif field == "status":
+        result = vm.status == value.lower().replace(" ", "_")
+    elif field == "id":
+        result = vm.id.lower() == value.lower()
+    else:
+        actual = {"name": vm.name, "cluster": vm.cluster, "datacenter": vm.datacenter, "host": vm.host,
+                  "fqdn": vm.fqdn}[field]
+        if actual is None and field in ("host", "fqdn", "datacenter", "cluster"):
+            return None  # the record may just not report it
+        result = _wild(value, actual)
+    if result is None:
+        return None
+    return result if op == "=" else not result
+
+
+def _and(values: list[bool | None]) -> bool | None:
+    if any(v is False for v in values):
+        return False
+    return None if any(v is None for v in values) else True
+
+
+def _or(values: list[bool | None]) -> bool | None:
+    if any(v is True for v in values):
+        return True
+    return None if any(v is None for v in values) else False
+
+
+def narrowed(query: str, vm_id: str) -> str:
+    """The search ``query`` restricted to one VM: ``id=<vm_id>`` added to every ``or`` branch (``and`` binds
+    tighter than ``or`` in the engine's search language), so the engine itself answers whether the VM matches,
+    with its own tag hierarchy. ``""`` becomes ``id=<vm_id>``."""
+    text = query.strip()
+    head = ""
+    first = text.split(None, 1)
+    if first and first[0].lower() in ("vms:", "vm:"):
+        head, text = first[0] + " ", (first[1] if len(first) > 1 else "")
+    if not text:
+        return f"{head}id={vm_id}"
+    parts = re.split(r'\s+or\s+(?=(?:[^"]*"[^"]*")*[^"]*$)', text, flags=re.IGNORECASE)
+    return head + " or ".join(f"{p} and id={vm_id}" for p in parts)
+
+
+def filter_match(query: str, vm: VirtualMachine) -> bool | None:
+    """Whether ``vm`` matches the search ``query``: True, False, or None (cannot tell). ``""`` matches all."""
+    tokens: list[tuple[str, str]] = []
+    pos, text = 0, query.strip()
+    while pos < len(text):
+        m = _TOKEN_RE.match(text, pos)
+        if not m or m.end() == pos:
+            return None
+        pos = m.end()
+        if m.group("op"):
+            tokens.append(("op", m.group("op")))
+        elif m.group("str") is not None:
+            tokens.append(("word", m.group("str")[1:-1]))
+        elif m.group("word"):
+            tokens.append(("word", m.group("word")))
+    if tokens and tokens[0][0] == "word" and tokens[0][1].lower() in ("vms:", "vm:"):
+        tokens = tokens[1:]
+    if not tokens:
+        return True
+    clauses: list[list[bool | None]] = [[]]
+    i = 0
+    while i < len(tokens):
+        if i + 2 >= len(tokens):
+            return None
+        f, op, v = tokens[i], tokens[i + 1], tokens[i + 2]
+        if f[0] != "word" or op[0] != "op" or v[0] != "word":
+            return None
+        clauses[-1].append(_condition(vm, f[1].lower(), op[1], v[1]))
+        i += 3
+        if i == len(tokens):
+            break
+        joiner = tokens[i]
+        if joiner[0] != "word" or joiner[1].lower() not in ("and", "or") or i + 1 == len(tokens):
+            return None
+        if joiner[1].lower() == "or":
+            clauses.append([])
+        i += 1
+    return _or([_and(c) for c in clauses])
