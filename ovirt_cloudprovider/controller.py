@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from .core.confirm import confirm_deletions, pending_deletions
 from .core.desired import desired_nodes, skip_code
-from .core.plan import confirm_deletions, pending_deletions, plan_sync
+from .core.plan import plan_sync
 from .core.records import Action, ActionKind, ApplyResult, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
 from .core.settings import Config
 from .core.vmfilter import filter_match, narrowed

@@ -123,14 +123,8 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       circuit breaker, which still counts those deletions: when all due deletions together exceed its limit,
       the ones not blocked as ClusterVanished are blocked as CircuitBreaker.
 
-Confirmation (:func:`confirm_deletions`, applied by the controller between planning and applying)
-    A DELETE of an absent VM's node (``DeletedNode``) needs positive evidence: the controller GETs the VM by
-    id. 404: the DELETE goes ahead. The VM exists: the controller searches the filter narrowed to that VM
-    (:func:`.vmfilter.narrowed`); when the engine answers without it, and its record does not clearly match
-    the filter (:func:`.vmfilter.filter_match`), it left the filter (tag removed, another cluster): DELETE
-    with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE ``DeletionUnconfirmed``
-    (Warning) this sweep, counter unchanged. A search that lost VMs by accident
-    (paging shift, engine glitch) therefore never deletes a live VM's node.
+Confirmation: see :mod:`.confirm` (between planning and applying, the controller asks the engine about
+    every VM whose node is due for deletion).
 
 oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hosts`)
     Every rule above holds for a host's node, with these differences. Ownership is per kind: a host's
@@ -156,31 +150,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from fractions import Fraction
 
 from . import providerid
-from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
+from .changes import (
+    MAINTENANCE_TAINT,
+    NOT_READY_TAINT,
+    SHUTDOWN_TAINT,
+    address_change,
+    has_ip,
+    label_changes,
+    maintenance_change,
+    node_ip_addresses,
+    shutdown_change,
+    taint_changes,
+)
+from .changes import describe_owner as _vm  # how messages name a node's VM or host
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
     ANNOTATION_ALLOW_CLUSTER_REMOVAL,
     ANNOTATION_HOST_ID,
-    ANNOTATION_PROVIDED_NODE_IP,
     ANNOTATION_VM_ID,
     KIND_HOST,
     KIND_VM,
-    LABEL_ARCH,
-    LABEL_HOSTNAME,
     LABEL_MANAGED_BY,
-    LABEL_OS,
     LABEL_OVIRT_CLUSTER,
-    LABEL_OVIRT_HOST,
     LABEL_ZONE,
     MANAGED_BY_VALUE,
-    RUNNING_STATUSES,
-    TAINT_MAINTENANCE,
-    TAINT_NOT_READY,
-    TAINT_SHUTDOWN,
     TAINT_UNINITIALIZED,
     Action,
     ActionKind,
@@ -190,21 +186,8 @@ from .records import (
     ObservedNode,
     Plan,
     Taint,
-    VirtualMachine,
 )
 from .settings import ControllerConfig, NodesConfig
-from .vmfilter import filter_match
-
-SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
-NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
-MAINTENANCE_TAINT = Taint(key=TAINT_MAINTENANCE, effect="NoSchedule")
-
-# Labels the kubelet sets and reconciles itself: we add them when missing, never overwrite them.
-KUBELET_LABELS = frozenset(
-    {LABEL_ARCH, LABEL_OS, LABEL_HOSTNAME, "beta.kubernetes.io/arch", "beta.kubernetes.io/os"}
-)
-
-_IP_TYPES = frozenset({"InternalIP", "ExternalIP"})
 
 # Action reasons (also the Event reasons).
 REASON_REGISTERED = "RegisteredNode"
@@ -221,13 +204,9 @@ REASON_REPLACED = "ReplacedByKubelet"
 REASON_EMPTY_DISCOVERY = "EmptyDiscovery"
 REASON_CIRCUIT_BREAKER = "CircuitBreaker"
 REASON_CLUSTER_VANISHED = "ClusterVanished"
-REASON_LEFT_FILTER = "VMLeftFilter"
-REASON_UNCONFIRMED = "DeletionUnconfirmed"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
-REASON_NODE_IP_NOT_FOUND = "ProvidedNodeIPNotFound"
-REASON_NODE_IP_INVALID = "ProvidedNodeIPInvalid"
 
 # Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
 _KIND_ORDER = {
@@ -292,115 +271,12 @@ def _absent_count(node: ObservedNode) -> int:
     return int(raw) if raw.isdigit() else 0
 
 
-def _has_ip(addresses: Iterable[NodeAddress]) -> bool:
-    return any(a.type in _IP_TYPES for a in addresses)
-
-
 def _fold(name: str | None) -> str:
     return (name or "").strip().rstrip(".").lower()
 
 
-def _vm(spec: NodeSpec) -> str:
-    return f"{'host' if spec.kind == KIND_HOST else 'VM'} {spec.vm_name} ({spec.vm_id})"
-
-
 def _names(nodes: Iterable[ObservedNode]) -> str:
     return ", ".join(n.name for n in nodes)
-
-
-def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | None], ...]:
-    """The smallest label patch that brings ``node`` to ``spec`` (None removes a key), sorted by key."""
-    current = node.label_map
-    wanted = spec.label_map
-    changes: dict[str, str | None] = {}
-    for key, value in wanted.items():
-        if key == LABEL_MANAGED_BY:
-            continue
-        if key in KUBELET_LABELS:
-            if key not in current:
-                changes[key] = value
-        elif current.get(key) != value:
-            changes[key] = value
-    # only the host label goes when no longer produced, and only when the VM is down or suspended: a running
-    # VM has a host and every VM a cluster, so an answer without them is incomplete, not news
-    if spec.shutdown and LABEL_OVIRT_HOST in current and LABEL_OVIRT_HOST not in wanted:
-        changes[LABEL_OVIRT_HOST] = None
-    return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
-
-
-def wanted_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...]:
-    """The NodeSpec's addresses, plus the node's own Hostname address(es) when the NodeSpec has none
-    (no FQDN from the engine: the kubelet's Hostname stays, as the upstream node controller keeps it)."""
-    wanted = tuple(spec.addresses)
-    if any(a.type == HOSTNAME for a in wanted):
-        return wanted
-    return wanted + tuple(a for a in node.addresses if a.type == HOSTNAME and a not in wanted)
-
-
-def node_ip_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[NodeAddress, ...], tuple[str, str] | None]:
-    """:func:`wanted_addresses` with the kubelet's ``--node-ip`` applied (see :mod:`.addresses`), and
-    ``None``; or the unchanged list and ``(reason, why)`` when the node IP cannot be applied (not an IP,
-    or not among the addresses the engine reports)."""
-    wanted = wanted_addresses(node, spec)
-    raw = node.provided_node_ip
-    if raw is None:
-        return wanted, None
-    try:
-        provided = parse_node_ips(raw)
-    except ValueError as exc:
-        return wanted, (REASON_NODE_IP_INVALID,
-                        f"its annotation {ANNOTATION_PROVIDED_NODE_IP}={raw!r} cannot be used: {exc}")
-    try:
-        return enforce_node_ips(provided, wanted), None
-    except LookupError as exc:
-        reported = ", ".join(a.address for a in spec.addresses if a.type in _IP_TYPES) or "none"
-        return wanted, (REASON_NODE_IP_NOT_FOUND,
-                        f"the kubelet's node IP {exc.args[0]} ({ANNOTATION_PROVIDED_NODE_IP}={raw}) is not among "
-                        f"the IP addresses the engine reports for {_vm(spec)} ({reported})")
-
-
-def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...], *,
-                   trusted: bool = True) -> tuple[NodeAddress, ...] | None:
-    """The complete new address list, or None to keep the node's (equal, a silent guest agent, or an engine
-    answer with a garbled IP: ``trusted`` False)."""
-    if not trusted:
-        return None
-    if not _has_ip(wanted) and (_has_ip(node.addresses) or not wanted):
-        return None
-    return wanted if wanted != tuple(node.addresses) else None
-
-
-def _shutdown_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
-    """``taints`` with the shutdown taint added (VM down/suspended) or removed (VM running)."""
-    present = SHUTDOWN_TAINT in taints
-    runs = spec.status in RUNNING_STATUSES
-    if spec.shutdown and not runs and not present:
-        return [*taints, SHUTDOWN_TAINT]
-    if runs and not spec.shutdown and present:
-        return [t for t in taints if t != SHUTDOWN_TAINT]
-    return taints
-
-
-def _maintenance_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
-    """``taints`` with the maintenance taint added (host in maintenance) or removed (host up); VMs: unchanged."""
-    if spec.kind != KIND_HOST:
-        return taints
-    present = MAINTENANCE_TAINT in taints
-    if spec.maintenance and not present:
-        return [*taints, MAINTENANCE_TAINT]
-    if spec.running and present:
-        return [t for t in taints if t != MAINTENANCE_TAINT]
-    return taints
-
-
-def _taint_changes(before: list[Taint], after: list[Taint]) -> list[str]:
-    """``added taint K:NoSchedule to`` / ``removed taint K:NoSchedule from`` for each rule's taint that changed."""
-    parts = []
-    for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
-        if (taint in after) != (taint in before):
-            parts.append(f"added taint {taint.key}:NoSchedule to" if taint in after
-                         else f"removed taint {taint.key}:NoSchedule from")
-    return parts
 
 
 def _needs_initialization(node: ObservedNode) -> bool:
@@ -635,10 +511,10 @@ class _Planner:
             if not node.provider_id:
                 return  # not ours until initialized, and initializing is switched off
         if self.cfg.taint_shutdown:
-            after = _maintenance_change(_shutdown_change(list(node.taints), spec), spec)
+            after = maintenance_change(shutdown_change(list(node.taints), spec), spec)
             if after != list(node.taints):
                 added = len(after) > len(node.taints)
-                verb = " and ".join(_taint_changes(list(node.taints), after))
+                verb = " and ".join(taint_changes(list(node.taints), after))
                 shutdown_rule = (SHUTDOWN_TAINT in after) != (SHUTDOWN_TAINT in node.taints)
                 self.actions.append(_node_action(
                     ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
@@ -650,7 +526,7 @@ class _Planner:
         if self.cfg.update:
             labels = label_changes(node, spec)
             addresses = None if node_ip_problem else address_change(node, wanted, trusted=spec.addresses_trusted)
-            if node_ip_problem and _has_ip(spec.addresses):  # else: a silent guest agent changes nothing
+            if node_ip_problem and has_ip(spec.addresses):  # else: a silent guest agent changes nothing
                 self._node_ip_warning(node, spec, node_ip_problem, f"The addresses of node {node.name} are kept")
             if labels or addresses is not None or vm_annotation:
                 parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
@@ -676,7 +552,7 @@ class _Planner:
         taints = [t for t in node.taints if t.key != TAINT_UNINITIALIZED]
         parts = [f"removed taint {TAINT_UNINITIALIZED}"] if len(taints) < len(node.taints) else []
         if self.cfg.taint_shutdown:
-            shutdown = _maintenance_change(_shutdown_change(taints, spec), spec)
+            shutdown = maintenance_change(shutdown_change(taints, spec), spec)
             for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
                 if (taint in shutdown) != (taint in taints):
                     parts.append(f"{'added' if taint in shutdown else 'removed'} taint {taint.key}")
@@ -829,64 +705,6 @@ class _Planner:
 def _zone(labels: Mapping[str, str | None]) -> str | None:
     """A node's (or NodeSpec's) oVirt cluster for the vanished-cluster rule: zone label, else ovirt.org/cluster."""
     return labels.get(LABEL_ZONE) or labels.get(LABEL_OVIRT_CLUSTER) or None
-
-
-def confirm_deletions(
-    plan: Plan, *, query: str, found: Mapping[str, VirtualMachine | None], error: str | None = None,
-    researched: frozenset[str] | None = None,
-) -> Plan:
-    """``plan`` with every DELETE of an absent VM's node (``DeletedNode``) confirmed or blocked.
-
-    ``found``: the engine's answer to a GET of each such VM by id (None: 404); ``error``: why the engine could
-    not be asked (then every such DELETE is blocked); ``researched``: the VM ids among those found that the
-    search narrowed to each of them returned (None: not asked, so nothing that exists is deleted). See the
-    module docstring.
-    """
-    actions: list[Action] = []
-    unblocked = 0
-    for action in plan.actions:
-        if action.kind is not ActionKind.DELETE or action.reason != REASON_DELETED or action.vm_id is None \
-                or action.owner_kind == KIND_HOST:  # hosts: not confirmed by a VM GET (see the rulebook)
-            actions.append(action)
-            continue
-        vm_id = action.vm_id
-        base = f"Deletion of node {action.node} (VM {vm_id}) is blocked this sweep"
-        if error is not None or vm_id not in found:
-            why = f"the engine could not confirm that the VM is gone: {error}" if error is not None \
-                else "the engine was not asked about the VM"
-            actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
-                                   message=f"{base}: {why}."))
-            unblocked += 1
-            continue
-        vm = found[vm_id]
-        if vm is None:
-            actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the VM no longer "
-                                                                         "exists (404)."))
-            continue
-        local = filter_match(query, vm)
-        verdict: bool | None = None if researched is None else (
-            local is True or vm_id in {providerid.normalize_vm_id(r) for r in researched})
-        if verdict is False:
-            actions.append(replace(
-                action, reason=REASON_LEFT_FILTER,
-                message=f"Deleting node {action.node}: VM {vm.name} ({vm_id}) still exists (status {vm.status}, "
-                        f"cluster {vm.cluster or '?'}) but no longer matches the filter {query!r}."))
-            continue
-        why = ("it still exists and matches the filter, so the search lost it" if verdict
-               else "it still exists and the engine was not asked whether it left the filter")
-        actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
-                               message=f"{base}: VM {vm.name} {why}."))
-        unblocked += 1
-    if not unblocked:
-        return replace(plan, actions=tuple(actions))
-    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + unblocked)
-
-
-def pending_deletions(plan: Plan) -> tuple[str, ...]:
-    """The VM ids whose nodes :func:`confirm_deletions` has to confirm, in plan order."""
-    return tuple(dict.fromkeys(a.vm_id for a in plan.actions
-                               if a.kind is ActionKind.DELETE and a.reason == REASON_DELETED and a.vm_id
-                               and a.owner_kind != KIND_HOST))
 
 
 def _node_action(

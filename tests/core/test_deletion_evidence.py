@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ovirt_cloudprovider.core.plan import confirm_deletions, pending_deletions, plan_sync
+from ovirt_cloudprovider.core.confirm import confirm_deletions, pending_deletions
+from ovirt_cloudprovider.core.plan import plan_sync
 from ovirt_cloudprovider.core.records import ANNOTATION_ALLOW_CLUSTER_REMOVAL, ActionKind, Plan, VirtualMachine
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
 from ovirt_cloudprovider.core.vmfilter import filter_match, narrowed

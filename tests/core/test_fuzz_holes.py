@@ -65,6 +65,6 @@ def test_the_host_label_still_goes_when_the_vm_is_down() -> None:
     p = plan_sync(desired_nodes(Snapshot(vms=(), query=""), NodesConfig()), [node], nodes=NodesConfig(),
                   controller=ControllerConfig())
     assert p is not None
-    from ovirt_cloudprovider.core.plan import label_changes
+    from ovirt_cloudprovider.core.changes import label_changes
     assert (LABEL_OVIRT_HOST, None) in label_changes(node, down)
     assert not {k for k, v in label_changes(node, down) if v is None} & {LABEL_OVIRT_CLUSTER, LABEL_OVIRT_DATACENTER}

@@ -6,9 +6,10 @@ import uuid
 from dataclasses import replace
 
 from ovirt_cloudprovider.core import providerid
+from ovirt_cloudprovider.core.changes import MAINTENANCE_TAINT, SHUTDOWN_TAINT
 from ovirt_cloudprovider.core.desired import desired_nodes
 from ovirt_cloudprovider.core.hosts import address_nics, host_node_spec, kernel_of_cmdline, with_hosts
-from ovirt_cloudprovider.core.plan import MAINTENANCE_TAINT, SHUTDOWN_TAINT, plan_sync
+from ovirt_cloudprovider.core.plan import plan_sync
 from ovirt_cloudprovider.core.records import (
     ANNOTATION_HOST_ID,
     LABEL_INSTANCE_TYPE,

@@ -1,0 +1,151 @@
+"""What changes on a node: the label, address and taint changes that bring an observed node to its NodeSpec (pure).
+
+The planner (:mod:`.plan`, whose rulebook says when each applies) decides which node gets which change; these
+functions compute the change itself: the labels we own or add (the kubelet's are never overwritten), the
+addresses (the kubelet's ``--node-ip`` and Hostname respected), and the taint lists with the shutdown and
+maintenance rules applied, every other taint kept in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
+from .records import (
+    ANNOTATION_PROVIDED_NODE_IP,
+    KIND_HOST,
+    LABEL_ARCH,
+    LABEL_HOSTNAME,
+    LABEL_MANAGED_BY,
+    LABEL_OS,
+    LABEL_OVIRT_HOST,
+    RUNNING_STATUSES,
+    TAINT_MAINTENANCE,
+    TAINT_NOT_READY,
+    TAINT_SHUTDOWN,
+    NodeAddress,
+    NodeSpec,
+    ObservedNode,
+    Taint,
+)
+
+REASON_NODE_IP_NOT_FOUND = "ProvidedNodeIPNotFound"
+REASON_NODE_IP_INVALID = "ProvidedNodeIPInvalid"
+
+
+def describe_owner(spec: NodeSpec) -> str:
+    """``VM web1 (<id>)`` or ``host h1 (<id>)``: how messages name a node's VM or host."""
+    return f"{'host' if spec.kind == KIND_HOST else 'VM'} {spec.vm_name} ({spec.vm_id})"
+
+
+SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
+NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
+MAINTENANCE_TAINT = Taint(key=TAINT_MAINTENANCE, effect="NoSchedule")
+
+# Labels the kubelet sets and reconciles itself: we add them when missing, never overwrite them.
+KUBELET_LABELS = frozenset(
+    {LABEL_ARCH, LABEL_OS, LABEL_HOSTNAME, "beta.kubernetes.io/arch", "beta.kubernetes.io/os"}
+)
+
+_IP_TYPES = frozenset({"InternalIP", "ExternalIP"})
+
+
+def has_ip(addresses: Iterable[NodeAddress]) -> bool:
+    return any(a.type in _IP_TYPES for a in addresses)
+
+
+def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | None], ...]:
+    """The smallest label patch that brings ``node`` to ``spec`` (None removes a key), sorted by key."""
+    current = node.label_map
+    wanted = spec.label_map
+    changes: dict[str, str | None] = {}
+    for key, value in wanted.items():
+        if key == LABEL_MANAGED_BY:
+            continue
+        if key in KUBELET_LABELS:
+            if key not in current:
+                changes[key] = value
+        elif current.get(key) != value:
+            changes[key] = value
+    # only the host label goes when no longer produced, and only when the VM is down or suspended: a running
+    # VM has a host and every VM a cluster, so an answer without them is incomplete, not news
+    if spec.shutdown and LABEL_OVIRT_HOST in current and LABEL_OVIRT_HOST not in wanted:
+        changes[LABEL_OVIRT_HOST] = None
+    return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
+
+
+def wanted_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[NodeAddress, ...]:
+    """The NodeSpec's addresses, plus the node's own Hostname address(es) when the NodeSpec has none
+    (no FQDN from the engine: the kubelet's Hostname stays, as the upstream node controller keeps it)."""
+    wanted = tuple(spec.addresses)
+    if any(a.type == HOSTNAME for a in wanted):
+        return wanted
+    return wanted + tuple(a for a in node.addresses if a.type == HOSTNAME and a not in wanted)
+
+
+def node_ip_addresses(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[NodeAddress, ...], tuple[str, str] | None]:
+    """:func:`wanted_addresses` with the kubelet's ``--node-ip`` applied (see :mod:`.addresses`), and
+    ``None``; or the unchanged list and ``(reason, why)`` when the node IP cannot be applied (not an IP,
+    or not among the addresses the engine reports)."""
+    wanted = wanted_addresses(node, spec)
+    raw = node.provided_node_ip
+    if raw is None:
+        return wanted, None
+    try:
+        provided = parse_node_ips(raw)
+    except ValueError as exc:
+        return wanted, (REASON_NODE_IP_INVALID,
+                        f"its annotation {ANNOTATION_PROVIDED_NODE_IP}={raw!r} cannot be used: {exc}")
+    try:
+        return enforce_node_ips(provided, wanted), None
+    except LookupError as exc:
+        reported = ", ".join(a.address for a in spec.addresses if a.type in _IP_TYPES) or "none"
+        return wanted, (REASON_NODE_IP_NOT_FOUND,
+                        f"the kubelet's node IP {exc.args[0]} ({ANNOTATION_PROVIDED_NODE_IP}={raw}) is not among "
+                        f"the IP addresses the engine reports for {describe_owner(spec)} ({reported})")
+
+
+def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...], *,
+                   trusted: bool = True) -> tuple[NodeAddress, ...] | None:
+    """The complete new address list, or None to keep the node's (equal, a silent guest agent, or an engine
+    answer with a garbled IP: ``trusted`` False)."""
+    if not trusted:
+        return None
+    if not has_ip(wanted) and (has_ip(node.addresses) or not wanted):
+        return None
+    return wanted if wanted != tuple(node.addresses) else None
+
+
+def shutdown_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
+    """``taints`` with the shutdown taint added (VM down/suspended) or removed (VM running)."""
+    present = SHUTDOWN_TAINT in taints
+    runs = spec.status in RUNNING_STATUSES
+    if spec.shutdown and not runs and not present:
+        return [*taints, SHUTDOWN_TAINT]
+    if runs and not spec.shutdown and present:
+        return [t for t in taints if t != SHUTDOWN_TAINT]
+    return taints
+
+
+def maintenance_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
+    """``taints`` with the maintenance taint added (host in maintenance) or removed (host up); VMs: unchanged."""
+    if spec.kind != KIND_HOST:
+        return taints
+    present = MAINTENANCE_TAINT in taints
+    if spec.maintenance and not present:
+        return [*taints, MAINTENANCE_TAINT]
+    if spec.running and present:
+        return [t for t in taints if t != MAINTENANCE_TAINT]
+    return taints
+
+
+def taint_changes(before: list[Taint], after: list[Taint]) -> list[str]:
+    """``added taint K:NoSchedule to`` / ``removed taint K:NoSchedule from`` for each rule's taint that changed."""
+    parts = []
+    for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
+        if (taint in after) != (taint in before):
+            parts.append(f"added taint {taint.key}:NoSchedule to" if taint in after
+                         else f"removed taint {taint.key}:NoSchedule from")
+    return parts
+
+

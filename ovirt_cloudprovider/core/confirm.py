@@ -1,0 +1,82 @@
+"""Confirming deletions: positive evidence from the engine before a node whose VM is absent goes (pure).
+
+Confirmation (:func:`confirm_deletions`, applied by the controller between planning and applying)
+    A DELETE of an absent VM's node (``DeletedNode``) needs positive evidence: the controller GETs the VM by
+    id. 404: the DELETE goes ahead. The VM exists: the controller searches the filter narrowed to that VM
+    (:func:`.vmfilter.narrowed`); when the engine answers without it, and its record does not clearly match
+    the filter (:func:`.vmfilter.filter_match`), it left the filter (tag removed, another cluster): DELETE
+    with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE ``DeletionUnconfirmed``
+    (Warning) this sweep, counter unchanged. A search that lost VMs by accident
+    (paging shift, engine glitch) therefore never deletes a live VM's node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from . import providerid
+from .plan import REASON_DELETED
+from .records import KIND_HOST, Action, ActionKind, Plan, VirtualMachine
+from .vmfilter import filter_match
+
+REASON_LEFT_FILTER = "VMLeftFilter"
+REASON_UNCONFIRMED = "DeletionUnconfirmed"
+
+
+def confirm_deletions(
+    plan: Plan, *, query: str, found: Mapping[str, VirtualMachine | None], error: str | None = None,
+    researched: frozenset[str] | None = None,
+) -> Plan:
+    """``plan`` with every DELETE of an absent VM's node (``DeletedNode``) confirmed or blocked.
+
+    ``found``: the engine's answer to a GET of each such VM by id (None: 404); ``error``: why the engine could
+    not be asked (then every such DELETE is blocked); ``researched``: the VM ids among those found that the
+    search narrowed to each of them returned (None: not asked, so nothing that exists is deleted). See the
+    module docstring.
+    """
+    actions: list[Action] = []
+    unblocked = 0
+    for action in plan.actions:
+        if action.kind is not ActionKind.DELETE or action.reason != REASON_DELETED or action.vm_id is None \
+                or action.owner_kind == KIND_HOST:  # hosts: not confirmed by a VM GET (see the rulebook)
+            actions.append(action)
+            continue
+        vm_id = action.vm_id
+        base = f"Deletion of node {action.node} (VM {vm_id}) is blocked this sweep"
+        if error is not None or vm_id not in found:
+            why = f"the engine could not confirm that the VM is gone: {error}" if error is not None \
+                else "the engine was not asked about the VM"
+            actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                                   message=f"{base}: {why}."))
+            unblocked += 1
+            continue
+        vm = found[vm_id]
+        if vm is None:
+            actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the VM no longer "
+                                                                         "exists (404)."))
+            continue
+        local = filter_match(query, vm)
+        verdict: bool | None = None if researched is None else (
+            local is True or vm_id in {providerid.normalize_vm_id(r) for r in researched})
+        if verdict is False:
+            actions.append(replace(
+                action, reason=REASON_LEFT_FILTER,
+                message=f"Deleting node {action.node}: VM {vm.name} ({vm_id}) still exists (status {vm.status}, "
+                        f"cluster {vm.cluster or '?'}) but no longer matches the filter {query!r}."))
+            continue
+        why = ("it still exists and matches the filter, so the search lost it" if verdict
+               else "it still exists and the engine was not asked whether it left the filter")
+        actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                               message=f"{base}: VM {vm.name} {why}."))
+        unblocked += 1
+    if not unblocked:
+        return replace(plan, actions=tuple(actions))
+    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + unblocked)
+
+
+def pending_deletions(plan: Plan) -> tuple[str, ...]:
+    """The VM ids whose nodes :func:`confirm_deletions` has to confirm, in plan order."""
+    return tuple(dict.fromkeys(a.vm_id for a in plan.actions
+                               if a.kind is ActionKind.DELETE and a.reason == REASON_DELETED and a.vm_id
+                               and a.owner_kind != KIND_HOST))
