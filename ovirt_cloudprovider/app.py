@@ -29,7 +29,7 @@ from .config.schema import parse_bind_address
 from .controller import Controller, SweepReport, run_sweep
 from .core.desired import desired_nodes
 from .core.records import KIND_HOST, Host, NodeSpec, Snapshot, VirtualMachine
-from .core.settings import Config
+from .core.settings import Config, FiltersConfig
 from .engine.client import EngineClient
 from .engine.search_fields import warnings as _search_field_warnings
 from .health import HealthServer, HealthState
@@ -57,9 +57,13 @@ def log_notices(config: Config) -> None:
         log.log(level, notice.message, extra=kv(**dict(notice.fields)))
 
 
-def search_warnings(query: str) -> list[str]:
-    """One line per unknown VM search field in ``query`` (the engine would silently match nothing)."""
-    return _search_field_warnings(query)
+def search_warnings(filters: FiltersConfig) -> list[str]:
+    """One line per unknown search field in ``[filters] vms`` and ``hosts`` (the engine would silently match
+    nothing)."""
+    lines = _search_field_warnings(filters.vms)
+    if filters.hosts:
+        lines += _search_field_warnings(filters.hosts, kind="hosts")
+    return lines
 
 
 def engine_client(config: Config, *, metrics: Metrics | None = None) -> EngineClient:
@@ -167,8 +171,8 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     log.info("starting", extra=kv(version=__version__, identity=name, config=config.path,
                                   engine=config.connection.uri, filter=config.filters.vms,
                                   leader_elect=ctl.leader_elect, sync_interval=ctl.sync_interval))
-    for line in search_warnings(config.filters.vms):
-        log.warning(line, extra=kv(filter=config.filters.vms))
+    for line in search_warnings(config.filters):
+        log.warning(line)
     server.start()
     cache.start()
     if elector is not None:

@@ -156,7 +156,7 @@ def _host_json(host: Host) -> dict[str, Any]:
 
 def cmd_discover(args: argparse.Namespace) -> int:
     config = _load(args)
-    for line in app.search_warnings(config.filters.vms):  # on stderr: the table or JSON on stdout stays clean
+    for line in app.search_warnings(config.filters):  # on stderr: the table or JSON on stdout stays clean
         print(f"warning: {line}", file=sys.stderr)
     found = app.discover(config)
     hosts = found.snapshot.hosts_query is not None  # [filters] hosts: a KIND column, the hosts after the VMs
@@ -191,7 +191,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     tls = "NOT verified (insecure)" if conn.insecure else f"verified with {conn.ca_file or 'the system CA bundle'}"
     print(f"engine:  {conn.uri} as {conn.username} (TLS {tls})")
     print(f"filter:  {config.filters.vms or '<none: every VM>'}")
-    for line in app.search_warnings(config.filters.vms):
+    for line in app.search_warnings(config.filters):
         print(f"warning: {line}")
     found = app.discover(config, check_login=True)
     snapshot = found.snapshot

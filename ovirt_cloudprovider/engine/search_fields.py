@@ -1,4 +1,4 @@
-"""The oVirt VM search fields, as data, and :func:`unknown_fields` (pure, stdlib only).
+"""The oVirt VM and host search fields, as data, and :func:`unknown_fields` (pure, stdlib only).
 
 The engine answers a search with an unknown field (``tga=kubernetes``) with an empty list, not an error, so a
 typo in ``[filters] vms`` silently matches nothing. ``check-config``, ``discover`` and ``run`` warn with a
@@ -12,6 +12,9 @@ backend/manager/modules/searchbackend/src/main/java/org/ovirt/engine/core/search
   singular (``Hosts.name = h1``, ``Host = h1``, ``Templates.name = t``, ``Events.severity = error``,
   ``Users.name = u``, ``Storage.name = s``, ``Vnic.mac_address = ...``). Clusters, data centers and tags are
   VM fields (``cluster``, ``datacenter``, ``tag``), not cross-references.
+- VdsConditionFieldAutoCompleter.java and VdsCrossRefAutoCompleter.java (read at commits 0135f303 and
+  0f4e1388): a host's fields (``address`` is its FQDN or IP; there is no ``fqdn`` or ``ip``) and the objects a
+  host search may refer to (``Vms``, ``Templates``, ``Events``, ``Users``, ``Storage``, ``Nic``).
 """
 
 from __future__ import annotations
@@ -30,25 +33,42 @@ VM_CROSS_REFERENCES = frozenset({
     "hosts", "templates", "events", "users", "storage", "vnic",  # plural forms (VmCrossRefAutoCompleter)
     "host", "template", "event", "user",  # singular forms
 })
+HOST_FIELDS = frozenset({
+    "name", "comment", "status", "external_status", "cluster", "address", "cpu_usage", "mem_usage",
+    "network_usage", "load", "version", "cpus", "memory", "cpu_speed", "cpu_model", "active_vms", "migrating_vms",
+    "committed_mem", "tag", "type", "datacenter", "architecture", "update_available", "ha_score", "spm_id", "hw_id",
+    "id",
+})
+HOST_CROSS_REFERENCES = frozenset({
+    "vms", "templates", "events", "users", "storage", "nic",  # plural forms (VdsCrossRefAutoCompleter)
+    "vm", "template", "event", "user",  # singular forms
+})
+# per ``[filters]`` key: the fields, the cross-references, the search prefix and how messages name the object
+_KINDS = {
+    "vms": (VM_FIELDS, VM_CROSS_REFERENCES, re.compile(r"^\s*(?:vms?)\s*:", re.IGNORECASE), "VM"),
+    "hosts": (HOST_FIELDS, HOST_CROSS_REFERENCES, re.compile(r"^\s*(?:hosts?)\s*:", re.IGNORECASE), "host"),
+}
+
 _KEYWORDS = frozenset({"and", "or", "sortby", "page", "asc", "desc"})
 _TOKEN = re.compile(r'"[^"]*"?|\'[^\']*\'?|!=|>=|<=|=|<|>|[^\s=!<>"\']+|!')
 _OPERATORS = frozenset({"=", "!=", "<", ">", "<=", ">="})
-_PREFIX = re.compile(r"^\s*(?:vms?)\s*:", re.IGNORECASE)
 
 
-def _suggest(word: str) -> str | None:
-    candidates = sorted(VM_FIELDS | VM_CROSS_REFERENCES)
+def _suggest(word: str, fields: frozenset[str], refs: frozenset[str]) -> str | None:
+    candidates = sorted(fields | refs)
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
-def unknown_fields(query: str) -> list[tuple[str, str | None]]:
-    """The fields of the VM search ``query`` that the engine does not know, each with a suggestion (or None).
+def unknown_fields(query: str, *, kind: str = "vms") -> list[tuple[str, str | None]]:
+    """The fields of the search ``query`` (``kind``: ``vms`` or ``hosts``, the ``[filters]`` key) that the engine
+    does not know, each with a suggestion (or None).
 
     Understands ``field op value`` with ``=``, ``!=``, ``<``, ``>``, ``<=``, ``>=``, quoted values, ``and``/``or``,
-    ``sortby``/``page``, an optional ``Vms:`` prefix and ``Object.field`` cross-references.
+    ``sortby``/``page``, an optional ``Vms:`` (``Hosts:``) prefix and ``Object.field`` cross-references.
     """
-    tokens = _TOKEN.findall(_PREFIX.sub("", query, count=1))
+    fields, refs, prefix, _ = _KINDS[kind]
+    tokens = _TOKEN.findall(prefix.sub("", query, count=1))
     out: list[tuple[str, str | None]] = []
     for i, token in enumerate(tokens[:-1]):
         if tokens[i + 1] not in _OPERATORS or token in _OPERATORS or token[:1] in "\"'":
@@ -59,21 +79,23 @@ def unknown_fields(query: str) -> list[tuple[str, str | None]]:
         if field in _KEYWORDS:
             continue
         head, dot, _ = field.partition(".")
-        known = head in VM_CROSS_REFERENCES if dot else (field in VM_FIELDS or field in VM_CROSS_REFERENCES)
-        if not known and (token, _suggest(head if dot else field)) not in out:
-            out.append((token, _suggest(head if dot else field)))
+        known = head in refs if dot else (field in fields or field in refs)
+        suggestion = _suggest(head if dot else field, fields, refs)
+        if not known and (token, suggestion) not in out:
+            out.append((token, suggestion))
     return out
 
 
-def warnings(query: str) -> list[str]:
+def warnings(query: str, *, kind: str = "vms") -> list[str]:
     """One line per unknown field of ``query``, e.g. ``[filters] vms: unknown VM search field 'tga' (did you mean
     'tag'?): the engine answers such a search with an empty list``."""
     lines = []
-    for field, suggestion in unknown_fields(query):
+    what = _KINDS[kind][3]
+    for field, suggestion in unknown_fields(query, kind=kind):
         hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
-        lines.append(f"[filters] vms: unknown VM search field {field!r}{hint}: the engine answers such a search "
-                     "with an empty list, not an error")
+        lines.append(f"[filters] {kind}: unknown {what} search field {field!r}{hint}: the engine answers such a "
+                     "search with an empty list, not an error")
     return lines
 
 
-__all__ = ["VM_CROSS_REFERENCES", "VM_FIELDS", "unknown_fields", "warnings"]
+__all__ = ["HOST_CROSS_REFERENCES", "HOST_FIELDS", "VM_CROSS_REFERENCES", "VM_FIELDS", "unknown_fields", "warnings"]

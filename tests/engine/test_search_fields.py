@@ -42,3 +42,30 @@ def test_check_config_and_discover_warn(tmp_path: Path, engine_sim: EngineSimula
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     assert "warning: [filters] vms: unknown VM search field 'tga' (did you mean 'tag'?)" in out, out
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("cluster=k8s-metal", []),
+    ("Hosts: cluster = k8s-metal and status = up", []),
+    ("tag=kubernetes and cpu_model=Skylake and hw_id=1", []),
+    ("Vms.name = web1 and nic.name = eth0", []),
+    ("clustr=k8s-metal", [("clustr", "cluster")]),
+    ("fqdn=h1.example.com", [("fqdn", None)]),  # a VM field; a host's FQDN is its address
+    ("ip=10.0.0.1", [("ip", None)]),
+])
+def test_unknown_host_fields(query: str, expected: list[tuple[str, str | None]]) -> None:
+    assert unknown_fields(query, kind="hosts") == expected
+
+
+def test_host_warning_line_names_the_hosts_key() -> None:
+    assert warnings("clustr=k8s-metal", kind="hosts") == [
+        "[filters] hosts: unknown host search field 'clustr' (did you mean 'cluster'?): the engine answers such a "
+        "search with an empty list, not an error"]
+
+
+def test_check_config_warns_about_a_host_field(tmp_path: Path, engine_sim: EngineSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine_sim.url, password=engine_sim.password,
+                       ca_file=engine_sim.ca_file, vms="tag=kubernetes\nhosts = clustr=east-a")
+    proc = run_cli(["check-config", "--config", str(cfg)])
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: [filters] hosts: unknown host search field 'clustr' (did you mean 'cluster'?)" in proc.stdout
