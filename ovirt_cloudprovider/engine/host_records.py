@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.hosts import kernel_of_cmdline
 from ..core.records import Host, HostNic
+from .records import cpu_count
 
 # What one host search inlines per host: its NICs (with their IPs, bonds and VLANs), its cluster and the
 # cluster's data center, so that all hosts cost ceil((N + 1) / page_size) requests, never one per host.
@@ -46,10 +47,7 @@ def host_record(host: Any) -> Host:
     dc = cluster.data_center if cluster is not None else None
     hw = host.hardware_information
     cpu = host.cpu
-    topology = cpu.topology if cpu is not None else None
-    cpus = None
-    if topology is not None and any(x is not None for x in (topology.sockets, topology.cores, topology.threads)):
-        cpus = (topology.sockets or 1) * (topology.cores or 1) * (topology.threads or 1)
+    cpus = cpu_count(cpu)
     os_ = host.os
     os_text = None
     if os_ is not None:

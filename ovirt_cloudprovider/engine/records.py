@@ -42,6 +42,14 @@ def _guest_nic(device: Any) -> GuestNic | None:
     return GuestNic(name=device.name, mac=mac, ips=ips)
 
 
+def cpu_count(cpu: Any) -> int | None:
+    """sockets x cores x threads of an SDK ``Cpu`` (a missing factor counts 1), or None without a topology."""
+    topology = cpu.topology if cpu is not None else None
+    if topology is None or all(x is None for x in (topology.sockets, topology.cores, topology.threads)):
+        return None
+    return int((topology.sockets or 1) * (topology.cores or 1) * (topology.threads or 1))
+
+
 def vm_record(vm: Any) -> VirtualMachine:
     """An ``ovirtsdk4.types.Vm`` (as a search with DISCOVERY_FOLLOW returns it) as our own record.
 
@@ -51,10 +59,7 @@ def vm_record(vm: Any) -> VirtualMachine:
     dc = cluster.data_center if cluster is not None else None
     host = vm.host
     cpu = vm.cpu
-    topology = cpu.topology if cpu is not None else None
-    cpus = None
-    if topology is not None and any(x is not None for x in (topology.sockets, topology.cores, topology.threads)):
-        cpus = (topology.sockets or 1) * (topology.cores or 1) * (topology.threads or 1)
+    cpus = cpu_count(cpu)
     gos = vm.guest_operating_system
     guest_os = kernel = architecture = None
     if gos is not None:
