@@ -50,7 +50,7 @@ LISTS: dict[str, tuple[str, str]] = {
 
 def list_gets() -> list[Get]:
     """The GETs of the lists a lean discovery joins (one request each)."""
-    return [Get(f"list_{path}", f"{item.replace('_', ' ')} list", path) for path, (_, item) in LISTS.items()]
+    return [Get(f"list_{path}", "VM search", path) for path in LISTS]  # a failure reads "VM search at ... failed"
 
 
 def page_get(search: str, page: int, page_size: int) -> Get:

@@ -1113,7 +1113,7 @@ class _Renderer:
     def instance_type(self, it: SimInstanceType) -> Node:
         return E("instance_type", T("name", it.name), T("description", ""),
                  E("cpu", E("topology", T("cores", it.cores), T("sockets", it.sockets), T("threads", 1))),
-                 T("memory", it.memory), T("status", "ok"),
+                 T("memory", it.memory),  # no <status>: the recorded instance types have none
                  href=f"{API_PREFIX}/instancetypes/{it.id}", id=it.id)
 
     def template(self, tag: str, tid: str) -> Node:
