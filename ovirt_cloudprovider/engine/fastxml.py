@@ -5,9 +5,9 @@
 plus the instance type's id, so that names of links that were not followed can be joined in from
 :func:`read_names` (``/clusters``, ``/datacenters``, ``/hosts``, ``/instancetypes``) by :func:`joined`.
 
-It follows the SDK reader's rules: only ``id`` is read from attributes, a repeated child element wins over an
-earlier one, an empty element is absent, an enum value the SDK does not know is absent, an integer is
-``int(text)``. Anything it cannot read with the same meaning (an element inside a value, an entity) is an
+It follows the SDK reader's rules: only ``id`` is read from attributes, an empty element is absent, an enum
+value the SDK does not know is absent, an integer is ``int(text)``. Anything it cannot read with the same
+meaning (an element inside a value, an entity, a repeated field, v3's ``<status><state>``) is an
 :class:`~.errors.EngineDataError`, never a guess. Malformed XML is :class:`~.connection.MalformedXml` with
 expat's line and reason (the same as the SDK path says); libxml2 never writes to stderr here.
 """
@@ -75,17 +75,22 @@ def _int(el: _Element) -> int | None:
 
 
 def _values(el: _Element, wanted: frozenset[str]) -> dict[str, _Element]:
-    """The last child element of each wanted tag (the SDK reader keeps the last one)."""
-    return {ch.tag: ch for ch in el if ch.tag in wanted}  # type: ignore[misc]
+    """The child element of each wanted tag; a repeated one is unreadable (the SDK would read each in turn and
+    keep the last, or fail on an earlier one: no engine repeats them)."""
+    out: dict[str, _Element] = {}
+    for ch in el:
+        tag = ch.tag
+        if tag in wanted:
+            if tag in out:
+                raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
+            out[tag] = ch  # type: ignore[index]
+    return out
 
 
 def _child_text(el: _Element | None, tag: str) -> str | None:
     if el is None:
         return None
-    found = None
-    for ch in el:
-        if ch.tag == tag:
-            found = ch
+    found = _values(el, frozenset((tag,))).get(tag)
     return _text(found) if found is not None else None
 
 
