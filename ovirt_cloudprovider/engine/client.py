@@ -7,19 +7,25 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
 
 - **Session reuse**: when the engine rejects the token and the SDK's own re-login (answered by our bounded
   login) did not happen, the client reconnects once itself and retries; ``reset()``/``close()`` log out.
-- **Discovery** is one paged search: ``<filter> sortby name asc page N`` with ``max=page_size`` and
-  ``follow=reported_devices,tags,cluster.data_center,host,instance_type``, until a page comes back shorter than
-  the page size: ``ceil((N + 1) / page_size)`` requests for N VMs, never one per VM. ``fetch_vms`` GETs a few
-  VMs by id with the same ``follow``.
+- **Discovery** is one lean paged search (:mod:`.paging`, read by :mod:`.fastxml`): ``<filter> sortby name asc
+  page N`` with ``max=page_size`` and only what is per VM, ``follow=reported_devices,tags``, until a page comes
+  back shorter than the page size; ``/clusters``, ``/datacenters``, ``/hosts`` and ``/instancetypes`` are listed
+  once per sweep and their names joined in by id. Up to ``engine_concurrency`` requests are in flight (the next
+  page is on its way while one is read): ``ceil((N + 1) / page_size)`` pages, at most ``engine_concurrency``
+  more sent before the short page was read, and 4 lists per discovery; never one request per VM. With
+  ``lean=False`` it is the follow= search (``follow=reported_devices,tags,cluster.data_center,host,
+  instance_type``, one page at a time, read by the SDK), exactly ``ceil((N + 1) / page_size)`` requests.
+  ``fetch_vms`` GETs a few VMs by id with that ``follow``.
 - **Events**: ``/events?from=<index>&max=<n>`` (newest first; ``max`` drops the *older* ones, so the highest
   index is tracked, not the last item). Only the AuditLogType codes in
   :data:`~.errors.NODE_EVENT_CODES` are returned.
 - **Hosts** (only when built with ``hosts=<search>``, from ``[filters] hosts``): ``discover`` also runs one paged
   host search, ``<hosts> sortby name asc page N`` with ``follow=nics,cluster.data_center`` (one request per page,
   never one per host), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
-  :data:`~.errors.HOST_EVENT_CODES`. Without it no host request is ever made (operation ``search_hosts``).
+  :data:`~.errors.HOST_EVENT_CODES`. Without it no host search is ever made (operation ``search_hosts``).
 - **Metrics**: every HTTP request is counted with ``Metrics.engine_request(operation)``, operations
-  ``sso_login``, ``search_vms``, ``get_vm``, ``events``, ``api_root``, ``logout``.
+  ``sso_login``, ``search_vms``, ``list_clusters``, ``list_datacenters``, ``list_hosts``, ``list_instancetypes``,
+  ``get_vm``, ``events``, ``api_root``, ``logout``.
 """
 
 from __future__ import annotations
