@@ -25,7 +25,7 @@ from .connection import ARCHITECTURES, REPORTED_DEVICE_TYPES, VM_STATUSES, Malfo
 from .errors import EngineDataError
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True,
-                          remove_pis=True, collect_ids=False)
+                          remove_pis=True, collect_ids=False, remove_blank_text=True)
 
 _Element = etree._Element
 
@@ -78,20 +78,23 @@ def _values(el: _Element, wanted: frozenset[str]) -> dict[str, _Element]:
     """The child element of each wanted tag; a repeated one is unreadable (the SDK would read each in turn and
     keep the last, or fail on an earlier one: no engine repeats them)."""
     out: dict[str, _Element] = {}
-    for ch in el:
+    for ch in el.iterchildren(*wanted):  # filtered by lxml: no Python object for the links and the rest
         tag = ch.tag
-        if tag in wanted:
-            if tag in out:
-                raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
-            out[tag] = ch  # type: ignore[index]
+        if tag in out:
+            raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
+        out[tag] = ch  # type: ignore[index]
     return out
 
 
 def _child_text(el: _Element | None, tag: str) -> str | None:
     if el is None:
         return None
-    found = _values(el, frozenset((tag,))).get(tag)
-    return _text(found) if found is not None else None
+    found = list(el.iterchildren(tag))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
+    return _text(found[0])
 
 
 _NIC = frozenset({"name", "type", "mac", "ips"})
@@ -106,8 +109,8 @@ def _guest_nic(device: _Element) -> GuestNic | None:
     address = _child_text(v.get("mac"), "address")
     ips: list[str] = []
     if "ips" in v:
-        for ip in v["ips"]:
-            if ip.tag == "ip" and (text := _child_text(ip, "address")):
+        for ip in v["ips"].iterchildren("ip"):
+            if text := _child_text(ip, "address"):
                 ips.append(text)
     return GuestNic(name=name, mac=address.lower() if address else None, ips=tuple(ips))
 
@@ -168,11 +171,11 @@ def _vm(el: _Element) -> LeanVm:
         guest_os, kernel, architecture = _guest_os(gos)
     nics: tuple[GuestNic, ...] = ()
     if "reported_devices" in v:
-        nics = tuple(n for d in v["reported_devices"] if d.tag == "reported_device"
-                     and (n := _guest_nic(d)) is not None)
+        nics = tuple(n for d in v["reported_devices"].iterchildren("reported_device")
+                     if (n := _guest_nic(d)) is not None)
     tags: set[str] = set()
     if "tags" in v:
-        tags = {name for t in v["tags"] if t.tag == "tag" and (name := _child_text(t, "name"))}
+        tags = {name for t in v["tags"].iterchildren("tag") if (name := _child_text(t, "name"))}
     fqdn = ((_text(v["fqdn"]) if "fqdn" in v else None) or "").strip() or None
     status = _text(v["status"]) if "status" in v else None
     record = VirtualMachine(
@@ -205,7 +208,7 @@ def read_vms(body: bytes | _Element, answer: str, where: str) -> list[LeanVm]:
     root = parse(body) if isinstance(body, bytes) else body
     if root.tag != "vms":
         raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{root.tag}>, not <vms>")
-    return [read_vm(el, answer, where) for el in root if el.tag == "vm"]
+    return [read_vm(el, answer, where) for el in root.iterchildren("vm")]
 
 
 def read_vm(el: _Element, answer: str, where: str) -> LeanVm:
