@@ -69,6 +69,7 @@ def search_warnings(filters: FiltersConfig) -> list[str]:
 def engine_client(config: Config, *, metrics: Metrics | None = None) -> EngineClient:
     """An engine client for ``config`` (one SSO session, logged in on first use; close it)."""
     return EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics,
+                        engine_concurrency=config.controller.engine_concurrency,
                         auth_backoff_max=config.controller.backoff_max,
                         hosts=config.filters.hosts)
 

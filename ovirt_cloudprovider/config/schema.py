@@ -296,6 +296,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "sync_interval": _Key(_Seconds(5, 86400)),
         "event_poll_interval": _Key(_Seconds(1, 86400, zero_ok=True)),
         "page_size": _Key(_Integer(1, 1000)),
+        "engine_concurrency": _Key(_Integer(1, 8)),
         "delete_after_sweeps": _Key(_Integer(1, 1000)),
         "max_delete_fraction": _Key(_Fraction()),
         "max_delete_count": _Key(_Integer(0, 100000)),

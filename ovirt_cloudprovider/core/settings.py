@@ -101,6 +101,7 @@ class ControllerConfig:
     sync_interval: float = 60.0  # seconds between full sweeps (jittered by up to 10 %)
     event_poll_interval: float = 3.0  # seconds between /events polls; 0 disables
     page_size: int = 100  # VMs per search page
+    engine_concurrency: int = 2  # engine requests in flight at most during a discovery (the next page overlaps)
     delete_after_sweeps: int = 3  # consecutive successful sweeps a VM must be absent from
     max_delete_fraction: float = 0.5  # circuit breaker: share of managed nodes deletable at once
     max_delete_count: int = 10  # circuit breaker: absolute cap, whichever is smaller (0 = no cap)

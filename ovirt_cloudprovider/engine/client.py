@@ -7,19 +7,25 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
 
 - **Session reuse**: when the engine rejects the token and the SDK's own re-login (answered by our bounded
   login) did not happen, the client reconnects once itself and retries; ``reset()``/``close()`` log out.
-- **Discovery** is one paged search: ``<filter> sortby name asc page N`` with ``max=page_size`` and
-  ``follow=reported_devices,tags,cluster.data_center,host,instance_type``, until a page comes back shorter than
-  the page size: ``ceil((N + 1) / page_size)`` requests for N VMs, never one per VM. ``fetch_vms`` GETs a few
-  VMs by id with the same ``follow``.
+- **Discovery** is one lean paged search (:mod:`.paging`, read by :mod:`.fastxml`): ``<filter> sortby name asc
+  page N`` with ``max=page_size`` and only what is per VM, ``follow=reported_devices,tags``, until a page comes
+  back shorter than the page size; ``/clusters``, ``/datacenters``, ``/hosts`` and ``/instancetypes`` are listed
+  once per sweep and their names joined in by id. Up to ``engine_concurrency`` requests are in flight (the next
+  page is on its way while one is read): ``ceil((N + 1) / page_size)`` pages, at most ``engine_concurrency``
+  more sent before the short page was read, and 4 lists per discovery; never one request per VM. With
+  ``lean=False`` it is the follow= search (``follow=reported_devices,tags,cluster.data_center,host,
+  instance_type``, one page at a time, read by the SDK), exactly ``ceil((N + 1) / page_size)`` requests.
+  ``fetch_vms`` GETs a few VMs by id with that ``follow``.
 - **Events**: ``/events?from=<index>&max=<n>`` (newest first; ``max`` drops the *older* ones, so the highest
   index is tracked, not the last item). Only the AuditLogType codes in
   :data:`~.errors.NODE_EVENT_CODES` are returned.
 - **Hosts** (only when built with ``hosts=<search>``, from ``[filters] hosts``): ``discover`` also runs one paged
   host search, ``<hosts> sortby name asc page N`` with ``follow=nics,cluster.data_center`` (one request per page,
   never one per host), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
-  :data:`~.errors.HOST_EVENT_CODES`. Without it no host request is ever made (operation ``search_hosts``).
+  :data:`~.errors.HOST_EVENT_CODES`. Without it no host search is ever made (operation ``search_hosts``).
 - **Metrics**: every HTTP request is counted with ``Metrics.engine_request(operation)``, operations
-  ``sso_login``, ``search_vms``, ``get_vm``, ``events``, ``api_root``, ``logout``.
+  ``sso_login``, ``search_vms``, ``list_clusters``, ``list_datacenters``, ``list_hosts``, ``list_instancetypes``,
+  ``get_vm``, ``events``, ``api_root``, ``logout``.
 """
 
 from __future__ import annotations
@@ -49,7 +55,10 @@ from .errors import (
     EngineFaultError,
     scrub,
 )
+from .fastxml import LeanVm, Named, Names, joined, read_names, read_vms
 from .host_records import HOST_DISCOVERY_FOLLOW, host_record
+from .paging import LISTS, Get, list_gets, page_get
+from .paging import run as run_pages
 from .records import DISCOVERY_FOLLOW, event_index, invalid_ips, vm_record
 from .sso import Sso
 
@@ -69,9 +78,14 @@ class EngineClient:
 
     def __init__(self, conn: ConnectionConfig, *, page_size: int = 100, metrics: Metrics | None = None,
                  event_page_size: int = EVENT_PAGE_SIZE, auth_backoff_base: float = DEFAULT_BASE,
-                 auth_backoff_max: float = 300.0, hosts: str | None = None) -> None:
+                 auth_backoff_max: float = 300.0, hosts: str | None = None, engine_concurrency: int = 2,
+                 lean: bool = True) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
+        if engine_concurrency < 1:
+            raise ValueError("engine_concurrency must be at least 1")
+        self._concurrency = engine_concurrency
+        self._lean = lean  # False: the follow= search (every link inlined in each VM), read by the SDK
         self._conn = conn
         self._page_size = page_size
         self._event_page_size = max(1, event_page_size)
@@ -113,7 +127,9 @@ class EngineClient:
         requests = 0
         page = 1
         with self._lock:
-            while True:
+            if self._lean:
+                vms, inconsistent, requests = self._lean_search(base)
+            while not self._lean:
                 search = f"{base} sortby name asc page {page}".strip()
                 items = self._call("search_vms", "VM search", self._search_page(search, page))
                 requests += 1
@@ -163,6 +179,53 @@ class EngineClient:
         self._invalid_ips = {vm_id: bad for vm_id, (_, bad) in current.items()}
         if self._metrics is not None:
             self._metrics.invalid_guest_ips.set(sum(len(bad) for _, bad in current.values()))
+
+    def _lean_search(self, base: str) -> tuple[dict[str, VirtualMachine], set[str], int]:
+        """The lean discovery (:mod:`.paging`): VM pages with only their own devices and tags, the clusters,
+        data centers, hosts and instance types listed once and joined in by id, read by :mod:`.fastxml`;
+        the same paging rules as the follow= search. (VMs by id, ids of two different VMs, requests sent)."""
+        found: dict[str, LeanVm] = {}
+        inconsistent: set[str] = set()
+        lists: dict[str, dict[str, Named]] = {}
+
+        def read(get: Get, body: bytes) -> bool:
+            if not get.page:
+                root, item = LISTS[get.path]
+                lists[get.path] = read_names(body, root, item, f"/{get.path}", self._where)
+                return True
+            items = read_vms(body, f"/vms page {get.page}", self._where)
+            new = 0
+            for lean in items:
+                seen = found.get(lean.vm.id)
+                new += seen is None
+                if seen is not None and seen != lean:  # not a page shift's repeat: two different VMs
+                    if lean.vm.id not in inconsistent:
+                        log.warning(f"engine answer holds two different VMs with the id {lean.vm.id}; its node "
+                                    "is left alone in this sweep", extra=kv(
+                                        engine=self._where, page=get.page, names=f"{seen.vm.name},{lean.vm.name}"))
+                    inconsistent.add(lean.vm.id)
+                found[lean.vm.id] = lean
+            log.debug("search page", extra=kv(page=get.page, vms=len(items), search=get.query["search"]))
+            if len(items) < self._page_size:
+                return False
+            if new == 0:
+                raise EngineFaultError(f"VM search at {self._where}: page {get.page} repeated the VMs of earlier "
+                                       "pages (the engine ignores 'page' in searches)")
+            return True
+
+        def sweep(c: SdkConnection) -> int:
+            found.clear()
+            inconsistent.clear()
+            lists.clear()
+            return run_pages(
+                c, page=lambda n: page_get(base, n, self._page_size), others=list_gets(), slots=self._concurrency,
+                read=read, observe=lambda op: observe_engine(self._metrics, op),
+                fail=lambda exc, get: classify(exc, get.what, c, self._endpoint, self._scrub))
+
+        requests = self._call("search_vms", "VM search", sweep, observe=False)
+        names = Names(clusters=lists["clusters"], datacenters=lists["datacenters"], hosts=lists["hosts"],
+                      instance_types=lists["instancetypes"])
+        return {vm_id: joined(lean, names, self._where) for vm_id, lean in found.items()}, inconsistent, requests
 
     def _search_page(self, search: str, page: int) -> Callable[[Any], list[Any]]:
         def list_page(c: Any) -> list[Any]:
@@ -347,14 +410,14 @@ class EngineClient:
             with contextlib.suppress(Exception):
                 conn.close(logout=False)
 
-    def _call(self, operation: str, what: str, fn: Callable[[Any], T]) -> T:
+    def _call(self, operation: str, what: str, fn: Callable[[Any], T], *, observe: bool = True) -> T:
         with self._lock:
             for attempt in range(2):
                 self._check_gate()
                 conn = self._connection()
                 logins_before = self._logins
                 try:
-                    with observe_engine(self._metrics, operation) as outcome:
+                    with observe_engine(self._metrics if observe else None, operation) as outcome:
                         try:
                             result = fn(conn)
                         except EngineError:

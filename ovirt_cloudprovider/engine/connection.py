@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import urllib.parse
@@ -21,9 +22,15 @@ from typing import Any
 
 import ovirtsdk4 as sdk
 import pycurl
+from ovirtsdk4 import http as sdk_http
 
 from .endpoint import Endpoint
 from .errors import EngineAuthError, EngineDataError, EngineError, EngineFaultError, EngineTransientError, html_title
+
+# The enum values the SDK's reader knows (any other value reads as absent): for engine/fastxml.py.
+VM_STATUSES = frozenset(str(e.value) for e in sdk.types.VmStatus)
+ARCHITECTURES = frozenset(str(e.value) for e in sdk.types.Architecture)
+REPORTED_DEVICE_TYPES = frozenset(str(e.value) for e in sdk.types.ReportedDeviceType)
 
 _CURL_TEXT_RE = re.compile(r"\((?:<[^>]*>,\s*)?(\d+),\s*['\"](.*?)['\"]\)")
 _TLS_CURL_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
@@ -45,24 +52,71 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
         self.last_reason = ""
         self.last_title: str | None = None
         self.last_root: str | None = None
+        self._raw = False  # in finish_get(): the caller parses the body (and reports malformed XML) itself
+        self._sent_with: dict[int, str | None] = {}  # curl handle -> the token its request was sent with
+        self._waiting_token: str | None = None
 
     def _get_access_token(self) -> str:
+        sent, current = self._waiting_token, self._sso_token
+        if sent is not None and current is not None and current != sent:
+            return str(current)  # a request sent with an older token: another one in flight already logged in
         return self._login_callback()
+
+    def send(self, request: Any) -> Any:
+        context = super().send(request)
+        self._sent_with[id(context[0])] = self._sso_token
+        return context
 
     def wait(self, context: Any, failed_auth: bool = False) -> Any:
         self.last_status, self.last_reason, self.last_title = None, "", None
-        response = super().wait(context, failed_auth)
+        self._waiting_token = self._sent_with.pop(id(context[0]), None)
+        try:
+            response = super().wait(context, failed_auth)
+        finally:
+            self._waiting_token = None
         self.last_status = int(response.code) if response.code else None
         self.last_reason = str(response.reason or "")
         body = response.body or b""
         self.last_title = html_title(body) if body[:200].lstrip().lower().startswith((b"<!doctype html", b"<html")) \
             else None
         self.last_root = None
-        if body and self.last_status is not None and self.last_status < 300:
+        if body and self.last_status is not None and self.last_status < 300 and not self._raw:
             # checked with expat before the SDK's libxml2 reader sees it: libxml2 prints parser errors to stderr
             # and the SDK then only says "Can't move to the next element"
-            self.last_root = _xml_root(body)
+            self.last_root = xml_root(body)
         return response
+
+    # --- raw GETs, several in flight (the SDK's curl multi handle), bodies parsed by the caller --------------
+
+    def start_get(self, path: str, query: dict[str, str]) -> Any:
+        """Send a GET of ``path`` (relative to the API URL, e.g. ``vms``); ``finish_get`` waits for its answer.
+        Several may be in flight: curl moves them all on while one is waited for."""
+        return self.send(sdk_http.Request(method="GET", path=f"/{path}", query=dict(query), headers={}))
+
+    def finish_get(self, context: Any) -> bytes:
+        """The XML body of the GET ``context`` (HTTP 200), not parsed; any other answer raises as the SDK's own
+        services raise (``sdk.Error`` with the engine's fault), so :func:`classify` reads it the same way."""
+        self._raw = True
+        try:
+            response = self.wait(context)
+        finally:
+            self._raw = False
+        service = self.system_service()
+        if response.code != 200:
+            service._check_fault(response)
+        if not response.body:
+            service._raise_error(response)
+        self.check_xml_content_type(response)
+        return bytes(response.body)
+
+    def cancel(self, context: Any) -> None:
+        """Stop the GET ``context`` (sent, not waited for): removed from curl and closed, its answer never read."""
+        self._sent_with.pop(id(context[0]), None)
+        self._curls.discard(context[0])
+        with contextlib.suppress(Exception):
+            self._multi.remove_handle(context[0])
+        with contextlib.suppress(Exception):
+            context[0].close()
 
 
 class MalformedXml(ValueError):
@@ -73,7 +127,7 @@ class MalformedXml(ValueError):
         self.line, self.reason = line, reason
 
 
-def _xml_root(body: bytes) -> str:
+def xml_root(body: bytes) -> str:
     """The root element's name of ``body``; MalformedXml when ``body`` is not well-formed XML."""
     root: list[str] = []
     parser = xml.parsers.expat.ParserCreate()
@@ -171,4 +225,5 @@ def _transport_error(what: str, curl: tuple[int, str] | None, exc: Exception, en
     return EngineTransientError(scrub(f"{what} at {endpoint.where} failed: {reason}"))
 
 
-__all__ = ["SdkConnection", "classify", "open_connection"]
+__all__ = ["ARCHITECTURES", "REPORTED_DEVICE_TYPES", "VM_STATUSES", "MalformedXml", "SdkConnection", "classify",
+           "open_connection", "xml_root"]

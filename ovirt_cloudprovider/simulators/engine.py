@@ -9,8 +9,8 @@ What it serves (shapes mirror recorded engine answers in ``ovirt-samples/managei
 - API (``Authorization: Bearer <token>``; a missing, unknown or expired token gets the engine's 401 HTML page
   with ``WWW-Authenticate: Basic realm="RESTAPI"``): the root ``/ovirt-engine/api``; ``/vms`` with ``search``,
   ``max`` and ``follow``; ``/vms/{id}`` and its ``reporteddevices``, ``nics`` and ``tags``; ``/tags``,
-  ``/clusters``, ``/hosts``, ``/datacenters`` (each with ``/{id}``); ``/events`` with ``from`` and ``max``
-  (newest first; ``max`` keeps the newest). A missing entity is a 404 with an empty body.
+  ``/clusters``, ``/hosts``, ``/datacenters``, ``/instancetypes`` (each with ``/{id}``); ``/events`` with
+  ``from`` and ``max`` (newest first; ``max`` keeps the newest). A missing entity is a 404 with an empty body.
 - Search subset: ``field op value`` with fields ``name``, ``status``, ``tag`` (a tag matches VMs that carry it
   or any of its child tags), ``cluster``, ``datacenter``, ``host``, ``id``, ``fqdn``, ``os``, ``description``;
   ops ``=`` and ``!=``; ``*`` wildcards; ``and`` / ``or`` (``and`` binds tighter; juxtaposition is ``and``);
@@ -1113,7 +1113,7 @@ class _Renderer:
     def instance_type(self, it: SimInstanceType) -> Node:
         return E("instance_type", T("name", it.name), T("description", ""),
                  E("cpu", E("topology", T("cores", it.cores), T("sockets", it.sockets), T("threads", 1))),
-                 T("memory", it.memory), T("status", "ok"),
+                 T("memory", it.memory),  # no <status>: the recorded instance types have none
                  href=f"{API_PREFIX}/instancetypes/{it.id}", id=it.id)
 
     def template(self, tag: str, tid: str) -> Node:
@@ -2051,6 +2051,10 @@ class EngineSimulator(LoopbackServer):
                 node = r.host(h, follow)
             elif rest[1] == "nics":
                 node = r.host_nics(h)
+        elif coll == "instancetypes":  # the recorded shape: fog-ovirt/instance_types.xml
+            it = f.instance_types.get(rest[0]) if len(rest) == 1 else None
+            node = (E("instance_types", *(r.instance_type(x) for x in f.instance_types.values())) if not rest
+                    else (r.instance_type(it) if it else None))
         elif coll == "datacenters":
             d = f.datacenters.get(rest[0]) if len(rest) == 1 else None
             node = (E("data_centers", *(r.datacenter(x) for x in f.datacenters.values())) if not rest

@@ -27,6 +27,7 @@ from ovirt_cloudprovider.engine.errors import (
     EngineFaultError,
     EngineTransientError,
 )
+from ovirt_cloudprovider.engine.paging import LEAN_FOLLOW
 from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW, vm_record
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.engine import (
@@ -104,7 +105,7 @@ def test_discovery_returns_correct_records_for_a_generated_fleet(engine_sims: Si
     sim = engine_sims(generate_fleet(120, seed=4, untagged=15))
     client = clients(engine_conn_for(sim), page_size=50)
     snap = client.discover("tag=kubernetes")
-    assert snap.query == "tag=kubernetes" and snap.requests == 3
+    assert snap.query == "tag=kubernetes" and snap.requests == sim.request_count(API_PREFIX + "/", method="GET")
     want = {vm.id: expected_record(sim.fleet, vm) for vm in search_vms(sim.fleet, "tag=kubernetes")}
     assert len(want) == 120
     assert {vm.id: vm for vm in snap.vms} == want
@@ -131,11 +132,12 @@ def test_tag_filter_matches_child_tags(engine_sim: EngineSimulator, engine_clien
 
 
 @pytest.mark.parametrize(("vms", "requests"), [(0, 1), (1, 1), (5, 2), (6, 2), (11, 3)])
-def test_paging_request_count(engine_sims: Sims, engine_conn_for: ConnFor, clients: Callable[..., EngineClient],
-                              vms: int, requests: int) -> None:
+def test_paging_request_count_of_the_follow_search(engine_sims: Sims, engine_conn_for: ConnFor,
+                                                   clients: Callable[..., EngineClient], vms: int,
+                                                   requests: int) -> None:
     page_size = 5
     sim = engine_sims(generate_fleet(vms, seed=2, untagged=3, control_plane=min(vms, 3)))
-    client = clients(engine_conn_for(sim), page_size=page_size)
+    client = clients(engine_conn_for(sim), page_size=page_size, lean=False)
     snap = client.discover("tag=kubernetes")
     assert len(snap.vms) == vms
     assert requests == math.ceil((vms + 1) / page_size)
@@ -147,14 +149,45 @@ def test_paging_request_count(engine_sims: Sims, engine_conn_for: ConnFor, clien
     assert all(q["max"] == str(page_size) and q["follow"] == DISCOVERY_FOLLOW for q in searches)
 
 
+@pytest.mark.parametrize("concurrency", [1, 2, 3])
+@pytest.mark.parametrize(("vms", "pages"), [(0, 1), (1, 1), (5, 2), (6, 2), (11, 3)])
+def test_paging_request_count_of_the_lean_search(engine_sims: Sims, engine_conn_for: ConnFor,
+                                                 clients: Callable[..., EngineClient], vms: int, pages: int,
+                                                 concurrency: int) -> None:
+    """ceil((N + 1) / page size) pages, at most ``engine_concurrency`` more sent before the short page was read
+    (dropped unread), and each list once: never one request per VM."""
+    page_size = 5
+    sim = engine_sims(generate_fleet(vms, seed=2, untagged=3, control_plane=min(vms, 3)))
+    client = clients(engine_conn_for(sim), page_size=page_size, engine_concurrency=concurrency)
+    client.check()
+    sim.reset_requests()
+    snap = client.discover("tag=kubernetes")
+    assert len(snap.vms) == vms
+    assert pages == math.ceil((vms + 1) / page_size)
+    assert snap.requests == len(sim.requests)
+    assert sim.request_count("/vms/") == 0  # never one request per VM
+    searches = [r.query for r in sim.requests if r.path == API_PREFIX + "/vms"]
+    numbers = sorted(int(q["search"].rsplit(" ", 1)[1]) for q in searches)
+    assert numbers == list(range(1, len(numbers) + 1)) and pages <= len(numbers) <= pages + concurrency
+    assert all(q["search"].startswith("tag=kubernetes sortby name asc page ") for q in searches)
+    assert all(q["max"] == str(page_size) and q["follow"] == LEAN_FOLLOW for q in searches)
+    lists = sorted(r.path.rsplit("/", 1)[1] for r in sim.requests if r.path != API_PREFIX + "/vms")
+    assert lists == ["clusters", "datacenters", "hosts", "instancetypes"]
+    assert all(not r.query for r in sim.requests if r.path != API_PREFIX + "/vms")
+
+
 def test_discovery_of_1000_vms(engine_sims: Sims, engine_conn_for: ConnFor, clients: Callable[..., EngineClient],
                                metrics: Metrics) -> None:
     sim = engine_sims(generate_fleet(1000, seed=9))
     client = clients(engine_conn_for(sim, timeout=20.0), metrics=metrics)
     client.check()  # log in first: count the search alone (its speed is measured in benchmarks/discovery.py)
+    sim.reset_requests()
     snap = client.discover("tag=kubernetes")
-    assert len(snap.vms) == 1000 and snap.requests == 11 == sim.request_count("/vms", exact=True)
-    assert metric(metrics, "search_vms", "200") == 11 and metric(metrics, "sso_login", "200") == 1
+    pages = sim.request_count("/vms", exact=True)
+    assert len(snap.vms) == 1000 and 11 <= pages <= 11 + 2 and snap.requests == pages + 4 == len(sim.requests)
+    assert metric(metrics, "search_vms", "200") == pages and metric(metrics, "sso_login", "200") == 1
+    assert all(metric(metrics, f"list_{path}", "200") == 1
+               for path in ("clusters", "datacenters", "hosts", "instancetypes"))
 
 
 def test_filter_with_sortby_or_page_is_refused(engine_client: EngineClient) -> None:
@@ -172,9 +205,11 @@ def test_engine_that_ignores_page_is_detected(engine_sim: EngineSimulator, engin
 
 # --- recorded engine answers ---------------------------------------------------------------------
 
-def test_recorded_vm_list_maps_to_our_records(engine_sim: EngineSimulator, engine_client: EngineClient) -> None:
+def test_recorded_vm_list_maps_to_our_records(engine_sim: EngineSimulator, engine_conn_for: ConnFor,
+                                              clients: Callable[..., EngineClient]) -> None:
+    """The follow= search read by the SDK (the lean search against the same answers: tests/engine/test_lean.py)."""
     engine_sim.serve_static("/vms", (SAMPLES / "manageiq/vms_list_down_and_up.xml").read_bytes())
-    snap = engine_client.discover("")
+    snap = clients(engine_conn_for(engine_sim), lean=False).discover("")
     assert snap.requests == 1
     vms = {vm.name: vm for vm in snap.vms}
     on, off = vms["vm_on"], vms["vm_off"]
@@ -188,9 +223,10 @@ def test_recorded_vm_list_maps_to_our_records(engine_sim: EngineSimulator, engin
         "down", None, None, 1, 1024**3, False, None)
 
 
-def test_recorded_vm_without_fqdn(engine_sim: EngineSimulator, engine_client: EngineClient) -> None:
+def test_recorded_vm_without_fqdn(engine_sim: EngineSimulator, engine_conn_for: ConnFor,
+                                  clients: Callable[..., EngineClient]) -> None:
     engine_sim.serve_static("/vms", (SAMPLES / "manageiq/vms_list_private_ip_vm.xml").read_bytes())
-    vms = {vm.name: vm for vm in engine_client.discover("").vms}
+    vms = {vm.name: vm for vm in clients(engine_conn_for(engine_sim), lean=False).discover("").vms}
     rhel = vms["rhel_seven"]
     assert rhel.status == "up" and rhel.fqdn is None and rhel.guest_agent and rhel.guest_os
     assert all(vm.status in ("up", "down") for vm in vms.values())

@@ -210,6 +210,8 @@ def test_simulated_clusters_hosts_datacenters_events_tags_only_use_recorded_fiel
         (system.hosts_service().list(), read_sample("manageiq/hosts.xml"), set()),
         # Data centers have a description (the API documentation shows one; the recorded ones had none).
         (system.data_centers_service().list(), read_sample("manageiq/datacenters.xml"), {"description"}),
+        # the list a lean discovery joins by id (GET /instancetypes)
+        (system.instance_types_service().list(), read_sample("fog-ovirt/instance_types.xml"), set()),
         (system.tags_service().list(),
          list(read_sample("api-model/tags_list_hierarchy.xml")) + list(read_sample("api-model/vm_assigned_tags.xml")),
          set()),

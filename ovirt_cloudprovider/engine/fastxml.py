@@ -1,0 +1,289 @@
+"""Engine XML → our records, reading only the fields we use (lxml), as :mod:`.records` reads the SDK's objects.
+
+:func:`read_vms` reads a ``<vms>`` page (or one ``<vm>``) into :class:`LeanVm` records: a
+:class:`~ovirt_cloudprovider.core.records.VirtualMachine` exactly as ``vm_record(Reader.read(body))`` gives it,
+plus the instance type's id, so that names of links that were not followed can be joined in from
+:func:`read_names` (``/clusters``, ``/datacenters``, ``/hosts``, ``/instancetypes``) by :func:`joined`.
+
+It follows the SDK reader's rules: only ``id`` is read from attributes, an empty element is absent, an enum
+value the SDK does not know is absent, an integer is ``int(text)``. Anything it cannot read with the same
+meaning (an element inside a value, an entity, a repeated field, v3's ``<status><state>``) is an
+:class:`~.errors.EngineDataError`, never a guess. Malformed XML is :class:`~.connection.MalformedXml` with
+expat's line and reason (the same as the SDK path says); libxml2 never writes to stderr here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from lxml import etree
+
+from ..core.records import GuestNic, VirtualMachine
+from .connection import ARCHITECTURES, REPORTED_DEVICE_TYPES, VM_STATUSES, MalformedXml, xml_root
+from .errors import EngineDataError
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True,
+                          remove_pis=True, collect_ids=False, remove_blank_text=True)
+
+_Element = etree._Element
+
+
+class LeanVm(NamedTuple):
+    """One VM as read from the XML, and the id of its instance type (its name is joined in later)."""
+
+    vm: VirtualMachine
+    instance_type_id: str | None
+
+
+class Named(NamedTuple):
+    """An entity of a listed collection: its name and (for a cluster) its data center's id."""
+
+    name: str | None
+    datacenter_id: str | None = None
+
+
+class _Unreadable(ValueError):
+    """A value that the SDK would read differently or not at all."""
+
+
+def parse(body: bytes) -> _Element:
+    """The root element of ``body``; MalformedXml (expat's line and reason) when it is not well-formed."""
+    try:
+        return etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as e:
+        xml_root(body)  # raises MalformedXml with expat's line and reason, as the SDK path reports it
+        raise MalformedXml(e.lineno or 1, str(e.msg)) from None
+
+
+def _text(el: _Element) -> str | None:
+    """The text of a value element as the SDK reads it (None when empty)."""
+    if len(el):
+        raise _Unreadable(f"<{el.tag}> holds elements where a value was expected")
+    return el.text or None
+
+
+def _int(el: _Element) -> int | None:
+    text = _text(el)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise _Unreadable(f"The text '{text}' isn't a valid integer value") from None
+
+
+def _values(el: _Element, wanted: frozenset[str]) -> dict[str, _Element]:
+    """The child element of each wanted tag; a repeated one is unreadable (the SDK would read each in turn and
+    keep the last, or fail on an earlier one: no engine repeats them)."""
+    out: dict[str, _Element] = {}
+    for ch in el.iterchildren(*wanted):  # filtered by lxml: no Python object for the links and the rest
+        tag = ch.tag
+        if tag in out:
+            raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
+        out[tag] = ch  # type: ignore[index]
+    return out
+
+
+def _child_text(el: _Element | None, tag: str) -> str | None:
+    if el is None:
+        return None
+    found = list(el.iterchildren(tag))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
+    return _text(found[0])
+
+
+_NIC = frozenset({"name", "type", "mac", "ips"})
+
+
+def _guest_nic(device: _Element) -> GuestNic | None:
+    v = _values(device, _NIC)
+    name = _text(v["name"]) if "name" in v else None
+    kind = _text(v["type"]) if "type" in v else None
+    if not name or (kind in REPORTED_DEVICE_TYPES and kind != "network"):
+        return None
+    address = _child_text(v.get("mac"), "address")
+    ips: list[str] = []
+    if "ips" in v:
+        for ip in v["ips"].iterchildren("ip"):
+            if text := _child_text(ip, "address"):
+                ips.append(text)
+    return GuestNic(name=name, mac=address.lower() if address else None, ips=tuple(ips))
+
+
+def _cpus(cpu: _Element | None) -> tuple[int | None, str | None]:
+    """(sockets * cores * threads or None, the architecture enum value or None) of a ``<cpu>``."""
+    if cpu is None:
+        return None, None
+    v = _values(cpu, frozenset({"topology", "architecture"}))
+    arch = _text(v["architecture"]) if "architecture" in v else None
+    cpus = None
+    if "topology" in v:
+        t = _values(v["topology"], frozenset({"sockets", "cores", "threads"}))
+        got = [_int(t[k]) if k in t else None for k in ("sockets", "cores", "threads")]
+        if any(x is not None for x in got):
+            cpus = (got[0] or 1) * (got[1] or 1) * (got[2] or 1)
+    return cpus, arch if arch in ARCHITECTURES else None
+
+
+def _guest_os(gos: _Element) -> tuple[str | None, str | None, str | None]:
+    """(guest OS, kernel, architecture) of a ``<guest_operating_system>``."""
+    v = _values(gos, frozenset({"distribution", "version", "kernel", "architecture"}))
+    distribution = _text(v["distribution"]) if "distribution" in v else None
+    version = _child_text(v.get("version"), "full_version")
+    guest_os = " ".join(p.strip() for p in (distribution, version) if p and p.strip()) or None
+    kernel = None
+    if "kernel" in v:
+        kv = _values(v["kernel"], frozenset({"version"}))
+        kernel = _child_text(kv.get("version"), "full_version") if "version" in kv else None
+    arch = (_text(v["architecture"]) if "architecture" in v else None) or ""
+    return guest_os, kernel or None, arch.strip() or None
+
+
+def _link(el: _Element | None) -> tuple[str | None, str | None]:
+    """(id, name) of a link element (a followed link carries its name)."""
+    if el is None:
+        return None, None
+    return el.get("id"), _child_text(el, "name")
+
+
+_VM = frozenset({"name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
+                 "reported_devices", "tags", "instance_type"})
+
+
+def _vm(el: _Element) -> LeanVm:
+    v = _values(el, _VM)
+    vm_id = el.get("id") or ""
+    cluster = v.get("cluster")
+    cluster_id, cluster_name = _link(cluster)
+    dc_id, dc_name = _link(_values(cluster, frozenset({"data_center"})).get("data_center")) \
+        if cluster is not None else (None, None)
+    host_id, host_name = _link(v.get("host"))
+    it_id, it_name = _link(v.get("instance_type"))
+    cpus, cpu_arch = _cpus(v.get("cpu"))
+    guest_os = kernel = architecture = None
+    gos = v.get("guest_operating_system")
+    if gos is not None:
+        guest_os, kernel, architecture = _guest_os(gos)
+    nics: tuple[GuestNic, ...] = ()
+    if "reported_devices" in v:
+        nics = tuple(n for d in v["reported_devices"].iterchildren("reported_device")
+                     if (n := _guest_nic(d)) is not None)
+    tags: set[str] = set()
+    if "tags" in v:
+        tags = {name for t in v["tags"].iterchildren("tag") if (name := _child_text(t, "name"))}
+    fqdn = ((_text(v["fqdn"]) if "fqdn" in v else None) or "").strip() or None
+    status = _text(v["status"]) if "status" in v else None
+    record = VirtualMachine(
+        id=vm_id,
+        name=(_text(v["name"]) if "name" in v else None) or "",
+        status=status if status in VM_STATUSES else "unknown",
+        fqdn=fqdn,
+        cluster=cluster_name, cluster_id=cluster_id,
+        datacenter=dc_name, datacenter_id=dc_id,
+        host=host_name, host_id=host_id,
+        tags=tuple(sorted(tags)),
+        nics=nics,
+        cpus=cpus,
+        memory_bytes=_int(v["memory"]) if "memory" in v else None,
+        os_type=_child_text(v.get("os"), "type"),
+        guest_os=guest_os,
+        kernel=kernel,
+        architecture=architecture or cpu_arch,
+        instance_type=it_name,
+        guest_agent=bool(nics or fqdn or gos is not None),
+    )
+    return LeanVm(record, it_id)
+
+
+def read_vms(body: bytes | _Element, answer: str, where: str) -> list[LeanVm]:
+    """The VMs of a ``<vms>`` answer (``answer`` names it in errors, e.g. ``/vms page 3``).
+
+    Raises MalformedXml or EngineDataError (the root is not ``<vms>``, a VM without an id, a value that
+    cannot be read)."""
+    root = parse(body) if isinstance(body, bytes) else body
+    if root.tag != "vms":
+        raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{root.tag}>, not <vms>")
+    return [read_vm(el, answer, where) for el in root.iterchildren("vm")]
+
+
+def read_vm(el: _Element, answer: str, where: str) -> LeanVm:
+    """One ``<vm>`` element; EngineDataError naming ``answer`` when it has no id or cannot be read."""
+    try:
+        got = el.get("id")
+        name = _child_text(el, "name")
+    except _Unreadable as exc:
+        raise EngineDataError(f"engine answer for {answer} at {where}: a <vm> cannot be read ({exc})") from None
+    if not got:
+        raise EngineDataError(f"engine answer for {answer} at {where}: a <vm> without an id (name {name!r})")
+    try:
+        return _vm(el)
+    except _Unreadable as exc:
+        raise EngineDataError(f"engine answer for {answer} at {where}: VM {got} (name {name!r}) cannot be read "
+                              f"(ValueError: {exc})") from None
+
+
+def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: str) -> dict[str, Named]:
+    """id → name (and data center id) of every entity of a collection answer (``<clusters>``, ...)."""
+    root = parse(body)
+    if root.tag != root_tag:
+        raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{root.tag}>, "
+                              f"not <{root_tag}>")
+    out: dict[str, Named] = {}
+    try:
+        for el in root:
+            if el.tag != item_tag:
+                continue
+            item_id = el.get("id")
+            if not item_id:
+                raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
+            dc = _values(el, frozenset({"data_center"})).get("data_center")
+            out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None)
+    except _Unreadable as exc:
+        raise EngineDataError(f"engine answer for {answer} at {where}: {exc}") from None
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Names:
+    """The entities a lean discovery joins by id: clusters, data centers, hosts, instance types."""
+
+    clusters: Mapping[str, Named]
+    datacenters: Mapping[str, Named]
+    hosts: Mapping[str, Named]
+    instance_types: Mapping[str, Named]
+
+
+def joined(lean: LeanVm, names: Names, where: str) -> VirtualMachine:
+    """``lean.vm`` with the names of its cluster, data center, host and instance type from ``names``.
+
+    An id that ``names`` does not list is an EngineDataError (the VM's links and the lists disagree), never a
+    record without the name."""
+    vm = lean.vm
+
+    def find(kind: str, table: Mapping[str, Named], ref: str) -> Named:
+        named = table.get(ref)
+        if named is None:
+            raise EngineDataError(f"engine answer at {where}: VM {vm.name} ({vm.id}) names the {kind} {ref}, which "
+                                  f"the list of {kind}s does not hold")
+        return named
+
+    changes: dict[str, str | None] = {}
+    if vm.cluster_id is not None and vm.cluster is None:
+        cluster = find("cluster", names.clusters, vm.cluster_id)
+        changes["cluster"] = cluster.name
+        if cluster.datacenter_id is not None:
+            changes["datacenter_id"] = cluster.datacenter_id
+            changes["datacenter"] = find("data center", names.datacenters, cluster.datacenter_id).name
+    if vm.host_id is not None and vm.host is None:
+        changes["host"] = find("host", names.hosts, vm.host_id).name
+    if lean.instance_type_id is not None and vm.instance_type is None:
+        changes["instance_type"] = find("instance type", names.instance_types, lean.instance_type_id).name
+    return dataclasses.replace(vm, **changes) if changes else vm  # type: ignore[arg-type]
+
+
+__all__ = ["LeanVm", "Named", "Names", "joined", "parse", "read_names", "read_vm", "read_vms"]
