@@ -403,7 +403,8 @@ def test_5xx_from_the_engine(engine_sim: EngineSimulator, engine_conn_for: ConnF
                              clients: Callable[..., EngineClient], metrics: Metrics,
                              debug_logs: pytest.LogCaptureFixture) -> None:
     client = clients(engine_conn_for(engine_sim), metrics=metrics)
-    engine_sim.fail_requests(503, count=1)
+    # the VM search page, not whichever of the requests in flight (page 1 and the first list) lands first
+    engine_sim.fail_requests(503, count=1, path_prefix=API_PREFIX + "/vms")
     with pytest.raises(EngineTransientError, match=r"VM search at 127.0.0.1:[0-9]+ failed: HTTP 503") as err:
         client.discover("tag=kubernetes")
     assert err.value.code == 503 and metric(metrics, "search_vms", "503") == 1
