@@ -70,11 +70,13 @@ def parse_ip(text: str) -> IPAddress | None:
     return ip
 
 
-def garbled_ips(vm: VirtualMachine, nodes: NodesConfig) -> bool:
-    """The guest reported, on an interface we use, a string that is no IP address at all: a garbled answer
-    (valid but unusable addresses, such as loopback or link-local, are not garbled)."""
+def invalid_ips(vm: VirtualMachine, nodes: NodesConfig | None = None) -> tuple[str, ...]:
+    """The guest-reported addresses of ``vm`` that are no IP address at all (``abc``, ``999.1.1.1``,
+    ``01.02.03.004``): a garbled answer. An optional ``/prefix`` and an IPv6 ``%zone`` are allowed; valid but
+    unusable addresses (loopback, link-local) are not invalid. With ``nodes``, only the interfaces we use."""
+    out: list[str] = []
     for nic in vm.nics:
-        if interface_ignored(nic.name, nodes):
+        if nodes is not None and interface_ignored(nic.name, nodes):
             continue
         for raw in nic.ips:
             address, slash, prefix = raw.strip().partition("/")
@@ -84,8 +86,13 @@ def garbled_ips(vm: VirtualMachine, nodes: NodesConfig) -> bool:
                 else:
                     ipaddress.ip_address(address.split("%", 1)[0])
             except ValueError:
-                return True
-    return False
+                out.append(raw)
+    return tuple(out)
+
+
+def garbled_ips(vm: VirtualMachine, nodes: NodesConfig) -> bool:
+    """The guest reported, on an interface we use, a string that is no IP address at all (:func:`invalid_ips`)."""
+    return bool(invalid_ips(vm, nodes))
 
 
 def hostname(vm: VirtualMachine) -> str | None:

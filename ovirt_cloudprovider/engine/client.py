@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from ..core.addresses import invalid_ips
 from ..core.records import Host, Snapshot, VirtualMachine
 from ..core.settings import ConnectionConfig
 from ..logs import kv
@@ -59,7 +60,7 @@ from .fastxml import LeanVm, Named, Names, joined, read_names, read_vms
 from .host_records import HOST_DISCOVERY_FOLLOW, host_record
 from .paging import LISTS, Get, list_gets, page_get
 from .paging import run as run_pages
-from .records import DISCOVERY_FOLLOW, event_index, invalid_ips, vm_record
+from .records import DISCOVERY_FOLLOW, event_index, vm_record
 from .sso import Sso
 
 log = logging.getLogger(__name__)

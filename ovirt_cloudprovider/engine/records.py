@@ -8,7 +8,6 @@ from the guest agent; a VM whose agent reports nothing has ``guest_agent`` False
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from ..core.records import GuestNic, VirtualMachine
@@ -98,21 +97,4 @@ def vm_record(vm: Any) -> VirtualMachine:
     )
 
 
-def invalid_ips(vm: VirtualMachine) -> tuple[str, ...]:
-    """The guest-reported addresses of ``vm`` that are no IP address at all (``abc``, ``999.1.1.1``,
-    ``01.02.03.004``); an optional ``/prefix`` and IPv6 ``%zone`` are allowed, as core.addresses allows them."""
-    out: list[str] = []
-    for nic in vm.nics:
-        for text in nic.ips:
-            address, slash, prefix = text.strip().partition("/")
-            try:
-                if slash:
-                    ipaddress.ip_interface(f"{address.split('%', 1)[0]}/{prefix}")
-                else:
-                    ipaddress.ip_address(address.split("%", 1)[0])
-            except ValueError:
-                out.append(text)
-    return tuple(out)
-
-
-__all__ = ["DISCOVERY_FOLLOW", "event_index", "invalid_ips", "vm_record"]
+__all__ = ["DISCOVERY_FOLLOW", "event_index", "vm_record"]
