@@ -12,6 +12,7 @@ import pytest
 
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN
 from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.engine.errors import EngineEvent
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.test_sync import World, taint_keys
@@ -112,6 +113,25 @@ def test_host_events_are_read_only_when_hosts_are_configured(world: HostWorld, e
         assert without.client.events_since(index)[1] == ()
     finally:
         without.close()
+
+
+def test_a_host_stopped_by_power_management_is_an_event(world: HostWorld, engine: EngineSimulator) -> None:
+    index = world.client.last_event_index()
+    host = east_a_hosts(engine)[0]
+    engine.set_host_status(host.id, "down")  # the engine logs USER_VDS_STOP (21), not VDS_FAILURE
+    _, events = world.client.events_since(index)
+    assert [(e.code, e.kind) for e in events] == [(21, "host-stopped")]
+    assert events[0].description == f"Host {host.name} was stopped by {engine.fleet.user_name}."
+
+
+@pytest.mark.parametrize(("code", "kind"), [
+    (12, "host-failed"), (13, "host-detected"), (15, "host-maintenance"), (16, "host-activated"),
+    (21, "host-stopped"), (44, "host-removed"), (600, "host-maintenance"), (620, "host-maintenance"),
+    (10452, "host-maintenance"), (10453, "host-maintenance"),  # hosted-engine hosts: HA maintenance not set
+    (17, "other"), (602, "other"),  # VDS_MAINTENANCE_FAILED, USER_VDS_MAINTENANCE_MIGRATION_FAILED
+])
+def test_host_event_codes_are_the_engines(code: int, kind: str) -> None:
+    assert EngineEvent(index=1, code=code, vm_id=None, vm_name=None, description="").kind == kind
 
 
 def test_a_removed_host_node_goes_on_the_third_sweep(world: HostWorld) -> None:
