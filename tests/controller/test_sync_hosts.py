@@ -173,7 +173,47 @@ def test_an_empty_host_answer_deletes_nothing(world: HostWorld) -> None:
     assert len(world.host_nodes()) == hosts
     assert all(ANNOTATION_ABSENT_SWEEPS not in (n["metadata"].get("annotations") or {})
                for n in world.host_nodes().values())
-    assert world.metrics.deletions_blocked_total.labels("empty-discovery")._value.get() >= hosts
+    assert world.metrics.deletions_blocked_total.labels("empty-discovery", "host")._value.get() >= hosts
+    assert world.metrics.deletions_blocked_total.labels("empty-discovery", "vm")._value.get() == 0
+
+
+def sample(world: HostWorld, name: str, **labels: str) -> float | None:
+    return world.metrics.registry.get_sample_value(f"ovirt_cloudprovider_{name}", labels)
+
+
+def test_metrics_count_host_nodes_by_kind_and_the_total_stays_all_nodes(world: HostWorld) -> None:
+    world.converge()
+    hosts = len(world.host_nodes())
+    total = sum((n["spec"].get("providerID") or "").startswith("ovirt://") for n in world.kube.list_nodes())
+    assert hosts == 3 and total > hosts
+    assert sample(world, "managed_nodes") == total  # the total, as before hosts existed
+    assert sample(world, "managed_nodes_by_kind", kind="host") == hosts
+    assert sample(world, "managed_nodes_by_kind", kind="vm") == total - hosts
+    # a host named like a VM: both skipped, each counted with its kind
+    vm_name = next(n["metadata"]["name"] for n in world.kube.list_nodes()
+                   if n["metadata"]["name"] not in world.host_nodes() and n["spec"].get("providerID"))
+    world.engine.add_host(vm_name, "east-a")
+    assert world.sweep().ok
+    assert sample(world, "skipped_vms", reason="duplicate-name", kind="host") == 1
+    assert sample(world, "skipped_vms", reason="duplicate-name", kind="vm") == 1
+    assert sample(world, "skipped_vms", reason="invalid-name", kind="host") == 0  # known: there, at 0
+    # a removed host's node goes: the host count follows, the VM count does not move
+    world.engine.remove_host(east_a_hosts(world.engine)[0].id)
+    for _ in range(3):
+        assert world.sweep().ok
+    assert sample(world, "managed_nodes_by_kind", kind="host") == hosts - 1 == len(world.host_nodes())
+    assert sample(world, "managed_nodes") == total - 1
+
+
+def test_without_hosts_every_managed_node_is_a_vm_node(engine: EngineSimulator, kube: KubeApiSimulator) -> None:
+    w = HostWorld(engine, kube, None)
+    try:
+        w.converge()
+        managed = sample(w, "managed_nodes")
+        assert managed and sample(w, "managed_nodes_by_kind", kind="vm") == managed
+        assert sample(w, "managed_nodes_by_kind", kind="host") == 0
+    finally:
+        w.close()
 
 
 def requests_of_a_sweep(world: World) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
