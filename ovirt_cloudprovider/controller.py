@@ -34,13 +34,24 @@ from typing import Protocol
 from .core.confirm import confirm_deletions, pending_deletions
 from .core.desired import desired_nodes, skip_code
 from .core.plan import plan_sync
-from .core.records import Action, ActionKind, ApplyResult, Desired, ObservedNode, Plan, Snapshot, VirtualMachine
+from .core.records import (
+    KIND_HOST,
+    KIND_VM,
+    Action,
+    ActionKind,
+    ApplyResult,
+    Desired,
+    ObservedNode,
+    Plan,
+    Snapshot,
+    VirtualMachine,
+)
 from .core.settings import Config
 from .core.vmfilter import filter_match, narrowed
 from .engine.errors import EngineError, EngineEvent, EngineLoginBackoff
 from .health import HealthState
 from .logs import kv, one_line
-from .metrics import Metrics
+from .metrics import VM_STATUSES, Metrics, reason_label
 
 log = logging.getLogger(__name__)
 
@@ -218,43 +229,34 @@ def _log_plan(plan: Plan) -> None:
 
 def _record_vms(metrics: Metrics, snapshot: Snapshot) -> None:
     """The VMs-by-status gauge, from the latest view of the fleet (full or targeted sweep)."""
-    metrics.vms.clear()
-    for status, n in Counter(vm.status for vm in snapshot.vms).items():
-        metrics.vms.labels(status).set(n)
+    by_status = Counter(vm.status for vm in snapshot.vms)
+    metrics.set_gauge(metrics.vms, {(status,): n for status, n in by_status.items()},
+                      known=((s,) for s in VM_STATUSES))
 
 
 def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, *, ok: bool, seconds: float,
             dry_run: bool) -> None:
     _record_vms(metrics, snapshot)
-    metrics.skipped_vms.clear()
-    # VMs desired.py could not turn into a node (invalid-name, duplicate-name, no-fqdn, ...), and VMs whose
-    # node name is taken by a node that is not theirs (node-name-conflict)
-    skipped = Counter(skip_code(s) for s in desired.skipped)
-    skipped.update(_kebab(a.reason) for a in plan.actions if a.kind is ActionKind.SKIP and a.node)
-    for reason, n in skipped.items():
-        metrics.skipped_vms.labels(reason).set(n)
+    # VMs and hosts desired.py could not turn into a node (invalid-name, duplicate-name, no-fqdn, ...), and those
+    # whose node name is taken by a node that is not theirs (node-name-conflict)
+    skipped = Counter((skip_code(s), s.kind) for s in desired.skipped)
+    skipped.update((reason_label(a.reason), a.owner_kind) for a in plan.actions
+                   if a.kind is ActionKind.SKIP and a.node)
+    metrics.set_gauge(metrics.skipped_vms, {k: n for k, n in skipped.items()}, known=metrics.known_skipped())
     if dry_run:
         return
     metrics.managed_nodes.set(plan.managed_nodes)
+    metrics.managed_nodes_by_kind.labels(KIND_VM).set(plan.managed_nodes - plan.managed_hosts)
+    metrics.managed_nodes_by_kind.labels(KIND_HOST).set(plan.managed_hosts)
     for a in plan.actions:
         if a.kind is ActionKind.BLOCK_DELETE:
-            metrics.deletions_blocked_total.labels(_kebab(a.reason)).inc()
+            metrics.deletions_blocked_total.labels(reason_label(a.reason), a.owner_kind).inc()
         elif a.kind is ActionKind.AMBIGUOUS:
-            metrics.ambiguous_matches_total.inc()
+            metrics.ambiguous_matches_total.labels(a.owner_kind).inc()
     metrics.sync_duration_seconds.observe(seconds)
     metrics.syncs_total.labels("success" if ok else "failure").inc()
     if ok:
         metrics.last_successful_sync_timestamp_seconds.set(time.time())
-
-
-def _kebab(camel: str) -> str:
-    """A CamelCase action reason as a metric label: "CircuitBreaker" → "circuit-breaker"."""
-    out = []
-    for i, ch in enumerate(camel):
-        if ch.isupper() and i and not camel[i - 1].isupper():
-            out.append("-")
-        out.append(ch.lower())
-    return "".join(out)
 
 
 # Engine events that only change a VM's status or host: its node can be refreshed alone. Anything else

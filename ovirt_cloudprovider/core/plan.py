@@ -144,6 +144,7 @@ oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hos
 Plan.managed_nodes
     The number of managed nodes once the plan is applied: managed now, minus planned DELETEs, plus
     REGISTERs and INITIALIZEs that set a providerID. It equals the current count in a steady state.
+    ``Plan.managed_hosts`` counts the hosts' nodes among them the same way (the rest are VMs' nodes).
 """
 
 from __future__ import annotations
@@ -360,8 +361,9 @@ class _Planner:
                 message=f"{'host' if skipped.kind == KIND_HOST else 'VM'} {skipped.vm_name} ({skipped.vm_id}) "
                         f"cannot become a node: {skipped.reason}.",
             ))
-        return Plan(actions=tuple(sorted(self.actions, key=_sort_key)),
-                    managed_nodes=self._managed_after(), notes=tuple(self.notes))
+        managed, hosts = self._managed_after()
+        return Plan(actions=tuple(sorted(self.actions, key=_sort_key)), managed_nodes=managed,
+                    managed_hosts=hosts, notes=tuple(self.notes))
 
     # -- matching --
 
@@ -693,13 +695,18 @@ class _Planner:
         self.actions.append(_node_action(ActionKind.BLOCK_DELETE, node, None, reason, message, vm_id=vm_id,
                                          warning=True))
 
-    def _managed_after(self) -> int:
+    def _managed_after(self) -> tuple[int, int]:
+        """The managed nodes once the plan is applied, and how many of them are hosts' nodes."""
         count = self.managed_count - len(self.deleting)
+        hosts = sum(len(nodes) for key, nodes in self.managed.items() if providerid.is_host_key(key))
         for action in self.actions:
-            if action.kind == ActionKind.REGISTER or (
+            if action.kind == ActionKind.DELETE and action.owner_kind == KIND_HOST:
+                hosts -= 1
+            elif action.kind == ActionKind.REGISTER or (
                     action.kind == ActionKind.INITIALIZE and action.provider_id is not None):
                 count += 1
-        return count
+                hosts += action.owner_kind == KIND_HOST
+        return count, hosts
 
 
 def _zone(labels: Mapping[str, str | None]) -> str | None:

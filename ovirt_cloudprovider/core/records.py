@@ -361,4 +361,5 @@ class ApplyResult:
 class Plan:
     actions: tuple[Action, ...] = ()
     managed_nodes: int = 0  # nodes with an ovirt:// providerID that we are responsible for
+    managed_hosts: int = 0  # how many of ``managed_nodes`` are oVirt hosts' nodes (the rest are VMs')
     notes: tuple[str, ...] = field(default=())

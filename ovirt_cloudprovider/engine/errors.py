@@ -19,7 +19,8 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# oVirt AuditLogType codes (ovirt-engine .../core/common/AuditLogType.java) of events that can change a Node:
+# oVirt AuditLogType codes (ovirt-engine .../core/common/AuditLogType.java, each checked there with the command
+# that logs it) of events that can change a Node:
 # the VM started, stopped or was suspended, was removed, migrated to another host, was updated (renamed, ...)
 # or got a tag attached or detached. Anything else is ignored. (36, the old USER_REMOVE_VM, is deliberately
 # absent: current engines reuse 36 for USER_ADD_VM_TEMPLATE_FAILURE and log 113 when a VM is removed.)
@@ -45,15 +46,20 @@ NODE_EVENT_CODES: Mapping[int, str] = {
     446: "untagged",  # USER_DETACH_VM_FROM_TAG
 }
 # AuditLogType codes of host events that can change a host's Node (only read when ``[filters] hosts`` is set);
-# they have no VM, so they trigger a full sweep. 620 and 44 are confirmed by engine logs; the others follow
-# AuditLogType.java's VDS_* numbering.
+# they have no VM. Checked against ovirt-engine's AuditLogType.java and the commands that log them: a user's
+# maintenance is logged once, when the host starts preparing (MaintenanceVdsCommand; HostMonitoring moves it on
+# to maintenance without a log), an internal one as VDS_MAINTENANCE; the host is up again with VDS_DETECTED
+# (InitVdsOnUpCommand); down only through power management, USER_VDS_STOP.
 HOST_EVENT_CODES: Mapping[int, str] = {
-    12: "host-failed",  # VDS_FAILURE: the host is non responsive
-    13: "host-detected",  # VDS_DETECTED: "Status of host x was set to Up."
-    15: "host-maintenance",  # VDS_MAINTENANCE
+    12: "host-failed",  # VDS_FAILURE: "Host x is non responsive." (VdsManager)
+    13: "host-detected",  # VDS_DETECTED: "Status of host x was set to Up." (or another status)
+    15: "host-maintenance",  # VDS_MAINTENANCE: internal maintenance, "Host x was switched to Maintenance Mode."
     16: "host-activated",  # VDS_ACTIVATE: "Activation of host x initiated by u."
-    600: "host-maintenance",  # USER_VDS_MAINTENANCE (with a reason)
-    620: "host-maintenance",  # USER_VDS_MAINTENANCE_WITHOUT_REASON: "Host x was switched to Maintenance mode by u."
+    21: "host-stopped",  # USER_VDS_STOP: "Host x was stopped by u." (power management stop or power-down: down)
+    600: "host-maintenance",  # USER_VDS_MAINTENANCE: "... switched to Maintenance mode by u (Reason: r)."
+    620: "host-maintenance",  # USER_VDS_MAINTENANCE_WITHOUT_REASON: "... switched to Maintenance mode by u."
+    10452: "host-maintenance",  # VDS_MAINTENANCE_MANUAL_HA: internal, hosted-engine HA maintenance not enabled
+    10453: "host-maintenance",  # USER_VDS_MAINTENANCE_MANUAL_HA: a user's, hosted-engine HA maintenance not enabled
     44: "host-removed",  # USER_REMOVE_VDS: "Host x was removed by u."
 }
 # Code of the marker event returned when a poll found a full page: older events may have been dropped by

@@ -103,11 +103,14 @@ USER_ATTACH_TAG_TO_VM = 440
 USER_DETACH_VM_FROM_TAG = 446
 USER_SUSPEND_VM_OK = 503
 VM_PAUSED = 1025
-VDS_FAILURE = 12  # "Host h is non responsive."
-VDS_DETECTED = 13  # "Status of host h was set to Up."
-VDS_ACTIVATE = 16  # "Activation of host h initiated by u."
+# Host codes as ovirt-engine's AuditLogType.java numbers them (texts from AuditLogMessages.properties).
+VDS_FAILURE = 12  # "Host h is non responsive." (VdsManager)
+VDS_DETECTED = 13  # "Status of host h was set to Up." (InitVdsOnUpCommand)
+VDS_ACTIVATE = 16  # "Activation of host h initiated by u." (ActivateVdsCommand)
+USER_VDS_START = 20  # "Host h was started by u." (power management: StartVdsCommand)
+USER_VDS_STOP = 21  # "Host h was stopped by u." (power management: StopVdsCommand, VdsPowerDownCommand)
 USER_REMOVE_VDS = 44  # "Host h was removed by u."
-USER_VDS_MAINTENANCE_WITHOUT_REASON = 620  # "Host h was switched to Maintenance mode by u."
+USER_VDS_MAINTENANCE_WITHOUT_REASON = 620  # "Host h was switched to Maintenance mode by u." (MaintenanceVdsCommand)
 HOST_STATUSES = frozenset({
     "connecting", "down", "error", "initializing", "install_failed", "installing", "installing_os", "kdumping",
     "maintenance", "non_operational", "non_responsive", "pending_approval", "preparing_for_maintenance", "reboot",
@@ -427,15 +430,20 @@ class Fleet:
             if old == status:
                 return h
             u = self.user_name
-            if status == "maintenance":
+            # MaintenanceVdsCommand logs when the host starts preparing; HostMonitoring then moves it from
+            # preparing_for_maintenance to maintenance without an audit log
+            if status in ("maintenance", "preparing_for_maintenance") and old != "preparing_for_maintenance":
                 self.add_event(USER_VDS_MAINTENANCE_WITHOUT_REASON,
                                f"Host {h.name} was switched to Maintenance mode by {u}.", host_id=h.id)
-            elif status == "up" and old == "maintenance":
-                self.add_event(VDS_ACTIVATE, f"Activation of host {h.name} initiated by {u}.", host_id=h.id)
-                self.add_event(VDS_DETECTED, f"Status of host {h.name} was set to Up.", host_id=h.id, user=False)
             elif status == "up":
+                if old in ("maintenance", "preparing_for_maintenance"):
+                    self.add_event(VDS_ACTIVATE, f"Activation of host {h.name} initiated by {u}.", host_id=h.id)
+                elif old == "down":
+                    self.add_event(USER_VDS_START, f"Host {h.name} was started by {u}.", host_id=h.id)
                 self.add_event(VDS_DETECTED, f"Status of host {h.name} was set to Up.", host_id=h.id, user=False)
-            elif status in ("non_responsive", "down"):
+            elif status == "down":  # only power management (or an SSH power-down) sets a host down
+                self.add_event(USER_VDS_STOP, f"Host {h.name} was stopped by {u}.", host_id=h.id)
+            elif status == "non_responsive":
                 self.add_event(VDS_FAILURE, f"Host {h.name} is non responsive.", host_id=h.id, severity="error",
                                user=False)
             return h

@@ -223,7 +223,7 @@ def test_empty_answer_deletes_nothing(world: World) -> None:
     assert len(world.kube.list_nodes()) == nodes
     assert all(ANNOTATION_ABSENT_SWEEPS not in (n["metadata"].get("annotations") or {})
                for n in world.kube.list_nodes())
-    assert world.metrics.deletions_blocked_total.labels("empty-discovery")._value.get() >= nodes
+    assert world.metrics.deletions_blocked_total.labels("empty-discovery", "vm")._value.get() >= nodes
 
 
 def test_burst_of_disappearances_trips_the_circuit_breaker(world: World) -> None:
@@ -235,7 +235,7 @@ def test_burst_of_disappearances_trips_the_circuit_breaker(world: World) -> None
     for _ in range(5):
         assert world.sweep().ok
     assert len(world.kube.list_nodes()) == nodes
-    assert world.metrics.deletions_blocked_total.labels("circuit-breaker")._value.get() > 0
+    assert world.metrics.deletions_blocked_total.labels("circuit-breaker", "vm")._value.get() > 0
     assert any(e["reason"] == "CircuitBreaker" and e["type"] == "Warning" for e in world.kube.list_events())
 
 
@@ -289,7 +289,7 @@ def test_invalid_vm_names_are_made_valid_or_skipped(engine: EngineSimulator, wor
     names = {n["metadata"]["name"] for n in world.kube.list_nodes()}
     assert "web-frontend-01" in names
     assert all(n.replace("-", "").replace(".", "").isalnum() and n == n.lower() for n in names)
-    assert world.metrics.skipped_vms.labels("invalid-name")._value.get() == 1
+    assert world.metrics.skipped_vms.labels("invalid-name", "vm")._value.get() == 1
 
 
 @pytest.mark.parametrize("fault", ["conflict", "throttle", "fail", "drop_watch"])

@@ -12,6 +12,7 @@ import pytest
 
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN
 from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.engine.errors import EngineEvent
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.test_sync import World, taint_keys
@@ -114,6 +115,25 @@ def test_host_events_are_read_only_when_hosts_are_configured(world: HostWorld, e
         without.close()
 
 
+def test_a_host_stopped_by_power_management_is_an_event(world: HostWorld, engine: EngineSimulator) -> None:
+    index = world.client.last_event_index()
+    host = east_a_hosts(engine)[0]
+    engine.set_host_status(host.id, "down")  # the engine logs USER_VDS_STOP (21), not VDS_FAILURE
+    _, events = world.client.events_since(index)
+    assert [(e.code, e.kind) for e in events] == [(21, "host-stopped")]
+    assert events[0].description == f"Host {host.name} was stopped by {engine.fleet.user_name}."
+
+
+@pytest.mark.parametrize(("code", "kind"), [
+    (12, "host-failed"), (13, "host-detected"), (15, "host-maintenance"), (16, "host-activated"),
+    (21, "host-stopped"), (44, "host-removed"), (600, "host-maintenance"), (620, "host-maintenance"),
+    (10452, "host-maintenance"), (10453, "host-maintenance"),  # hosted-engine hosts: HA maintenance not set
+    (17, "other"), (602, "other"),  # VDS_MAINTENANCE_FAILED, USER_VDS_MAINTENANCE_MIGRATION_FAILED
+])
+def test_host_event_codes_are_the_engines(code: int, kind: str) -> None:
+    assert EngineEvent(index=1, code=code, vm_id=None, vm_name=None, description="").kind == kind
+
+
 def test_a_removed_host_node_goes_on_the_third_sweep(world: HostWorld) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[-1]
@@ -153,7 +173,47 @@ def test_an_empty_host_answer_deletes_nothing(world: HostWorld) -> None:
     assert len(world.host_nodes()) == hosts
     assert all(ANNOTATION_ABSENT_SWEEPS not in (n["metadata"].get("annotations") or {})
                for n in world.host_nodes().values())
-    assert world.metrics.deletions_blocked_total.labels("empty-discovery")._value.get() >= hosts
+    assert world.metrics.deletions_blocked_total.labels("empty-discovery", "host")._value.get() >= hosts
+    assert world.metrics.deletions_blocked_total.labels("empty-discovery", "vm")._value.get() == 0
+
+
+def sample(world: HostWorld, name: str, **labels: str) -> float | None:
+    return world.metrics.registry.get_sample_value(f"ovirt_cloudprovider_{name}", labels)
+
+
+def test_metrics_count_host_nodes_by_kind_and_the_total_stays_all_nodes(world: HostWorld) -> None:
+    world.converge()
+    hosts = len(world.host_nodes())
+    total = sum((n["spec"].get("providerID") or "").startswith("ovirt://") for n in world.kube.list_nodes())
+    assert hosts == 3 and total > hosts
+    assert sample(world, "managed_nodes") == total  # the total, as before hosts existed
+    assert sample(world, "managed_nodes_by_kind", kind="host") == hosts
+    assert sample(world, "managed_nodes_by_kind", kind="vm") == total - hosts
+    # a host named like a VM: both skipped, each counted with its kind
+    vm_name = next(n["metadata"]["name"] for n in world.kube.list_nodes()
+                   if n["metadata"]["name"] not in world.host_nodes() and n["spec"].get("providerID"))
+    world.engine.add_host(vm_name, "east-a")
+    assert world.sweep().ok
+    assert sample(world, "skipped_vms", reason="duplicate-name", kind="host") == 1
+    assert sample(world, "skipped_vms", reason="duplicate-name", kind="vm") == 1
+    assert sample(world, "skipped_vms", reason="invalid-name", kind="host") == 0  # known: there, at 0
+    # a removed host's node goes: the host count follows, the VM count does not move
+    world.engine.remove_host(east_a_hosts(world.engine)[0].id)
+    for _ in range(3):
+        assert world.sweep().ok
+    assert sample(world, "managed_nodes_by_kind", kind="host") == hosts - 1 == len(world.host_nodes())
+    assert sample(world, "managed_nodes") == total - 1
+
+
+def test_without_hosts_every_managed_node_is_a_vm_node(engine: EngineSimulator, kube: KubeApiSimulator) -> None:
+    w = HostWorld(engine, kube, None)
+    try:
+        w.converge()
+        managed = sample(w, "managed_nodes")
+        assert managed and sample(w, "managed_nodes_by_kind", kind="vm") == managed
+        assert sample(w, "managed_nodes_by_kind", kind="host") == 0
+    finally:
+        w.close()
 
 
 def requests_of_a_sweep(world: World) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:

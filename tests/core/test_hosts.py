@@ -304,3 +304,24 @@ def test_host_nodes_and_vm_nodes_converge_together() -> None:
     observed = apply_in_memory([], plan(d, []).actions)
     assert [n.name for n in observed] == ["hv1", "web"]  # hv2 in maintenance is not registered
     assert plan(d, list(observed)).actions == ()
+
+
+def test_managed_hosts_counts_the_host_nodes_among_the_managed_after_the_plan() -> None:
+    present = host_node_spec(make_host("hv1"), "hv1", NODES)
+    gone = host_node_spec(make_host("hv2"), "hv2", NODES)
+    vm_spec = make_spec("web")
+    observed = [synced_node(present, annotations=((ANNOTATION_HOST_ID, present.vm_id),)),
+                absent_counter(synced_node(gone, annotations=((ANNOTATION_HOST_ID, gone.vm_id),)), 2),
+                synced_node(vm_spec)]
+    new_host = host_node_spec(make_host("hv3"), "hv3", NODES)
+    d = Desired(nodes=(present, new_host, vm_spec, make_spec("db")), hosts_discovered=True)
+    controller = ControllerConfig(delete_after_sweeps=3, max_delete_fraction=1.0)
+    result = plan(d, observed, controller)
+    assert {(a.node, a.kind) for a in result.actions if a.writes} == {
+        ("hv2", ActionKind.DELETE), ("hv3", ActionKind.REGISTER), ("db", ActionKind.REGISTER)}
+    # hv1 and hv3 (registered; hv2 deleted) of web, db, hv1, hv3
+    assert (result.managed_nodes, result.managed_hosts) == (4, 2)
+    after = apply_in_memory(observed, result.actions)
+    assert sum(providerid.host_id_of(n.provider_id) is not None for n in after) == result.managed_hosts
+    # not discovered: host nodes are not managed, not counted
+    assert plan(Desired(nodes=(vm_spec,)), observed).managed_hosts == 0

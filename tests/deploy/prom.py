@@ -74,6 +74,55 @@ def exported_metric_names() -> set[str]:
     return names
 
 
+def exported_label_values() -> dict[str, dict[str, set[str]]]:
+    """Sample name -> label name -> the values known from the start (the series a fresh registry exports at 0;
+    an empty set for a label whose values come from outside, such as ``code`` or ``operation``)."""
+    fresh = Metrics()
+    out: dict[str, dict[str, set[str]]] = {}
+    for family in fresh.registry.collect():
+        for sample in family.samples:
+            for label, v in sample.labels.items():
+                out.setdefault(sample.name, {}).setdefault(label, set()).add(v)
+    exercised = Metrics()  # the request metrics have series only once a request was observed
+    with exercised.engine_request("op"), exercised.kube_request("op"):
+        pass
+    for family in exercised.registry.collect():
+        for sample in family.samples:
+            labels = out.setdefault(sample.name, {})
+            for label in sample.labels:
+                labels.setdefault(label, set())
+    return out
+
+
+_SCRAPE_LABELS = {"le", "instance", "job"}  # added by Prometheus (le: a histogram's buckets)
+_SELECTOR = re.compile(r"\b(ovirt_cloudprovider_\w+)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def label_problems(expr: str) -> list[str]:
+    """Label matchers in ``expr`` on a label the metric does not have, or on a value of a known label set that
+    never occurs (e.g. ``reason="circuit_breaker"`` for ``circuit-breaker``); ``by (...)`` labels as well."""
+    known = exported_label_values()
+    problems = []
+    for name, body in _SELECTOR.findall(expr):
+        labels = known.get(name, {})
+        for label, op, value in _MATCHER.findall(body):
+            if label not in labels:
+                problems.append(f"{name} has no label {label!r}")
+            elif labels[label] and op in ("=", "=~"):
+                wanted = value.split("|") if op == "=~" else [value]
+                missing = [w for w in wanted if re.fullmatch(r"[\w.-]+", w) and w not in labels[label]]
+                if missing:
+                    problems.append(f"{name}{{{label}}} never has the value(s) {missing}")
+    for grouping, inner in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)\s*\(([^()]*(?:\([^()]*\))?[^()]*)\)",
+                                      expr):
+        for name in re.findall(r"\b(ovirt_cloudprovider_\w+)", inner):
+            for label in (g.strip() for g in grouping.split(",")):
+                if label and label not in _SCRAPE_LABELS and label not in known.get(name, {}):
+                    problems.append(f"{name} is grouped by {label!r}, a label it does not have")
+    return problems
+
+
 def metric_names_in(expr: str) -> set[str]:
     without_strings = re.sub(r'"[^"]*"', '""', expr)
     return set(re.findall(r"\b(ovirt_cloudprovider_\w+|kube_\w+)\b", without_strings))

@@ -21,7 +21,9 @@ from tests.deploy.prom import (
     RULES_FILE,
     alert_rules,
     binary,
+    exported_label_values,
     exported_metric_names,
+    label_problems,
     metric_names_in,
     prometheusrule_problems,
     rules_doc,
@@ -76,6 +78,28 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert (fires | quiet) <= alerts, "unit tests of alerts that do not exist"
 
 
+def test_unit_test_series_have_the_labels_the_controller_exports() -> None:
+    """The promtool inputs look like real scrapes: the same label names (besides instance and job), and values
+    from the known sets, so a changed label set cannot leave the unit tests testing another metric."""
+    known = exported_label_values()
+    doc = yaml.safe_load(ALERT_TESTS_FILE.read_text(encoding="utf-8"))
+    for case in doc["tests"]:
+        for item in case.get("input_series", []):
+            match = re.fullmatch(r"(\w+)\{(.*)\}", item["series"])
+            assert match, item["series"]
+            name = match.group(1)
+            if not name.startswith("ovirt_cloudprovider_"):  # up, kube-state-metrics
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+            labels.pop("instance", None)
+            labels.pop("job", None)
+            assert set(labels) == set(known[name]), f"{case['name']}: {item['series']}"
+            if name == "ovirt_cloudprovider_build_info":  # its values are this machine's versions
+                continue
+            for label, v in labels.items():
+                assert not known[name][label] or v in known[name][label], f"{case['name']}: {item['series']}"
+
+
 def test_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
     """The unit tests are not vacuous: a rule with a changed threshold fails them."""
     doc = rules_doc()
@@ -123,6 +147,15 @@ def test_alerts_use_only_metrics_the_controller_exports() -> None:
     for name, rule in alert_rules().items():
         unknown = metric_names_in(rule["expr"]) - exported - EXTERNAL_METRICS
         assert not unknown, f"{name} uses metrics the controller does not export: {sorted(unknown)}"
+
+
+def test_alerts_use_only_labels_and_label_values_the_controller_exports() -> None:
+    for name, rule in alert_rules().items():
+        assert label_problems(rule["expr"]) == [], name
+    # the check is not vacuous
+    assert label_problems('sum(increase(ovirt_cloudprovider_deletions_blocked_total{reason="circuit_breaker"}[5m]))')
+    assert label_problems('sum(ovirt_cloudprovider_managed_nodes_by_kind{state="vm"})')
+    assert label_problems('sum by (state) (ovirt_cloudprovider_managed_nodes_by_kind)')
 
 
 def test_every_alert_is_documented() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.deploy.prom import DASHBOARD_FILE, exported_metric_names, metric_names_in
+from tests.deploy.prom import DASHBOARD_FILE, exported_metric_names, label_problems, metric_names_in
 from tests.deploy.test_deploy import DEPLOY, KUBECTL, Workspace, needs_kubectl, one
 
 COMPONENT_OVERLAY = """\
@@ -56,7 +56,8 @@ def test_panels_do_not_overlap() -> None:
 
 def test_dashboard_covers_what_operators_look_at() -> None:
     used = set().union(*(metric_names_in(t["expr"]) for p in dashboard()["panels"] for t in p["targets"]))
-    for name in ("syncs_total", "sync_duration_seconds_bucket", "managed_nodes", "vms", "deletions_blocked_total",
+    for name in ("syncs_total", "sync_duration_seconds_bucket", "managed_nodes", "managed_nodes_by_kind", "vms",
+                 "deletions_blocked_total",
                  "actions_total", "engine_requests_total", "engine_request_duration_seconds_bucket",
                  "kube_requests_total", "kube_request_duration_seconds_bucket", "leader",
                  "last_successful_sync_timestamp_seconds"):
@@ -69,6 +70,12 @@ def test_dashboard_uses_only_exported_metrics() -> None:
         for target in panel["targets"]:
             unknown = metric_names_in(target["expr"]) - exported
             assert not unknown, f"{panel['title']}: {sorted(unknown)} are not exported by the controller"
+
+
+def test_dashboard_uses_only_labels_and_label_values_the_controller_exports() -> None:
+    for panel in dashboard()["panels"]:
+        for target in panel["targets"]:
+            assert label_problems(target["expr"]) == [], panel["title"]
 
 
 @needs_kubectl

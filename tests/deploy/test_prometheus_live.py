@@ -57,9 +57,12 @@ class Live:
         return float(result[0]["value"][1]) if result else None
 
 
-def _controller_metric(url: str, line_start: str) -> float:
+def _controller_metric(url: str, name: str, **labels: str) -> float:
+    """The sum of the controller's ``name`` series that have ``labels`` (whatever their other labels)."""
     text = http_get(url + "/metrics")[1]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.split("{", 1)[0].split(" ", 1)[0] == name and all(w in line for w in wanted))
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +98,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 wait_for(lambda: _controller_metric(url, "ovirt_cloudprovider_targeted_syncs_total"), 10,
                          "a targeted sweep", live.logs, 0.2)
                 engine.remove_vm(workers[1])  # absent from the next sweeps
-                wait_for(lambda: _controller_metric(url, 'ovirt_cloudprovider_actions_total{kind="mark-absent"'),
+                wait_for(lambda: _controller_metric(url, "ovirt_cloudprovider_actions_total", kind="mark-absent"),
                          15, "a node marked absent", live.logs, 0.2)
                 for vm in list(engine.fleet.vms.values()):  # the whole cluster vanishes from the search
                     engine.remove_vm(vm.id)
                 wait_for(lambda: _controller_metric(
-                    url, 'ovirt_cloudprovider_deletions_blocked_total{reason="empty-discovery"') >= 3,
+                    url, "ovirt_cloudprovider_deletions_blocked_total", reason="empty-discovery") >= 3,
                     25, "deletions blocked by empty discoveries", live.logs, 0.2)
                 wait_for(lambda: prom.alert_state("OvirtCloudProviderEmptyDiscovery") == "firing", 15,
                          "OvirtCloudProviderEmptyDiscovery firing", live.logs, 0.25)

@@ -143,7 +143,7 @@ def test_what_blocked_the_deletions_is_evented_and_counted(lose: str, reason: st
         events = [e for e in kube.list_events() if e["reason"] == reason]
         assert events and all(e["type"] == "Warning" for e in events)
         kebab = "cluster-vanished" if lose == "east-a" else "deletion-unconfirmed"
-        assert world.metrics.deletions_blocked_total.labels(kebab)._value.get() > 0
+        assert world.metrics.deletions_blocked_total.labels(kebab, "vm")._value.get() > 0
         engine.clear_faults()
         assert_clean(world.finish("engine", lost=lost, wrong=wrong))
     finally:

@@ -135,16 +135,32 @@ def test_host_search_paging_and_follow(conn: sdk.Connection, host_sim: EngineSim
 
 
 def test_host_status_changes_and_removal_log_engine_events(host_sim: EngineSimulator) -> None:
+    # what ovirt-engine logs (AuditLogType codes, AuditLogMessages.properties texts): MaintenanceVdsCommand logs
+    # USER_VDS_MAINTENANCE_WITHOUT_REASON (620) when the host starts preparing; HostMonitoring moves it on to
+    # maintenance without an audit log; ActivateVdsCommand logs VDS_ACTIVATE (16), InitVdsOnUpCommand
+    # VDS_DETECTED (13) once up; StopVdsCommand (power management) USER_VDS_STOP (21), StartVdsCommand
+    # USER_VDS_START (20); VdsManager VDS_FAILURE (12) for a non responsive host; RemoveVdsCommand USER_REMOVE_VDS
     before = host_sim.fleet.last_event_id()
+    host_sim.set_host_status("bodh1", "preparing_for_maintenance")
     host_sim.set_host_status("bodh1", "maintenance")
     host_sim.set_host_status("bodh1", "up")
+    host_sim.set_host_status("bodh1", "maintenance")
+    host_sim.set_host_status("bodh1", "down")
+    host_sim.set_host_status("bodh1", "up")
+    host_sim.set_host_status("bodh1", "non_responsive")
     host_sim.remove_host("bodh2")
     events = [(e.code, e.description, e.host_id) for e in host_sim.fleet.events if e.id > before]
+    u = "admin@internal-authz"
     assert events == [
-        (620, "Host bodh1 was switched to Maintenance mode by admin@internal-authz.", HOST_1),
-        (16, "Activation of host bodh1 initiated by admin@internal-authz.", HOST_1),
+        (620, f"Host bodh1 was switched to Maintenance mode by {u}.", HOST_1),
+        (16, f"Activation of host bodh1 initiated by {u}.", HOST_1),
         (13, "Status of host bodh1 was set to Up.", HOST_1),
-        (44, "Host bodh2 was removed by admin@internal-authz.", HOST_2),
+        (620, f"Host bodh1 was switched to Maintenance mode by {u}.", HOST_1),
+        (21, f"Host bodh1 was stopped by {u}.", HOST_1),
+        (20, f"Host bodh1 was started by {u}.", HOST_1),
+        (13, "Status of host bodh1 was set to Up.", HOST_1),
+        (12, "Host bodh1 is non responsive.", HOST_1),
+        (44, f"Host bodh2 was removed by {u}.", HOST_2),
     ]
     with pytest.raises(ValueError):
         host_sim.set_host_status("bodh1", "sleeping")
