@@ -6,10 +6,13 @@ while this replica may write). :class:`Controller` decides when to sweep:
 
 - every ``sync_interval`` seconds, jittered by up to 10 %;
 - early, when the engine reports a relevant event (VM started, stopped, removed, migrated, renamed,
-  tagged) or the node watch shows a node that waits for initialization. When the events only say that
-  a few known VMs started, stopped, were suspended or migrated, the early sweep is *targeted*: those
-  VMs are fetched by id (one GET each instead of the whole paged search) and only their nodes are
-  planned, with deletion off; anything else (a removal, a tag change, missed events) is a full sweep;
+  tagged; with ``[filters] hosts`` a host's status changed or it was removed) or the node watch shows a node
+  that waits for initialization. When the events only say that a few known VMs started, stopped, were
+  suspended or migrated, or that known hosts changed status (maintenance, activation, failure, up), the early
+  sweep is *targeted*: those VMs and hosts are fetched by id (one GET each instead of the paged searches) and
+  only their nodes are planned (core/targeted.py: at the cost of those few, not of the fleet; the whole fleet
+  when it cannot prove the same answer), with deletion off; anything else (a removal, a tag change, missed
+  events) is a full sweep;
 - never two sweeps at once (one thread sweeps), and after a failure only after a jittered exponential
   backoff (``backoff_base`` doubling up to ``backoff_max``).
 
@@ -31,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from .core.confirm import confirm_deletions, pending_deletions
+from .core.confirm import confirm_deletions, confirm_host_deletions, pending_deletions, pending_host_deletions
 from .core.desired import desired_nodes, skip_code
 from .core.plan import plan_sync
 from .core.records import (
@@ -41,12 +44,14 @@ from .core.records import (
     ActionKind,
     ApplyResult,
     Desired,
+    Host,
     ObservedNode,
     Plan,
     Snapshot,
     VirtualMachine,
 )
 from .core.settings import Config
+from .core.targeted import Fleet, fleet_of, plan_targeted, restrict, targets_of
 from .core.vmfilter import filter_match, narrowed
 from .engine.errors import EngineError, EngineEvent, EngineLoginBackoff
 from .health import HealthState
@@ -59,6 +64,7 @@ log = logging.getLogger(__name__)
 class _Engine(Protocol):
     def discover(self, query: str) -> Snapshot: ...
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]: ...
+    def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]: ...
     def last_event_index(self) -> int: ...
     def events_since(self, index: int) -> tuple[int, Sequence[EngineEvent]]: ...
     def reset(self) -> None: ...
@@ -88,6 +94,8 @@ class SweepReport:
     interrupted: bool = False
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    # the discovery indexed for targeted sweeps (core/targeted.py): set by every sweep that planned
+    fleet: Fleet | None = None
 
 
 def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], writer: _Writer | None,
@@ -120,7 +128,8 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
         plan = _confirm_deletions(plan, engine, config.filters.vms)
-        report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
+        report = replace(_apply(plan, snapshot, writer=writer, may_write=may_write, start=start),
+                         fleet=fleet_of(snapshot, desired, config.nodes))
         if metrics:
             _record(metrics, snapshot, desired, plan, ok=report.ok, seconds=report.seconds,
                     dry_run=writer is None)
@@ -133,17 +142,22 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
 
 def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: Sequence[str],
                        nodes: Sequence[ObservedNode], writer: _Writer, metrics: Metrics | None = None,
-                       may_write: Callable[[], bool] = lambda: True,
-                       health: HealthState | None = None) -> SweepReport:
-    """Refresh only ``vm_ids`` (VMs of ``base``, the last complete discovery) and apply the actions for
-    their nodes. Deletion is off here (it needs complete discoveries); a VM the engine no longer has keeps
-    its old record until the next full sweep. Returns a report whose ``snapshot`` is ``base`` updated."""
+                       may_write: Callable[[], bool] = lambda: True, health: HealthState | None = None,
+                       host_ids: Sequence[str] = (), fleet: Fleet | None = None) -> SweepReport:
+    """Refresh only ``vm_ids`` and ``host_ids`` (of ``base``, the last complete discovery; ``fleet`` its index
+    when the caller has it) and apply the actions for their nodes. Deletion is off here (it needs complete
+    discoveries); a VM or host the engine no longer has keeps its old record until the next full sweep.
+
+    The plan is that of core/targeted.py, which costs the targets, not the fleet; where it cannot prove its
+    answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. Returns a
+    report whose ``snapshot`` is ``base`` updated (and ``fleet`` its index)."""
     start = time.monotonic()
     if health:
         health.sweep_started()
     try:
         try:
-            fresh = engine.fetch_vms(vm_ids)
+            fresh = engine.fetch_vms(vm_ids) if vm_ids else {}
+            fresh_hosts = engine.fetch_hosts(host_ids) if host_ids else {}
         except EngineError as exc:
             if health:
                 health.engine_failed(str(exc))
@@ -153,17 +167,24 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
             return SweepReport(ok=False, error=str(exc), seconds=time.monotonic() - start)
         if health:
             health.engine_ok()
-        vms = tuple(fresh.get(vm.id) or vm for vm in base.vms)
-        snapshot = Snapshot(vms=vms, query=base.query, requests=len(fresh))
-        desired = desired_nodes(snapshot, config.nodes)
-        wanted = set(vm_ids)
-        full = plan_sync(desired, nodes, nodes=replace(config.nodes, delete=False), controller=config.controller)
-        plan = replace(full, actions=tuple(a for a in full.actions if a.vm_id in wanted))
-        report = _apply(plan, snapshot, writer=writer, may_write=may_write, start=start)
+        targets = targets_of(vm_ids, host_ids)
+        updated = fleet.updated(fresh, fresh_hosts) if fleet is not None and fleet.snapshot is base else None
+        plan = plan_targeted(updated, targets, nodes, controller=config.controller) if updated else None
+        whole = plan is None
+        if plan is None or updated is None:  # not provably equal: the whole fleet, filtered
+            snapshot = replace(base, vms=tuple(fresh.get(vm.id) or vm for vm in base.vms),
+                               hosts=tuple(fresh_hosts.get(h.id) or h for h in base.hosts))
+            desired = desired_nodes(snapshot, config.nodes)
+            plan = restrict(plan_sync(desired, nodes, nodes=replace(config.nodes, delete=False),
+                                      controller=config.controller), targets)
+            updated = fleet_of(snapshot, desired, config.nodes)
+        snapshot = updated.snapshot
+        report = replace(_apply(plan, replace(snapshot, requests=len(fresh) + len(fresh_hosts)), writer=writer,
+                                may_write=may_write, start=start), fleet=updated)
         if metrics:
             _record_vms(metrics, snapshot)
             metrics.targeted_syncs_total.labels("success" if report.ok else "failure").inc()
-        _log_report("targeted sweep finished", report)
+        _log_report("targeted sweep finished", report, whole_fleet=whole)
         return report
     finally:
         if health:
@@ -173,6 +194,7 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
 def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
     """Ask the engine about every VM whose node the plan deletes as absent (core.plan.confirm_deletions):
     a GET by id, and for a VM that still exists the filter searched narrowed to it."""
+    plan = _confirm_host_deletions(plan, engine)
     vm_ids = pending_deletions(plan)
     if not vm_ids:
         return plan
@@ -186,6 +208,19 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
     return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched))
+
+
+def _confirm_host_deletions(plan: Plan, engine: _Engine) -> Plan:
+    """Ask the engine about every host whose node the plan deletes as absent: a GET by id (core.confirm)."""
+    host_ids = pending_host_deletions(plan)
+    if not host_ids:
+        return plan
+    try:
+        found = engine.fetch_hosts(host_ids)
+    except EngineError as exc:
+        log.warning("could not confirm host deletions; none is applied this sweep", extra=kv(error=str(exc)))
+        return confirm_host_deletions(plan, found={}, error=str(exc))
+    return confirm_host_deletions(plan, found=found)
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
@@ -209,10 +244,10 @@ def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write:
                        error=None if ok else f"{failed} action(s) failed" if failed else "interrupted")
 
 
-def _log_report(message: str, report: SweepReport) -> None:
+def _log_report(message: str, report: SweepReport, **more: object) -> None:
     plan, snapshot = report.plan, report.snapshot
     assert plan is not None and snapshot is not None
-    log.info(message, extra=kv(
+    log.info(message, extra=kv(**more,
         ok=report.ok, vms=len(snapshot.vms), engine_requests=snapshot.requests, managed_nodes=plan.managed_nodes,
         actions=len(plan.actions), applied=report.applied, failed=report.failed, conflicts=report.conflicts,
         seconds=round(report.seconds, 3),
@@ -259,10 +294,13 @@ def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, 
         metrics.last_successful_sync_timestamp_seconds.set(time.time())
 
 
-# Engine events that only change a VM's status or host: its node can be refreshed alone. Anything else
-# (removed, renamed/updated, tagged, untagged, events missed) may change which VMs match: a full sweep.
+# Engine events that only change a VM's status or host, or a host's status: its node can be refreshed alone.
+# Anything else (removed, renamed/updated, tagged, untagged, events missed) may change which VMs or hosts match:
+# a full sweep.
 TARGETED_EVENT_KINDS = frozenset({"started", "stopped", "suspended", "migrated"})
-MAX_TARGETED = 20  # more VMs than this in one burst: one paged search is cheaper
+TARGETED_HOST_EVENT_KINDS = frozenset({"host-failed", "host-detected", "host-maintenance", "host-activated",
+                                       "host-stopped"})
+MAX_TARGETED = 20  # more VMs and hosts than this in one burst: one paged search is cheaper
 
 
 class _Leader(Protocol):
@@ -290,8 +328,10 @@ class Controller:
         self._wake = threading.Event()
         self._reasons: set[str] = set()
         self._targets: set[str] = set()  # VMs for a targeted sweep (status events)
+        self._host_targets: set[str] = set()  # hosts for a targeted sweep (host status events)
         self._needs_full = False  # an early trigger that only a full sweep answers
         self._snapshot: Snapshot | None = None  # the last complete discovery
+        self._fleet: Fleet | None = None  # the same, indexed for targeted sweeps (core/targeted.py)
         self._lock = threading.Lock()
         self._failures = 0
         # where the event poller starts: read by the loop just before a full sweep (so that no event between
@@ -300,14 +340,15 @@ class Controller:
         self._watched_files = self._file_stamps()
 
     # --- triggers ----------------------------------------------------------------------------------
-    def trigger(self, reason: str, *, vm_ids: Iterable[str] = ()) -> None:
+    def trigger(self, reason: str, *, vm_ids: Iterable[str] = (), host_ids: Iterable[str] = ()) -> None:
         """Ask for an early sweep (engine event, node waiting for initialization, new leader): a targeted one
-        for ``vm_ids`` when given (VMs whose status changed), else a full one."""
-        ids = set(vm_ids)
+        for ``vm_ids`` and ``host_ids`` when given (VMs and hosts whose status changed), else a full one."""
+        ids, hosts = set(vm_ids), set(host_ids)
         with self._lock:
             self._reasons.add(reason)
-            if ids:
+            if ids or hosts:
                 self._targets |= ids
+                self._host_targets |= hosts
             else:
                 self._needs_full = True
         self._wake.set()
@@ -340,22 +381,24 @@ class Controller:
             if due and self.may_write() and self.cache.synced:
                 with self._lock:
                     reasons = sorted(self._reasons) or ["periodic"]
-                    targets = sorted(self._targets)
-                    known = self._snapshot is not None and set(targets) <= {vm.id for vm in self._snapshot.vms}
+                    targets, host_targets = sorted(self._targets), sorted(self._host_targets)
+                    known = self._snapshot is not None and self._known(self._snapshot, targets, host_targets)
                     targeted = (now < next_full and not self._needs_full and known
-                                and 0 < len(targets) <= MAX_TARGETED)
+                                and 0 < len(targets) + len(host_targets) <= MAX_TARGETED)
                     self._reasons.clear()
                     self._targets.clear()
+                    self._host_targets.clear()
                     self._needs_full = False
                 self._wake.clear()
                 if targeted and self._snapshot is not None:
-                    log.info("targeted sweep triggered", extra=kv(reasons="; ".join(reasons), vms=len(targets)))
+                    log.info("targeted sweep triggered", extra=kv(reasons="; ".join(reasons), vms=len(targets),
+                                                                  hosts=len(host_targets)))
                     report = self._survive("targeted sweep", functools.partial(
                         run_targeted_sweep, config=self.config, engine=self.engine, base=self._snapshot,
-                        vm_ids=targets, nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics,
-                        may_write=self.may_write, health=self.health))
-                    if report.ok:
-                        self._snapshot = report.snapshot
+                        vm_ids=targets, host_ids=host_targets, fleet=self._fleet, nodes=self.cache.nodes(),
+                        writer=self.writer, metrics=self.metrics, may_write=self.may_write, health=self.health))
+                    if report.ok and report.fleet is not None:
+                        self._snapshot, self._fleet = report.fleet.snapshot, report.fleet
                     else:
                         self.trigger("targeted sweep failed")  # a full sweep (with its backoff) follows
                     not_before = time.monotonic() + self.debounce
@@ -367,7 +410,7 @@ class Controller:
                     metrics=self.metrics, may_write=self.may_write, health=self.health))
                 end = time.monotonic()
                 if report.snapshot is not None:
-                    self._snapshot = report.snapshot
+                    self._snapshot, self._fleet = report.snapshot, report.fleet
                 if report.ok or report.interrupted:
                     self._failures = 0
                     next_full = end + interval * (1 + self._rng.uniform(0.0, 0.1))
@@ -389,6 +432,13 @@ class Controller:
                 wait = 0.5  # the node cache is (re)listing: nothing to plan against yet
             self._wake.wait(wait)
             self._wake.clear()
+
+    @staticmethod
+    def _known(snapshot: Snapshot, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
+        """Every target is a VM or host of ``snapshot`` (host targets only when it searched hosts)."""
+        if host_ids and (snapshot.hosts_query is None or not set(host_ids) <= {h.id for h in snapshot.hosts}):
+            return False
+        return not vm_ids or set(vm_ids) <= {vm.id for vm in snapshot.vms}
 
     def _survive(self, what: str, sweep: Callable[[], SweepReport]) -> SweepReport:
         """Run ``sweep``; an error that is no engine error (a bug) fails that sweep, with its backoff, instead
@@ -432,12 +482,16 @@ class Controller:
                     if self._event_index is not None:
                         self._event_index = index
                 if events:  # (the engine client counts them in engine_events_total)
-                    names = sorted({e.vm_name or e.vm_id or "?" for e in events})
+                    names = sorted({e.vm_name or e.vm_id or e.host_name or e.host_id or "?" for e in events})
                     log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
                     if self.may_write():
-                        targetable = all(e.kind in TARGETED_EVENT_KINDS and e.vm_id for e in events)
+                        targetable = all((e.kind in TARGETED_EVENT_KINDS and e.vm_id)
+                                         or (e.kind in TARGETED_HOST_EVENT_KINDS and e.host_id) for e in events)
                         self.trigger(f"engine events for {', '.join(names[:5])}",
-                                     vm_ids=[str(e.vm_id) for e in events] if targetable else ())
+                                     vm_ids=[str(e.vm_id) for e in events if e.kind in TARGETED_EVENT_KINDS]
+                                     if targetable else (),
+                                     host_ids=[str(e.host_id) for e in events if e.kind in TARGETED_HOST_EVENT_KINDS]
+                                     if targetable else ())
                 self.health.engine_ok()
             except EngineLoginBackoff as exc:  # refused without contacting the engine: the login already warned
                 self.health.engine_failed(str(exc))

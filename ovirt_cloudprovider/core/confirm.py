@@ -8,6 +8,12 @@ Confirmation (:func:`confirm_deletions`, applied by the controller between plann
     with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE ``DeletionUnconfirmed``
     (Warning) this sweep, counter unchanged. A search that lost VMs by accident
     (paging shift, engine glitch) therefore never deletes a live VM's node.
+
+Hosts (:func:`confirm_host_deletions`)
+    The DELETE of an absent host's node needs the same positive evidence: the controller GETs the host by id.
+    404: the DELETE goes ahead. The host exists, or any error: BLOCK_DELETE ``DeletionUnconfirmed`` (Warning),
+    counter unchanged. (There is no narrowed host search: a host that still exists but left ``[filters] hosts``
+    keeps its node, blocked with a Warning Event each sweep, until it is removed or its node deleted by hand.)
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import replace
 
 from . import providerid
 from .plan import REASON_DELETED
-from .records import KIND_HOST, Action, ActionKind, Plan, VirtualMachine
+from .records import KIND_HOST, Action, ActionKind, Host, Plan, VirtualMachine
 from .vmfilter import filter_match
 
 REASON_LEFT_FILTER = "VMLeftFilter"
@@ -80,3 +86,39 @@ def pending_deletions(plan: Plan) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.vm_id for a in plan.actions
                                if a.kind is ActionKind.DELETE and a.reason == REASON_DELETED and a.vm_id
                                and a.owner_kind != KIND_HOST))
+
+
+def _host_deletion(action: Action) -> bool:
+    return action.kind is ActionKind.DELETE and action.reason == REASON_DELETED and action.vm_id is not None \
+        and action.owner_kind == KIND_HOST
+
+
+def pending_host_deletions(plan: Plan) -> tuple[str, ...]:
+    """The host ids whose nodes :func:`confirm_host_deletions` has to confirm, in plan order."""
+    return tuple(dict.fromkeys(str(a.vm_id) for a in plan.actions if _host_deletion(a)))
+
+
+def confirm_host_deletions(plan: Plan, *, found: Mapping[str, Host | None], error: str | None = None) -> Plan:
+    """``plan`` with every DELETE of an absent host's node confirmed (``found`` says 404: None) or blocked (the
+    host exists, was not asked about, or ``error``: why the engine could not be asked). See the module
+    docstring."""
+    actions: list[Action] = []
+    blocked = 0
+    for action in plan.actions:
+        if not _host_deletion(action):
+            actions.append(action)
+            continue
+        host_id = str(action.vm_id)
+        base = f"Deletion of node {action.node} (host {host_id}) is blocked this sweep"
+        host = found.get(host_id)
+        if error is None and host_id in found and host is None:
+            actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the host no longer "
+                                                                         "exists (404)."))
+            continue
+        why = (f"the engine could not confirm that the host is gone: {error}" if error is not None
+               else "the engine was not asked about the host" if host is None
+               else f"host {host.name} still exists (status {host.status})")
+        actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                               message=f"{base}: {why}."))
+        blocked += 1
+    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + blocked)

@@ -124,7 +124,10 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       the ones not blocked as ClusterVanished are blocked as CircuitBreaker.
 
 Confirmation: see :mod:`.confirm` (between planning and applying, the controller asks the engine about
-    every VM whose node is due for deletion).
+    every VM and host whose node is due for deletion).
+
+Targeted sweeps: see :mod:`.targeted` (the plan of a few VMs or hosts, deletion off, equal to this plan over
+    the whole discovery filtered to them).
 
 oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hosts`)
     Every rule above holds for a host's node, with these differences. Ownership is per kind: a host's

@@ -22,10 +22,12 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
 - **Hosts** (only when built with ``hosts=<search>``, from ``[filters] hosts``): ``discover`` also runs one paged
   host search, ``<hosts> sortby name asc page N`` with ``follow=nics,cluster.data_center`` (one request per page,
   never one per host), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
-  :data:`~.errors.HOST_EVENT_CODES`. Without it no host search is ever made (operation ``search_hosts``).
+  :data:`~.errors.HOST_EVENT_CODES` (with the host's id). ``fetch_hosts`` GETs hosts by id with the same follow
+  (host events, and confirming a host node's deletion; 404: None). Without it no host search is ever made
+  (operations ``search_hosts``, ``get_host``).
 - **Metrics**: every HTTP request is counted with ``Metrics.engine_request(operation)``, operations
   ``sso_login``, ``search_vms``, ``list_clusters``, ``list_datacenters``, ``list_hosts``, ``list_instancetypes``,
-  ``get_vm``, ``events``, ``api_root``, ``logout``.
+  ``get_vm``, ``get_host``, ``events``, ``api_root``, ``logout``.
 """
 
 from __future__ import annotations
@@ -307,6 +309,35 @@ class EngineClient:
                 out[vm_id] = self._record(item, f"/vms/{vm_id}", vm_id=vm_id)
         return out
 
+    def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]:
+        """The current record of each host in ``host_ids`` (one GET per host, with the host search's ``follow``);
+        ``None`` for a host the engine no longer has (404). For host events and to confirm a host node's deletion;
+        raises EngineError on any other failure."""
+        out: dict[str, Host | None] = {}
+        with self._lock:
+            for host_id in dict.fromkeys(host_ids):
+
+                def get(c: Any, host_id: str = host_id) -> Any:
+                    return c.system_service().hosts_service().host_service(host_id).get(follow=HOST_DISCOVERY_FOLLOW)
+
+                try:
+                    item = self._call("get_host", f"host {host_id}", get)
+                except EngineFaultError as err:
+                    if err.code != 404:
+                        raise
+                    out[host_id] = None
+                    continue
+                got = getattr(item, "id", None)
+                if not got or str(got).lower() != host_id.lower():
+                    raise EngineDataError(f"engine answer for /hosts/{host_id} at {self._where}: host {got!r} "
+                                          f"instead of {host_id}")
+                try:
+                    out[host_id] = host_record(item)
+                except (AttributeError, TypeError, ValueError) as exc:
+                    raise EngineDataError(f"engine answer for /hosts/{host_id} at {self._where}: host cannot be "
+                                          f"read ({exc.__class__.__name__}: {exc})") from None
+        return out
+
     def last_event_index(self) -> int:
         """The index of the newest engine event (0 if there is none): a starting point for events_since()."""
         events = self._call("events", "event poll", lambda c: c.system_service().events_service().list(max=1))
@@ -332,9 +363,12 @@ class EngineClient:
             code = int(e.code) if e.code is not None else 0
             if code in NODE_EVENT_CODES or (self._hosts is not None and code in HOST_EVENT_CODES):
                 vm = e.vm
+                host = e.host if code in HOST_EVENT_CODES else None
                 relevant.append(EngineEvent(index=i, code=code, vm_id=vm.id if vm is not None else None,
                                             vm_name=vm.name if vm is not None else None,
-                                            description=" ".join((e.description or "").split())))
+                                            description=" ".join((e.description or "").split()),
+                                            host_id=host.id if host is not None else None,
+                                            host_name=host.name if host is not None else None))
         relevant.sort(key=lambda ev: ev.index)
         if len(page) >= self._event_page_size and seen:
             relevant.insert(0, EngineEvent(index=min(seen), code=EVENTS_MISSED, vm_id=None, vm_name=None,

@@ -106,6 +106,8 @@ class EngineEvent:
     vm_id: str | None
     vm_name: str | None
     description: str
+    host_id: str | None = None  # the host of a host event (HOST_EVENT_CODES)
+    host_name: str | None = None
 
     @property
     def kind(self) -> str:

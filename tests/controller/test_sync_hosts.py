@@ -12,7 +12,7 @@ import pytest
 
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN
 from ovirt_cloudprovider.engine.client import EngineClient
-from ovirt_cloudprovider.engine.errors import EngineEvent
+from ovirt_cloudprovider.engine.errors import EngineError, EngineEvent
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.test_sync import World, taint_keys
@@ -107,7 +107,7 @@ def test_host_events_are_read_only_when_hosts_are_configured(world: HostWorld, e
     host = east_a_hosts(engine)[0]
     engine.set_host_status(host.id, "maintenance")
     _, events = world.client.events_since(index)
-    assert [e.kind for e in events] == ["host-maintenance"] and events[0].vm_id is None  # a full sweep
+    assert [e.kind for e in events] == ["host-maintenance"] and events[0].vm_id is None
     without = HostWorld(engine, kube, None)
     try:
         assert without.client.events_since(index)[1] == ()
@@ -269,3 +269,89 @@ def test_sync_once_dry_run_shows_the_kind_of_each_action(tmp_path: Path, engine:
     assert len(hosts) == 3 and all(line.split()[1] == "register" for line in hosts)
     assert any(line.startswith("vm ") for line in lines)
     assert "Would register node" in r.stdout and kube.writes() == 0
+
+
+def _targeted(world: HostWorld, host_ids: list[str]) -> Any:
+    from ovirt_cloudprovider.controller import run_targeted_sweep
+    from ovirt_cloudprovider.kube.informer import NodeCache
+
+    full = world.sweep()
+    assert full.ok and full.snapshot is not None and full.fleet is not None
+    return full, lambda: _run_targeted(world, full, host_ids, run_targeted_sweep, NodeCache)
+
+
+def _run_targeted(world: HostWorld, full: Any, host_ids: list[str], run: Any, cache_type: Any) -> Any:
+    cache = cache_type(world.api)
+    cache.start()
+    try:
+        assert cache.wait_synced(10)
+        return run(config=world.config, engine=world.client, base=full.snapshot, fleet=full.fleet, vm_ids=[],
+                   host_ids=host_ids, nodes=cache.nodes(), writer=world.writer)
+    finally:
+        cache.stop()
+
+
+def test_host_status_events_name_the_host(world: HostWorld, engine: EngineSimulator) -> None:
+    index = world.client.last_event_index()
+    host = east_a_hosts(engine)[0]
+    engine.set_host_status(host.id, "maintenance")
+    _, events = world.client.events_since(index)
+    assert [(e.kind, e.host_id, e.vm_id) for e in events] == [("host-maintenance", host.id, None)]  # a link: no name
+
+
+def test_fetch_hosts_gets_each_host_by_id_and_a_removed_one_is_none(world: HostWorld, engine: EngineSimulator) -> None:
+    first, second = east_a_hosts(engine)[:2]
+    engine.remove_host(second.id)
+    engine.reset_requests()
+    found = world.client.fetch_hosts([first.id, second.id])
+    assert engine.request_count(f"/hosts/{first.id}", method="GET") == 1
+    assert engine.request_count("/hosts", exact=True) == 0  # no search
+    record = found[first.id]
+    assert record is not None and record.name == first.name and record.cluster == "east-a" and record.nics
+    assert found[second.id] is None
+    engine.fail_requests(503, path_prefix=f"/ovirt-engine/api/hosts/{first.id}", count=1)
+    with pytest.raises(EngineError):
+        world.client.fetch_hosts([first.id])
+
+
+def test_a_targeted_host_sweep_taints_maintenance_with_one_get(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[0]
+    _, targeted = _targeted(world, [host.id])
+    world.engine.set_host_status(host.id, "maintenance")
+    world.engine.reset_requests()
+    report = targeted()
+    assert report.ok and report.counts == {"taint": 1}
+    assert world.engine.request_count("/hosts/", method="GET") == 1
+    assert world.engine.request_count("/hosts", exact=True) == 0
+    assert TAINT_MAINTENANCE in taint_keys(world.host_nodes()[host.name])
+    assert report.fleet is not None
+    assert {h.id: h.status for h in report.fleet.snapshot.hosts}[host.id] == "maintenance"
+
+
+def test_a_host_that_still_exists_keeps_its_node(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[-1]
+    other = next(c for c in world.engine.fleet.clusters.values() if c.name == "east-b")
+    with world.engine.fleet.lock:
+        world.engine.fleet.hosts[host.id].cluster_id = other.id  # out of the search, still in the engine
+    for _ in range(4):
+        report = world.sweep()
+        assert report.ok and report.plan is not None
+    assert host.name in world.host_nodes()
+    assert report.plan is not None
+    blocked = [a for a in report.plan.actions if a.kind.value == "block-delete"]
+    assert [(a.node, a.reason) for a in blocked] == [(host.name, "DeletionUnconfirmed")]
+    assert "still exists" in blocked[0].message
+
+
+def test_a_failed_host_get_deletes_no_host_node(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[-1]
+    world.engine.remove_host(host.id)
+    for _ in range(2):
+        assert world.sweep().ok
+    world.engine.fail_requests(503, path_prefix=f"/ovirt-engine/api/hosts/{host.id}")
+    report = world.sweep()
+    assert host.name in world.host_nodes() and report.plan is not None
+    assert [a.reason for a in report.plan.actions if a.node == host.name] == ["DeletionUnconfirmed"]
