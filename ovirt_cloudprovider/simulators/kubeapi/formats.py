@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import re
 import uuid
@@ -143,6 +144,7 @@ _DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "
 _DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL_SUFFIXES.items()}
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # a pure function of its value; nodes repeat a few quantities
 def canonical_quantity(value: str | int | float) -> str:
     """``resource.Quantity`` round trip: parse, then print the canonical form (``8192Mi`` -> ``8Gi``,
     ``1000`` -> ``1k``, ``0.5`` -> ``500m``). Raises ValueError with kube-apiserver's message."""
