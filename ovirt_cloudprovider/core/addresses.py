@@ -34,6 +34,7 @@ error: the caller keeps the node's addresses.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 
@@ -133,7 +134,15 @@ def _classify(ip: IPAddress, internal_networks: tuple[IPNetwork, ...],
 
 
 def interface_ignored(name: str, nodes: NodesConfig) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in nodes.ignore_interfaces)
+    """Whether ``name`` matches one of ``ignore_interfaces`` (``fnmatch.fnmatchcase`` of each pattern)."""
+    return _ignore_pattern(nodes.ignore_interfaces).match(name) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _ignore_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """The patterns as one regular expression (each anchored, as fnmatchcase does): one match per NIC, not
+    one per pattern (about 70 per VM with the default list)."""
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)")
 
 
 def _nic_key(nic: GuestNic) -> tuple[tuple[tuple[int, int, str], ...], str]:

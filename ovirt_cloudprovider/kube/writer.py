@@ -1,7 +1,7 @@
 """The Node writer: applies planned Actions to Nodes with the smallest writes, guarded by preconditions.
 
 :class:`NodeWriter` turns each :class:`~ovirt_cloudprovider.model.Action` into its requests: create
-(``POST nodes``, then a ``nodes/status`` patch), strategic-merge patches of the node (carrying the
+(one ``POST nodes`` carrying the status), strategic-merge patches of the node (carrying the
 planned resourceVersion when the taints or the providerID change) and JSON merge patches of
 ``nodes/status``, and delete with uid + resourceVersion preconditions. 429, 5xx and no answer are
 retried with a jittered backoff; 409 is a conflict (the node changed since planning: re-planned next
@@ -90,10 +90,10 @@ class NodeWriter:
     """Applies planned Actions to Nodes, one independent request sequence per action.
 
     Writes (the smallest that does the job):
-    - REGISTER: ``POST nodes`` (name, labels incl. ``app.kubernetes.io/managed-by``, the
-      ``ovirt.org/vm-id`` annotation, ``spec.providerID``), then a ``nodes/status`` patch with addresses,
-      capacity/allocatable and nodeInfo (a real API server ignores status on create). 409 AlreadyExists
-      is a conflict.
+    - REGISTER: one ``POST nodes`` (name, labels incl. ``app.kubernetes.io/managed-by``, the
+      ``ovirt.org/vm-id`` annotation, ``spec.providerID``, and the status: addresses, capacity/allocatable
+      and nodeInfo; kube-apiserver keeps a Node's status on create, as the kubelet's registration relies
+      on). 409 AlreadyExists is a conflict: the existing node (e.g. a kubelet's) is left as it is.
     - INITIALIZE / UPDATE / TAINT / UNTAINT / MARK_ABSENT / CLEAR_ABSENT: one strategic-merge patch of
       ``metadata.labels`` / ``metadata.annotations`` (None removes a key), ``spec.taints`` (the complete
       list: the field is atomic) and ``spec.providerID``; when the taints or the providerID change, the
@@ -276,21 +276,18 @@ class NodeWriter:
         node_spec: dict[str, Any] = {"providerID": action.provider_id or spec.provider_id}
         if action.taints:
             node_spec["taints"] = [_taint_body(t) for t in action.taints]
+        addresses = action.addresses if action.addresses is not None else spec.addresses
+        # kube-apiserver keeps .status on a Node create (its node strategy's PrepareForCreate drops only
+        # spec.configSource and status.config), as the kubelet relies on when it registers: one write
         body = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": action.node, "labels": labels, "annotations": annotations},
-                "spec": node_spec}
+                "spec": node_spec, "status": _registration_status(spec, addresses)}
         created = self._request(
             "create_node", action,
             lambda: self._api.create_node(cast(Any, body), _preload_content=False, _content_type=CONTENT_JSON,
                                           _request_timeout=self._timeout),
             conflict=(409,))
         uid = (created.get("metadata") or {}).get("uid")
-        addresses = action.addresses if action.addresses is not None else spec.addresses
-        status = _registration_status(spec, addresses)
-        self._request(
-            "patch_node_status", action,
-            lambda: self._api.patch_node_status(action.node, {"status": status}, _preload_content=False,
-                                                _content_type=CONTENT_MERGE, _request_timeout=self._timeout))
         return str(uid) if uid else None
 
     def _patch(self, action: Action) -> str | None:
@@ -466,15 +463,19 @@ def _registration_status(spec: NodeSpec, addresses: Sequence[NodeAddress]) -> di
         status["capacity"] = capacity
         status["allocatable"] = dict(capacity)
     info = spec.node_info
-    node_info: dict[str, str] = {"systemUUID": info.system_uuid if info else spec.vm_id}
+    # Every string of NodeSystemInfo, "" where we know nothing: the API server stores "" for a missing one
+    # anyway (no omitempty), and the client checks a create body's nodeInfo for all of them.
+    node_info = dict(_EMPTY_NODE_INFO)
+    node_info["systemUUID"] = info.system_uuid if info else spec.vm_id
     if info is not None:
-        if info.os_image:
-            node_info["osImage"] = info.os_image
-        if info.kernel_version:
-            node_info["kernelVersion"] = info.kernel_version
-        if info.architecture:
-            node_info["architecture"] = info.architecture
-        if info.operating_system:
-            node_info["operatingSystem"] = info.operating_system
+        node_info["osImage"] = info.os_image or ""
+        node_info["kernelVersion"] = info.kernel_version or ""
+        node_info["architecture"] = info.architecture or ""
+        node_info["operatingSystem"] = info.operating_system or ""
     status["nodeInfo"] = node_info
     return status
+
+
+_EMPTY_NODE_INFO: dict[str, str] = dict.fromkeys(
+    ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion", "kubeletVersion",
+     "kubeProxyVersion", "operatingSystem", "architecture"), "")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ovirt_cloudprovider.core.addresses import (
     enforce_node_ips,
     hostname,
+    interface_ignored,
     node_addresses,
     parse_ip,
     parse_node_ips,
@@ -271,3 +275,11 @@ def test_order_does_not_depend_on_the_order_the_guest_agent_reports() -> None:
     assert node_addresses(vm(*nics), DEFAULT) == expected
     reversed_report = tuple(GuestNic(n.name, n.mac, tuple(reversed(n.ips))) for n in reversed(nics))
     assert node_addresses(vm(*reversed_report), DEFAULT) == expected
+
+
+@given(names=st.lists(st.text(alphabet="abcdeilnorstvx0129-_.*?[]!", max_size=12), max_size=8),
+       patterns=st.lists(st.text(alphabet="abcdeilnorstvx0129-_.*?[]!", max_size=8), max_size=6))
+def test_interface_ignored_is_fnmatchcase_of_any_pattern(names: list[str], patterns: list[str]) -> None:
+    nodes = NodesConfig(ignore_interfaces=tuple(patterns))
+    for name in [*names, *NodesConfig().ignore_interfaces, "eth0", "br-0123456789ab"]:
+        assert interface_ignored(name, nodes) == any(fnmatch.fnmatchcase(name, p) for p in patterns), (name, patterns)

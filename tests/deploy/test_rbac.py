@@ -93,8 +93,12 @@ class Run:
 
 
 def start(engine: EngineSimulator, docs: list[dict[str, Any]], tmp: Path) -> tuple[KubeApiSimulator, Run]:
+    """The simulator with ``docs`` enforced, one VM's kubelet node registered (to initialize: a nodes/status
+    patch; a registration is one create), and the controller running against it."""
     kube = KubeApiSimulator(token=TOKEN, admin_token=ADMIN, namespaces=[NAMESPACE],
                             rbac=RbacPolicy(docs, service_account=SERVICE_ACCOUNT)).start()
+    kubelet_vm = next(vm for vm in engine.fleet.vms.values() if vm.name.startswith("k8s-cp"))
+    kube.register_kubelet_node(kubelet_vm.name, internal_ip="10.10.0.2", system_uuid=kubelet_vm.id.upper())
     return kube, Run(engine, kube, tmp)
 
 

@@ -343,8 +343,8 @@ class TestNodeCache:
 # --- NodeWriter: writes ----------------------------------------------------------------------------------
 
 class TestNodeWriter:
-    def test_register_creates_node_then_status(self, kubeapi: KubeApiSimulator, writer: NodeWriter,
-                                               metrics: Metrics) -> None:
+    def test_register_creates_node_with_status_in_one_write(self, kubeapi: KubeApiSimulator, writer: NodeWriter,
+                                                            metrics: Metrics) -> None:
         spec = spec_for()
         result = writer.apply([register(spec)])
         assert result == ApplyResult(applied=1, tallies=(("register", "success", 1),))
@@ -365,9 +365,10 @@ class TestNodeWriter:
         info = status["nodeInfo"]
         assert (info["systemUUID"], info["osImage"], info["kernelVersion"], info["architecture"],
                 info["operatingSystem"]) == (spec.vm_id, "Fedora Linux 39", "6.5.6-300.fc39.x86_64", "amd64", "linux")
+        # one write: the create carries the status (kube-apiserver keeps a Node's status on create)
         assert counted(kubeapi, verb="create", resource="nodes") == 1
-        assert counted(kubeapi, verb="patch", resource="nodes/status") == 1
-        assert writes(kubeapi, "nodes") + writes(kubeapi, "nodes/status") == 2
+        assert counted(kubeapi, verb="patch") == 0
+        assert writes(kubeapi, "nodes") + writes(kubeapi, "nodes/status") == 1
         (event,) = kubeapi.list_events("default", involved_name="vm1")
         assert event["reason"] == "RegisteredNode" and event["type"] == "Normal"
         assert event["message"] == "Registered node for VM vm1"

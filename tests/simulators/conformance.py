@@ -9,6 +9,13 @@ check, each independent of the others, plus:
   (plugin/pkg/admission/nodetaint, on by default) adds ``node.kubernetes.io/not-ready:NoSchedule`` to every
   Node it creates; a real v1.36 server returns a Node created without taints with that one taint.
 
+- ``create-keeps-status``: a Node's ``status`` is kept on create (the kubelet registers its Node with its
+  status in the create body), except ``status.config`` and ``spec.configSource``. This one is read from
+  kube-apiserver's source rather than recorded: pkg/registry/core/node/strategy.go, whose ``PrepareForCreate``
+  has said "Nodes allow *all* fields, including status, to be set on create" since 2015 and now calls
+  ``dropDisabledFields(node, nil)``, which on create clears only ``spec.configSource`` and ``status.config``
+  (and ``status.runtimeHandlers`` when the RecursiveReadOnlyMounts gate is off; it is on by default).
+
 The runner talks to the endpoint through the official ``kubernetes`` client only, creates two nodes named
 ``PREFIX-node-a`` (labels ``probe=PREFIX, role=a``, providerID ``ovirt://vm-1``) and ``PREFIX-node-b``
 (``probe=PREFIX, role=b``) before a case and deletes them after it.
@@ -128,6 +135,29 @@ def created_node_gets_not_ready_taint(p: Probe) -> None:
     # TaintNodesByCondition: appended on CREATE (not on update or patch), once.
     st, d = p.raw("GET", f"/api/v1/nodes/{p.n2}")
     assert st == 200 and d["spec"].get("taints") == [NOT_READY_TAINT], (st, d)
+
+
+def create_keeps_status(p: Probe) -> None:
+    addresses = [{"type": "InternalIP", "address": "10.0.0.5"}, {"type": "InternalIP", "address": "fd00::5"},
+                 {"type": "Hostname", "address": "node-a.example.test"}]
+    capacity = {"cpu": "4", "memory": "8Gi", "pods": "110"}
+    body = {**p.node_a(), "status": {
+        "addresses": addresses, "capacity": capacity, "allocatable": capacity, "config": {"error": "dropped"},
+        "nodeInfo": {"systemUUID": "6f1c8f0e-1111-4b4b-9c9c-000000000001", "osImage": "Fedora Linux 39"}}}
+    body["spec"] = {**body["spec"], "configSource": {"configMap": {
+        "name": "kubelet", "namespace": "kube-system", "kubeletConfigKey": "kubelet"}}}
+    st, d = p.raw("POST", "/api/v1/nodes", body, "application/json")
+    assert st == 201, (st, d)
+    st, got = p.raw("GET", f"/api/v1/nodes/{p.n1}")
+    assert st == 200, (st, got)
+    status, spec = got["status"], got["spec"]
+    assert status["addresses"] == addresses  # as sent: both InternalIPs, in order
+    assert status["capacity"] == capacity and status["allocatable"] == capacity
+    info = status["nodeInfo"]
+    assert (info["systemUUID"], info["osImage"]) == ("6f1c8f0e-1111-4b4b-9c9c-000000000001", "Fedora Linux 39")
+    assert info["kubeletVersion"] == "" and info["machineID"] == ""  # Go zero values, no omitempty
+    assert "config" not in status and "configSource" not in spec, got
+    assert spec["providerID"] == "ovirt://vm-1"
 
 
 def create_duplicate_is_409(p: Probe) -> None:
@@ -325,6 +355,7 @@ CASES: tuple[Case, ...] = (
     Case("api-v1", "GET /api/v1 lists nodes, nodes/status", get_api_v1, with_nodes=False),
     Case("create", "create node", create_node, with_nodes=False),
     Case("created-node-gets-not-ready-taint", "TaintNodesByCondition on create", created_node_gets_not_ready_taint),
+    Case("create-keeps-status", "create keeps status (not config)", create_keeps_status, with_nodes=False),
     Case("create-duplicate", "create duplicate -> 409 AlreadyExists", create_duplicate_is_409),
     Case("invalid-name", "invalid name -> 422 Invalid", invalid_name_is_422),
     Case("read-missing", "read missing -> 404 NotFound", read_missing_is_404),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import random
 import re
+import uuid
 from fractions import Fraction
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -28,6 +31,13 @@ MSG_LABEL_VALUE = (
     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must "
     "start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used "
     "for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+
+
+def new_uuid() -> str:
+    """A random version-4 UUID (object uids, Audit-Id), as ``str(uuid.uuid4())`` prints one, from the process's
+    PRNG: uuid4 asks the kernel (os.urandom) for every one, a system call that gives up the GIL, and a
+    thread per connection then waits to get it back on every request."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
@@ -134,6 +144,7 @@ _DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "
 _DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL_SUFFIXES.items()}
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # a pure function of its value; nodes repeat a few quantities
 def canonical_quantity(value: str | int | float) -> str:
     """``resource.Quantity`` round trip: parse, then print the canonical form (``8192Mi`` -> ``8Gi``,
     ``1000`` -> ``1k``, ``0.5`` -> ``500m``). Raises ValueError with kube-apiserver's message."""

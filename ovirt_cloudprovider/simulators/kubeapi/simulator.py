@@ -13,7 +13,6 @@ import re
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from .faults import (
     _strip_type,
     _Watch,
 )
-from .formats import format_micro_time, format_time, utcnow
+from .formats import format_micro_time, format_time, new_uuid, utcnow
 from .handler import _Handler
 from .kubelet import kubelet_node
 from .patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
@@ -399,7 +398,7 @@ class KubeApiSimulator(LoopbackServer):
         if not meta.get("name") and meta.get("generateName"):
             base = meta["generateName"][:58]
             meta["name"] = base + "".join(random.choice(_NAME_CHARS) for _ in range(5))
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = new_uuid()
         meta["creationTimestamp"] = format_time(utcnow())
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"):
             meta.pop(k, None)
