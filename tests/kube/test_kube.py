@@ -549,7 +549,7 @@ class TestNodeWriter:
         assert sample(metrics, "actions_total", kind="block-delete", result="success") == 1
         # the controller counts blocked deletions, not the writer (the series exists from the start, at 0)
         assert metrics.registry.get_sample_value("ovirt_cloudprovider_deletions_blocked_total",
-                                                 {"reason": "deletion-blocked-circuit-breaker", "kind": "vm"}) == 0.0
+                                                 {"reason": "circuit-breaker", "kind": "vm"}) == 0.0
         # the same notice next sweep: no new Event write within the repeat interval
         kubeapi.reset_counts()
         assert writer.apply(actions[:1]).applied == 1
