@@ -121,22 +121,38 @@ def _child_text(el: _Element | None, tag: str) -> str | None:
     return None if found is None else _text(found)
 
 
-_NIC = frozenset({"name", "type", "mac", "ips"})
-
-
 def _guest_nic(device: _Element) -> GuestNic | None:
-    v = _fields(device, _NIC)
-    name = _text(v["name"]) if "name" in v else None
-    kind = _text(v["type"]) if "type" in v else None
-    if not name or (kind in REPORTED_DEVICE_TYPES and kind != "network"):
+    """A ``<reported_device>`` (one loop over its children: there are several per VM, the hottest path)."""
+    name = kind = mac = ips = None
+    for ch in _children(device):
+        tag = ch.tag
+        if tag == "name":
+            if name is not None:
+                raise _repeats(device, tag)
+            name = ch
+        elif tag == "type":
+            if kind is not None:
+                raise _repeats(device, tag)
+            kind = ch
+        elif tag == "mac":
+            if mac is not None:
+                raise _repeats(device, tag)
+            mac = ch
+        elif tag == "ips":
+            if ips is not None:
+                raise _repeats(device, tag)
+            ips = ch
+    name_text = None if name is None else _text(name)
+    kind_text = None if kind is None else _text(kind)
+    if not name_text or (kind_text in REPORTED_DEVICE_TYPES and kind_text != "network"):
         return None
-    address = _child_text(v.get("mac"), "address")
-    ips: list[str] = []
-    if "ips" in v:
-        for ip in _children(v["ips"]):
+    address = _child_text(mac, "address")
+    found: list[str] = []
+    if ips is not None:
+        for ip in _children(ips):
             if ip.tag == "ip" and (text := _child_text(ip, "address")):
-                ips.append(text)
-    return GuestNic(name=name, mac=address.lower() if address else None, ips=tuple(ips))
+                found.append(text)
+    return GuestNic(name=name_text, mac=address.lower() if address else None, ips=tuple(found))
 
 
 _CPU = frozenset({"topology", "architecture"})
