@@ -118,7 +118,11 @@ def _child_text(el: _Element | None, tag: str) -> str | None:
             if found is not None:
                 raise _repeats(el, tag)
             found = ch
-    return None if found is None else _text(found)
+    if found is None:
+        return None
+    if len(found):  # _text, inlined: this is called for every address, tag and link
+        raise _Unreadable(f"<{tag}> holds elements where a value was expected")
+    return found.text or None
 
 
 def _guest_nic(device: _Element) -> GuestNic | None:
