@@ -15,8 +15,9 @@ expat's line and reason (the same as the SDK path says); libxml2 never writes to
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import NamedTuple
+import operator
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, cast
 
 from lxml import etree
 
@@ -28,6 +29,10 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
                           remove_pis=True, collect_ids=False, remove_blank_text=True)
 
 _Element = etree._Element
+
+# el[:], the list of an element's children made by lxml at once (lxml-stubs do not type the slice); it costs less
+# than iterating over el or a tag filter when the element has only a few children
+_children = cast(Callable[[_Element], list[_Element]], operator.itemgetter(slice(None)))
 
 
 class LeanVm(NamedTuple):
@@ -74,74 +79,123 @@ def _int(el: _Element) -> int | None:
         raise _Unreadable(f"The text '{text}' isn't a valid integer value") from None
 
 
-def _values(el: _Element, wanted: frozenset[str]) -> dict[str, _Element]:
-    """The child element of each wanted tag; a repeated one is unreadable (the SDK would read each in turn and
-    keep the last, or fail on an earlier one: no engine repeats them)."""
+def _repeats(el: _Element, tag: str) -> _Unreadable:
+    return _Unreadable(f"<{el.tag}> repeats <{tag}>")
+
+
+def _values(el: _Element, wanted: tuple[str, ...]) -> dict[str, _Element]:
+    """The child element of each wanted tag of an element with many children (a ``<vm>``); a repeated one is
+    unreadable (the SDK would read each in turn and keep the last, or fail on an earlier one: no engine repeats
+    them)."""
     out: dict[str, _Element] = {}
     for ch in el.iterchildren(*wanted):  # filtered by lxml: no Python object for the links and the rest
         tag = ch.tag
         if tag in out:
-            raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
+            raise _repeats(el, tag)  # type: ignore[arg-type]
         out[tag] = ch  # type: ignore[index]
     return out
 
 
+def _fields(el: _Element, wanted: frozenset[str]) -> dict[str, _Element]:
+    """:func:`_values` of an element with a few children (a device, a ``<cpu>``)."""
+    out: dict[str, _Element] = {}
+    for ch in _children(el):
+        tag = ch.tag
+        if tag in wanted:  # an entity reference's tag is not a string: never wanted
+            if tag in out:
+                raise _repeats(el, tag)  # type: ignore[arg-type]
+            out[tag] = ch  # type: ignore[index]
+    return out
+
+
 def _child_text(el: _Element | None, tag: str) -> str | None:
+    """The text of the one ``tag`` child of an element with a few children (None when there is none)."""
     if el is None:
         return None
-    found = list(el.iterchildren(tag))
-    if not found:
+    found = None
+    for ch in _children(el):
+        if ch.tag == tag:
+            if found is not None:
+                raise _repeats(el, tag)
+            found = ch
+    if found is None:
         return None
-    if len(found) > 1:
-        raise _Unreadable(f"<{el.tag}> repeats <{tag}>")
-    return _text(found[0])
-
-
-_NIC = frozenset({"name", "type", "mac", "ips"})
+    if len(found):  # _text, inlined: this is called for every address, tag and link
+        raise _Unreadable(f"<{tag}> holds elements where a value was expected")
+    return found.text or None
 
 
 def _guest_nic(device: _Element) -> GuestNic | None:
-    v = _values(device, _NIC)
-    name = _text(v["name"]) if "name" in v else None
-    kind = _text(v["type"]) if "type" in v else None
-    if not name or (kind in REPORTED_DEVICE_TYPES and kind != "network"):
+    """A ``<reported_device>`` (one loop over its children: there are several per VM, the hottest path)."""
+    name = kind = mac = ips = None
+    for ch in _children(device):
+        tag = ch.tag
+        if tag == "name":
+            if name is not None:
+                raise _repeats(device, tag)
+            name = ch
+        elif tag == "type":
+            if kind is not None:
+                raise _repeats(device, tag)
+            kind = ch
+        elif tag == "mac":
+            if mac is not None:
+                raise _repeats(device, tag)
+            mac = ch
+        elif tag == "ips":
+            if ips is not None:
+                raise _repeats(device, tag)
+            ips = ch
+    name_text = None if name is None else _text(name)
+    kind_text = None if kind is None else _text(kind)
+    if not name_text or (kind_text in REPORTED_DEVICE_TYPES and kind_text != "network"):
         return None
-    address = _child_text(v.get("mac"), "address")
-    ips: list[str] = []
-    if "ips" in v:
-        for ip in v["ips"].iterchildren("ip"):
-            if text := _child_text(ip, "address"):
-                ips.append(text)
-    return GuestNic(name=name, mac=address.lower() if address else None, ips=tuple(ips))
+    address = _child_text(mac, "address")
+    found: list[str] = []
+    if ips is not None:
+        for ip in _children(ips):
+            if ip.tag == "ip" and (text := _child_text(ip, "address")):
+                found.append(text)
+    return GuestNic(name=name_text, mac=address.lower() if address else None, ips=tuple(found))
+
+
+_CPU = frozenset({"topology", "architecture"})
+_TOPOLOGY = frozenset({"sockets", "cores", "threads"})
 
 
 def _cpus(cpu: _Element | None) -> tuple[int | None, str | None]:
     """(sockets * cores * threads or None, the architecture enum value or None) of a ``<cpu>``."""
     if cpu is None:
         return None, None
-    v = _values(cpu, frozenset({"topology", "architecture"}))
+    v = _fields(cpu, _CPU)
     arch = _text(v["architecture"]) if "architecture" in v else None
     cpus = None
     if "topology" in v:
-        t = _values(v["topology"], frozenset({"sockets", "cores", "threads"}))
+        t = _fields(v["topology"], _TOPOLOGY)
         got = [_int(t[k]) if k in t else None for k in ("sockets", "cores", "threads")]
         if any(x is not None for x in got):
             cpus = (got[0] or 1) * (got[1] or 1) * (got[2] or 1)
     return cpus, arch if arch in ARCHITECTURES else None
 
 
+_GUEST_OS = frozenset({"distribution", "version", "kernel", "architecture"})
+
+
 def _guest_os(gos: _Element) -> tuple[str | None, str | None, str | None]:
     """(guest OS, kernel, architecture) of a ``<guest_operating_system>``."""
-    v = _values(gos, frozenset({"distribution", "version", "kernel", "architecture"}))
+    v = _fields(gos, _GUEST_OS)
     distribution = _text(v["distribution"]) if "distribution" in v else None
     version = _child_text(v.get("version"), "full_version")
     guest_os = " ".join(p.strip() for p in (distribution, version) if p and p.strip()) or None
     kernel = None
     if "kernel" in v:
-        kv = _values(v["kernel"], frozenset({"version"}))
+        kv = _fields(v["kernel"], _KERNEL)
         kernel = _child_text(kv.get("version"), "full_version") if "version" in kv else None
     arch = (_text(v["architecture"]) if "architecture" in v else None) or ""
     return guest_os, kernel or None, arch.strip() or None
+
+
+_KERNEL = frozenset({"version"})
 
 
 def _link(el: _Element | None) -> tuple[str | None, str | None]:
@@ -151,8 +205,9 @@ def _link(el: _Element | None) -> tuple[str | None, str | None]:
     return el.get("id"), _child_text(el, "name")
 
 
-_VM = frozenset({"name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
-                 "reported_devices", "tags", "instance_type"})
+_VM = ("name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
+       "reported_devices", "tags", "instance_type")
+_CLUSTER = frozenset({"data_center"})
 
 
 def _vm(el: _Element) -> LeanVm:
@@ -160,8 +215,7 @@ def _vm(el: _Element) -> LeanVm:
     vm_id = el.get("id") or ""
     cluster = v.get("cluster")
     cluster_id, cluster_name = _link(cluster)
-    dc_id, dc_name = _link(_values(cluster, frozenset({"data_center"})).get("data_center")) \
-        if cluster is not None else (None, None)
+    dc_id, dc_name = _link(_fields(cluster, _CLUSTER).get("data_center")) if cluster is not None else (None, None)
     host_id, host_name = _link(v.get("host"))
     it_id, it_name = _link(v.get("instance_type"))
     cpus, cpu_arch = _cpus(v.get("cpu"))
@@ -171,11 +225,11 @@ def _vm(el: _Element) -> LeanVm:
         guest_os, kernel, architecture = _guest_os(gos)
     nics: tuple[GuestNic, ...] = ()
     if "reported_devices" in v:
-        nics = tuple(n for d in v["reported_devices"].iterchildren("reported_device")
-                     if (n := _guest_nic(d)) is not None)
+        nics = tuple(n for d in _children(v["reported_devices"])
+                     if d.tag == "reported_device" and (n := _guest_nic(d)) is not None)
     tags: set[str] = set()
     if "tags" in v:
-        tags = {name for t in v["tags"].iterchildren("tag") if (name := _child_text(t, "name"))}
+        tags = {name for t in _children(v["tags"]) if t.tag == "tag" and (name := _child_text(t, "name"))}
     fqdn = ((_text(v["fqdn"]) if "fqdn" in v else None) or "").strip() or None
     status = _text(v["status"]) if "status" in v else None
     record = VirtualMachine(
@@ -213,18 +267,22 @@ def read_vms(body: bytes | _Element, answer: str, where: str) -> list[LeanVm]:
 
 def read_vm(el: _Element, answer: str, where: str) -> LeanVm:
     """One ``<vm>`` element; EngineDataError naming ``answer`` when it has no id or cannot be read."""
-    try:
-        got = el.get("id")
+    got = el.get("id")
+    if got:
+        try:
+            return _vm(el)
+        except _Unreadable as exc:
+            unreadable: _Unreadable | None = exc
+    else:
+        unreadable = None
+    try:  # what went wrong, named (only on this path: the VM's name is read twice only here)
         name = _child_text(el, "name")
     except _Unreadable as exc:
         raise EngineDataError(f"engine answer for {answer} at {where}: a <vm> cannot be read ({exc})") from None
-    if not got:
+    if unreadable is None:
         raise EngineDataError(f"engine answer for {answer} at {where}: a <vm> without an id (name {name!r})")
-    try:
-        return _vm(el)
-    except _Unreadable as exc:
-        raise EngineDataError(f"engine answer for {answer} at {where}: VM {got} (name {name!r}) cannot be read "
-                              f"(ValueError: {exc})") from None
+    raise EngineDataError(f"engine answer for {answer} at {where}: VM {got} (name {name!r}) cannot be read "
+                          f"(ValueError: {unreadable})") from None
 
 
 def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: str) -> dict[str, Named]:
@@ -241,7 +299,7 @@ def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: st
             item_id = el.get("id")
             if not item_id:
                 raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
-            dc = _values(el, frozenset({"data_center"})).get("data_center")
+            dc = _fields(el, _CLUSTER).get("data_center")
             out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None)
     except _Unreadable as exc:
         raise EngineDataError(f"engine answer for {answer} at {where}: {exc}") from None

@@ -225,6 +225,47 @@ def test_unexpected_xml_is_an_engine_data_error_never_a_guess(body: bytes) -> No
         read_vms(body, "test", WHERE)
 
 
+_DEVICE = "<reported_devices><reported_device id='r'>{}</reported_device></reported_devices>"
+
+
+@pytest.mark.parametrize(("inner", "reason"), [
+    (_DEVICE.format("<name>eth0</name><mac><address>a</address></mac><mac><address>b</address></mac>"),
+     "<reported_device> repeats <mac>"),
+    (_DEVICE.format("<name>eth0</name><name>eth1</name>"), "<reported_device> repeats <name>"),
+    (_DEVICE.format("<name>eth0</name><type>network</type><type>loopback</type>"), "<reported_device> repeats <type>"),
+    (_DEVICE.format("<name>eth0</name><ips><ip><address>1</address><address>2</address></ip></ips>"),
+     "<ip> repeats <address>"),
+    (_DEVICE.format("<name>eth0</name><mac><address>a<b/></address></mac>"), "<address> holds elements"),
+    (_DEVICE.format("<name>e<x/></name>"), "<name> holds elements"),
+    ("<tags><tag id='t'><name>a</name><name>b</name></tag></tags>", "<tag> repeats <name>"),
+    ("<cpu><topology><cores>2</cores><cores>4</cores></topology></cpu>", "<topology> repeats <cores>"),
+    ("<cpu><topology><sockets>2<x/></sockets></topology></cpu>", "<sockets> holds elements"),
+    ("<guest_operating_system><kernel><version><full_version>1</full_version><full_version>2</full_version>"
+     "</version></kernel></guest_operating_system>", "<version> repeats <full_version>"),
+    ("<cluster id='c'><data_center id='d'/><data_center id='e'/></cluster>", "<cluster> repeats <data_center>"),
+    ("<host id='h'><name>a</name><name>b</name></host>", "<host> repeats <name>"),
+    ("<os><type>a</type><type>b</type></os>", "<os> repeats <type>"),
+    ("<name>a</name><name>b</name>", "<vm> repeats <name>"),
+])
+def test_a_repeated_or_nested_field_anywhere_is_refused_naming_the_vm(inner: str, reason: str) -> None:
+    """Each element the reader reads, at every depth: a repeat or an element inside a value is refused, never
+    read as one of the values (the SDK keeps the last, or fails)."""
+    body = f"<vms><vm id='v1'>{inner}<status>up</status></vm></vms>".encode()
+    with pytest.raises(EngineDataError, match=r"VM v1 \(name .*\) cannot be read|a <vm> cannot be read") as err:
+        read_vms(body, "test", WHERE)
+    assert reason in str(err.value)
+    assert same_or_refused(body) is False
+
+
+def test_a_skipped_device_is_not_read_further() -> None:
+    """As the SDK path: a device without a name is dropped before its MAC and addresses are looked at."""
+    body = (b"<vms><vm id='v1'>" + _DEVICE.format(
+        "<type>network</type><mac><address>a</address><address>b</address></mac>").encode()
+        + b"</vm></vms>")
+    assert same_or_refused(body) is True
+    assert read_vms(body, "test", WHERE)[0].vm.nics == ()
+
+
 # --- the lean search against the follow= search --------------------------------------------------
 
 RECORDED_LISTS = {"/clusters": "manageiq/clusters.xml", "/datacenters": "manageiq/datacenters.xml",
