@@ -142,4 +142,5 @@ def confirm_host_deletions(plan: Plan, *, query: str, found: Mapping[str, Host |
         actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
                                message=f"{base}: {why}."))
         blocked += 1
-    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + blocked)
+    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + blocked,
+                   managed_hosts=plan.managed_hosts + blocked)  # a blocked node stays, and it is a host's

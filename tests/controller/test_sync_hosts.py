@@ -386,6 +386,10 @@ def test_a_host_the_search_lost_keeps_its_node(world: HostWorld) -> None:
     assert [(a.node, a.reason, a.warning) for a in blocked] == [(host.name, "DeletionUnconfirmed", True)]
     assert "matches the filter, so the search lost it" in blocked[0].message
     assert world.metrics.deletions_blocked_total.labels("deletion-unconfirmed", "host")._value.get() == 2
+    # the blocked node stays a host's node in the counts by kind (not a VM's)
+    assert sample(world, "managed_nodes_by_kind", kind="host") == 3 == len(world.host_nodes())
+    vm_nodes = sum((n["spec"].get("providerID") or "").startswith("ovirt://") for n in world.kube.list_nodes()) - 3
+    assert sample(world, "managed_nodes_by_kind", kind="vm") == vm_nodes
 
 
 def test_a_failed_narrowed_host_search_deletes_no_host_node(world: HostWorld) -> None:

@@ -230,7 +230,7 @@ def test_a_host_the_narrowed_search_returns_keeps_its_node() -> None:
     action = out.actions[1]
     assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
     assert "so the search lost it" in action.message
-    assert out.managed_nodes == p.managed_nodes + 1
+    assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes + 1, p.managed_hosts + 1)
 
 
 def test_a_host_record_that_looks_in_the_filter_is_no_veto() -> None:
@@ -252,4 +252,6 @@ def test_a_host_deletion_without_evidence_is_blocked(found: dict[str, Host | Non
     out = confirm_host_deletions(p, query=HOST_QUERY, found=found, error=error, researched=researched)
     action = out.actions[1]
     assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
-    assert why in action.message and out.managed_nodes == p.managed_nodes + 1
+    assert why in action.message
+    # the node stays, and it is a host's node: both counts keep it (managed_nodes_by_kind{kind="host"})
+    assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes + 1, p.managed_hosts + 1)
