@@ -65,6 +65,7 @@ class _Engine(Protocol):
     def discover(self, query: str) -> Snapshot: ...
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]: ...
     def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]: ...
+    def discover_hosts(self, query: str) -> tuple[tuple[Host, ...], int]: ...
     def last_event_index(self) -> int: ...
     def events_since(self, index: int) -> tuple[int, Sequence[EngineEvent]]: ...
     def reset(self) -> None: ...
@@ -127,7 +128,7 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
-        plan = _confirm_deletions(plan, engine, config.filters.vms)
+        plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts)
         report = replace(_apply(plan, snapshot, writer=writer, may_write=may_write, start=start),
                          fleet=fleet_of(snapshot, desired, config.nodes))
         if metrics:
@@ -191,10 +192,10 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
             health.sweep_finished()
 
 
-def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
-    """Ask the engine about every VM whose node the plan deletes as absent (core.plan.confirm_deletions):
-    a GET by id, and for a VM that still exists the filter searched narrowed to it."""
-    plan = _confirm_host_deletions(plan, engine)
+def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str | None) -> Plan:
+    """Ask the engine about every VM and host whose node the plan deletes as absent (core.confirm): a GET by
+    id, and for one that still exists its filter searched narrowed to it."""
+    plan = _confirm_host_deletions(plan, engine, host_query)
     vm_ids = pending_deletions(plan)
     if not vm_ids:
         return plan
@@ -210,17 +211,23 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str) -> Plan:
     return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched))
 
 
-def _confirm_host_deletions(plan: Plan, engine: _Engine) -> Plan:
-    """Ask the engine about every host whose node the plan deletes as absent: a GET by id (core.confirm)."""
+def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> Plan:
+    """Ask the engine about every host whose node the plan deletes as absent (core.confirm): a GET by id, and
+    for a host that still exists ``[filters] hosts`` searched narrowed to it (None: not searched, blocked)."""
     host_ids = pending_host_deletions(plan)
     if not host_ids:
         return plan
+    researched: set[str] | None = None if query is None else set()
     try:
         found = engine.fetch_hosts(host_ids)
+        for host in found.values():
+            if host is not None and query is not None and researched is not None:
+                researched |= {h.id for h in engine.discover_hosts(narrowed(query, host.id))[0]}
     except EngineError as exc:
         log.warning("could not confirm host deletions; none is applied this sweep", extra=kv(error=str(exc)))
-        return confirm_host_deletions(plan, found={}, error=str(exc))
-    return confirm_host_deletions(plan, found=found)
+        return confirm_host_deletions(plan, query=query or "", found={}, error=str(exc))
+    return confirm_host_deletions(plan, query=query or "", found=found,
+                                  researched=None if researched is None else frozenset(researched))
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],

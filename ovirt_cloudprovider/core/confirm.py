@@ -11,9 +11,13 @@ Confirmation (:func:`confirm_deletions`, applied by the controller between plann
 
 Hosts (:func:`confirm_host_deletions`)
     The DELETE of an absent host's node needs the same positive evidence: the controller GETs the host by id.
-    404: the DELETE goes ahead. The host exists, or any error: BLOCK_DELETE ``DeletionUnconfirmed`` (Warning),
-    counter unchanged. (There is no narrowed host search: a host that still exists but left ``[filters] hosts``
-    keeps its node, blocked with a Warning Event each sweep, until it is removed or its node deleted by hand.)
+    404: the DELETE goes ahead. The host exists: the controller searches ``[filters] hosts`` narrowed to that
+    host (:func:`.vmfilter.narrowed`, ``id`` is a host search field); when the engine answers without it, the
+    host left the filter (another cluster, a tag removed): DELETE with reason ``HostLeftFilter`` (Normal),
+    naming the host and the narrowed search. The narrowed search returns it (the search lost it by accident),
+    or any error: BLOCK_DELETE ``DeletionUnconfirmed`` (Warning), counter unchanged. There is no record-based
+    veto for hosts (:func:`.vmfilter.filter_match` evaluates VM records only): the engine's narrowed search is
+    the only evidence that a host left the filter.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from dataclasses import replace
 from . import providerid
 from .plan import REASON_DELETED
 from .records import KIND_HOST, Action, ActionKind, Host, Plan, VirtualMachine
-from .vmfilter import filter_match
+from .vmfilter import filter_match, narrowed
 
 REASON_LEFT_FILTER = "VMLeftFilter"
+REASON_HOST_LEFT_FILTER = "HostLeftFilter"
 REASON_UNCONFIRMED = "DeletionUnconfirmed"
 
 
@@ -98,12 +103,17 @@ def pending_host_deletions(plan: Plan) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(a.vm_id) for a in plan.actions if _host_deletion(a)))
 
 
-def confirm_host_deletions(plan: Plan, *, found: Mapping[str, Host | None], error: str | None = None) -> Plan:
-    """``plan`` with every DELETE of an absent host's node confirmed (``found`` says 404: None) or blocked (the
-    host exists, was not asked about, or ``error``: why the engine could not be asked). See the module
-    docstring."""
+def confirm_host_deletions(plan: Plan, *, query: str, found: Mapping[str, Host | None], error: str | None = None,
+                           researched: frozenset[str] | None = None) -> Plan:
+    """``plan`` with every DELETE of an absent host's node confirmed or blocked.
+
+    ``found``: the engine's answer to a GET of each such host by id (None: 404); ``error``: why the engine
+    could not be asked (then every such DELETE is blocked); ``researched``: the host ids among those found
+    that the search ``query`` narrowed to each of them returned (None: not asked, so nothing that exists is
+    deleted). See the module docstring."""
     actions: list[Action] = []
     blocked = 0
+    returned = None if researched is None else {r.lower() for r in researched}
     for action in plan.actions:
         if not _host_deletion(action):
             actions.append(action)
@@ -115,10 +125,22 @@ def confirm_host_deletions(plan: Plan, *, found: Mapping[str, Host | None], erro
             actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the host no longer "
                                                                          "exists (404)."))
             continue
+        if error is None and host is not None and returned is not None and host_id.lower() not in returned:
+            actions.append(replace(
+                action, reason=REASON_HOST_LEFT_FILTER,
+                message=f"Deleting node {action.node}: host {host.name} ({host_id}) still exists (status "
+                        f"{host.status}, cluster {host.cluster or '?'}) but the engine's search "
+                        f"{narrowed(query, host_id)!r} does not return it: it no longer matches the filter "
+                        f"{query!r}."))
+            continue
         why = (f"the engine could not confirm that the host is gone: {error}" if error is not None
                else "the engine was not asked about the host" if host is None
-               else f"host {host.name} still exists (status {host.status})")
+               else f"host {host.name} still exists (status {host.status}) and the engine was not asked whether "
+                    "it left the filter" if returned is None
+               else f"host {host.name} still exists (status {host.status}) and matches the filter, so the search "
+                    "lost it")
         actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
                                message=f"{base}: {why}."))
         blocked += 1
-    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + blocked)
+    return replace(plan, actions=tuple(actions), managed_nodes=plan.managed_nodes + blocked,
+                   managed_hosts=plan.managed_hosts + blocked)  # a blocked node stays, and it is a host's

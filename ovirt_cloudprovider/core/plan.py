@@ -124,7 +124,8 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       the ones not blocked as ClusterVanished are blocked as CircuitBreaker.
 
 Confirmation: see :mod:`.confirm` (between planning and applying, the controller asks the engine about
-    every VM and host whose node is due for deletion).
+    every VM and host whose node is due for deletion: a GET by id, and for one that still exists its filter
+    searched narrowed to it; a VM record that clearly matches its filter is a veto, hosts have no such veto).
 
 Targeted sweeps: see :mod:`.targeted` (the plan of a few VMs or hosts, deletion off, equal to this plan over
     the whole discovery filtered to them).

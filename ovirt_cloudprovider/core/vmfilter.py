@@ -1,10 +1,13 @@
-"""Does a VM still match the ``[filters] vms`` search? A conservative, three-valued answer (pure).
+"""Does a VM still match the ``[filters] vms`` search? A conservative, three-valued answer; and a VM or host
+search narrowed to one object (pure).
 
-Used only to confirm a deletion (:func:`ovirt_cloudprovider.core.plan.confirm_deletions`): the engine still has
+Used only to confirm a deletion (:mod:`.confirm`): the engine still has
 the VM (a GET by id answered), so either the VM left the filter (tag removed, moved to another cluster) or the
 search lost it by accident (a paging shift, an engine glitch). The engine answers that with a search narrowed
 to the VM (:func:`narrowed`); :func:`filter_match` is a veto on top: it evaluates the filter on the VM record
-the GET returned, and a record that clearly still matches is never deleted, whatever the searches say:
+the GET returned, and a record that clearly still matches is never deleted, whatever the searches say
+(hosts have no such veto: for a host that still exists, the ``[filters] hosts`` search narrowed to it is the
+evidence, see :mod:`.confirm`):
 
 - ``True``: the record clearly matches the filter: the search lost it, its node must not be deleted;
 - ``False``: the record clearly does not match: it left the filter;
@@ -25,6 +28,7 @@ import re
 from .records import VirtualMachine
 
 _TOKEN_RE = re.compile(r'\s*(?:(?P<op>!=|<=|>=|=|<|>)|(?P<str>"[^"]*")|(?P<word>[^\s=!<>"]+))')
+_PREFIXES = frozenset({"vms:", "vm:", "hosts:", "host:"})  # the search prefixes narrowed() keeps
 _FIELDS = frozenset({"name", "tag", "cluster", "datacenter", "host", "status", "id", "fqdn"})
 
 
@@ -68,19 +72,20 @@ def _or(values: list[bool | None]) -> bool | None:
     return None if any(v is None for v in values) else False
 
 
-def narrowed(query: str, vm_id: str) -> str:
-    """The search ``query`` restricted to one VM: ``id=<vm_id>`` added to every ``or`` branch (``and`` binds
-    tighter than ``or`` in the engine's search language), so the engine itself answers whether the VM matches,
-    with its own tag hierarchy. ``""`` becomes ``id=<vm_id>``."""
+def narrowed(query: str, object_id: str) -> str:
+    """The search ``query`` (of VMs or of hosts: ``id`` is a search field of both) restricted to one object:
+    ``id=<object_id>`` added to every ``or`` branch (``and`` binds tighter than ``or`` in the engine's search
+    language), so the engine itself answers whether the VM or host matches, with its own tag hierarchy. A
+    ``Vms:`` / ``Hosts:`` prefix stays in front; ``""`` becomes ``id=<object_id>``."""
     text = query.strip()
     head = ""
     first = text.split(None, 1)
-    if first and first[0].lower() in ("vms:", "vm:"):
+    if first and first[0].lower() in _PREFIXES:
         head, text = first[0] + " ", (first[1] if len(first) > 1 else "")
     if not text:
-        return f"{head}id={vm_id}"
+        return f"{head}id={object_id}"
     parts = re.split(r'\s+or\s+(?=(?:[^"]*"[^"]*")*[^"]*$)', text, flags=re.IGNORECASE)
-    return head + " or ".join(f"{p} and id={vm_id}" for p in parts)
+    return head + " or ".join(f"{p} and id={object_id}" for p in parts)
 
 
 def filter_match(query: str, vm: VirtualMachine) -> bool | None:

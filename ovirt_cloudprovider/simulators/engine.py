@@ -1797,12 +1797,12 @@ class EngineSimulator(LoopbackServer):
             for t in self._tokens.values():
                 t.valid = False
 
-    def lose_in_search(self, vm_ids: Iterable[str]) -> None:
-        """A glitching search (a paging shift, a half-synced engine): searches of the fleet leave out
-        ``vm_ids`` (still there for a GET by id, and for a search that names the VM's ``id=``), until
+    def lose_in_search(self, ids: Iterable[str]) -> None:
+        """A glitching search (a paging shift, a half-synced engine): VM and host searches leave out the VMs
+        and hosts of ``ids`` (still there for a GET by id, and for a search that names an ``id=``), until
         :meth:`clear_faults`."""
         with self._lock:
-            self._lost = set(vm_ids)
+            self._lost = set(ids)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -2049,6 +2049,9 @@ class EngineSimulator(LoopbackServer):
                 if "search" in query:
                     hosts = search_hosts(f, query["search"], max_results=max_results,
                                          case_sensitive=query.get("case_sensitive", "true").lower() != "false")
+                    with self._lock:
+                        lost = set(self._lost) if not re.search(r"\bid\s*=", query["search"]) else set()
+                    hosts = [h for h in hosts if h.id not in lost]
                 elif max_results is not None:
                     hosts = hosts[:max_results]
                 return to_xml(E("hosts", *(r.host(x, follow) for x in hosts)), ser)

@@ -329,20 +329,89 @@ def test_a_targeted_host_sweep_taints_maintenance_with_one_get(world: HostWorld)
     assert {h.id: h.status for h in report.fleet.snapshot.hosts}[host.id] == "maintenance"
 
 
-def test_a_host_that_still_exists_keeps_its_node(world: HostWorld) -> None:
+def _leave_the_filter(world: HostWorld, host_id: str, how: str) -> None:
+    """Move the host out of ``[filters] hosts`` while the engine keeps it."""
+    with world.engine.fleet.lock:
+        if how == "cluster":  # HOSTS is cluster=east-a
+            other = next(c for c in world.engine.fleet.clusters.values() if c.name == "east-b")
+            world.engine.fleet.hosts[host_id].cluster_id = other.id
+        else:  # the tagged world's filter is tag=metal
+            world.engine.fleet.hosts[host_id].tag_ids.clear()
+
+
+@pytest.fixture
+def tagged(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[HostWorld]:
+    """A world whose hosts filter is a tag (``tag=metal``), with the three east-a hosts tagged."""
+    metal = engine.fleet.add_tag("metal")
+    with engine.fleet.lock:
+        for h in east_a_hosts(engine):
+            engine.fleet.hosts[h.id].tag_ids.add(metal.id)
+    w = HostWorld(engine, kube, "Hosts: tag=metal", delete_after_sweeps=3, max_delete_fraction=0.5)
+    yield w
+    w.close()
+
+
+@pytest.mark.parametrize("how", ["cluster", "tag"])
+def test_a_host_that_left_the_filter_loses_its_node_on_the_third_sweep(request: pytest.FixtureRequest,
+                                                                       how: str) -> None:
+    w: HostWorld = request.getfixturevalue("world" if how == "cluster" else "tagged")
+    w.converge()
+    assert len(w.host_nodes()) == 3
+    host = east_a_hosts(w.engine)[-1]
+    _leave_the_filter(w, host.id, how)
+    for sweep in (1, 2):
+        assert w.sweep().ok
+        assert w.host_nodes()[host.name]["metadata"]["annotations"][ANNOTATION_ABSENT_SWEEPS] == str(sweep)
+    report = w.sweep()
+    assert report.ok and report.plan is not None
+    assert host.name not in w.host_nodes() and len(w.host_nodes()) == 2
+    deleted = [a for a in report.plan.actions if a.kind.value == "delete"]
+    assert [(a.node, a.reason, a.warning) for a in deleted] == [(host.name, "HostLeftFilter", False)]
+    assert host.id in deleted[0].message and f"and id={host.id}" in deleted[0].message
+    events = [e for e in w.kube.list_events() if e["reason"] == "HostLeftFilter"]
+    assert [(e["involvedObject"]["name"], e["type"]) for e in events] == [(host.name, "Normal")]
+    assert report.plan.managed_hosts == 2
+
+
+def test_a_host_the_search_lost_keeps_its_node(world: HostWorld) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[-1]
-    other = next(c for c in world.engine.fleet.clusters.values() if c.name == "east-b")
-    with world.engine.fleet.lock:
-        world.engine.fleet.hosts[host.id].cluster_id = other.id  # out of the search, still in the engine
+    world.engine.lose_in_search([host.id])  # still in the filter: the narrowed search (id=) returns it
     for _ in range(4):
         report = world.sweep()
         assert report.ok and report.plan is not None
     assert host.name in world.host_nodes()
     assert report.plan is not None
     blocked = [a for a in report.plan.actions if a.kind.value == "block-delete"]
-    assert [(a.node, a.reason) for a in blocked] == [(host.name, "DeletionUnconfirmed")]
-    assert "still exists" in blocked[0].message
+    assert [(a.node, a.reason, a.warning) for a in blocked] == [(host.name, "DeletionUnconfirmed", True)]
+    assert "matches the filter, so the search lost it" in blocked[0].message
+    assert world.metrics.deletions_blocked_total.labels("deletion-unconfirmed", "host")._value.get() == 2
+    # the blocked node stays a host's node in the counts by kind (not a VM's)
+    assert sample(world, "managed_nodes_by_kind", kind="host") == 3 == len(world.host_nodes())
+    vm_nodes = sum((n["spec"].get("providerID") or "").startswith("ovirt://") for n in world.kube.list_nodes()) - 3
+    assert sample(world, "managed_nodes_by_kind", kind="vm") == vm_nodes
+
+
+def test_a_failed_narrowed_host_search_deletes_no_host_node(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[-1]
+    _leave_the_filter(world, host.id, "cluster")
+    for _ in range(2):
+        assert world.sweep().ok
+    # the third sweep: its host search and the GET by id answer, the narrowed host search fails
+    world.engine.fail_requests(503, path_prefix="/ovirt-engine/api/hosts", skip=2)
+    world.kube.reset_counts()
+    world.engine.reset_requests()
+    report = world.sweep()
+    assert report.ok and report.plan is not None
+    assert world.engine.request_count("/hosts", method="GET", exact=True) == 2  # discovery, the narrowed one
+    assert host.name in world.host_nodes() and world.kube.writes("nodes") == 0  # only the Warning Event
+    blocked = [a for a in report.plan.actions if a.node == host.name]
+    assert [(a.kind.value, a.reason) for a in blocked] == [("block-delete", "DeletionUnconfirmed")]
+    assert "could not confirm" in blocked[0].message
+    world.engine.clear_faults()
+    report = world.sweep()  # the counter stayed at its limit: the next sweep with evidence deletes
+    assert report.ok and host.name not in world.host_nodes()
 
 
 def test_a_failed_host_get_deletes_no_host_node(world: HostWorld) -> None:

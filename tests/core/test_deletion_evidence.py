@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from ovirt_cloudprovider.core.confirm import confirm_deletions, pending_deletions
+from ovirt_cloudprovider.core.confirm import (
+    confirm_deletions,
+    confirm_host_deletions,
+    pending_deletions,
+    pending_host_deletions,
+)
 from ovirt_cloudprovider.core.plan import plan_sync
-from ovirt_cloudprovider.core.records import ANNOTATION_ALLOW_CLUSTER_REMOVAL, ActionKind, Plan, VirtualMachine
+from ovirt_cloudprovider.core.records import (
+    ANNOTATION_ALLOW_CLUSTER_REMOVAL,
+    KIND_HOST,
+    Action,
+    ActionKind,
+    Host,
+    Plan,
+    VirtualMachine,
+)
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
 from ovirt_cloudprovider.core.vmfilter import filter_match, narrowed
 from tests.core.plan_builders import absent_counter, desired, make_spec, synced_node, with_annotation
@@ -151,6 +164,8 @@ def test_filter_match(query: str, expected: bool | None) -> None:
     ("", "id=X"), ("tag=kubernetes", "tag=kubernetes and id=X"), ("Vms: tag=a", "Vms: tag=a and id=X"),
     ("tag=a OR cluster=b and status=up", "tag=a and id=X or cluster=b and status=up and id=X"),
     ('name="x or y"', 'name="x or y" and id=X'),
+    ("Hosts: cluster=east-a", "Hosts: cluster=east-a and id=X"), ("hosts:", "hosts: id=X"),
+    ("Host: tag=a or tag=b", "Host: tag=a and id=X or tag=b and id=X"), ("Vms:", "Vms: id=X"),
 ])
 def test_narrowed(query: str, expected: str) -> None:
     assert narrowed(query, "X") == expected
@@ -167,3 +182,76 @@ def test_the_breaker_still_counts_the_deletions_of_a_vanished_cluster() -> None:
     assert reasons == {"e0": "ClusterVanished", "e1": "ClusterVanished", "e2": "ClusterVanished",
                        "w2": "CircuitBreaker", "w3": "CircuitBreaker"}
     assert not [a for a in p.actions if a.kind is K.DELETE]
+
+
+# --- hosts: the narrowed host search is the only evidence ---------------------------------------------
+
+HOST_ID = "5a7d1a4e-0000-4000-8000-0000000000aa"
+HOST_QUERY = "Hosts: cluster=east-a"
+
+
+def _host_delete() -> Plan:
+    keep = Action(ActionKind.REGISTER, "kept", "RegisteredNode", "Registering node kept.", vm_id="h-1",
+                  owner_kind=KIND_HOST)
+    gone = Action(ActionKind.DELETE, "metal3", "DeletedNode", "Deleting node metal3: absent for 3 sweeps.",
+                  vm_id=HOST_ID, owner_kind=KIND_HOST)
+    p = Plan(actions=(keep, gone), managed_nodes=4, managed_hosts=2)
+    assert pending_host_deletions(p) == (HOST_ID,) and pending_deletions(p) == ()
+    return p
+
+
+def _host(cluster: str = "east-b") -> Host:
+    return Host(id=HOST_ID, name="metal3", status="up", cluster=cluster)
+
+
+def test_a_host_404_confirms_the_deletion() -> None:
+    p = _host_delete()
+    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: None})
+    assert [(a.kind, a.reason) for a in out.actions][1] == (K.DELETE, "DeletedNode")
+    assert "(404)" in out.actions[1].message and out.managed_nodes == p.managed_nodes
+
+
+def test_a_host_the_narrowed_search_does_not_return_left_the_filter() -> None:
+    p = _host_delete()
+    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: _host()}, researched=frozenset())
+    action = out.actions[1]
+    assert (action.kind, action.reason, action.warning) == (K.DELETE, "HostLeftFilter", False)
+    assert "host metal3" in action.message and HOST_ID in action.message and "cluster east-b" in action.message
+    assert f"'Hosts: cluster=east-a and id={HOST_ID}'" in action.message and repr(HOST_QUERY) in action.message
+    assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes, p.managed_hosts)
+    assert out.actions[0] == p.actions[0]
+
+
+def test_a_host_the_narrowed_search_returns_keeps_its_node() -> None:
+    p = _host_delete()
+    # even a record that looks out of the filter: only the engine's search decides (ids compared case-blind)
+    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: _host()},
+                                 researched=frozenset({HOST_ID.upper()}))
+    action = out.actions[1]
+    assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
+    assert "so the search lost it" in action.message
+    assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes + 1, p.managed_hosts + 1)
+
+
+def test_a_host_record_that_looks_in_the_filter_is_no_veto() -> None:
+    # no record-based evaluation for hosts: the narrowed search not returning it is the evidence
+    p = _host_delete()
+    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: _host("east-a")}, researched=frozenset())
+    assert out.actions[1].reason == "HostLeftFilter"
+
+
+@pytest.mark.parametrize(("found", "error", "researched", "why"), [
+    ({HOST_ID: _host()}, None, None, "not asked whether it left the filter"),
+    ({}, None, frozenset(), "not asked about the host"),
+    ({}, "host search: engine unreachable", None, "engine unreachable"),
+    ({HOST_ID: _host()}, "host search: engine unreachable", frozenset(), "engine unreachable"),
+])
+def test_a_host_deletion_without_evidence_is_blocked(found: dict[str, Host | None], error: str | None,
+                                                     researched: frozenset[str] | None, why: str) -> None:
+    p = _host_delete()
+    out = confirm_host_deletions(p, query=HOST_QUERY, found=found, error=error, researched=researched)
+    action = out.actions[1]
+    assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
+    assert why in action.message
+    # the node stays, and it is a host's node: both counts keep it (managed_nodes_by_kind{kind="host"})
+    assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes + 1, p.managed_hosts + 1)

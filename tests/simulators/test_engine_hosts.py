@@ -134,6 +134,17 @@ def test_host_search_paging_and_follow(conn: sdk.Connection, host_sim: EngineSim
         service.list(follow="vms")
 
 
+def test_a_host_search_narrowed_by_id_and_a_lossy_host_search(conn: sdk.Connection, host_sim: EngineSimulator) -> None:
+    service = conn.system_service().hosts_service()
+    # the search core/vmfilter.narrowed builds for a host: the filter with "and id=<id>" in every or-branch
+    assert [h.name for h in service.list(search=f"Hosts: cluster=newd1_cluster and id={HOST_2}")] == ["bodh2"]
+    assert service.list(search=f"cluster=other and id={HOST_2} or name=x* and id={HOST_2}") == []
+    host_sim.lose_in_search([HOST_1])  # a glitch loses it from searches of the fleet, not from id= searches
+    assert [h.name for h in service.list(search="cluster=newd1_cluster")] == ["bodh2"]
+    assert [h.name for h in service.list(search=f"cluster=newd1_cluster and id={HOST_1}")] == ["bodh1"]
+    assert service.host_service(HOST_1).get().name == "bodh1"
+
+
 def test_host_status_changes_and_removal_log_engine_events(host_sim: EngineSimulator) -> None:
     # what ovirt-engine logs (AuditLogType codes, AuditLogMessages.properties texts): MaintenanceVdsCommand logs
     # USER_VDS_MAINTENANCE_WITHOUT_REASON (620) when the host starts preparing; HostMonitoring moves it on to
