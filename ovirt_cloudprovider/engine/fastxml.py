@@ -5,6 +5,9 @@
 plus the instance type's id, so that names of links that were not followed can be joined in from
 :func:`read_names` (``/clusters``, ``/datacenters``, ``/hosts``, ``/instancetypes``) by :func:`joined`.
 
+Values that repeat from VM to VM (status, OS, kernel, architecture, tags, NIC names, the ids of links) are
+interned: thousands of records share one string each.
+
 It follows the SDK reader's rules: only ``id`` is read from attributes, an empty element is absent, an enum
 value the SDK does not know is absent, an integer is ``int(text)``. Anything it cannot read with the same
 meaning (an element inside a value, an entity, a repeated field, v3's ``<status><state>``) is an
@@ -15,6 +18,7 @@ expat's line and reason (the same as the SDK path says); libxml2 never writes to
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -112,7 +116,7 @@ def _guest_nic(device: _Element) -> GuestNic | None:
         for ip in v["ips"].iterchildren("ip"):
             if text := _child_text(ip, "address"):
                 ips.append(text)
-    return GuestNic(name=name, mac=address.lower() if address else None, ips=tuple(ips))
+    return GuestNic(name=sys.intern(name), mac=address.lower() if address else None, ips=tuple(ips))
 
 
 def _cpus(cpu: _Element | None) -> tuple[int | None, str | None]:
@@ -148,7 +152,8 @@ def _link(el: _Element | None) -> tuple[str | None, str | None]:
     """(id, name) of a link element (a followed link carries its name)."""
     if el is None:
         return None, None
-    return el.get("id"), _child_text(el, "name")
+    ref = el.get("id")
+    return sys.intern(ref) if ref else ref, _child_text(el, "name")
 
 
 _VM = frozenset({"name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
@@ -178,22 +183,23 @@ def _vm(el: _Element) -> LeanVm:
         tags = {name for t in v["tags"].iterchildren("tag") if (name := _child_text(t, "name"))}
     fqdn = ((_text(v["fqdn"]) if "fqdn" in v else None) or "").strip() or None
     status = _text(v["status"]) if "status" in v else None
+    os_type = _child_text(v.get("os"), "type")
     record = VirtualMachine(
         id=vm_id,
         name=(_text(v["name"]) if "name" in v else None) or "",
-        status=status if status in VM_STATUSES else "unknown",
+        status=sys.intern(status) if status in VM_STATUSES else "unknown",
         fqdn=fqdn,
         cluster=cluster_name, cluster_id=cluster_id,
         datacenter=dc_name, datacenter_id=dc_id,
         host=host_name, host_id=host_id,
-        tags=tuple(sorted(tags)),
+        tags=tuple(sorted(sys.intern(t) for t in tags)),
         nics=nics,
         cpus=cpus,
         memory_bytes=_int(v["memory"]) if "memory" in v else None,
-        os_type=_child_text(v.get("os"), "type"),
-        guest_os=guest_os,
-        kernel=kernel,
-        architecture=architecture or cpu_arch,
+        os_type=sys.intern(os_type) if os_type else os_type,
+        guest_os=sys.intern(guest_os) if guest_os else guest_os,
+        kernel=sys.intern(kernel) if kernel else kernel,
+        architecture=sys.intern(arch) if (arch := architecture or cpu_arch) else arch,
         instance_type=it_name,
         guest_agent=bool(nics or fqdn or gos is not None),
     )
