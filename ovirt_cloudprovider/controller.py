@@ -409,6 +409,7 @@ class Controller:
                     else:
                         self.trigger("targeted sweep failed")  # a full sweep (with its backoff) follows
                     not_before = time.monotonic() + self.debounce
+                    del report  # its plan is not kept while the next sweep plans (10k actions of a registration)
                     continue
                 log.info("sweep triggered", extra=kv(reasons="; ".join(reasons)))
                 self._start_event_index()
@@ -429,6 +430,7 @@ class Controller:
                     log.info("retrying after backoff", extra=kv(failures=self._failures, seconds=round(delay, 1)))
                     next_full = end + delay
                     not_before = next_full
+                del report  # only the snapshot is kept (for targeted sweeps), not the plan
                 continue
             if due and not self.may_write():
                 next_full = now + interval  # standby: stay idle, wake on leadership

@@ -178,10 +178,17 @@ def node_labels(vm: VirtualMachine, nodes: NodesConfig) -> tuple[tuple[str, str]
     return tuple(sorted(labels.items()))
 
 
-def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig) -> NodeSpec:
-    """The Node ``vm`` should become under ``name`` (see :mod:`.providerid`)."""
+def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig,
+              shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None) -> NodeSpec:
+    """The Node ``vm`` should become under ``name`` (see :mod:`.providerid`).
+
+    ``shared``: label sets seen before (VMs of one cluster, host and instance type have equal ones); an equal
+    label set is taken from it, so thousands of specs hold a few dozen label tuples."""
     system_uuid = providerid.vm_uuid(vm.id) or providerid.normalize_vm_id(vm.id)
     status = vm.status.strip().lower()
+    labels = node_labels(vm, nodes)
+    if shared is not None:
+        labels = shared.setdefault(labels, labels)
     return NodeSpec(
         name=name,
         provider_id=providerid.build(vm.id),
@@ -190,7 +197,7 @@ def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig) -> NodeSpec:
         status=vm.status,
         addresses=node_addresses(vm, nodes),
         addresses_trusted=not garbled_ips(vm, nodes),
-        labels=node_labels(vm, nodes),
+        labels=labels,
         shutdown=status in SHUTDOWN_STATUSES,
         running=status in RUNNING_STATUSES,
         fqdn=hostname(vm),
@@ -235,9 +242,10 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
         by_name[name].append(vm)
 
     specs: list[NodeSpec] = []
+    label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
     for name, vms in by_name.items():
         if len(vms) == 1:
-            specs.append(node_spec(vms[0], name, nodes))
+            specs.append(node_spec(vms[0], name, nodes, label_sets))
             continue
         listed = _and_list([f"{_quote(vm.name)} ({vm.id})" for vm in vms])
         reason = (f"{SKIP_DUPLICATE_NAME}: VMs {listed} map to the same node name {_quote(name)}; rename "

@@ -46,9 +46,10 @@ def normalize_vm_id(vm_id: str) -> str:
 def vm_uuid(vm_id: str) -> str | None:
     """The VM id as a lowercase UUID string (the SMBIOS system UUID), or ``None`` if it is not one."""
     try:
-        return str(uuid.UUID(vm_id.strip()))
+        text = str(uuid.UUID(vm_id.strip()))
     except ValueError:
         return None
+    return vm_id if text == vm_id else text  # the same string when it already is one: one copy per VM, not two
 
 
 def build(vm_id: str) -> str:

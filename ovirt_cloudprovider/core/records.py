@@ -72,7 +72,7 @@ HOST_SHUTDOWN_STATUSES = frozenset({"down"})
 
 # --- oVirt side ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GuestNic:
     """One network device as the guest agent reports it (``reported_devices``)."""
 
@@ -81,7 +81,7 @@ class GuestNic:
     ips: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VirtualMachine:
     """What we know of one oVirt VM after discovery. Built by the engine package only."""
 
@@ -107,7 +107,7 @@ class VirtualMachine:
     guest_agent: bool = False  # True when the guest agent reported anything (devices, fqdn or OS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostNic:
     """One network interface of an oVirt host as the engine reports it (``/hosts/<id>/nics``)."""
 
@@ -120,7 +120,7 @@ class HostNic:
     base_interface: str | None = None  # the NIC a VLAN interface sits on
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Host:
     """What we know of one oVirt host (hypervisor) after discovery. Built by the engine package only."""
 
@@ -144,7 +144,7 @@ class Host:
     nics: tuple[HostNic, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The result of one complete discovery: every VM the filter matched, at one point in time.
 
@@ -166,13 +166,13 @@ class Snapshot:
 
 # --- Kubernetes side -------------------------------------------------------------------------------
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class NodeAddress:
     type: str  # "InternalIP" | "ExternalIP" | "Hostname" | "InternalDNS" | "ExternalDNS"
     address: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Taint:
     key: str
     effect: str  # "NoSchedule" | "PreferNoSchedule" | "NoExecute"
@@ -183,7 +183,7 @@ class Taint:
     time_added: str | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     """The part of ``status.nodeInfo`` we can fill from the engine (registration only)."""
 
@@ -194,7 +194,7 @@ class NodeInfo:
     operating_system: str = "linux"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeSpec:
     """The Node one VM should become. Built by ``core/desired.py`` (pure)."""
 
@@ -223,7 +223,7 @@ class NodeSpec:
         return dict(self.labels)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SkippedVM:
     """A VM (or host, ``kind="host"``) that matched the filter but cannot become a Node, and why."""
 
@@ -233,7 +233,7 @@ class SkippedVM:
     kind: str = KIND_VM
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Desired:
     """core/desired.py's answer for a whole Snapshot."""
 
@@ -242,7 +242,7 @@ class Desired:
     hosts_discovered: bool = False  # the Snapshot searched hosts: host nodes are managed (core/hosts.py)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedNode:
     """A Node as the informer cache holds it, reduced to what planning needs. Built by the kube informer."""
 
@@ -296,7 +296,7 @@ class ActionKind(str, enum.Enum):
     SKIP = "skip"  # a VM that cannot become a Node (invalid name, ...): log + metric only
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """One write (or one notice) for one Node. The kube writer applies it with the smallest request.
 
@@ -330,7 +330,7 @@ class Action:
         return self.kind not in (ActionKind.BLOCK_DELETE, ActionKind.AMBIGUOUS, ActionKind.SKIP)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApplyResult:
     """What applying actions did (the kube writer's answer to the controller).
 
@@ -357,7 +357,7 @@ class ApplyResult:
         return sum(n for kk, r, n in self.tallies if kk == k and (result is None or r == result))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     actions: tuple[Action, ...] = ()
     managed_nodes: int = 0  # nodes with an ovirt:// providerID that we are responsible for

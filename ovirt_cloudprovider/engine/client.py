@@ -106,6 +106,9 @@ class EngineClient:
         # the backoff has passed (see .backoff)
         self.auth_gate = AuthGate(base=auth_backoff_base, maximum=auth_backoff_max)
         self._hosts = hosts  # the [filters] hosts search; None: no host is ever asked for
+        # the VMs of the last discovery of the first query asked, by id (see _reuse)
+        self._previous_query: str | None = None
+        self._previous: dict[str, VirtualMachine] = {}
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -163,6 +166,7 @@ class EngineClient:
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
                                                 seconds=round(seconds, 3)))
         self._note_invalid_ips(vms.values())
+        vms = self._reuse(base, vms)
         if self._metrics is not None and inconsistent:
             self._metrics.engine_inconsistent_vms_total.inc(len(inconsistent))
         kept = tuple(vm for vm in vms.values() if vm.id not in inconsistent)
@@ -170,6 +174,24 @@ class EngineClient:
             return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
         return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)),
                         hosts=hosts, hosts_query=self._hosts.strip())
+
+    def _reuse(self, query: str, vms: dict[str, VirtualMachine]) -> dict[str, VirtualMachine]:
+        """``vms`` with each VM equal to its record of the last discovery of ``query`` replaced by that record.
+
+        Records are frozen, so an equal one is the same VM; while the last Snapshot is still held (the
+        controller keeps it for targeted sweeps), an unchanged fleet then costs one set of records, not two.
+        Only the search of the first query asked (the controller's ``[filters] vms``) is remembered: the
+        narrowed searches that confirm deletions reuse it without replacing it."""
+        if self._previous_query is None:
+            self._previous_query = query
+        previous = self._previous
+        for vm_id, vm in vms.items():
+            old = previous.get(vm_id)
+            if old is not None and old is not vm and old == vm:
+                vms[vm_id] = old
+        if query == self._previous_query:
+            self._previous = vms
+        return vms
 
     def _note_invalid_ips(self, vms: Iterable[VirtualMachine]) -> None:
         """Count guest-reported IPs that are no address (in the metric) and log them once per VM (again only

@@ -10,12 +10,16 @@ value the SDK does not know is absent, an integer is ``int(text)``. Anything it 
 meaning (an element inside a value, an entity, a repeated field, v3's ``<status><state>``) is an
 :class:`~.errors.EngineDataError`, never a guess. Malformed XML is :class:`~.connection.MalformedXml` with
 expat's line and reason (the same as the SDK path says); libxml2 never writes to stderr here.
+
+Values that repeat from VM to VM (status, OS, kernel, architecture, tags, NIC names, the ids of links) are
+interned: thousands of records share one string each.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import operator
+import sys
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, cast
 
@@ -156,7 +160,7 @@ def _guest_nic(device: _Element) -> GuestNic | None:
         for ip in _children(ips):
             if ip.tag == "ip" and (text := _child_text(ip, "address")):
                 found.append(text)
-    return GuestNic(name=name_text, mac=address.lower() if address else None, ips=tuple(found))
+    return GuestNic(name=sys.intern(name_text), mac=address.lower() if address else None, ips=tuple(found))
 
 
 _CPU = frozenset({"topology", "architecture"})
@@ -202,7 +206,8 @@ def _link(el: _Element | None) -> tuple[str | None, str | None]:
     """(id, name) of a link element (a followed link carries its name)."""
     if el is None:
         return None, None
-    return el.get("id"), _child_text(el, "name")
+    ref = el.get("id")
+    return sys.intern(ref) if ref else ref, _child_text(el, "name")
 
 
 _VM = ("name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
@@ -232,22 +237,23 @@ def _vm(el: _Element) -> LeanVm:
         tags = {name for t in _children(v["tags"]) if t.tag == "tag" and (name := _child_text(t, "name"))}
     fqdn = ((_text(v["fqdn"]) if "fqdn" in v else None) or "").strip() or None
     status = _text(v["status"]) if "status" in v else None
+    os_type = _child_text(v.get("os"), "type")
     record = VirtualMachine(
         id=vm_id,
         name=(_text(v["name"]) if "name" in v else None) or "",
-        status=status if status in VM_STATUSES else "unknown",
+        status=sys.intern(status) if status in VM_STATUSES else "unknown",
         fqdn=fqdn,
         cluster=cluster_name, cluster_id=cluster_id,
         datacenter=dc_name, datacenter_id=dc_id,
         host=host_name, host_id=host_id,
-        tags=tuple(sorted(tags)),
+        tags=tuple(sorted(sys.intern(t) for t in tags)),
         nics=nics,
         cpus=cpus,
         memory_bytes=_int(v["memory"]) if "memory" in v else None,
-        os_type=_child_text(v.get("os"), "type"),
-        guest_os=guest_os,
-        kernel=kernel,
-        architecture=architecture or cpu_arch,
+        os_type=sys.intern(os_type) if os_type else os_type,
+        guest_os=sys.intern(guest_os) if guest_os else guest_os,
+        kernel=sys.intern(kernel) if kernel else kernel,
+        architecture=sys.intern(arch) if (arch := architecture or cpu_arch) else arch,
         instance_type=it_name,
         guest_agent=bool(nics or fqdn or gos is not None),
     )

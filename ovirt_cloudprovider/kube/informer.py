@@ -39,7 +39,7 @@ from .errors import NO_ANSWER, describe_error, one_line, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ADDED", "DELETED", "MODIFIED", "NodeCache", "observed_node"]
+__all__ = ["ADDED", "DELETED", "MODIFIED", "NodeCache", "Shared", "observed_node"]
 
 # Event types passed to NodeCache's on_event callback (the watch event types).
 ADDED = "ADDED"
@@ -85,37 +85,91 @@ def _as_dict(node: Any) -> Mapping[str, Any]:
     raise TypeError(f"not a Node: {type(node).__name__}")
 
 
-def observed_node(node: Any) -> ObservedNode:
-    """Reduce a Node (a ``V1Node`` or its JSON dict) to what planning needs."""
+class Shared:
+    """Equal parts of the cached nodes kept once: label pairs and taints (most repeat on every node).
+
+    A cache of thousands of nodes would otherwise hold thousands of equal ``("kubernetes.io/os", "linux")``
+    tuples and not-ready taints. Sharing changes no value, only how many copies exist; the table is emptied when
+    it outgrows ``limit`` entries, so the parts of deleted nodes are not kept forever.
+    """
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        self.limit = limit
+        self._parts: dict[tuple[str | None, ...], Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def _one(self, key: tuple[str | None, ...], make: Callable[[], Any]) -> Any:
+        parts = self._parts
+        got = parts.get(key)
+        if got is None:
+            if len(parts) >= self.limit:
+                parts.clear()
+            parts[key] = got = make()
+        return got
+
+    def pair(self, key: str, value: str) -> tuple[str, str]:
+        pair: tuple[str, str] = self._one((key, value), lambda: (key, value))
+        return pair
+
+    def taint(self, key: str, effect: str, value: str | None, time_added: str | None) -> Taint:
+        # keyed by every field: a Taint's equality leaves time_added out, its copy must not
+        taint: Taint = self._one(("\x00taint", key, effect, value, time_added),
+                                 lambda: Taint(key=key, effect=effect, value=value, time_added=time_added))
+        return taint
+
+
+def observed_node(node: Any, shared: Shared | None = None) -> ObservedNode:
+    """Reduce a Node (a ``V1Node`` or its JSON dict) to what planning needs.
+
+    With ``shared``, label pairs and taints equal to those of other nodes are the same objects (see
+    :class:`Shared`). Equal strings within the node (its name, hostname label and Hostname address; its
+    systemUUID and VM-id annotation) are one string, and label keys and values are interned."""
     d = _as_dict(node)
     meta = d.get("metadata") or {}
     spec = d.get("spec") or {}
     status = d.get("status") or {}
     labels: Mapping[str, Any] = meta.get("labels") or {}
     annotations: Mapping[str, Any] = meta.get("annotations") or {}
+    if shared is None:
+        shared = Shared()
+    strings: dict[str, str] = {}
+
+    def same(value: Any) -> str:
+        text = str(value)
+        return strings.setdefault(text, text)
+
+    def label(key: Any, value: Any) -> tuple[str, str]:
+        k, text = sys.intern(str(key)), str(value)
+        if text in strings:  # the node's own name (kubernetes.io/hostname): no other node shares the pair
+            return k, strings[text]
+        return shared.pair(k, sys.intern(text))
+
+    name = same(meta.get("name") or "")
+    node_info = status.get("nodeInfo") or {}
+    system_uuid = same(node_info["systemUUID"]) if node_info.get("systemUUID") else None
     taints = tuple(
-        Taint(key=str(t.get("key") or ""), effect=str(t.get("effect") or ""),
-              value=str(t["value"]) if t.get("value") else None,
-              time_added=_time_str(t.get("timeAdded")))
+        shared.taint(sys.intern(str(t.get("key") or "")), sys.intern(str(t.get("effect") or "")),
+                     str(t["value"]) if t.get("value") else None, _time_str(t.get("timeAdded")))
         for t in (spec.get("taints") or ()) if isinstance(t, Mapping)
     )
     addresses = tuple(
-        NodeAddress(type=sys.intern(str(a.get("type") or "")), address=str(a.get("address") or ""))
+        NodeAddress(type=sys.intern(str(a.get("type") or "")), address=same(a.get("address") or ""))
         for a in (status.get("addresses") or ()) if isinstance(a, Mapping)
     )
     hostname = next((a.address for a in addresses if a.type == "Hostname" and a.address), None)
     if hostname is None and labels.get(LABEL_HOSTNAME):
-        hostname = str(labels[LABEL_HOSTNAME])
-    node_info = status.get("nodeInfo") or {}
+        hostname = same(labels[LABEL_HOSTNAME])
     return ObservedNode(
-        name=str(meta.get("name") or ""),
+        name=name,
         uid=str(meta.get("uid") or ""),
         resource_version=str(meta.get("resourceVersion") or ""),
         provider_id=str(spec["providerID"]) if spec.get("providerID") else None,
-        system_uuid=str(node_info["systemUUID"]) if node_info.get("systemUUID") else None,
-        # label keys and most values repeat on every node: one shared string each keeps the cache small
-        labels=tuple(sorted((sys.intern(str(k)), sys.intern(str(v))) for k, v in labels.items())),
-        annotations=tuple(sorted((sys.intern(str(k)), str(v)) for k, v in annotations.items())),
+        system_uuid=system_uuid,
+        # label keys and most values repeat on every node: one shared string and pair each keeps the cache small
+        labels=tuple(sorted(label(k, v) for k, v in labels.items())),
+        annotations=tuple(sorted((sys.intern(str(k)), same(v)) for k, v in annotations.items())),
         taints=taints,
         addresses=addresses,
         hostname=hostname,
@@ -178,6 +232,7 @@ class NodeCache:
         self._backoff = _Backoff(backoff_initial, backoff_max)
         self._lock = threading.Lock()
         self._nodes: dict[str, ObservedNode] = {}
+        self._shared = Shared()  # label pairs and taints kept once (used by the informer thread only)
         self._snapshot: tuple[ObservedNode, ...] | None = ()
         self._rv: str | None = None
         self._synced = threading.Event()
@@ -344,7 +399,7 @@ class NodeCache:
                 raise
             pages += 1
             for item in body.get("items") or ():
-                n = observed_node(item)
+                n = observed_node(item, self._shared)
                 items[n.name] = n
             meta = body.get("metadata") or {}
             rv = meta.get("resourceVersion") or rv
@@ -461,7 +516,7 @@ class NodeCache:
         if typ not in (ADDED, MODIFIED, DELETED):
             log.debug("ignoring node watch event", extra=kv(type=typ))
             return None
-        node = observed_node(obj)
+        node = observed_node(obj, self._shared)
         emit: str | None = typ
         with self._lock:
             prev = self._nodes.get(node.name)

@@ -178,9 +178,22 @@ class NodeWriter:
             for group in groups.values():
                 self._apply_group(group, run)
         else:
-            with ThreadPoolExecutor(max_workers=min(self._workers, len(groups)),
-                                    thread_name_prefix="node-writer") as pool:
-                for future in [pool.submit(self._apply_group, group, run) for group in groups.values()]:
+            # one task per worker, each taking the next node's group from one shared iterator: a Future per node
+            # would hold ~1.7 KB for every node of a large registration until the pool drained
+            pending = iter(groups.values())
+            lock = threading.Lock()
+
+            def work() -> None:
+                while True:
+                    with lock:
+                        group = next(pending, None)
+                    if group is None:
+                        return
+                    self._apply_group(group, run)
+
+            workers = min(self._workers, len(groups))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node-writer") as pool:
+                for future in [pool.submit(work) for _ in range(workers)]:
                     future.result()
         tally = run.tally
         return ApplyResult(

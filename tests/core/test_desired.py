@@ -422,3 +422,15 @@ def test_every_name_in_a_generated_fleet_is_valid() -> None:
     assert len(names) == len(set(names))
     assert all(DNS_SUBDOMAIN.fullmatch(n) and len(n) <= 253 for n in names)
     assert all(skip_code(s) in {SKIP_INVALID_NAME, SKIP_DUPLICATE_NAME} for s in desired.skipped)
+
+
+def test_equal_label_sets_are_one_tuple_across_the_specs_of_a_sweep() -> None:
+    vms = tuple(machine(f"w{i}", str(uuid.UUID(int=i + 1)), cluster="c1" if i < 3 else "c2", datacenter="dc",
+                    host="h1", architecture="x86_64") for i in range(5))
+    specs = {s.name: s for s in desired_nodes(Snapshot(vms=vms, query=""), DEFAULT).nodes}
+    assert specs["w0"].labels is specs["w1"].labels is specs["w2"].labels
+    assert specs["w3"].labels is specs["w4"].labels and specs["w3"].labels != specs["w0"].labels
+    for vm in vms:  # the labels each spec carries are those of its own VM
+        assert specs[vm.name].labels == node_labels(vm, DEFAULT)
+        info = specs[vm.name].node_info
+        assert info is not None and info.system_uuid == vm.id

@@ -38,7 +38,7 @@ from ovirt_cloudprovider.core.records import (
 )
 from ovirt_cloudprovider.kube.client import load_api_client
 from ovirt_cloudprovider.kube.errors import KubeConfigError
-from ovirt_cloudprovider.kube.informer import NodeCache, observed_node
+from ovirt_cloudprovider.kube.informer import NodeCache, Shared, observed_node
 from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
@@ -696,3 +696,54 @@ def test_everything_works_with_the_shipped_cluster_role(kubeapi_sims: Callable[.
     finally:
         cache.stop()
     assert sim.forbidden == []
+
+
+def _node_json(name: str, *, zone: str = "z1", time_added: str = "2026-01-02T03:04:05Z") -> dict[str, Any]:
+    vm_id = f"6206c743-15b7-4df5-a667-{name[-1]:0>12}"
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": "7",
+                     "labels": {"kubernetes.io/os": "linux", "topology.kubernetes.io/zone": zone,
+                                "kubernetes.io/hostname": name},
+                     "annotations": {ANNOTATION_VM_ID: vm_id, "note": "x"}},
+        "spec": {"providerID": f"ovirt://{vm_id}", "taints": [
+            {"key": TAINT_UNINITIALIZED, "value": "true", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule", "timeAdded": time_added}]},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"},
+                                 {"type": "Hostname", "address": name}],
+                   "nodeInfo": {"systemUUID": vm_id}},
+    }
+
+
+def _every_field(n: ObservedNode) -> tuple[Any, ...]:
+    """Every field the planner can read, time_added included (a Taint's equality leaves it out)."""
+    return (n.name, n.uid, n.resource_version, n.provider_id, n.system_uuid, n.labels, n.annotations,
+            tuple((t.key, t.effect, t.value, t.time_added) for t in n.taints), n.addresses, n.hostname,
+            n.label_map, n.annotation_map, n.provided_node_ip, n.registered_by_us, n.waits_for_cloud_provider)
+
+
+def test_shared_parts_change_no_value_of_the_compact_record() -> None:
+    shared = Shared()
+    a = observed_node(_node_json("n1"), shared)
+    b = observed_node(_node_json("n2", time_added="2026-01-02T03:04:06Z"), shared)
+    c = observed_node(_node_json("n3", zone="z2"), shared)
+    for node, name in ((a, "n1"), (b, "n2"), (c, "n3")):
+        assert _every_field(node) == _every_field(observed_node(_node_json(name, zone=node.label_map[
+            "topology.kubernetes.io/zone"], time_added=node.taints[1].time_added or "")))
+    assert a.labels == (("kubernetes.io/hostname", "n1"), ("kubernetes.io/os", "linux"),
+                        ("topology.kubernetes.io/zone", "z1"))
+    assert a.taints[1].time_added == "2026-01-02T03:04:05Z" and b.taints[1].time_added == "2026-01-02T03:04:06Z"
+    assert a.hostname == "n1" and a.waits_for_cloud_provider and a.system_uuid == a.annotation_map[ANNOTATION_VM_ID]
+    # equal pairs and taints are one object across nodes; unequal ones are not merged
+    assert a.labels[1] is b.labels[1] is c.labels[1]
+    assert a.labels[2] is b.labels[2] and c.labels[2] == ("topology.kubernetes.io/zone", "z2")
+    assert a.taints[0] is b.taints[0] and a.taints[1] is not b.taints[1]
+    # within a node, equal strings are one string (name, hostname label and Hostname address)
+    assert a.labels[0][1] is a.name and a.hostname is a.name
+    assert a.system_uuid is a.annotation_map[ANNOTATION_VM_ID]
+
+
+def test_shared_table_is_bounded() -> None:
+    shared = Shared(limit=4)
+    nodes = [observed_node(_node_json(f"n{i}", zone=f"z{i}"), shared) for i in range(10)]
+    assert len(shared) <= 4
+    assert [n.label_map["topology.kubernetes.io/zone"] for n in nodes] == [f"z{i}" for i in range(10)]

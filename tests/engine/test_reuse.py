@@ -1,0 +1,67 @@
+"""Bounded memory on the engine side: a discovery keeps the previous discovery's record of every unchanged VM.
+
+The records are frozen, so an equal record is the same VM: reusing it changes no value, and a fleet that did not
+change costs one set of records while the controller still holds the last Snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ovirt_cloudprovider.core.settings import ConnectionConfig
+from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
+
+ConnFor = Callable[..., ConnectionConfig]
+Sims = Callable[..., EngineSimulator]
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., EngineClient]]:
+    made: list[EngineClient] = []
+
+    def make(conn: ConnectionConfig, **kwargs: Any) -> EngineClient:
+        made.append(EngineClient(conn, **kwargs))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_unchanged_vms_keep_their_records_changed_ones_are_new(engine_sims: Sims, engine_conn_for: ConnFor,
+                                                                clients: Callable[..., EngineClient],
+                                                                lean: bool) -> None:
+    sim = engine_sims(generate_fleet(40, seed=7))
+    conn = engine_conn_for(sim)
+    client = clients(conn, page_size=10, lean=lean)
+    first = client.discover("")
+    assert len(first.vms) == 40
+    changed = next(vm for vm in first.vms if vm.status == "up")
+    sim.set_status(changed.id, "down")
+    second = client.discover("")
+    by_id = {vm.id: vm for vm in first.vms}
+    assert [vm.id for vm in second.vms] == [vm.id for vm in first.vms]
+    for vm in second.vms:
+        if vm.id == changed.id:
+            assert vm.status == "down" and vm is not by_id[vm.id]
+        else:
+            assert vm is by_id[vm.id]
+    # the records are exactly those of a client that remembers nothing
+    assert second == clients(conn, page_size=10, lean=lean).discover("")
+
+
+def test_a_narrowed_search_does_not_replace_what_the_sweep_search_remembers(
+        engine_sims: Sims, engine_conn_for: ConnFor, clients: Callable[..., EngineClient]) -> None:
+    sim = engine_sims(generate_fleet(20, seed=3))
+    client = clients(engine_conn_for(sim), page_size=10)
+    first = client.discover("")
+    one = first.vms[0]
+    narrowed = client.discover(f"name={one.name}")
+    assert [vm.id for vm in narrowed.vms] == [one.id] and narrowed.vms[0] is one
+    again = client.discover("")
+    assert all(a is b for a, b in zip(again.vms, first.vms, strict=True))
