@@ -424,3 +424,13 @@ def test_a_failed_host_get_deletes_no_host_node(world: HostWorld) -> None:
     report = world.sweep()
     assert host.name in world.host_nodes() and report.plan is not None
     assert [a.reason for a in report.plan.actions if a.node == host.name] == ["DeletionUnconfirmed"]
+
+
+def test_a_registered_host_node_carries_the_host_id_annotation_and_no_vm_id(world: HostWorld) -> None:
+    world.converge()
+    hosts = east_a_hosts(world.engine)
+    nodes = world.host_nodes()
+    for h in hosts:
+        annotations = nodes[h.name]["metadata"].get("annotations") or {}
+        assert annotations.get("ovirt.org/host-id") == h.id
+        assert "ovirt.org/vm-id" not in annotations  # a host's node never claims to be a VM's
