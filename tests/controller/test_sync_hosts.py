@@ -434,3 +434,15 @@ def test_a_registered_host_node_carries_the_host_id_annotation_and_no_vm_id(worl
         annotations = nodes[h.name]["metadata"].get("annotations") or {}
         assert annotations.get("ovirt.org/host-id") == h.id
         assert "ovirt.org/vm-id" not in annotations  # a host's node never claims to be a VM's
+
+
+def test_a_garbled_host_nic_ip_rewrites_no_address_of_its_node(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[0]
+    before = world.host_nodes()[host.name]["status"]["addresses"]
+    eth0 = next(n for n in host.nics if n.name == "eth0")
+    eth0.ipv4 = "192.168.0.999"  # no IP address at all: a garbled answer, not a host that lost its IP
+    world.kube.reset_counts()
+    assert world.sweep().ok
+    assert world.host_nodes()[host.name]["status"]["addresses"] == before
+    assert world.kube.writes("nodes/status") == 0
