@@ -457,9 +457,11 @@ def _memory_quantity(memory_bytes: int) -> str:
 def _registration_status(spec: NodeSpec, addresses: Sequence[NodeAddress]) -> dict[str, Any]:
     status: dict[str, Any] = {"addresses": [_address_body(a) for a in addresses]}
     capacity: dict[str, str] = {}
-    if spec.cpus:
+    # only positive numbers: kube-apiserver refuses a negative quantity (422), which would fail the registration
+    # on every sweep; a garbled engine number is left out like a missing one
+    if spec.cpus and spec.cpus > 0:
         capacity["cpu"] = str(spec.cpus)
-    if spec.memory_bytes:
+    if spec.memory_bytes and spec.memory_bytes > 0:
         capacity["memory"] = _memory_quantity(spec.memory_bytes)
     if capacity:
         capacity["pods"] = DEFAULT_PODS_CAPACITY
