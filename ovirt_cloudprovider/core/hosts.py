@@ -14,7 +14,8 @@ host's id and name), so every planning rule applies to hosts unchanged; ownershi
   management network (ovirtmgmt) is a bridge on the NIC the engine reports with the host's IP, so within
   each address group (InternalIP IPv4, IPv6, ExternalIP IPv4, IPv6) the addresses of bridged NICs come
   first: the management IP is the node's primary address, not a storage or VLAN address that happens to
-  sort first. The host's address is its Hostname address when it is a DNS name.
+  sort first. The host's address is its Hostname address when it is a DNS name. A NIC address that is no IP
+  at all (a garbled answer) makes the addresses untrusted, as for VMs: the node's addresses are kept.
 - Labels: zone and region as for VMs (``zone_source = host`` is the host's own name),
   ``node.kubernetes.io/instance-type`` the hardware product name (else the CPU model),
   ``ovirt.org/kind=host``, ``ovirt.org/{host,cluster,datacenter}``, ``kubernetes.io/arch`` from the cluster's
@@ -36,7 +37,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from . import providerid
-from .addresses import HOSTNAME, hostname, node_addresses
+from .addresses import HOSTNAME, garbled_ips, hostname, node_addresses
 from .desired import (
     SKIP_DUPLICATE_NAME,
     SKIP_INVALID_ID,
@@ -169,6 +170,7 @@ def host_node_spec(host: Host, name: str, nodes: NodesConfig) -> NodeSpec:
         vm_name=host.name,
         status=status,
         addresses=host_addresses(host, nodes),
+        addresses_trusted=not garbled_ips(machine, nodes),
         labels=host_labels(host, nodes),
         shutdown=status in HOST_SHUTDOWN_STATUSES,
         running=status in HOST_RUNNING_STATUSES,

@@ -298,7 +298,7 @@ class EngineClient:
                 requests += 1
                 new = 0
                 for item in items:
-                    record = host_record(item)
+                    record = self._host(item, f"the host search page {page}")
                     new += record.id not in hosts
                     hosts[record.id] = record
                 if len(items) < self._page_size:
@@ -353,12 +353,26 @@ class EngineClient:
                 if not got or str(got).lower() != host_id.lower():
                     raise EngineDataError(f"engine answer for /hosts/{host_id} at {self._where}: host {got!r} "
                                           f"instead of {host_id}")
-                try:
-                    out[host_id] = host_record(item)
-                except (AttributeError, TypeError, ValueError) as exc:
-                    raise EngineDataError(f"engine answer for /hosts/{host_id} at {self._where}: host cannot be "
-                                          f"read ({exc.__class__.__name__}: {exc})") from None
+                out[host_id] = self._host(item, f"/hosts/{host_id}")
         return out
+
+    def _host(self, item: Any, answer: str) -> Host:
+        """``host_record(item)``, or an EngineDataError naming ``answer`` and the object when it is no host (the
+        SDK reads whatever the root element says: a ``<vms>`` answer gives Vm objects), has no id, or is unusable."""
+        name = getattr(item, "name", None)
+        kind = type(item).__name__.lower()
+        if kind != "host":
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: a <{kind}> instead of a <host> "
+                                  f"(name {name!r})")
+        got = getattr(item, "id", None)
+        if not got:
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: a <host> without an id "
+                                  f"(name {name!r})")
+        try:
+            return host_record(item)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise EngineDataError(f"engine answer for {answer} at {self._where}: host {got} (name {name!r}) "
+                                  f"cannot be read ({exc.__class__.__name__}: {exc})") from None
 
     def last_event_index(self) -> int:
         """The index of the newest engine event (0 if there is none): a starting point for events_since()."""

@@ -33,7 +33,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from ..core.records import (
+    ANNOTATION_HOST_ID,
     ANNOTATION_VM_ID,
+    KIND_HOST,
     LABEL_MANAGED_BY,
     MANAGED_BY_VALUE,
     Action,
@@ -284,7 +286,8 @@ class NodeWriter:
         labels: dict[str, str] = dict(spec.labels)
         labels.update({k: v for k, v in (action.labels or ()) if v is not None})
         labels[LABEL_MANAGED_BY] = MANAGED_BY_VALUE
-        annotations: dict[str, str] = {ANNOTATION_VM_ID: spec.vm_id}
+        # the owner's id annotation: ovirt.org/host-id on a host's node (never a vm-id there), else ovirt.org/vm-id
+        annotations: dict[str, str] = {(ANNOTATION_HOST_ID if spec.kind == KIND_HOST else ANNOTATION_VM_ID): spec.vm_id}
         annotations.update({k: v for k, v in (action.annotations or ()) if v is not None})
         node_spec: dict[str, Any] = {"providerID": action.provider_id or spec.provider_id}
         if action.taints:
@@ -467,9 +470,11 @@ def _memory_quantity(memory_bytes: int) -> str:
 def _registration_status(spec: NodeSpec, addresses: Sequence[NodeAddress]) -> dict[str, Any]:
     status: dict[str, Any] = {"addresses": [_address_body(a) for a in addresses]}
     capacity: dict[str, str] = {}
-    if spec.cpus:
+    # only positive numbers: kube-apiserver refuses a negative quantity (422), which would fail the registration
+    # on every sweep; a garbled engine number is left out like a missing one
+    if spec.cpus and spec.cpus > 0:
         capacity["cpu"] = str(spec.cpus)
-    if spec.memory_bytes:
+    if spec.memory_bytes and spec.memory_bytes > 0:
         capacity["memory"] = _memory_quantity(spec.memory_bytes)
     if capacity:
         capacity["pods"] = DEFAULT_PODS_CAPACITY

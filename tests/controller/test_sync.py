@@ -385,3 +385,14 @@ def test_targeted_sweep_keeps_the_vms_by_status_gauge_current(world: World) -> N
         cache.stop()
     assert report.ok
     assert (vms("up"), vms("down")) == (up - 1, down + 1)
+
+
+def test_a_vm_with_a_negative_cpu_topology_is_registered_without_a_capacity_kube_apiserver_refuses(
+        world: World, engine: EngineSimulator) -> None:
+    world.converge()
+    vm = engine.add_vm("odd-topology", sockets=-2, cores=3, memory=-4096)  # garbled engine numbers
+    report = world.sweep()
+    assert report.ok, report.error  # one VM's garbled numbers do not fail (and back off) every sweep
+    node = world.node_of(vm.id)
+    assert node is not None
+    assert "cpu" not in node["status"].get("capacity", {}) and "memory" not in node["status"].get("capacity", {})

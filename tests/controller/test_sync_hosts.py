@@ -424,3 +424,25 @@ def test_a_failed_host_get_deletes_no_host_node(world: HostWorld) -> None:
     report = world.sweep()
     assert host.name in world.host_nodes() and report.plan is not None
     assert [a.reason for a in report.plan.actions if a.node == host.name] == ["DeletionUnconfirmed"]
+
+
+def test_a_registered_host_node_carries_the_host_id_annotation_and_no_vm_id(world: HostWorld) -> None:
+    world.converge()
+    hosts = east_a_hosts(world.engine)
+    nodes = world.host_nodes()
+    for h in hosts:
+        annotations = nodes[h.name]["metadata"].get("annotations") or {}
+        assert annotations.get("ovirt.org/host-id") == h.id
+        assert "ovirt.org/vm-id" not in annotations  # a host's node never claims to be a VM's
+
+
+def test_a_garbled_host_nic_ip_rewrites_no_address_of_its_node(world: HostWorld) -> None:
+    world.converge()
+    host = east_a_hosts(world.engine)[0]
+    before = world.host_nodes()[host.name]["status"]["addresses"]
+    eth0 = next(n for n in host.nics if n.name == "eth0")
+    eth0.ipv4 = "192.168.0.999"  # no IP address at all: a garbled answer, not a host that lost its IP
+    world.kube.reset_counts()
+    assert world.sweep().ok
+    assert world.host_nodes()[host.name]["status"]["addresses"] == before
+    assert world.kube.writes("nodes/status") == 0

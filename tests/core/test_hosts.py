@@ -125,6 +125,15 @@ def test_addresses_follow_cidrs_and_ignore_interfaces() -> None:
     assert spec.addresses == (NodeAddress("InternalIP", "192.168.1.10"), NodeAddress("Hostname", "hv1.example.com"))
 
 
+def test_a_garbled_nic_ip_makes_the_addresses_untrusted_unless_the_nic_is_never_used() -> None:
+    garbled = make_host(nics=(HostNic("eth0", ips=("192.168.1.999",), bridged=True),
+                              HostNic("bond0", ips=("10.1.0.5",))))
+    assert host_node_spec(garbled, "hv1", NODES).addresses_trusted is False
+    assert host_node_spec(make_host(), "hv1", NODES).addresses_trusted is True
+    tap = make_host(nics=(*make_host().nics, HostNic("vnet9", ips=("not-an-ip",))))  # a VM tap: never read
+    assert host_node_spec(tap, "hv1", NODES).addresses_trusted is True
+
+
 def test_name_sources() -> None:
     host = make_host("HV_1", address="hv1.lab.example.com")
     assert [s.name for s in host_desired(host).nodes] == ["hv-1"]

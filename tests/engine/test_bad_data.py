@@ -52,3 +52,22 @@ def test_malformed_xml_writes_no_libxml2_lines_to_stderr(tmp_path: Path, engine_
     assert "parser error" not in proc.stderr and "Entity: line" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "the engine answer is not well-formed XML at line 2" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b"<hosts><host><name>x</name></host></hosts>",
+     "engine answer for the host search page 1 at 127.0.0.1:{port}: a <host> without an id (name 'x')"),
+    (b"<vms><vm id='11111111-1111-1111-1111-111111111111'><name>x</name></vm></vms>",
+     "engine answer for the host search page 1 at 127.0.0.1:{port}: a <vm> instead of a <host>"),
+])
+def test_bad_host_list_is_one_clear_error(engine_sim: EngineSimulator, engine_conn: ConnectionConfig, body: bytes,
+                                          expected: str) -> None:
+    engine_sim.serve_static("/hosts", body)
+    client = EngineClient(engine_conn, hosts="cluster=east-a")
+    try:
+        with pytest.raises(EngineDataError) as err:
+            client.discover_hosts("cluster=east-a")
+    finally:
+        client.close()
+    assert expected.format(port=engine_sim.port) in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
