@@ -113,27 +113,24 @@ def test_vm_seen_again_resets_the_count(world: World) -> None:
 def test_engine_errors_change_nothing(world: World, fault: str) -> None:
     world.converge()
     world.engine.remove_vm(running(world.engine)[-1].id)
-    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    before = world.node_versions()
     getattr(world.engine, fault)()
     world.kube.reset_counts()
-    for _ in range(4):
-        report = world.sweep()
-        assert not report.ok and report.plan is None
-    assert world.kube.writes() == 0
-    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+    world.failed_sweeps(4)
+    assert world.kube.writes() == 0 and world.node_versions() == before
     assert world.metrics.syncs_total.labels("failure")._value.get() == 4
 
 
 def test_engine_error_on_a_later_page_is_a_failed_sweep(world: World) -> None:
     world.converge()
-    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    before = world.node_versions()
     # page 1 (5 VMs) answers, page 2 fails: a partial answer would look like 7 vanished VMs
     for _ in range(3):
         world.engine.fail_requests(503, count=1, path_prefix="/ovirt-engine/api/vms", skip=1)
         report = world.sweep()
         assert not report.ok and report.plan is None
         assert "503" in (report.error or "")
-    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+    assert world.node_versions() == before
 
 
 def test_empty_answer_deletes_nothing(world: World) -> None:

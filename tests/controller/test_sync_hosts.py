@@ -121,17 +121,14 @@ def test_a_removed_host_node_goes_on_the_third_sweep(world: World) -> None:
 def test_engine_errors_delete_no_host_node(world: World, fault: str) -> None:
     world.converge()
     world.engine.remove_host(east_a_hosts(world.engine)[-1].id)
-    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    before = world.node_versions()
     if fault == "outage":
         world.engine.fail_requests(503)
     else:
         world.engine.fail_requests(503, path_prefix="/ovirt-engine/api/hosts")
     world.kube.reset_counts()
-    for _ in range(4):
-        report = world.sweep()
-        assert not report.ok and report.plan is None
-    assert world.kube.writes() == 0
-    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+    world.failed_sweeps(4)
+    assert world.kube.writes() == 0 and world.node_versions() == before
 
 
 def test_an_empty_host_answer_deletes_nothing(world: World) -> None:

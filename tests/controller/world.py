@@ -88,6 +88,16 @@ class World:
     def node_of(self, vm_id: str) -> dict[str, Any] | None:
         return next((n for n in self.kube.list_nodes() if n["spec"].get("providerID") == f"ovirt://{vm_id}"), None)
 
+    def node_versions(self) -> dict[str, str]:
+        """Each node's resourceVersion, by name: equal before and after when nothing was written to any node."""
+        return {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in self.kube.list_nodes()}
+
+    def failed_sweeps(self, sweeps: int) -> None:
+        """Run ``sweeps`` sweeps, each of which must fail before planning (no plan at all)."""
+        for _ in range(sweeps):
+            report = self.sweep()
+            assert not report.ok and report.plan is None
+
     def host_nodes(self) -> dict[str, dict[str, Any]]:
         return {n["metadata"]["name"]: n for n in self.kube.list_nodes()
                 if (n["spec"].get("providerID") or "").startswith("ovirt://host/")}
