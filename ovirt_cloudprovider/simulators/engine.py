@@ -57,11 +57,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
@@ -1310,7 +1310,7 @@ class _Cond:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """A parsed VM search: OR of ANDs of conditions, plus sort and page."""
+    """A parsed search (of VMs or hosts): OR of ANDs of conditions, plus sort and page."""
 
     clauses: tuple[tuple[_Cond, ...], ...]
     sort_field: str | None = None
@@ -1413,13 +1413,20 @@ def _wild(pattern: str, value: str | None, case_sensitive: bool) -> bool:
     return re.match(rx, value, 0 if case_sensitive else re.IGNORECASE) is not None
 
 
+def _tagged(fleet: Fleet, tag_ids: Iterable[str], cond: _Cond, case_sensitive: bool,
+            tag_sets: dict[_Cond, set[str]]) -> bool:
+    """``tag=pattern``: one of the item's tags is a tag the pattern names or one of its descendants (the tag set
+    of a condition is worked out once per search, in ``tag_sets``)."""
+    if cond not in tag_sets:
+        named = {t.id for t in fleet.tags.values() if _wild(cond.value, t.name, case_sensitive)}
+        tag_sets[cond] = fleet.tag_descendants(named)
+    return not tag_sets[cond].isdisjoint(tag_ids)
+
+
 def _matches(fleet: Fleet, vm: SimVM, cond: _Cond, case_sensitive: bool, tag_sets: dict[_Cond, set[str]]) -> bool:
     v = cond.value
     if cond.field == "tag":
-        if cond not in tag_sets:
-            named = {t.id for t in fleet.tags.values() if _wild(v, t.name, case_sensitive)}
-            tag_sets[cond] = fleet.tag_descendants(named)
-        result = not tag_sets[cond].isdisjoint(vm.tag_ids)
+        result = _tagged(fleet, vm.tag_ids, cond, case_sensitive, tag_sets)
     elif cond.field == "status":
         result = vm.status == v.lower().replace(" ", "_")
     elif cond.field == "name":
@@ -1445,38 +1452,12 @@ def _matches(fleet: Fleet, vm: SimVM, cond: _Cond, case_sensitive: bool, tag_set
     return result if cond.op == "=" else not result
 
 
-def search_vms(fleet: Fleet, query: str, *, max_results: int | None = None,
-               case_sensitive: bool = True) -> list[SimVM]:
-    """The VMs a real engine would return for ``search=query&max=max_results`` (empty on any query error)."""
-    try:
-        q = parse_search(query)
-    except SearchError:
-        return []
-    if q.sort_field not in (None, "name"):
-        return []
-    tag_sets: dict[_Cond, set[str]] = {}
-    with fleet.lock:
-        vms = [vm for vm in fleet.vms.values()
-               if not q.clauses or any(all(_matches(fleet, vm, c, case_sensitive, tag_sets) for c in clause)
-                                       for clause in q.clauses)]
-    if q.sort_field == "name":
-        vms.sort(key=lambda v: v.name, reverse=q.descending)
-    if q.page is not None:
-        size = max_results if max_results is not None else DEFAULT_PAGE_SIZE
-        start = (max(q.page, 1) - 1) * size
-        return vms[start:start + size]
-    return vms[:max_results] if max_results is not None else vms
-
-
 def _host_matches(fleet: Fleet, h: SimHost, cond: _Cond, case_sensitive: bool,
                   tag_sets: dict[_Cond, set[str]]) -> bool:
     v = cond.value
     c = fleet.clusters.get(h.cluster_id)
     if cond.field == "tag":
-        if cond not in tag_sets:
-            named = {t.id for t in fleet.tags.values() if _wild(v, t.name, case_sensitive)}
-            tag_sets[cond] = fleet.tag_descendants(named)
-        result = not tag_sets[cond].isdisjoint(h.tag_ids)
+        result = _tagged(fleet, h.tag_ids, cond, case_sensitive, tag_sets)
     elif cond.field == "status":
         result = h.status == v.lower().replace(" ", "_")
     elif cond.field == "name":
@@ -1493,27 +1474,54 @@ def _host_matches(fleet: Fleet, h: SimHost, cond: _Cond, case_sensitive: bool,
     return result if cond.op == "=" else not result
 
 
+_Item = TypeVar("_Item", SimVM, SimHost)
+
+
+@dataclass(frozen=True)
+class _Searchable(Generic[_Item]):
+    """One engine collection's search: its fields, the prefixes a query may start with (``Vms:``), the collection
+    in a fleet and how one of its items meets one condition."""
+
+    fields: frozenset[str]
+    prefixes: tuple[str, ...]
+    items: Callable[[Fleet], Mapping[str, _Item]]
+    matches: Callable[[Fleet, _Item, _Cond, bool, dict[_Cond, set[str]]], bool]
+
+    def search(self, fleet: Fleet, query: str, *, max_results: int | None, case_sensitive: bool) -> list[_Item]:
+        try:
+            q = parse_search(query, fields=self.fields, prefixes=self.prefixes)
+        except SearchError:
+            return []
+        if q.sort_field not in (None, "name"):
+            return []
+        tag_sets: dict[_Cond, set[str]] = {}
+        with fleet.lock:
+            found = [x for x in self.items(fleet).values()
+                     if not q.clauses or any(all(self.matches(fleet, x, c, case_sensitive, tag_sets) for c in clause)
+                                             for clause in q.clauses)]
+        if q.sort_field == "name":
+            found.sort(key=lambda x: x.name, reverse=q.descending)
+        if q.page is not None:
+            size = max_results if max_results is not None else DEFAULT_PAGE_SIZE
+            start = (max(q.page, 1) - 1) * size
+            return found[start:start + size]
+        return found[:max_results] if max_results is not None else found
+
+
+_VMS: _Searchable[SimVM] = _Searchable(_VM_FIELDS, ("vms:", "vm:"), lambda f: f.vms, _matches)
+_HOSTS: _Searchable[SimHost] = _Searchable(_HOST_FIELDS, ("hosts:", "host:"), lambda f: f.hosts, _host_matches)
+
+
+def search_vms(fleet: Fleet, query: str, *, max_results: int | None = None,
+               case_sensitive: bool = True) -> list[SimVM]:
+    """The VMs a real engine would return for ``search=query&max=max_results`` (empty on any query error)."""
+    return _VMS.search(fleet, query, max_results=max_results, case_sensitive=case_sensitive)
+
+
 def search_hosts(fleet: Fleet, query: str, *, max_results: int | None = None,
                  case_sensitive: bool = True) -> list[SimHost]:
     """The hosts a real engine would return for ``/hosts?search=query&max=max_results`` (empty on a query error)."""
-    try:
-        q = parse_search(query, fields=_HOST_FIELDS, prefixes=("hosts:", "host:"))
-    except SearchError:
-        return []
-    if q.sort_field not in (None, "name"):
-        return []
-    tag_sets: dict[_Cond, set[str]] = {}
-    with fleet.lock:
-        hosts = [h for h in fleet.hosts.values()
-                 if not q.clauses or any(all(_host_matches(fleet, h, c, case_sensitive, tag_sets) for c in clause)
-                                         for clause in q.clauses)]
-    if q.sort_field == "name":
-        hosts.sort(key=lambda h: h.name, reverse=q.descending)
-    if q.page is not None:
-        size = max_results if max_results is not None else DEFAULT_PAGE_SIZE
-        start = (max(q.page, 1) - 1) * size
-        return hosts[start:start + size]
-    return hosts[:max_results] if max_results is not None else hosts
+    return _HOSTS.search(fleet, query, max_results=max_results, case_sensitive=case_sensitive)
 
 
 def _form(body: bytes) -> dict[str, str]:
@@ -1997,6 +2005,18 @@ class EngineSimulator(LoopbackServer):
             return h.send(404, b"", None)
         return h.send(200, body, _XML_CT, {"Correlation-Id": str(uuid.uuid4())})
 
+    def _listing(self, kind: _Searchable[_Item], query: dict[str, str], max_results: int | None) -> list[_Item]:
+        """A list request's items: the whole collection (up to ``max``), or with ``search=`` what the search finds,
+        less what :meth:`lose_in_search` hides from a search that names no id."""
+        if "search" not in query:
+            items = list(kind.items(self.fleet).values())
+            return items[:max_results] if max_results is not None else items
+        found = kind.search(self.fleet, query["search"], max_results=max_results,
+                            case_sensitive=query.get("case_sensitive", "true").lower() != "false")
+        with self._lock:
+            lost = set(self._lost) if not re.search(r"\bid\s*=", query["search"]) else set()
+        return [x for x in found if x.id not in lost]
+
     # complexity: one branch per engine collection and follow= link
     def _api_body(self, parts: list[str], query: dict[str, str]) -> bytes | None:  # noqa: C901
         f = self.fleet
@@ -2010,17 +2030,7 @@ class EngineSimulator(LoopbackServer):
         if coll == "vms":
             follow = parse_follow(query.get("follow"))
             if not rest:
-                case_sensitive = query.get("case_sensitive", "true").lower() != "false"
-                vms = list(f.vms.values())
-                if "search" in query:
-                    vms = search_vms(f, query["search"], max_results=max_results,
-                                     case_sensitive=case_sensitive)
-                    with self._lock:
-                        lost = set(self._lost) if not re.search(r"\bid\s*=", query["search"]) else set()
-                    vms = [vm for vm in vms if vm.id not in lost]
-                elif max_results is not None:
-                    vms = vms[:max_results]
-                return to_xml(E("vms", *(r.vm(vm, follow) for vm in vms)), ser)
+                return to_xml(E("vms", *(r.vm(vm, follow) for vm in self._listing(_VMS, query, max_results))), ser)
             vm = f.vms.get(rest[0])
             if vm is None or len(rest) > 2:
                 return None
@@ -2045,16 +2055,7 @@ class EngineSimulator(LoopbackServer):
         elif coll == "hosts":
             follow = parse_follow(query.get("follow"), {"cluster": {"data_center": {}}, "nics": {}})
             if not rest:
-                hosts = list(f.hosts.values())
-                if "search" in query:
-                    hosts = search_hosts(f, query["search"], max_results=max_results,
-                                         case_sensitive=query.get("case_sensitive", "true").lower() != "false")
-                    with self._lock:
-                        lost = set(self._lost) if not re.search(r"\bid\s*=", query["search"]) else set()
-                    hosts = [h for h in hosts if h.id not in lost]
-                elif max_results is not None:
-                    hosts = hosts[:max_results]
-                return to_xml(E("hosts", *(r.host(x, follow) for x in hosts)), ser)
+                return to_xml(E("hosts", *(r.host(x, follow) for x in self._listing(_HOSTS, query, max_results))), ser)
             h = f.hosts.get(rest[0])
             if h is None or len(rest) > 2:
                 return None

@@ -20,7 +20,7 @@ from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
-from tests.controller.test_sync import World
+from tests.controller.world import World
 
 
 @pytest.fixture

@@ -8,102 +8,27 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
-from ovirt_cloudprovider.controller import SweepReport, run_sweep, run_targeted_sweep
+from ovirt_cloudprovider.controller import run_targeted_sweep
 from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
     RUNNING_STATUSES,
     TAINT_SHUTDOWN,
     TAINT_UNINITIALIZED,
 )
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
-from ovirt_cloudprovider.engine.client import EngineClient
-from ovirt_cloudprovider.kube.informer import NodeCache
-from ovirt_cloudprovider.kube.writer import NodeWriter
-from ovirt_cloudprovider.metrics import Metrics
-from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice, generate_fleet
+from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+from tests.controller.world import World, running, taint_keys
 from tests.helpers import run_cli, write_config
-from tests.kube_types import close
-
-
-class World:
-    """Both simulators, our clients, and a sweep() that runs one complete sweep like ``sync --once``."""
-
-    def __init__(self, engine: EngineSimulator, kube: KubeApiSimulator, **controller: Any) -> None:
-        self.engine, self.kube = engine, kube
-        self.config = Config(
-            path="<test>",
-            connection=ConnectionConfig(uri=engine.url, username=engine.username, password=engine.password,
-                                        ca_file=engine.ca_file, timeout=10),
-            filters=FiltersConfig(vms="tag=kubernetes"),
-            controller=replace(ControllerConfig(), page_size=5, **controller))
-        cfg = k8s.Configuration()
-        cfg.host = kube.url
-        self.api = k8s.ApiClient(cfg)
-        self.client = EngineClient(self.config.connection, page_size=5)
-        self.metrics = Metrics()
-        self.writer = NodeWriter(self.api, metrics=self.metrics, backoff_initial=0.05, event_repeat_interval=0)
-
-    def sweep(self) -> SweepReport:
-        cache = NodeCache(self.api)
-        cache.start()
-        try:
-            assert cache.wait_synced(10)
-            return run_sweep(config=self.config, engine=self.client, nodes=cache.nodes(), writer=self.writer,
-                             metrics=self.metrics)
-        finally:
-            cache.stop()
-
-    def converge(self, max_sweeps: int = 4) -> None:
-        for _ in range(max_sweeps):
-            self.kube.reset_counts()
-            report = self.sweep()
-            assert report.ok, report.error
-            if self.kube.writes("nodes") + self.kube.writes("nodes/status") == 0:
-                return
-        raise AssertionError("no steady state")
-
-    def node_of(self, vm_id: str) -> dict[str, Any] | None:
-        return next((n for n in self.kube.list_nodes() if n["spec"].get("providerID") == f"ovirt://{vm_id}"), None)
-
-    def close(self) -> None:
-        self.client.close()
-        close(self.api)
-
-
-@pytest.fixture
-def engine() -> Iterator[EngineSimulator]:
-    with EngineSimulator(generate_fleet(12, seed=21, untagged=3)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeApiSimulator]:
-    with KubeApiSimulator() as sim:
-        yield sim
 
 
 @pytest.fixture
 def world(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[World]:
-    w = World(engine, kube, delete_after_sweeps=3)
-    yield w
-    w.close()
-
-
-def running(engine: EngineSimulator, *, tagged: bool = True) -> list[Any]:
-    return [vm for vm in engine.fleet.vms.values()
-            if vm.status in RUNNING_STATUSES and vm.name.startswith("k8s-") == tagged]
-
-
-def taint_keys(node: dict[str, Any] | None) -> set[str]:
-    return {t["key"] for t in ((node or {}).get("spec") or {}).get("taints") or []}
+    with World(engine, kube, delete_after_sweeps=3) as w:
+        yield w
 
 
 def test_running_tagged_vms_become_nodes_and_second_sweep_writes_nothing(world: World) -> None:
@@ -188,27 +113,24 @@ def test_vm_seen_again_resets_the_count(world: World) -> None:
 def test_engine_errors_change_nothing(world: World, fault: str) -> None:
     world.converge()
     world.engine.remove_vm(running(world.engine)[-1].id)
-    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    before = world.node_versions()
     getattr(world.engine, fault)()
     world.kube.reset_counts()
-    for _ in range(4):
-        report = world.sweep()
-        assert not report.ok and report.plan is None
-    assert world.kube.writes() == 0
-    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+    world.failed_sweeps(4)
+    assert world.kube.writes() == 0 and world.node_versions() == before
     assert world.metrics.syncs_total.labels("failure")._value.get() == 4
 
 
 def test_engine_error_on_a_later_page_is_a_failed_sweep(world: World) -> None:
     world.converge()
-    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    before = world.node_versions()
     # page 1 (5 VMs) answers, page 2 fails: a partial answer would look like 7 vanished VMs
     for _ in range(3):
         world.engine.fail_requests(503, count=1, path_prefix="/ovirt-engine/api/vms", skip=1)
         report = world.sweep()
         assert not report.ok and report.plan is None
         assert "503" in (report.error or "")
-    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+    assert world.node_versions() == before
 
 
 def test_empty_answer_deletes_nothing(world: World) -> None:
@@ -345,15 +267,10 @@ def test_targeted_sweep_touches_only_the_named_vms_and_never_deletes(world: Worl
     world.engine.set_status(first.id, "down")
     world.engine.set_status(second.id, "down")  # not named: left to the next full sweep
     world.engine.remove_vm(third.id)  # named, but gone: no deletion without complete discoveries
-    cache = NodeCache(world.api)
-    cache.start()
-    try:
-        assert cache.wait_synced(10)
+    with world.synced_nodes() as nodes:
         world.engine.reset_requests()
         report = run_targeted_sweep(config=world.config, engine=world.client, base=base,
-                                    vm_ids=[first.id, third.id], nodes=cache.nodes(), writer=world.writer)
-    finally:
-        cache.stop()
+                                    vm_ids=[first.id, third.id], nodes=nodes, writer=world.writer)
     assert report.ok
     assert world.engine.request_count("/vms", exact=True) == 0  # no search, one GET per named VM
     assert world.engine.request_count("/vms/", method="GET") == 2
@@ -375,14 +292,9 @@ def test_targeted_sweep_keeps_the_vms_by_status_gauge_current(world: World) -> N
     assert up > 0
     vm = running(world.engine)[0]
     world.engine.set_status(vm.id, "down")
-    cache = NodeCache(world.api)
-    cache.start()
-    try:
-        assert cache.wait_synced(10)
+    with world.synced_nodes() as nodes:
         report = run_targeted_sweep(config=world.config, engine=world.client, base=base, vm_ids=[vm.id],
-                                    nodes=cache.nodes(), writer=world.writer, metrics=world.metrics)
-    finally:
-        cache.stop()
+                                    nodes=nodes, writer=world.writer, metrics=world.metrics)
     assert report.ok
     assert (vms("up"), vms("down")) == (up - 1, down + 1)
 

@@ -3,53 +3,27 @@ loopback simulators (as tests/controller/test_sync.py does for VMs)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ovirt_cloudprovider.controller import SweepReport, run_targeted_sweep
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN
-from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.engine.errors import EngineError, EngineEvent
-from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
+from ovirt_cloudprovider.simulators.engine import EngineSimulator
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
-from tests.controller.test_sync import World, taint_keys
+from tests.controller.world import World, taint_keys
 from tests.helpers import run_cli, write_config
 
 HOSTS = "cluster=east-a"  # three hosts of the generated fleet
 
 
-class HostWorld(World):
-    def __init__(self, engine: EngineSimulator, kube: KubeApiSimulator, hosts: str | None, **controller: Any) -> None:
-        super().__init__(engine, kube, **controller)
-        self.config = replace(self.config, filters=replace(self.config.filters, hosts=hosts))
-        self.client.close()
-        self.client = EngineClient(self.config.connection, page_size=5, hosts=hosts)
-
-    def host_nodes(self) -> dict[str, dict[str, Any]]:
-        return {n["metadata"]["name"]: n for n in self.kube.list_nodes()
-                if (n["spec"].get("providerID") or "").startswith("ovirt://host/")}
-
-
 @pytest.fixture
-def engine() -> Iterator[EngineSimulator]:
-    with EngineSimulator(generate_fleet(12, seed=21, untagged=3)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeApiSimulator]:
-    with KubeApiSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture
-def world(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[HostWorld]:
-    w = HostWorld(engine, kube, HOSTS, delete_after_sweeps=3, max_delete_fraction=0.5)
-    yield w
-    w.close()
+def world(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[World]:
+    with World(engine, kube, hosts=HOSTS, delete_after_sweeps=3, max_delete_fraction=0.5) as w:
+        yield w
 
 
 def east_a_hosts(engine: EngineSimulator) -> list[Any]:
@@ -57,7 +31,7 @@ def east_a_hosts(engine: EngineSimulator) -> list[Any]:
     return sorted((h for h in engine.fleet.hosts.values() if h.cluster_id == cluster.id), key=lambda h: h.name)
 
 
-def test_hosts_become_nodes_beside_the_vms_with_their_management_ips(world: HostWorld) -> None:
+def test_hosts_become_nodes_beside_the_vms_with_their_management_ips(world: World) -> None:
     world.converge()
     hosts = east_a_hosts(world.engine)
     nodes = world.host_nodes()
@@ -81,7 +55,7 @@ def test_hosts_become_nodes_beside_the_vms_with_their_management_ips(world: Host
     assert world.sweep().ok and world.kube.writes() == 0
 
 
-def test_a_host_in_maintenance_is_tainted_and_untainted_when_activated(world: HostWorld) -> None:
+def test_a_host_in_maintenance_is_tainted_and_untainted_when_activated(world: World) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[0]
     world.engine.set_host_status(host.id, "preparing_for_maintenance")
@@ -101,21 +75,18 @@ def test_a_host_in_maintenance_is_tainted_and_untainted_when_activated(world: Ho
     assert world.sweep().ok and world.kube.writes("nodes") == 0
 
 
-def test_host_events_are_read_only_when_hosts_are_configured(world: HostWorld, engine: EngineSimulator,
+def test_host_events_are_read_only_when_hosts_are_configured(world: World, engine: EngineSimulator,
                                                               kube: KubeApiSimulator) -> None:
     index = world.client.last_event_index()
     host = east_a_hosts(engine)[0]
     engine.set_host_status(host.id, "maintenance")
     _, events = world.client.events_since(index)
     assert [e.kind for e in events] == ["host-maintenance"] and events[0].vm_id is None
-    without = HostWorld(engine, kube, None)
-    try:
+    with World(engine, kube, hosts=None) as without:
         assert without.client.events_since(index)[1] == ()
-    finally:
-        without.close()
 
 
-def test_a_host_stopped_by_power_management_is_an_event(world: HostWorld, engine: EngineSimulator) -> None:
+def test_a_host_stopped_by_power_management_is_an_event(world: World, engine: EngineSimulator) -> None:
     index = world.client.last_event_index()
     host = east_a_hosts(engine)[0]
     engine.set_host_status(host.id, "down")  # the engine logs USER_VDS_STOP (21), not VDS_FAILURE
@@ -134,7 +105,7 @@ def test_host_event_codes_are_the_engines(code: int, kind: str) -> None:
     assert EngineEvent(index=1, code=code, vm_id=None, vm_name=None, description="").kind == kind
 
 
-def test_a_removed_host_node_goes_on_the_third_sweep(world: HostWorld) -> None:
+def test_a_removed_host_node_goes_on_the_third_sweep(world: World) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[-1]
     world.engine.remove_host(host.id)
@@ -147,23 +118,20 @@ def test_a_removed_host_node_goes_on_the_third_sweep(world: HostWorld) -> None:
 
 
 @pytest.mark.parametrize("fault", ["outage", "host-search-fails"])
-def test_engine_errors_delete_no_host_node(world: HostWorld, fault: str) -> None:
+def test_engine_errors_delete_no_host_node(world: World, fault: str) -> None:
     world.converge()
     world.engine.remove_host(east_a_hosts(world.engine)[-1].id)
-    before = {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()}
+    before = world.node_versions()
     if fault == "outage":
         world.engine.fail_requests(503)
     else:
         world.engine.fail_requests(503, path_prefix="/ovirt-engine/api/hosts")
     world.kube.reset_counts()
-    for _ in range(4):
-        report = world.sweep()
-        assert not report.ok and report.plan is None
-    assert world.kube.writes() == 0
-    assert {n["metadata"]["name"]: n["metadata"]["resourceVersion"] for n in world.kube.list_nodes()} == before
+    world.failed_sweeps(4)
+    assert world.kube.writes() == 0 and world.node_versions() == before
 
 
-def test_an_empty_host_answer_deletes_nothing(world: HostWorld) -> None:
+def test_an_empty_host_answer_deletes_nothing(world: World) -> None:
     world.converge()
     hosts = len(world.host_nodes())
     for h in east_a_hosts(world.engine):
@@ -177,11 +145,11 @@ def test_an_empty_host_answer_deletes_nothing(world: HostWorld) -> None:
     assert world.metrics.deletions_blocked_total.labels("empty-discovery", "vm")._value.get() == 0
 
 
-def sample(world: HostWorld, name: str, **labels: str) -> float | None:
+def sample(world: World, name: str, **labels: str) -> float | None:
     return world.metrics.registry.get_sample_value(f"ovirt_cloudprovider_{name}", labels)
 
 
-def test_metrics_count_host_nodes_by_kind_and_the_total_stays_all_nodes(world: HostWorld) -> None:
+def test_metrics_count_host_nodes_by_kind_and_the_total_stays_all_nodes(world: World) -> None:
     world.converge()
     hosts = len(world.host_nodes())
     total = sum((n["spec"].get("providerID") or "").startswith("ovirt://") for n in world.kube.list_nodes())
@@ -206,14 +174,11 @@ def test_metrics_count_host_nodes_by_kind_and_the_total_stays_all_nodes(world: H
 
 
 def test_without_hosts_every_managed_node_is_a_vm_node(engine: EngineSimulator, kube: KubeApiSimulator) -> None:
-    w = HostWorld(engine, kube, None)
-    try:
+    with World(engine, kube, hosts=None) as w:
         w.converge()
         managed = sample(w, "managed_nodes")
         assert managed and sample(w, "managed_nodes_by_kind", kind="vm") == managed
         assert sample(w, "managed_nodes_by_kind", kind="host") == 0
-    finally:
-        w.close()
 
 
 def requests_of_a_sweep(world: World) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
@@ -226,32 +191,23 @@ def requests_of_a_sweep(world: World) -> list[tuple[str, str, tuple[tuple[str, s
 
 def test_without_hosts_the_engine_requests_are_exactly_as_before(engine: EngineSimulator,
                                                                  kube: KubeApiSimulator) -> None:
-    plain = World(engine, kube)  # as before: no hosts argument anywhere
-    try:
+    with World(engine, kube) as plain:  # as before: no hosts argument anywhere
         before = requests_of_a_sweep(plain)
-    finally:
-        plain.close()
-    unset = HostWorld(engine, kube, None)
-    try:
+    with World(engine, kube, hosts=None) as unset:
         after = requests_of_a_sweep(unset)
-    finally:
-        unset.close()
     assert sorted(after) == sorted(before)  # (the lean discovery has two requests in flight: any order)
     assert not any("/hosts" in path and query for _, path, query in after)  # no host search (the list: joined)
     assert len([p for _, p, _ in before if p.endswith("/vms")]) == 5  # 12 tagged VMs in pages of 5, 2 more sent
 
 
-def test_with_hosts_a_sweep_adds_one_request_per_page_of_hosts(world: HostWorld, engine: EngineSimulator,
+def test_with_hosts_a_sweep_adds_one_request_per_page_of_hosts(world: World, engine: EngineSimulator,
                                                                kube: KubeApiSimulator) -> None:
     with_hosts = requests_of_a_sweep(world)
     host_requests = [q for _, path, q in with_hosts if path.endswith("/hosts") and q]  # not the VMs' host list
     assert len(host_requests) == 1  # 3 hosts, page size 5: one request, never one per host
     assert dict(host_requests[0])["follow"] == "nics,cluster.data_center"
-    every = HostWorld(engine, kube, "name=*")
-    try:
+    with World(engine, kube, hosts="name=*") as every:
         requests = requests_of_a_sweep(every)
-    finally:
-        every.close()
     assert len([p for _, p, q in requests if p.endswith("/hosts") and q]) == 2  # 9 hosts: pages of 5
     assert not any("/hosts/" in p for _, p, _ in requests)
 
@@ -271,27 +227,20 @@ def test_sync_once_dry_run_shows_the_kind_of_each_action(tmp_path: Path, engine:
     assert "Would register node" in r.stdout and kube.writes() == 0
 
 
-def _targeted(world: HostWorld, host_ids: list[str]) -> Any:
-    from ovirt_cloudprovider.controller import run_targeted_sweep
-    from ovirt_cloudprovider.kube.informer import NodeCache
-
+def _targeted(world: World, host_ids: list[str]) -> Callable[[], SweepReport]:
+    """A full sweep now; a targeted sweep of ``host_ids`` on that sweep's snapshot and fleet when called."""
     full = world.sweep()
     assert full.ok and full.snapshot is not None and full.fleet is not None
-    return full, lambda: _run_targeted(world, full, host_ids, run_targeted_sweep, NodeCache)
+    base, fleet = full.snapshot, full.fleet
+
+    def targeted() -> SweepReport:
+        with world.synced_nodes() as nodes:
+            return run_targeted_sweep(config=world.config, engine=world.client, base=base, fleet=fleet, vm_ids=[],
+                                      host_ids=host_ids, nodes=nodes, writer=world.writer)
+    return targeted
 
 
-def _run_targeted(world: HostWorld, full: Any, host_ids: list[str], run: Any, cache_type: Any) -> Any:
-    cache = cache_type(world.api)
-    cache.start()
-    try:
-        assert cache.wait_synced(10)
-        return run(config=world.config, engine=world.client, base=full.snapshot, fleet=full.fleet, vm_ids=[],
-                   host_ids=host_ids, nodes=cache.nodes(), writer=world.writer)
-    finally:
-        cache.stop()
-
-
-def test_host_status_events_name_the_host(world: HostWorld, engine: EngineSimulator) -> None:
+def test_host_status_events_name_the_host(world: World, engine: EngineSimulator) -> None:
     index = world.client.last_event_index()
     host = east_a_hosts(engine)[0]
     engine.set_host_status(host.id, "maintenance")
@@ -299,7 +248,7 @@ def test_host_status_events_name_the_host(world: HostWorld, engine: EngineSimula
     assert [(e.kind, e.host_id, e.vm_id) for e in events] == [("host-maintenance", host.id, None)]  # a link: no name
 
 
-def test_fetch_hosts_gets_each_host_by_id_and_a_removed_one_is_none(world: HostWorld, engine: EngineSimulator) -> None:
+def test_fetch_hosts_gets_each_host_by_id_and_a_removed_one_is_none(world: World, engine: EngineSimulator) -> None:
     first, second = east_a_hosts(engine)[:2]
     engine.remove_host(second.id)
     engine.reset_requests()
@@ -314,10 +263,10 @@ def test_fetch_hosts_gets_each_host_by_id_and_a_removed_one_is_none(world: HostW
         world.client.fetch_hosts([first.id])
 
 
-def test_a_targeted_host_sweep_taints_maintenance_with_one_get(world: HostWorld) -> None:
+def test_a_targeted_host_sweep_taints_maintenance_with_one_get(world: World) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[0]
-    _, targeted = _targeted(world, [host.id])
+    targeted = _targeted(world, [host.id])
     world.engine.set_host_status(host.id, "maintenance")
     world.engine.reset_requests()
     report = targeted()
@@ -329,7 +278,7 @@ def test_a_targeted_host_sweep_taints_maintenance_with_one_get(world: HostWorld)
     assert {h.id: h.status for h in report.fleet.snapshot.hosts}[host.id] == "maintenance"
 
 
-def _leave_the_filter(world: HostWorld, host_id: str, how: str) -> None:
+def _leave_the_filter(world: World, host_id: str, how: str) -> None:
     """Move the host out of ``[filters] hosts`` while the engine keeps it."""
     with world.engine.fleet.lock:
         if how == "cluster":  # HOSTS is cluster=east-a
@@ -340,21 +289,20 @@ def _leave_the_filter(world: HostWorld, host_id: str, how: str) -> None:
 
 
 @pytest.fixture
-def tagged(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[HostWorld]:
+def tagged(engine: EngineSimulator, kube: KubeApiSimulator) -> Iterator[World]:
     """A world whose hosts filter is a tag (``tag=metal``), with the three east-a hosts tagged."""
     metal = engine.fleet.add_tag("metal")
     with engine.fleet.lock:
         for h in east_a_hosts(engine):
             engine.fleet.hosts[h.id].tag_ids.add(metal.id)
-    w = HostWorld(engine, kube, "Hosts: tag=metal", delete_after_sweeps=3, max_delete_fraction=0.5)
-    yield w
-    w.close()
+    with World(engine, kube, hosts="Hosts: tag=metal", delete_after_sweeps=3, max_delete_fraction=0.5) as w:
+        yield w
 
 
 @pytest.mark.parametrize("how", ["cluster", "tag"])
 def test_a_host_that_left_the_filter_loses_its_node_on_the_third_sweep(request: pytest.FixtureRequest,
                                                                        how: str) -> None:
-    w: HostWorld = request.getfixturevalue("world" if how == "cluster" else "tagged")
+    w: World = request.getfixturevalue("world" if how == "cluster" else "tagged")
     w.converge()
     assert len(w.host_nodes()) == 3
     host = east_a_hosts(w.engine)[-1]
@@ -373,7 +321,7 @@ def test_a_host_that_left_the_filter_loses_its_node_on_the_third_sweep(request: 
     assert report.plan.managed_hosts == 2
 
 
-def test_a_host_the_search_lost_keeps_its_node(world: HostWorld) -> None:
+def test_a_host_the_search_lost_keeps_its_node(world: World) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[-1]
     world.engine.lose_in_search([host.id])  # still in the filter: the narrowed search (id=) returns it
@@ -392,7 +340,7 @@ def test_a_host_the_search_lost_keeps_its_node(world: HostWorld) -> None:
     assert sample(world, "managed_nodes_by_kind", kind="vm") == vm_nodes
 
 
-def test_a_failed_narrowed_host_search_deletes_no_host_node(world: HostWorld) -> None:
+def test_a_failed_narrowed_host_search_deletes_no_host_node(world: World) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[-1]
     _leave_the_filter(world, host.id, "cluster")
@@ -414,7 +362,7 @@ def test_a_failed_narrowed_host_search_deletes_no_host_node(world: HostWorld) ->
     assert report.ok and host.name not in world.host_nodes()
 
 
-def test_a_failed_host_get_deletes_no_host_node(world: HostWorld) -> None:
+def test_a_failed_host_get_deletes_no_host_node(world: World) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[-1]
     world.engine.remove_host(host.id)
