@@ -374,7 +374,7 @@ def test_a_failed_host_get_deletes_no_host_node(world: World) -> None:
     assert [a.reason for a in report.plan.actions if a.node == host.name] == ["DeletionUnconfirmed"]
 
 
-def test_a_registered_host_node_carries_the_host_id_annotation_and_no_vm_id(world: HostWorld) -> None:
+def test_a_registered_host_node_carries_the_host_id_annotation_and_no_vm_id(world: World) -> None:
     world.converge()
     hosts = east_a_hosts(world.engine)
     nodes = world.host_nodes()
@@ -384,7 +384,7 @@ def test_a_registered_host_node_carries_the_host_id_annotation_and_no_vm_id(worl
         assert "ovirt.org/vm-id" not in annotations  # a host's node never claims to be a VM's
 
 
-def test_a_garbled_host_nic_ip_rewrites_no_address_of_its_node(world: HostWorld) -> None:
+def test_a_garbled_host_nic_ip_rewrites_no_address_of_its_node(world: World) -> None:
     world.converge()
     host = east_a_hosts(world.engine)[0]
     before = world.host_nodes()[host.name]["status"]["addresses"]
