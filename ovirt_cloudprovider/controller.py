@@ -413,6 +413,8 @@ class Controller:
                     continue
                 log.info("sweep triggered", extra=kv(reasons="; ".join(reasons)))
                 self._start_event_index()
+                self._fleet = None  # the old index is not kept while the sweep builds its own (a targeted sweep
+                # before the next complete discovery indexes self._snapshot again)
                 report = self._survive("sweep", functools.partial(
                     run_sweep, config=self.config, engine=self.engine, nodes=self.cache.nodes(), writer=self.writer,
                     metrics=self.metrics, may_write=self.may_write, health=self.health))
