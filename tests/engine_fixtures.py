@@ -7,6 +7,8 @@
 - ``engine_conn``: a ``ConnectionConfig`` for ``engine_sim`` (CA file, 5 s timeout).
 - ``engine_client``: an ``EngineClient`` on ``engine_conn`` (page size 100), closed after the test.
 - ``engine_conn_for``: ``engine_conn_for(sim, **overrides) -> ConnectionConfig`` for any simulator.
+- ``clients``: a factory ``clients(conn, **EngineClient_kwargs) -> EngineClient``; every client it makes is
+  closed after the test.
 - ``engine_samples``: the directory of recorded engine answers (``tests/samples``, see its PROVENANCE.md).
 
 Test modules should not import this module (pytest registers it as a plugin); use the fixtures.
@@ -73,3 +75,16 @@ def engine_client(engine_conn: ConnectionConfig) -> Iterator[EngineClient]:
     client = EngineClient(engine_conn)
     yield client
     client.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., EngineClient]]:
+    made: list[EngineClient] = []
+
+    def make(conn: ConnectionConfig, **kwargs: Any) -> EngineClient:
+        made.append(EngineClient(conn, **kwargs))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()

@@ -4,7 +4,7 @@ the backoff has passed (exponential, capped by ``[controller] backoff_max``); a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,19 +56,6 @@ def test_refusal_message_and_open() -> None:
                               "(the engine is not contacted until then)")
     gate.open()
     gate.check("x")  # open at once (a rotated password file)
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[..., EngineClient]]:
-    made: list[EngineClient] = []
-
-    def make(conn: ConnectionConfig, **kwargs: float) -> EngineClient:
-        made.append(EngineClient(conn, **kwargs))  # type: ignore[arg-type]
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def test_every_call_waits_for_the_gate_after_a_wrong_password(engine_sim: EngineSimulator, engine_conn_for: ConnFor,

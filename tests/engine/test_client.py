@@ -8,7 +8,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,20 +82,6 @@ def free_port() -> int:
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics(CollectorRegistry())
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[..., EngineClient]]:
-    made: list[EngineClient] = []
-
-    def make(conn: ConnectionConfig, **kwargs: object) -> EngineClient:
-        client = EngineClient(conn, **kwargs)  # type: ignore[arg-type]
-        made.append(client)
-        return client
-
-    yield make
-    for c in made:
-        c.close()
 
 
 # --- discovery -----------------------------------------------------------------------------------

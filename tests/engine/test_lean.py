@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,19 +35,6 @@ from tests.helpers import SAMPLES, mutate_every_way
 ConnFor = Callable[..., ConnectionConfig]
 Sims = Callable[..., EngineSimulator]
 WHERE = "engine.example"
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[..., EngineClient]]:
-    made: list[EngineClient] = []
-
-    def make(conn: ConnectionConfig, **kwargs: Any) -> EngineClient:
-        made.append(EngineClient(conn, **kwargs))
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def sdk_records(body: bytes) -> list[tuple[VirtualMachine, str | None]]:

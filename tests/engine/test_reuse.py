@@ -6,8 +6,7 @@ change costs one set of records while the controller still holds the last Snapsh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -17,19 +16,6 @@ from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_flee
 
 ConnFor = Callable[..., ConnectionConfig]
 Sims = Callable[..., EngineSimulator]
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[..., EngineClient]]:
-    made: list[EngineClient] = []
-
-    def make(conn: ConnectionConfig, **kwargs: Any) -> EngineClient:
-        made.append(EngineClient(conn, **kwargs))
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.close()
 
 
 @pytest.mark.parametrize("lean", [True, False])
