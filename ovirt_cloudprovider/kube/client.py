@@ -4,7 +4,7 @@
   default is never touched, so several clients can live in one process): an explicit kubeconfig, the
   in-cluster service account, ``$KUBECONFIG`` or ``~/.kube/config``; nothing usable is a
   :class:`~.errors.KubeConfigError` of one line.
-- Requests and responses are plain JSON (``_preload_content=False``, bodies sent with the
+- Requests and responses are plain JSON (raw responses, see :mod:`.raw`; bodies sent with the
   ``CONTENT_*`` types); :func:`read_json` reads such an answer and releases its connection, so no
   client model object is ever built.
 - :func:`utc_now` and :func:`rfc3339`: the timestamps we write.
@@ -95,7 +95,7 @@ def _load_kubeconfig(path: str, cfg: k8s.Configuration) -> None:
 
 
 def read_json(resp: Any) -> dict[str, Any]:
-    """Read a raw (``_preload_content=False``) response body as a JSON object and release it."""
+    """Read a raw response body (:mod:`.raw`) as a JSON object and release it."""
     try:
         data = resp.data
     finally:

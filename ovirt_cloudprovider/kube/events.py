@@ -16,9 +16,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from ..core.records import Action, ActionKind
@@ -26,6 +25,7 @@ from ..logs import kv
 from ..metrics import Metrics, observe_kube
 from .client import CONTENT_JSON, CONTENT_SMP, read_json, rfc3339, utc_now
 from .errors import REQUEST_ERRORS, describe_error, one_line
+from .raw import CoreRequests
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class EventRecorder:
     writer is stopping) the Event is not sent. Thread-safe: the writer's workers record concurrently.
     """
 
-    def __init__(self, api: k8s.CoreV1Api, *, metrics: Metrics | None, component: str, host: str,
+    def __init__(self, api: CoreRequests, *, metrics: Metrics | None, component: str, host: str,
                  request_timeout: tuple[float, float], repeat_interval: float,
                  throttle: Callable[[], bool] | None = None) -> None:
         self._api = api
@@ -85,8 +85,7 @@ class EventRecorder:
                 try:
                     with observe_kube(self._metrics, "patch_event") as outcome:
                         resp: Any = self._api.patch_namespaced_event(
-                            name, EVENT_NAMESPACE, patch, _preload_content=False, _content_type=CONTENT_SMP,
-                            _request_timeout=self._timeout)
+                            name, EVENT_NAMESPACE, patch, content_type=CONTENT_SMP, timeout=self._timeout)
                         outcome.code = str(resp.status)
                         read_json(resp)
                     self._remember_event(key, (name, count + 1, now))
@@ -110,8 +109,7 @@ class EventRecorder:
                 return
             with observe_kube(self._metrics, "create_event") as outcome:
                 created_resp: Any = self._api.create_namespaced_event(
-                    EVENT_NAMESPACE, cast(Any, body), _preload_content=False, _content_type=CONTENT_JSON,
-                    _request_timeout=self._timeout)
+                    EVENT_NAMESPACE, body, content_type=CONTENT_JSON, timeout=self._timeout)
                 outcome.code = str(created_resp.status)
                 created = read_json(created_resp)
             name = str((created.get("metadata") or {}).get("name") or "")

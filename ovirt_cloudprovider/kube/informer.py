@@ -36,6 +36,7 @@ from ..logs import kv
 from ..metrics import Metrics, observe_kube
 from .client import read_json, rfc3339
 from .errors import NO_ANSWER, describe_error, one_line, retry_after_seconds
+from .raw import CoreRequests
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class NodeCache:
                  page_size: int = 500, watch_timeout: float | None = None,
                  request_timeout: float = 30.0, backoff_initial: float = 0.2,
                  backoff_max: float = 30.0) -> None:
-        self._api = k8s.CoreV1Api(api_client)
+        self._api = CoreRequests(api_client)
         self._metrics = metrics
         self._on_event = on_event
         self._page_size = page_size
@@ -378,15 +379,10 @@ class NodeCache:
         while True:
             if self._stop.is_set():
                 return
-            kwargs: dict[str, Any] = {"_preload_content": False,
-                                      "_request_timeout": (10.0, self._request_timeout)}
-            if limit:
-                kwargs["limit"] = limit
-            if cont:
-                kwargs["_continue"] = cont
             try:
                 with observe_kube(self._metrics, "list_nodes") as outcome:
-                    resp: Any = self._api.list_node(**kwargs)
+                    resp: Any = self._api.list_node(limit=limit or None, cont=cont or None,
+                                                    timeout=(10.0, self._request_timeout))
                     outcome.code = str(resp.status)
                     body = read_json(resp)
             except ApiException as exc:
@@ -442,8 +438,7 @@ class NodeCache:
             with observe_kube(self._metrics, "watch_nodes") as outcome:
                 resp: Any = self._api.list_node(
                     watch=True, resource_version=rv, allow_watch_bookmarks=True,
-                    timeout_seconds=timeout_seconds, _preload_content=False,
-                    _request_timeout=(10.0, timeout_seconds + 30.0))
+                    timeout_seconds=timeout_seconds, timeout=(10.0, timeout_seconds + 30.0))
                 outcome.code = str(resp.status)
         except ApiException as exc:
             if exc.status in (410,):

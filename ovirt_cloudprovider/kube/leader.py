@@ -24,15 +24,16 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from ..logs import kv
 from ..metrics import Metrics, observe_kube
-from .client import read_json, utc_now
+from .client import CONTENT_JSON, read_json, utc_now
 from .errors import REQUEST_ERRORS, describe_error, one_line
+from .raw import LeaseRequests
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class LeaderElector:
             raise ValueError(
                 f"leader election needs lease_duration > renew_deadline > retry_period > 0, got "
                 f"{lease_duration} / {renew_deadline} / {retry_period}")
-        self._api = k8s.CoordinationV1Api(api_client)
+        self._api = LeaseRequests(api_client)
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -296,8 +297,7 @@ class LeaderElector:
         t = max(0.1, timeout)
         try:
             with observe_kube(self._metrics, "get_lease") as outcome:
-                resp: Any = self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
-                                                            _request_timeout=(min(t, 5.0), t))
+                resp: Any = self._api.read_namespaced_lease(self.name, self.namespace, timeout=(min(t, 5.0), t))
                 outcome.code = str(resp.status)
                 lease = read_json(resp)
         except ApiException as exc:
@@ -312,10 +312,8 @@ class LeaderElector:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
         with observe_kube(self._metrics, "create_lease") as outcome:
-            resp: Any = self._api.create_namespaced_lease(self.namespace, cast(Any, body),
-                                                          _preload_content=False,
-                                                          _content_type="application/json",
-                                                          _request_timeout=(min(t, 5.0), t))
+            resp: Any = self._api.create_namespaced_lease(self.namespace, body, content_type=CONTENT_JSON,
+                                                          timeout=(min(t, 5.0), t))
             outcome.code = str(resp.status)
             created = read_json(resp)
         self._observe(created or body)
@@ -330,10 +328,8 @@ class LeaderElector:
         metadata.setdefault("namespace", self.namespace)
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
         with observe_kube(self._metrics, "update_lease") as outcome:
-            resp: Any = self._api.replace_namespaced_lease(self.name, self.namespace, cast(Any, body),
-                                                           _preload_content=False,
-                                                           _content_type="application/json",
-                                                           _request_timeout=(min(t, 5.0), t))
+            resp: Any = self._api.replace_namespaced_lease(self.name, self.namespace, body, content_type=CONTENT_JSON,
+                                                           timeout=(min(t, 5.0), t))
             outcome.code = str(resp.status)
             updated = read_json(resp)
         self._observe(updated or body)

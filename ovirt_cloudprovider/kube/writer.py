@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -51,6 +51,7 @@ from .client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, read_json
 from .errors import NO_ANSWER, api_status, describe_error, one_line, retry_after_seconds
 from .events import EventRecorder
 from .ratelimit import TokenBucket
+from .raw import CoreRequests
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class NodeWriter:
                  limiter: TokenBucket | None = None, progress_every: int = PROGRESS_EVERY,
                  progress_interval: float = PROGRESS_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._api = k8s.CoreV1Api(api_client)
+        self._api = CoreRequests(api_client)
         self._metrics = metrics
         self._attempts = max(1, attempts)
         self._max_retry_delay = max_retry_delay
@@ -300,8 +301,7 @@ class NodeWriter:
                 "spec": node_spec, "status": _registration_status(spec, addresses)}
         created = self._request(
             "create_node", action,
-            lambda: self._api.create_node(cast(Any, body), _preload_content=False, _content_type=CONTENT_JSON,
-                                          _request_timeout=self._timeout),
+            lambda: self._api.create_node(body, content_type=CONTENT_JSON, timeout=self._timeout),
             conflict=(409,))
         uid = (created.get("metadata") or {}).get("uid")
         return str(uid) if uid else None
@@ -329,26 +329,23 @@ class NodeWriter:
         if patch:
             self._request(
                 "patch_node", action,
-                lambda: self._api.patch_node(action.node, patch, _preload_content=False, _content_type=CONTENT_SMP,
-                                             _request_timeout=self._timeout))
+                lambda: self._api.patch_node(action.node, patch, content_type=CONTENT_SMP, timeout=self._timeout))
         if action.addresses is not None:
             status = {"status": {"addresses": [_address_body(a) for a in action.addresses]}}
             self._request(
                 "patch_node_status", action,
-                lambda: self._api.patch_node_status(action.node, status, _preload_content=False,
-                                                    _content_type=CONTENT_MERGE, _request_timeout=self._timeout))
+                lambda: self._api.patch_node_status(action.node, status, content_type=CONTENT_MERGE,
+                                                    timeout=self._timeout))
         return action.uid
 
     def _delete(self, action: Action) -> str | None:
         if not action.uid or not action.resource_version:
             raise _Failed(ERROR, "refusing to delete without uid and resourceVersion preconditions")
-        options = k8s.V1DeleteOptions(
-            preconditions=k8s.V1Preconditions(uid=action.uid, resource_version=action.resource_version))
+        options = {"preconditions": {"uid": action.uid, "resourceVersion": action.resource_version}}
         try:
             self._request(
                 "delete_node", action,
-                lambda: self._api.delete_node(action.node, body=options, _preload_content=False,
-                                              _request_timeout=self._timeout),
+                lambda: self._api.delete_node(action.node, options, content_type=CONTENT_JSON, timeout=self._timeout),
                 conflict=(409,), gone_ok=True)
         except _AlreadyGone:
             log.info("node already gone", extra=kv(node=action.node))
