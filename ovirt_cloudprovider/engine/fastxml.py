@@ -129,27 +129,13 @@ def _child_text(el: _Element | None, tag: str) -> str | None:
     return found.text or None
 
 
+_NIC = frozenset({"name", "type", "mac", "ips"})
+
+
 def _guest_nic(device: _Element) -> GuestNic | None:
-    """A ``<reported_device>`` (one loop over its children: there are several per VM, the hottest path)."""
-    name = kind = mac = ips = None
-    for ch in _children(device):
-        tag = ch.tag
-        if tag == "name":
-            if name is not None:
-                raise _repeats(device, tag)
-            name = ch
-        elif tag == "type":
-            if kind is not None:
-                raise _repeats(device, tag)
-            kind = ch
-        elif tag == "mac":
-            if mac is not None:
-                raise _repeats(device, tag)
-            mac = ch
-        elif tag == "ips":
-            if ips is not None:
-                raise _repeats(device, tag)
-            ips = ch
+    """A ``<reported_device>`` (there are several per VM)."""
+    v = _fields(device, _NIC)
+    name, kind, mac, ips = v.get("name"), v.get("type"), v.get("mac"), v.get("ips")
     name_text = None if name is None else _text(name)
     kind_text = None if kind is None else _text(kind)
     if not name_text or (kind_text in REPORTED_DEVICE_TYPES and kind_text != "network"):
