@@ -14,10 +14,10 @@ from ovirt_cloudprovider.controller import run_sweep
 from ovirt_cloudprovider.core.records import RUNNING_STATUSES, TAINT_SHUTDOWN, ObservedNode
 from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
-from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator, RbacPolicy
-from tests.deploy.test_rbac import ADMIN, NAMESPACE, SERVICE_ACCOUNT, TOKEN, rbac_docs
+from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+from tests.deploy.test_rbac import TOKEN
 from tests.faults.conftest import LogTap
-from tests.faults.world import FaultWorld, assert_clean, make_engine, node_state
+from tests.faults.world import FaultWorld, assert_clean, make_engine, node_state, rbac_kube
 from tests.helpers import wait_for
 
 
@@ -29,9 +29,7 @@ def engine() -> Iterator[EngineSimulator]:
 
 @pytest.fixture
 def kube() -> Iterator[KubeApiSimulator]:
-    """The API simulator with the deploy/ RBAC enforced for our service account (the seeding uses admin)."""
-    with KubeApiSimulator(token=TOKEN, admin_token=ADMIN, namespaces=[NAMESPACE],
-                          rbac=RbacPolicy(rbac_docs(), service_account=SERVICE_ACCOUNT)) as sim:
+    with rbac_kube() as sim:
         yield sim
 
 

@@ -21,10 +21,10 @@ import pytest
 
 from ovirt_cloudprovider.core.records import LABEL_MANAGED_BY, RUNNING_STATUSES, TAINT_SHUTDOWN
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
-from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator, RbacPolicy
-from tests.deploy.test_rbac import ADMIN, NAMESPACE, SA_USER, SERVICE_ACCOUNT, TOKEN, rbac_docs
+from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+from tests.deploy.test_rbac import ADMIN, NAMESPACE, SA_USER, TOKEN
 from tests.faults.conftest import FIGURES, SECRET, sightings
-from tests.faults.world import FOREIGN, make_engine, seed_cluster
+from tests.faults.world import FOREIGN, make_engine, rbac_kube, seed_cluster
 from tests.helpers import REPO, wait_for, write_config
 
 LEASE = "ovirt-cloudprovider"
@@ -63,8 +63,7 @@ def engine() -> Iterator[EngineSimulator]:
 
 @pytest.fixture
 def kube() -> Iterator[KubeApiSimulator]:
-    with KubeApiSimulator(token=TOKEN, admin_token=ADMIN, namespaces=[NAMESPACE],
-                          rbac=RbacPolicy(rbac_docs(), service_account=SERVICE_ACCOUNT)) as sim:
+    with rbac_kube() as sim:
         yield sim
 
 

@@ -24,10 +24,17 @@ from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
-from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator, RbacPolicy
+from tests.deploy.test_rbac import ADMIN, NAMESPACE, SERVICE_ACCOUNT, TOKEN, rbac_docs
 from tests.faults.conftest import FIGURES, SECRET, LogTap, sightings
 
 FOREIGN = "aws-node-1"
+
+
+def rbac_kube() -> KubeApiSimulator:
+    """The API simulator with the deploy/ RBAC enforced for our service account (the seeding uses admin)."""
+    return KubeApiSimulator(token=TOKEN, admin_token=ADMIN, namespaces=[NAMESPACE],
+                            rbac=RbacPolicy(rbac_docs(), service_account=SERVICE_ACCOUNT))
 
 
 def make_engine(password: str = SECRET, *, vms: int = 9) -> EngineSimulator:
