@@ -1,0 +1,109 @@
+"""Fault injection (latency, HTTP errors, proxy errors, engine faults, dropped connections, a hung SSO, a
+glitching search) and the request records."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .constants import API_PREFIX, SSO_TOKEN_PATH
+
+
+@dataclass
+class _Fault:
+    kind: str  # "latency" | "status" | "proxy" | "fault" | "drop" | "hang"
+    path_prefix: str
+    remaining: int | None  # None: until cleared
+    status: int = 500
+    seconds: float = 0.0
+    reason: str = ""
+    detail: str = ""
+    skip: int = 0  # let this many matching requests through first (e.g. fail page 2 of a search)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int  # 0 when the connection was dropped or the request hung
+    time: float
+
+
+@dataclass
+class _Static:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+class FaultInjection:
+    """The simulator's fault injection (a mixin of :class:`EngineSimulator`, which owns the state)."""
+
+    _lock: threading.Lock
+    _faults: list[_Fault]
+    _lost: set[str]  # lose_in_search
+    _release: threading.Event
+
+    def _add_fault(self, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def set_latency(self, seconds: float, *, path_prefix: str = "/", count: int | None = None) -> None:
+        """Delay every matching request by ``seconds`` (before anything else happens)."""
+        self._add_fault(_Fault("latency", path_prefix, count, seconds=seconds))
+
+    def fail_requests(self, status: int = 503, *, count: int | None = None,
+                      path_prefix: str = API_PREFIX, skip: int = 0) -> None:
+        """Answer matching requests with ``status`` and an Apache-style HTML error page (after ``skip`` of them
+        were answered normally)."""
+        self._add_fault(_Fault("status", path_prefix, count, status=status, skip=skip))
+
+    def proxy_errors(self, *, count: int | None = None, path_prefix: str = "/") -> None:
+        """A broken reverse proxy in front of the engine: 502 + Apache "Proxy Error" HTML, SSO included."""
+        self._add_fault(_Fault("proxy", path_prefix, count, status=502))
+
+    def engine_faults(self, status: int = 400, *, reason: str = "Operation Failed",
+                      detail: str = "[Internal error]", count: int | None = None,
+                      path_prefix: str = API_PREFIX) -> None:
+        """Answer matching API requests with an engine ``<fault>`` (XML) and ``status``."""
+        self._add_fault(_Fault("fault", path_prefix, count, status=status, reason=reason, detail=detail))
+
+    def drop_connections(self, *, count: int | None = None, path_prefix: str = "/") -> None:
+        """Close the connection without answering (the client sees an empty reply)."""
+        self._add_fault(_Fault("drop", path_prefix, count))
+
+    def hang_sso(self, *, count: int | None = None) -> None:
+        """The SSO token endpoint never answers (until :meth:`clear_faults` or :meth:`stop`)."""
+        self._add_fault(_Fault("hang", SSO_TOKEN_PATH, count))
+
+    def lose_in_search(self, ids: Iterable[str]) -> None:
+        """A glitching search (a paging shift, a half-synced engine): VM and host searches leave out the VMs
+        and hosts of ``ids`` (still there for a GET by id, and for a search that names an ``id=``), until
+        :meth:`clear_faults`."""
+        with self._lock:
+            self._lost = set(ids)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._lost = set()
+            self._faults.clear()
+        self._release.set()
+        self._release = threading.Event()
+
+
+    def _take_faults(self, path: str) -> list[_Fault]:
+        with self._lock:
+            hits = []
+            for f in self._faults:
+                if path.startswith(f.path_prefix) and (f.remaining is None or f.remaining > 0):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        continue
+                    if f.remaining is not None:
+                        f.remaining -= 1
+                    hits.append(f)
+            self._faults = [f for f in self._faults if f.remaining is None or f.remaining > 0]
+            return hits
