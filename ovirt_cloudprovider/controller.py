@@ -35,7 +35,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .core.confirm import confirm_deletions, confirm_host_deletions, pending_deletions, pending_host_deletions
-from .core.desired import desired_nodes, skip_code
+from .core.desired import desired_nodes
+from .core.naming import skip_code
 from .core.plan import plan_sync
 from .core.records import (
     KIND_HOST,

@@ -22,10 +22,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from . import __version__
+from .core.absence import REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_EMPTY_DISCOVERY
 from .core.changes import REASON_NODE_IP_INVALID, REASON_NODE_IP_NOT_FOUND
 from .core.confirm import REASON_UNCONFIRMED
-from .core.desired import SKIP_CODES
-from .core.plan import REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_EMPTY_DISCOVERY, REASON_NAME_CONFLICT
+from .core.naming import SKIP_CODES
+from .core.plan import REASON_NAME_CONFLICT
 from .core.records import EXISTS_STATUSES, KIND_HOST, KIND_VM, RUNNING_STATUSES, SHUTDOWN_STATUSES, ActionKind
 
 PREFIX = "ovirt_cloudprovider"

@@ -5,7 +5,8 @@
 - :mod:`.settings`: the configuration records (``Config`` and its sections, ``ConfigError``, ``Notice``).
 - :mod:`.providerid`: the providerID format and VM-id normalisation.
 - :mod:`.addresses`, :mod:`.desired`: a VM → the Node it should be.
-- :mod:`.plan`: desired + observed → Actions, with the safety rules.
+- :mod:`.plan`: desired + observed → Actions, with the safety rules; :mod:`.absence`: absence, deletion and
+  the circuit breaker.
 
 The ``core is pure`` import contract in ``pyproject.toml`` enforces this.
 """

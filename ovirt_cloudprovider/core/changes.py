@@ -3,17 +3,20 @@
 The planner (:mod:`.plan`, whose rulebook says when each applies) decides which node gets which change; these
 functions compute the change itself: the labels we own or add (the kubelet's are never overwritten), the
 addresses (the kubelet's ``--node-ip`` and Hostname respected), and the taint lists with the shutdown and
-maintenance rules applied, every other taint kept in order.
+maintenance rules applied, every other taint kept in order; and how an Action on an existing node is built
+(:func:`node_action`, with the uid/resourceVersion it was planned against) and how messages name its owner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import providerid
 from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
 from .records import (
     ANNOTATION_PROVIDED_NODE_IP,
     KIND_HOST,
+    KIND_VM,
     LABEL_ARCH,
     LABEL_HOSTNAME,
     LABEL_MANAGED_BY,
@@ -23,6 +26,8 @@ from .records import (
     TAINT_MAINTENANCE,
     TAINT_NOT_READY,
     TAINT_SHUTDOWN,
+    Action,
+    ActionKind,
     NodeAddress,
     NodeSpec,
     ObservedNode,
@@ -36,6 +41,37 @@ REASON_NODE_IP_INVALID = "ProvidedNodeIPInvalid"
 def describe_owner(spec: NodeSpec) -> str:
     """``VM web1 (<id>)`` or ``host h1 (<id>)``: how messages name a node's VM or host."""
     return f"{'host' if spec.kind == KIND_HOST else 'VM'} {spec.vm_name} ({spec.vm_id})"
+
+
+def who_key(key: str) -> str:
+    """``VM <id>`` or ``host <id>`` for an owner key (:func:`.providerid.owner_key`)."""
+    return f"host {key[len(providerid.HOST_KEY_PREFIX):]}" if providerid.is_host_key(key) else f"VM {key}"
+
+
+def id_of_key(key: str) -> str:
+    """The VM or host id of an owner key."""
+    return key[len(providerid.HOST_KEY_PREFIX):] if providerid.is_host_key(key) else key
+
+
+def node_action(
+    kind: ActionKind, node: ObservedNode, spec: NodeSpec | None, reason: str, message: str, *,
+    labels: tuple[tuple[str, str | None], ...] | None = None,
+    annotations: tuple[tuple[str, str | None], ...] | None = None,
+    taints: tuple[Taint, ...] | None = None,
+    provider_id: str | None = None,
+    addresses: tuple[NodeAddress, ...] | None = None,
+    vm_id: str | None = None,
+    warning: bool = False,
+) -> Action:
+    """An Action on an existing node, with the uid/resourceVersion it was planned against; it serves a host when
+    its NodeSpec is a host's or (no NodeSpec: an absent owner) the node's providerID names a host."""
+    host = spec.kind == KIND_HOST if spec else providerid.host_id_of(node.provider_id) is not None
+    return Action(
+        kind=kind, node=node.name, reason=reason, message=message, owner_kind=KIND_HOST if host else KIND_VM,
+        vm_id=vm_id if vm_id is not None else (spec.vm_id if spec else None),
+        uid=node.uid, resource_version=node.resource_version, spec=spec, labels=labels,
+        annotations=annotations, taints=taints, provider_id=provider_id, addresses=addresses, warning=warning,
+    )
 
 
 SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")

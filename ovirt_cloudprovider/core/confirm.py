@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from . import providerid
-from .plan import REASON_DELETED
+from .absence import REASON_DELETED
 from .records import KIND_HOST, Action, ActionKind, Host, Plan, VirtualMachine
 from .vmfilter import filter_match, narrowed
 

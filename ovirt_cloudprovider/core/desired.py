@@ -1,19 +1,11 @@
 """A discovery :class:`Snapshot` → the Nodes the VMs should become (:class:`Desired`). Pure.
 
-Node name (``[nodes] name_source``): the VM name (default), its FQDN, or the FQDN's first label.
-Kubernetes node names are DNS-1123 subdomains. A name that is valid once lowercased is used as it is
-(the kubelet lowercases its hostname the same way). Otherwise it is made valid predictably: lowercase;
-every run of characters other than ``a-z 0-9 . -`` becomes one ``-``; within each dot-separated label
-runs of ``-`` collapse to one and leading/trailing ``-`` go; empty labels (``..``, leading or trailing
-dots) go. ``My_VM 01`` → ``my-vm-01``, ``web..Front_`` → ``web.front``. When nothing is left, or the
-result is longer than 253 characters or has a label longer than 63, the VM is skipped, and so are
-all VMs whose names end up equal (both are named in the reason): a name is never guessed.
+Node name (``[nodes] name_source``): the VM name (default), its FQDN, or the FQDN's first label, made a
+valid node name as :mod:`.naming` says; when it cannot be, the VM is skipped, and so are all VMs whose names end
+up equal (both are named in the reason): a name is never guessed. A skipped VM's ``reason`` starts with a stable
+short code (:mod:`.naming`).
 
-A skipped VM's ``reason`` starts with a stable short code for metrics (:func:`skip_code`), then a
-sentence: ``invalid-name: ...``, ``duplicate-name: ...``, ``no-fqdn: ...``, ``invalid-id: ...``.
-
-Labels (sorted), each value made a valid label value (characters other than ``A-Z a-z 0-9 . _ -``
-become ``-``, non-alphanumerics trimmed at both ends) or omitted when empty or longer than 63:
+Labels (sorted), each value made a valid label value (:func:`.naming.label_value`) or omitted:
 
 - ``topology.kubernetes.io/zone``: ``zone_source`` (cluster by default; datacenter; host; none);
 - ``topology.kubernetes.io/region``: ``region_source`` (data center by default; cluster; none);
@@ -21,8 +13,7 @@ become ``-``, non-alphanumerics trimmed at both ends) or omitted when empty or l
   computed from its size as ``<vCPUs>cpu-<memory>gib`` (``2cpu-4gib``), or ``<vCPUs>cpu-<memory>mib``
   when the memory is not a whole number of GiB (``1cpu-1536mib``); omitted when the size is unknown;
 - ``ovirt.org/host``, ``ovirt.org/cluster``, ``ovirt.org/datacenter``: where the VM runs / belongs;
-- ``kubernetes.io/arch``: amd64 (x86_64), arm64 (aarch64), ppc64le (ppc64le, and ppc64, which is how
-  the engine names its POWER platform; oVirt runs little-endian POWER guests), s390x; omitted otherwise;
+- ``kubernetes.io/arch``: the GOARCH name of the VM's architecture (:func:`.naming.kube_arch`);
 - ``kubernetes.io/os``: windows or linux when the guest agent's OS name or the VM's OS type says so;
   omitted when unknown (OS type ``other``, no guest agent);
 - ``[nodes] extra_labels`` (they never replace a computed label).
@@ -35,6 +26,19 @@ from collections import defaultdict
 
 from . import providerid
 from .addresses import garbled_ips, hostname, node_addresses
+from .hosts import with_hosts
+from .naming import (
+    SKIP_DUPLICATE_NAME,
+    SKIP_INCONSISTENT,
+    SKIP_INVALID_ID,
+    SKIP_INVALID_NAME,
+    SKIP_NO_FQDN,
+    and_list,
+    kube_arch,
+    label_value,
+    make_node_name,
+    quote,
+)
 from .records import (
     LABEL_ARCH,
     LABEL_INSTANCE_TYPE,
@@ -55,49 +59,12 @@ from .records import (
 )
 from .settings import NodesConfig
 
-SKIP_INVALID_NAME = "invalid-name"
-SKIP_DUPLICATE_NAME = "duplicate-name"
-SKIP_NO_FQDN = "no-fqdn"
-SKIP_INVALID_ID = "invalid-id"
-SKIP_INCONSISTENT = "inconsistent"
-SKIP_CODES = frozenset({SKIP_INVALID_NAME, SKIP_DUPLICATE_NAME, SKIP_NO_FQDN, SKIP_INVALID_ID, SKIP_INCONSISTENT})
-
 _GIB = 1024**3
 _MIB = 1024**2
-_DNS_SUBDOMAIN = re.compile(
-    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
-_ARCHITECTURES = {
-    "x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le",
-    "ppc64": "ppc64le", "s390x": "s390x",
-}
 # Linux in a guest OS name ("CentOS Linux 7", "Fedora 39") or an oVirt OS type ("rhel_8x64", "sles_12").
 _LINUX = re.compile(
     r"linux|red hat|\b(rhel|centos|fedora|ubuntu|debian|suse|sles|opensuse|rocky|alma|rhcos|coreos|flatcar|"
     r"alpine|gentoo|mageia|photon)")
-
-
-def skip_code(skipped: SkippedVM) -> str:
-    """The stable short code of a skip reason (a metrics label value), ``"other"`` if it has none."""
-    code = skipped.reason.split(":", 1)[0]
-    return code if code in SKIP_CODES else "other"
-
-
-def make_node_name(raw: str) -> tuple[str | None, str | None]:
-    """``raw`` as a valid node name → ``(name, None)``, or ``(None, problem)`` when it cannot be."""
-    lowered = raw.strip().lower()
-    if _DNS_SUBDOMAIN.fullmatch(lowered):
-        return lowered, None
-    replaced = re.sub(r"[^a-z0-9.-]+", "-", lowered)
-    labels = [re.sub(r"-{2,}", "-", label).strip("-") for label in replaced.split(".")]
-    name = ".".join(label for label in labels if label)
-    if not name:
-        return None, "has no letters or digits to make a node name of"
-    if len(name) > 253:
-        return None, f"makes a node name of {len(name)} characters (at most 253)"
-    long_label = next((label for label in name.split(".") if len(label) > 63), None)
-    if long_label is not None:
-        return None, f"makes a node name with a part of {len(long_label)} characters (at most 63)"
-    return name, None
 
 
 def node_name(vm: VirtualMachine, nodes: NodesConfig) -> tuple[str | None, str | None]:
@@ -105,25 +72,14 @@ def node_name(vm: VirtualMachine, nodes: NodesConfig) -> tuple[str | None, str |
     if nodes.name_source == "name":
         name, problem = make_node_name(vm.name)
         if problem:
-            return None, f"{SKIP_INVALID_NAME}: VM name {_quote(vm.name)} {problem}"
+            return None, f"{SKIP_INVALID_NAME}: VM name {quote(vm.name)} {problem}"
         return name, None
     fqdn = hostname(vm)
     if fqdn is None:
-        got = f" (it reports {_quote(vm.fqdn)})" if vm.fqdn else ""
+        got = f" (it reports {quote(vm.fqdn)})" if vm.fqdn else ""
         return None, (f"{SKIP_NO_FQDN}: name_source is {nodes.name_source} but the guest agent reports no "
                       f"usable FQDN{got}")
     return (fqdn.split(".", 1)[0] if nodes.name_source == "short-fqdn" else fqdn), None
-
-
-def label_value(value: str | None) -> str | None:
-    """``value`` as a valid label value, or ``None`` (omit the label) when nothing valid is left or it
-    is longer than 63 characters."""
-    if value is None:
-        return None
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", value.strip()).strip("-._")
-    if not cleaned or len(cleaned) > 63:
-        return None
-    return cleaned
 
 
 def instance_type(vm: VirtualMachine) -> str | None:
@@ -135,11 +91,6 @@ def instance_type(vm: VirtualMachine) -> str | None:
     if vm.memory_bytes % _GIB == 0:
         return f"{vm.cpus}cpu-{vm.memory_bytes // _GIB}gib"
     return f"{vm.cpus}cpu-{vm.memory_bytes // _MIB}mib"
-
-
-def kube_arch(architecture: str | None) -> str | None:
-    """The Kubernetes (GOARCH) name for an oVirt / guest architecture, or ``None``."""
-    return _ARCHITECTURES.get((architecture or "").strip().lower())
 
 
 def kube_os(vm: VirtualMachine) -> str | None:
@@ -222,14 +173,14 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     # VM is present (its node is not counted absent) and gets no writes.
     skipped: list[SkippedVM] = [
         SkippedVM(vm_id, "", f"{SKIP_INCONSISTENT}: the engine answered with two different VMs of id "
-                             f"{_quote(vm_id)}; its node is left as it is until the answer is consistent")
+                             f"{quote(vm_id)}; its node is left as it is until the answer is consistent")
         for vm_id in snapshot.inconsistent_ids]
     by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
     seen_ids: set[str] = set()
     for vm in snapshot.vms:
         system_uuid = providerid.vm_uuid(vm.id)
         if system_uuid is None:
-            skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {_quote(vm.id)} is not "
+            skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {quote(vm.id)} is not "
                                                      "a UUID"))
             continue
         if system_uuid in seen_ids:
@@ -247,8 +198,8 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
         if len(vms) == 1:
             specs.append(node_spec(vms[0], name, nodes, label_sets))
             continue
-        listed = _and_list([f"{_quote(vm.name)} ({vm.id})" for vm in vms])
-        reason = (f"{SKIP_DUPLICATE_NAME}: VMs {listed} map to the same node name {_quote(name)}; rename "
+        listed = and_list([f"{quote(vm.name)} ({vm.id})" for vm in vms])
+        reason = (f"{SKIP_DUPLICATE_NAME}: VMs {listed} map to the same node name {quote(name)}; rename "
                   "all but one")
         skipped.extend(SkippedVM(vm.id, vm.name, reason) for vm in vms)
     desired = Desired(
@@ -256,18 +207,5 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.vm_id))),
     )
     if snapshot.hosts_query is not None:  # [filters] hosts is set: the hosts' nodes too (core/hosts.py)
-        from .hosts import with_hosts  # hosts.py builds on this module
-
         return with_hosts(desired, snapshot.hosts, nodes)
     return desired
-
-
-def _quote(text: str | None) -> str:
-    text = text or ""
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _and_list(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

@@ -38,16 +38,16 @@ from dataclasses import replace
 
 from . import providerid
 from .addresses import HOSTNAME, garbled_ips, hostname, node_addresses
-from .desired import (
+from .naming import (
     SKIP_DUPLICATE_NAME,
     SKIP_INVALID_ID,
     SKIP_INVALID_NAME,
     SKIP_NO_FQDN,
-    _and_list,
-    _quote,
+    and_list,
     kube_arch,
     label_value,
     make_node_name,
+    quote,
 )
 from .records import (
     HOST_MAINTENANCE_STATUSES,
@@ -124,11 +124,11 @@ def host_node_name(host: Host, nodes: NodesConfig) -> tuple[str | None, str | No
     if nodes.name_source == "name":
         name, problem = make_node_name(host.name)
         if problem:
-            return None, f"{SKIP_INVALID_NAME}: host name {_quote(host.name)} {problem}"
+            return None, f"{SKIP_INVALID_NAME}: host name {quote(host.name)} {problem}"
         return name, None
     fqdn = hostname(as_machine(host))
     if fqdn is None:
-        got = f" (its address is {_quote(host.address)})" if host.address else ""
+        got = f" (its address is {quote(host.address)})" if host.address else ""
         return None, f"{SKIP_NO_FQDN}: name_source is {nodes.name_source} but the host has no FQDN address{got}"
     return (fqdn.split(".", 1)[0] if nodes.name_source == "short-fqdn" else fqdn), None
 
@@ -198,7 +198,7 @@ def desired_hosts(hosts: tuple[Host, ...], nodes: NodesConfig) -> tuple[list[Nod
     for host in hosts:
         host_id = providerid.vm_uuid(host.id)
         if host_id is None:
-            skipped.append(SkippedVM(host.id, host.name, f"{SKIP_INVALID_ID}: host id {_quote(host.id)} is not a UUID",
+            skipped.append(SkippedVM(host.id, host.name, f"{SKIP_INVALID_ID}: host id {quote(host.id)} is not a UUID",
                                      kind=KIND_HOST))
             continue
         if host_id in seen:
@@ -214,8 +214,8 @@ def desired_hosts(hosts: tuple[Host, ...], nodes: NodesConfig) -> tuple[list[Nod
         if len(group) == 1:
             specs.append(host_node_spec(group[0], name, nodes))
             continue
-        listed = _and_list([f"{_quote(h.name)} ({h.id})" for h in group])
-        reason = f"{SKIP_DUPLICATE_NAME}: hosts {listed} map to the same node name {_quote(name)}"
+        listed = and_list([f"{quote(h.name)} ({h.id})" for h in group])
+        reason = f"{SKIP_DUPLICATE_NAME}: hosts {listed} map to the same node name {quote(name)}"
         skipped.extend(SkippedVM(h.id, h.name, reason, kind=KIND_HOST) for h in group)
     return specs, skipped
 
@@ -230,8 +230,8 @@ def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) ->
     skipped = list(desired.skipped) + host_skipped
     for spec in [s for s in desired.nodes if s.name in clash] + [s for s in host_specs if s.name in clash]:
         vm, host = vm_names[spec.name], next(h for h in host_specs if h.name == spec.name)
-        reason = (f"{SKIP_DUPLICATE_NAME}: VM {_quote(vm.vm_name)} ({vm.vm_id}) and host {_quote(host.vm_name)} "
-                  f"({host.vm_id}) map to the same node name {_quote(spec.name)}; rename one")
+        reason = (f"{SKIP_DUPLICATE_NAME}: VM {quote(vm.vm_name)} ({vm.vm_id}) and host {quote(host.vm_name)} "
+                  f"({host.vm_id}) map to the same node name {quote(spec.name)}; rename one")
         skipped.append(SkippedVM(spec.vm_id, spec.vm_name, reason, kind=spec.kind))
     specs = vm_specs + [spec for spec in host_specs if spec.name not in clash]
     return Desired(

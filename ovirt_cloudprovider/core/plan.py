@@ -3,8 +3,8 @@
 :func:`plan_sync` compares what one complete, successful discovery says the Nodes should be
 (:class:`Desired`) with the Nodes the informer cache holds (:class:`ObservedNode`) and returns the
 Actions that the kube writer applies. No I/O, no clock: the same inputs give the same Plan, whatever the
-order of ``observed``. Memory between sweeps (the deletion counter) lives on the Nodes themselves, in
-the ``ovirt.org/absent-sweeps`` annotation, so it survives restarts, leader changes and ``sync --once``.
+order of ``observed``. Memory between sweeps (the deletion counter) lives on the Nodes themselves (see
+:mod:`.absence`).
 
 Semantics, in the order the planner applies them:
 
@@ -70,9 +70,7 @@ Writes to a matched node (the *owner*)
       NoSchedule`` is added when the VM is down or suspended and removed when its status is a running
       one; ``unknown``, ``not_responding``, ``image_locked`` change nothing. ``Action.taints`` is the
       complete new list, other taints kept in order.
-    - CLEAR_ABSENT: the node's VM is present (also when the VM is skipped) and the node carries the
-      absence counter: the annotation is removed. This is done whatever the switches, and even on a
-      node that is otherwise ambiguous, because a stale counter could later shorten the grace period.
+    - CLEAR_ABSENT: the node's owner is present and it carries the absence counter (see :mod:`.absence`).
     Per node the actions come in the order INITIALIZE, TAINT/UNTAINT, UPDATE, CLEAR_ABSENT: at most one
     action writes ``spec`` (the taint list, the providerID) and it comes first, so an applier that
     guards those writes with the planned resourceVersion (the kube writer does) finds it unchanged; the later
@@ -96,32 +94,9 @@ REGISTER (``nodes.register``)
     on a machine whose SMBIOS UUID is not the VM's): no second node is registered for the VM while that
     node exists. (A node that another VM matches is that VM's; it blocks nothing.)
 
-Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
-    A managed node whose VM id is in neither ``desired.nodes`` nor ``desired.skipped`` is absent. With a
-    counter ``c`` in ``ovirt.org/absent-sweeps`` (missing or not a non-negative integer: 0), this sweep is
-    its ``c + 1``-th consecutive absent sweep: below N it is MARK_ABSENT (annotation set to ``c + 1``); at
-    N or more it is DELETE (uid + resourceVersion preconditions). With N = 3: sweeps 1 and 2 mark,
-    sweep 3 deletes. Safety:
-    - empty discovery: when the snapshot holds no VM at all (no NodeSpec, no skipped VM), every absent
-      node gets BLOCK_DELETE ``EmptyDiscovery`` and nothing is marked: an empty answer never advances a
-      counter.
-    - circuit breaker: when the DELETEs planned for absent VMs outnumber
-      ``deletion_limit(managed)`` = ``max(1, floor(max_delete_fraction * managed))``, capped by
-      ``max_delete_count`` when that is > 0 (``managed`` = managed nodes observed now), every one of them
-      becomes BLOCK_DELETE ``CircuitBreaker`` and its counter is left as it is (at N - 1 or more, no
-      write): deletion stays one sweep away and happens on the first sweep the breaker lets it through,
-      or the counter resets if the VM comes back. Marking is not gated by the breaker: a mark only writes
-      an annotation, is undone by CLEAR_ABSENT, and keeps the count visible; the breaker guards the step
-      that cannot be undone.
-    - vanished cluster: the zone of a managed node is its ``topology.kubernetes.io/zone`` label, else its
-      ``ovirt.org/cluster`` label (a NodeSpec's likewise). When every managed node of one zone is absent in
-      the same sweep while the discovery produced nodes of another zone (other clusters are present), that
-      is an outage (an engine that lost part of its permissions answers exactly like this), not a
-      decommission: their DELETEs become BLOCK_DELETE ``ClusterVanished`` (Warning), counters left as
-      they are, until an operator confirms: ``[controller] allow_cluster_removal = true``, or the
-      annotation ``ovirt.org/allow-cluster-removal=true`` on one node of that zone. Applied before the
-      circuit breaker, which still counts those deletions: when all due deletions together exceed its limit,
-      the ones not blocked as ClusterVanished are blocked as CircuitBreaker.
+Absence and deletion (``nodes.delete``): see :mod:`.absence` (the absence counter, MARK_ABSENT, DELETE, and the
+    guards: empty discovery, vanished cluster, circuit breaker). The planner hands it the managed nodes once
+    every NodeSpec is matched.
 
 Confirmation: see :mod:`.confirm` (between planning and applying, the controller asks the engine about
     every VM and host whose node is due for deletion: a GET by id, and for one that still exists its filter
@@ -140,9 +115,8 @@ oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hos
     never match the same node). The id annotation is ``ovirt.org/host-id``. TAINT / UNTAINT also carry
     ``ovirt.org/maintenance:NoSchedule``: added while the host is in (or preparing for) maintenance, removed
     when it is up (``MaintenanceTaintAdded`` / ``MaintenanceTaintRemoved``, in the same action and taint list
-    as the shutdown rule; switched by ``nodes.taint_shutdown``). The empty-discovery rule is per kind: an
-    empty host answer blocks the deletion of every absent host's node (and an empty VM answer every VM's),
-    whatever the other kind returned. When the snapshot did not search hosts (``Desired.hosts_discovered``
+    as the shutdown rule; switched by ``nodes.taint_shutdown``). The empty-discovery rule is per kind (see
+    :mod:`.absence`). When the snapshot did not search hosts (``Desired.hosts_discovered``
     False: ``[filters] hosts`` unset), host nodes are not managed: left alone, with a note.
 
 Plan.managed_nodes
@@ -153,11 +127,13 @@ Plan.managed_nodes
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from fractions import Fraction
+from collections.abc import Iterable, Sequence
 
 from . import providerid
+from .absence import (
+    clear_absent,
+    plan_absence,
+)
 from .changes import (
     MAINTENANCE_TAINT,
     NOT_READY_TAINT,
@@ -166,21 +142,17 @@ from .changes import (
     has_ip,
     label_changes,
     maintenance_change,
+    node_action,
     node_ip_addresses,
     shutdown_change,
     taint_changes,
 )
 from .changes import describe_owner as _vm  # how messages name a node's VM or host
 from .records import (
-    ANNOTATION_ABSENT_SWEEPS,
-    ANNOTATION_ALLOW_CLUSTER_REMOVAL,
     ANNOTATION_HOST_ID,
     ANNOTATION_VM_ID,
     KIND_HOST,
-    KIND_VM,
     LABEL_MANAGED_BY,
-    LABEL_OVIRT_CLUSTER,
-    LABEL_ZONE,
     MANAGED_BY_VALUE,
     TAINT_UNINITIALIZED,
     Action,
@@ -190,7 +162,6 @@ from .records import (
     NodeSpec,
     ObservedNode,
     Plan,
-    Taint,
 )
 from .settings import ControllerConfig, NodesConfig
 
@@ -202,13 +173,7 @@ REASON_TAINTED = "ShutdownTaintAdded"
 REASON_UNTAINTED = "ShutdownTaintRemoved"
 REASON_MAINTENANCE_TAINTED = "MaintenanceTaintAdded"
 REASON_MAINTENANCE_UNTAINTED = "MaintenanceTaintRemoved"
-REASON_ABSENT = "VMAbsent"
-REASON_REAPPEARED = "VMReappeared"
-REASON_DELETED = "DeletedNode"
 REASON_REPLACED = "ReplacedByKubelet"
-REASON_EMPTY_DISCOVERY = "EmptyDiscovery"
-REASON_CIRCUIT_BREAKER = "CircuitBreaker"
-REASON_CLUSTER_VANISHED = "ClusterVanished"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
@@ -247,33 +212,6 @@ def _machine_uuid(spec: NodeSpec) -> str | None:
 
 def _id_annotation(spec: NodeSpec) -> str:
     return ANNOTATION_HOST_ID if spec.kind == KIND_HOST else ANNOTATION_VM_ID
-
-
-def _who_key(key: str) -> str:
-    """``VM <id>`` or ``host <id>`` for an owner key."""
-    return f"host {key[len(providerid.HOST_KEY_PREFIX):]}" if providerid.is_host_key(key) else f"VM {key}"
-
-
-def _id_of_key(key: str) -> str:
-    return key[len(providerid.HOST_KEY_PREFIX):] if providerid.is_host_key(key) else key
-
-
-def deletion_limit(managed: int, controller: ControllerConfig) -> int:
-    """How many nodes of absent VMs one sweep may delete before the circuit breaker blocks them all.
-
-    ``max(1, floor(max_delete_fraction * managed))``, and at most ``max_delete_count`` when that is > 0.
-    The fraction is taken at its decimal value (0.29 * 100 is 29, not 28.999...).
-    """
-    limit = max(1, math.floor(Fraction(str(controller.max_delete_fraction)) * managed))
-    if controller.max_delete_count > 0:
-        limit = min(limit, controller.max_delete_count)
-    return limit
-
-
-def _absent_count(node: ObservedNode) -> int:
-    """The node's absence counter; a missing or malformed value counts as 0 (counting starts over)."""
-    raw = node.annotation_map.get(ANNOTATION_ABSENT_SWEEPS, "").strip()
-    return int(raw) if raw.isdigit() else 0
 
 
 def _fold(name: str | None) -> str:
@@ -446,7 +384,7 @@ class _Planner:
         if node.name in self.ambiguous:
             return
         self.ambiguous.add(node.name)
-        self.actions.append(_node_action(ActionKind.AMBIGUOUS, node, spec, REASON_AMBIGUOUS, message,
+        self.actions.append(node_action(ActionKind.AMBIGUOUS, node, spec, REASON_AMBIGUOUS, message,
                                          warning=True))
 
     # -- writes for present VMs --
@@ -456,7 +394,7 @@ class _Planner:
             return
         for node in placeholders:
             self.deleting.add(node.name)
-            self.actions.append(_node_action(
+            self.actions.append(node_action(
                 ActionKind.DELETE, node, spec, REASON_REPLACED,
                 f"Deleting placeholder node {node.name} of {_vm(spec)}: the kubelet registered node "
                 f"{owner.name} for the same VM.",
@@ -522,7 +460,7 @@ class _Planner:
                 added = len(after) > len(node.taints)
                 verb = " and ".join(taint_changes(list(node.taints), after))
                 shutdown_rule = (SHUTDOWN_TAINT in after) != (SHUTDOWN_TAINT in node.taints)
-                self.actions.append(_node_action(
+                self.actions.append(node_action(
                     ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
                     (REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
                     else (REASON_MAINTENANCE_TAINTED if added else REASON_MAINTENANCE_UNTAINTED),
@@ -540,7 +478,7 @@ class _Planner:
                     parts.append(f"{len(addresses)} address(es)")
                 if vm_annotation:
                     parts.append(f"annotation {_id_annotation(spec)}")
-                self.actions.append(_node_action(
+                self.actions.append(node_action(
                     ActionKind.UPDATE, node, spec, REASON_UPDATED,
                     f"Updated node {node.name} for {vm}: " + ", ".join(parts) + ".",
                     labels=labels or None, addresses=addresses, annotations=vm_annotation,
@@ -549,7 +487,7 @@ class _Planner:
 
     def _node_ip_warning(self, node: ObservedNode, spec: NodeSpec, problem: tuple[str, str], what: str) -> None:
         reason, why = problem
-        self.actions.append(_node_action(ActionKind.SKIP, node, spec, reason, f"{what}: {why}.", warning=True))
+        self.actions.append(node_action(ActionKind.SKIP, node, spec, reason, f"{what}: {why}.", warning=True))
 
     def _initialize(
         self, node: ObservedNode, spec: NodeSpec, vm_annotation: tuple[tuple[str, str | None], ...] | None,
@@ -569,135 +507,25 @@ class _Planner:
         parts[:0] = [f"providerID {provider_id}"] if provider_id else []
         parts += [f"{len(labels)} label(s)"] if labels else []
         parts += [f"{len(addresses)} address(es)"] if addresses is not None else []
-        self.actions.append(_node_action(
+        self.actions.append(node_action(
             ActionKind.INITIALIZE, node, spec, REASON_INITIALIZED,
             f"Initialized node {node.name} for {_vm(spec)}: " + ", ".join(parts) + ".",
             provider_id=provider_id, labels=labels or None, annotations=vm_annotation, addresses=addresses,
             taints=tuple(taints) if taints != list(node.taints) else None,
         ))
 
-    def _clear_absent(self, node: ObservedNode, spec: NodeSpec | None) -> None:
-        if ANNOTATION_ABSENT_SWEEPS not in node.annotation_map:
-            return
-        count = node.annotation_map[ANNOTATION_ABSENT_SWEEPS]
-        key = providerid.owner_key_of(node.provider_id) or ""
-        who = _vm(spec) if spec else _who_key(key)
-        self.actions.append(_node_action(
-            ActionKind.CLEAR_ABSENT, node, spec, REASON_REAPPEARED,
-            f"{who} of node {node.name} is present again after {count} absent sweep(s); "
-            "the absence count is reset.",
-            annotations=((ANNOTATION_ABSENT_SWEEPS, None),),
-            vm_id=None if spec else _id_of_key(key),
-        ))
-
-    # -- absent VMs --
+    def _clear_absent(self, node: ObservedNode, spec: NodeSpec) -> None:
+        cleared = clear_absent(node, spec)
+        if cleared is not None:
+            self.actions.append(cleared)
 
     def _absence(self) -> None:
-        present = {_key(s) for s in self.desired.nodes}
-        present |= {providerid.owner_key(k.kind, k.vm_id) for k in self.desired.skipped}
-        spec_by_id = {_key(s): s for s in self.desired.nodes}
-        absent: list[tuple[str, ObservedNode]] = []
         handled = {a.node for a in self.actions if a.kind == ActionKind.CLEAR_ABSENT} | self.deleting
-        for vm_id, claimed in sorted(self.managed.items()):
-            for node in claimed:
-                if vm_id not in present:
-                    absent.append((vm_id, node))
-                elif node.name not in handled:
-                    self._clear_absent(node, spec_by_id.get(vm_id))  # ambiguous, unsynced or skipped VM
-        if not absent or not self.cfg.delete:
-            return
-        n = max(1, self.controller.delete_after_sweeps)
-        managed = self.managed_count
-        present_kinds = {providerid.is_host_key(key) for key in present}
-        for host_kind in sorted({providerid.is_host_key(key) for key, _ in absent} - present_kinds):
-            things = "hosts" if host_kind else "VMs"  # the empty-discovery rule is per kind
-            self.notes.append(f"EmptyDiscovery: the discovery returned no {things} while {managed} managed "
-                              "node(s) exist; no node is marked or deleted")
-            for vm_id, node in absent:
-                if providerid.is_host_key(vm_id) == host_kind:
-                    self._block(node, _id_of_key(vm_id), REASON_EMPTY_DISCOVERY,
-                                f"Deletion of node {node.name} ({_who_key(vm_id)}) is blocked: the discovery "
-                                f"returned no {things} while {managed} managed node(s) exist, so absence is "
-                                "not counted.")
-        absent = [(key, node) for key, node in absent if providerid.is_host_key(key) in present_kinds]
-        if not absent:
-            return
-        due: list[tuple[str, ObservedNode, int]] = []
-        for vm_id, node in absent:
-            count = _absent_count(node) + 1
-            if count >= n:
-                due.append((vm_id, node, count))
-                continue
-            self.actions.append(_node_action(
-                ActionKind.MARK_ABSENT, node, None, REASON_ABSENT,
-                f"{_who_key(vm_id)} of node {node.name} was absent from {count} consecutive successful "
-                f"sweep(s); the node is deleted at {n}.",
-                annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=_id_of_key(vm_id),
-            ))
-        # the breaker counts every due deletion, those of a vanished cluster too (blocking them must not let the
-        # rest of a burst through)
-        wanted = len(due)
-        due = self._vanished_clusters(absent, due)
-        limit = deletion_limit(managed, self.controller)
-        if wanted > limit:
-            self.notes.append(f"CircuitBreaker: {wanted} of {managed} managed node(s) would be deleted at "
-                              f"once, more than the limit of {limit}; all {wanted} deletions blocked")
-            for vm_id, node, count in due:
-                self._block(node, _id_of_key(vm_id), REASON_CIRCUIT_BREAKER,
-                            f"Deletion of node {node.name} ({_who_key(vm_id)}, absent from {count} consecutive "
-                            f"sweeps) is blocked by the circuit breaker: {wanted} of {managed} managed "
-                            f"nodes would be deleted at once, more than the limit of {limit} "
-                            f"(max_delete_fraction={self.controller.max_delete_fraction}, "
-                            f"max_delete_count={self.controller.max_delete_count}).")
-            return
-        for vm_id, node, count in due:
-            self.deleting.add(node.name)
-            self.actions.append(_node_action(
-                ActionKind.DELETE, node, None, REASON_DELETED,
-                f"Deleting node {node.name}: {_who_key(vm_id)} was absent from {count} consecutive successful "
-                f"sweeps (threshold {n}).", vm_id=_id_of_key(vm_id),
-            ))
-
-    def _vanished_clusters(self, absent: list[tuple[str, ObservedNode]],
-                           due: list[tuple[str, ObservedNode, int]]) -> list[tuple[str, ObservedNode, int]]:
-        """Block the DELETEs of zones whose every managed node is absent while other zones are present."""
-        if self.controller.allow_cluster_removal or not due:
-            return due
-        zones: dict[str, list[ObservedNode]] = {}
-        for claimed in self.managed.values():
-            for node in claimed:
-                zone = _zone(node.label_map)
-                if zone:
-                    zones.setdefault(zone, []).append(node)
-        absent_names = {node.name for _, node in absent}
-        present_zones = {z for z in (_zone(s.label_map) for s in self.desired.nodes) if z}
-        vanished = {z for z, members in zones.items()
-                    if all(n.name in absent_names for n in members) and (present_zones - {z})
-                    and not any(n.annotation_map.get(ANNOTATION_ALLOW_CLUSTER_REMOVAL, "").strip().lower() == "true"
-                                for n in members)}
-        if not vanished:
-            return due
-        kept: list[tuple[str, ObservedNode, int]] = []
-        for vm_id, node, count in due:
-            zone = _zone(node.label_map)
-            if zone not in vanished:
-                kept.append((vm_id, node, count))
-                continue
-            total = len(zones[zone])
-            self._block(node, _id_of_key(vm_id), REASON_CLUSTER_VANISHED,
-                        f"Deletion of node {node.name} ({_who_key(vm_id)}, absent from {count} consecutive sweeps) is "
-                        f"blocked: all {total} managed node(s) of zone {zone} are absent while other zones are "
-                        "present, which looks like an engine outage or lost permissions, not a decommission. "
-                        f"To confirm, annotate one node of the zone {ANNOTATION_ALLOW_CLUSTER_REMOVAL}=true or set "
-                        "[controller] allow_cluster_removal = true.")
-        for zone in sorted(vanished):
-            self.notes.append(f"ClusterVanished: every managed node of zone {zone} is absent while other zones "
-                              "are present; their deletions are blocked until an operator confirms")
-        return kept
-
-    def _block(self, node: ObservedNode, vm_id: str, reason: str, message: str) -> None:
-        self.actions.append(_node_action(ActionKind.BLOCK_DELETE, node, None, reason, message, vm_id=vm_id,
-                                         warning=True))
+        actions, notes = plan_absence(self.desired, self.managed, handled=handled, delete=self.cfg.delete,
+                                      controller=self.controller)
+        self.deleting |= {a.node for a in actions if a.kind == ActionKind.DELETE}
+        self.actions += actions
+        self.notes += notes
 
     def _managed_after(self) -> tuple[int, int]:
         """The managed nodes once the plan is applied, and how many of them are hosts' nodes."""
@@ -711,32 +539,6 @@ class _Planner:
                 count += 1
                 hosts += action.owner_kind == KIND_HOST
         return count, hosts
-
-
-def _zone(labels: Mapping[str, str | None]) -> str | None:
-    """A node's (or NodeSpec's) oVirt cluster for the vanished-cluster rule: zone label, else ovirt.org/cluster."""
-    return labels.get(LABEL_ZONE) or labels.get(LABEL_OVIRT_CLUSTER) or None
-
-
-def _node_action(
-    kind: ActionKind, node: ObservedNode, spec: NodeSpec | None, reason: str, message: str, *,
-    labels: tuple[tuple[str, str | None], ...] | None = None,
-    annotations: tuple[tuple[str, str | None], ...] | None = None,
-    taints: tuple[Taint, ...] | None = None,
-    provider_id: str | None = None,
-    addresses: tuple[NodeAddress, ...] | None = None,
-    vm_id: str | None = None,
-    warning: bool = False,
-) -> Action:
-    """An Action on an existing node, with the uid/resourceVersion it was planned against; it serves a host when
-    its NodeSpec is a host's or (no NodeSpec: an absent owner) the node's providerID names a host."""
-    host = spec.kind == KIND_HOST if spec else providerid.host_id_of(node.provider_id) is not None
-    return Action(
-        kind=kind, node=node.name, reason=reason, message=message, owner_kind=KIND_HOST if host else KIND_VM,
-        vm_id=vm_id if vm_id is not None else (spec.vm_id if spec else None),
-        uid=node.uid, resource_version=node.resource_version, spec=spec, labels=labels,
-        annotations=annotations, taints=taints, provider_id=provider_id, addresses=addresses, warning=warning,
-    )
 
 
 def _sort_key(action: Action) -> tuple[bool, str, int, str, str]:

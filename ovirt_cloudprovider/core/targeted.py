@@ -30,8 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from . import providerid
-from .desired import SKIP_DUPLICATE_NAME, SKIP_INCONSISTENT, desired_nodes, skip_code
+from .desired import desired_nodes
 from .hosts import desired_hosts
+from .naming import SKIP_DUPLICATE_NAME, SKIP_INCONSISTENT, skip_code
 from .plan import _fold, plan_sync
 from .records import (
     KIND_HOST,

@@ -11,19 +11,15 @@ from typing import Any
 import pytest
 
 from ovirt_cloudprovider.config.schema import label_key_problem, label_value_problem
-from ovirt_cloudprovider.core.desired import (
+from ovirt_cloudprovider.core.desired import desired_nodes, instance_type, kube_os, node_labels, node_name
+from ovirt_cloudprovider.core.naming import (
     SKIP_DUPLICATE_NAME,
     SKIP_INVALID_ID,
     SKIP_INVALID_NAME,
     SKIP_NO_FQDN,
-    desired_nodes,
-    instance_type,
     kube_arch,
-    kube_os,
     label_value,
     make_node_name,
-    node_labels,
-    node_name,
     skip_code,
 )
 from ovirt_cloudprovider.core.records import (

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from ovirt_cloudprovider.core.plan import deletion_limit, plan_sync
+from ovirt_cloudprovider.core.absence import deletion_limit
+from ovirt_cloudprovider.core.plan import plan_sync
 from ovirt_cloudprovider.core.providerid import vm_id_of
 from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,

@@ -28,7 +28,8 @@ Status body), :class:`RequestRecord` and :class:`Denial`; the pure pieces (:func
 Modules: ``constants``, ``errors``, ``formats`` (names, labels, times, quantities), ``roundtrip`` (typed
 decoding), ``patch`` (strategic merge, JSON merge and JSON patch), ``selectors``, ``resources``,
 ``validation``, ``tables``, ``store``, ``rbac``, ``faults`` (request records, faults, watches),
-``simulator``, ``handler`` (HTTP), ``kubelet`` and ``cli``.
+``simulator``, ``backend`` (what the HTTP side needs of the simulator), ``handler`` (HTTP), ``kubelet`` and
+``cli``.
 
 Run standalone with ``python -m ovirt_cloudprovider.simulators.kubeapi --port PORT [--write-kubeconfig PATH]
 [--tls] [--nodes N]``; it serves until SIGINT or SIGTERM.

@@ -12,8 +12,9 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .backend import Backend
 from .constants import ADMIN_USER, SERVER_VERSION, Obj, log
 from .errors import (
     CONFLICT_MODIFIED,
@@ -36,9 +37,6 @@ from .resources import _BY_GROUP, RESOURCES, STORAGE_HASHES, ResourceType, Selec
 from .roundtrip import typed
 from .selectors import parse_field_selector
 from .store import StoredEvent
-
-if TYPE_CHECKING:
-    from .simulator import KubeApiSimulator
 
 
 def _warning_header(text: str) -> str:
@@ -71,7 +69,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kube-apiserver"
     sys_version = ""
-    sim: KubeApiSimulator
+    sim: Backend  # the KubeApiSimulator, bound by its _handler_class
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("kubeapi simulator: " + format, *args)

@@ -21,6 +21,7 @@ import yaml
 
 from .._server import LoopbackServer
 from .admission import admit_node_create
+from .backend import Backend
 from .constants import DEFAULT_NAMESPACES, MAX_JSON_PATCH_OPERATIONS, WATCH_TOO_LARGE_WAIT, Obj, _tls_file
 from .errors import (
     CONFLICT_MODIFIED,
@@ -109,7 +110,8 @@ class KubeApiSimulator(LoopbackServer):
         return "https" if self.tls else "http"
 
     def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
-        return type("_BoundHandler", (_Handler,), {"sim": self})
+        backend: Backend = self  # mypy checks here that the simulator is what the handler needs
+        return type("_BoundHandler", (_Handler,), {"sim": backend})
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
