@@ -46,10 +46,23 @@ from ..core.settings import (
     ConnectionConfig,
     ControllerConfig,
     FiltersConfig,
+    NodeGroupConfig,
     NodesConfig,
     Notice,
 )
-from .schema import COMPUTED_LABELS, SCHEMA, Invalid, check_query, check_uri, rewrite_legacy_query
+from .schema import (
+    COMPUTED_LABELS,
+    NODEGROUP,
+    NODEGROUP_REQUIRED,
+    NODEGROUP_SCHEMA,
+    SCHEMA,
+    Invalid,
+    _Key,
+    check_query,
+    check_uri,
+    nodegroup_name_problem,
+    rewrite_legacy_query,
+)
 
 ENV_URL = "OVIRT_URL"
 ENV_USERNAME = "OVIRT_USERNAME"
@@ -188,7 +201,10 @@ def _parse_ini(path: str, text: str, environ: Mapping[str, str]) -> dict[str, di
     original_names: dict[str, str] = {}
     for section in parser.sections():
         name = section.strip().lower()
-        if name not in SCHEMA:
+        group = _nodegroup_section(path, section, name, names)
+        if group is not None:
+            name = f"{NODEGROUP} {group}"
+        elif name not in SCHEMA:
             line = names.section_line(section)
             if names.safe(section):
                 raise ConfigError(f"unknown section{_on_line(line)}{_did_you_mean_section(name)}", path=path,
@@ -201,6 +217,29 @@ def _parse_ini(path: str, text: str, environ: Mapping[str, str]) -> dict[str, di
         original_names[name] = name if not names.safe(section) else section
         result[name] = _section_keys(path, parser, section, name, names)
     return result
+
+
+def _nodegroup_section(path: str, section: str, name: str, names: _Names) -> str | None:
+    """The group name of a ``[nodegroup NAME]`` header (None for any other section); a malformed one is an error."""
+    words = name.split()
+    if not words or words[0] != NODEGROUP:
+        if len(words) == 2 and difflib.get_close_matches(words[0], [NODEGROUP], n=1) and names.safe(words[0]):
+            raise ConfigError(f"unknown section{_on_line(names.section_line(section))} (did you mean "
+                              f"[{NODEGROUP} NAME]?)", path=path, section=words[0])
+        return None
+    line = _on_line(names.section_line(section))
+    if len(words) != 2:
+        raise ConfigError(f"a node group section is [{NODEGROUP} NAME], with one name{line}", path=path,
+                          section=NODEGROUP)
+    problem = nodegroup_name_problem(words[1])
+    if problem:
+        shown = words[1] if names.safe(words[1]) else _HIDDEN
+        raise ConfigError(f"node group name {shown} {problem}{line}", path=path, section=NODEGROUP)
+    return words[1]
+
+
+def _schema_of(name: str) -> dict[str, _Key]:
+    return NODEGROUP_SCHEMA if name.startswith(NODEGROUP + " ") else SCHEMA[name]
 
 
 def _read_ini(path: str, text: str, names: _Names) -> configparser.RawConfigParser:
@@ -240,7 +279,7 @@ def _section_keys(path: str, parser: configparser.RawConfigParser, section: str,
     written: dict[str, str] = {}
     for key, raw in parser.items(section):
         normal = key.replace("-", "_")
-        if normal not in SCHEMA[name]:
+        if normal not in _schema_of(name):
             line = names.key_line(section, key)
             if names.safe(key):
                 raise ConfigError(f"unknown key{_on_line(line)}{_did_you_mean_key(name, normal)}", path=path,
@@ -260,17 +299,17 @@ def _on_line(line: int | None) -> str:
 
 
 def _known_sections() -> str:
-    return f" (known sections: {', '.join(f'[{s}]' for s in SCHEMA)})"
+    return f" (known sections: {', '.join(f'[{s}]' for s in SCHEMA)}, [{NODEGROUP} NAME])"
 
 
 def _known_keys(section: str) -> str:
-    return f" (known keys: {', '.join(SCHEMA[section])})"
+    return f" (known keys: {', '.join(_schema_of(section))})"
 
 
 def _did_you_mean_section(name: str) -> str:
-    hint = difflib.get_close_matches(name, list(SCHEMA), n=1)
+    hint = difflib.get_close_matches(name, [*SCHEMA, NODEGROUP], n=1)
     if hint:
-        return f" (did you mean [{hint[0]}]?)"
+        return f" (did you mean [{hint[0]}{' NAME' if hint[0] == NODEGROUP else ''}]?)"
     return _known_sections()
 
 
@@ -278,7 +317,7 @@ def _did_you_mean_key(section: str, key: str) -> str:
     for other, keys in SCHEMA.items():
         if other != section and key in keys:
             return f" (it belongs in [{other}])"
-    hint = difflib.get_close_matches(key, list(SCHEMA[section]), n=1)
+    hint = difflib.get_close_matches(key, list(_schema_of(section)), n=1)
     if hint:
         return f" (did you mean {hint[0]!s}?)"
     return _known_keys(section)
@@ -321,8 +360,9 @@ class _Values:
 
 def _parse_section(path: str, section: str, raw: dict[str, str]) -> _Values:
     values = _Values(path=path, section=section)
+    schema = _schema_of(section)
     for key, text in raw.items():
-        spec = SCHEMA[section][key]
+        spec = schema[key]
         text = text.strip()
         if "\n" in text and not (spec.is_list or spec.multiline):
             raise values.error(key, "the value continues on an indented line below it (an indented line "
@@ -536,6 +576,42 @@ def _controller(values: _Values) -> ControllerConfig:
     return ControllerConfig(**p)
 
 
+_MAX_USER_DATA_BYTES = 1024 * 1024
+
+
+def _nodegroup(path: str, values: _Values) -> NodeGroupConfig:
+    p = dict(values.parsed)
+    for key in NODEGROUP_REQUIRED:
+        if key not in p:
+            raise values.error(key, "missing (a node group needs template, cluster and max_size)")
+    if p.get("min_size", 0) > p["max_size"]:
+        raise values.error("min_size", f"more than max_size ({p['min_size']} > {p['max_size']})")
+    if "user_data_file" in p:
+        p["user_data_file"] = _resolve_path(path, p["user_data_file"])
+        try:
+            data = _read_regular_file(p["user_data_file"], _MAX_USER_DATA_BYTES + 1)
+        except OSError as err:
+            raise values.error("user_data_file", f"cannot read {p['user_data_file']}: "
+                                                 f"{err.strerror or type(err).__name__}") from None
+        if len(data) > _MAX_USER_DATA_BYTES:
+            raise values.error("user_data_file", "larger than 1 MiB")
+    return NodeGroupConfig(name=values.section.split()[1], **p)
+
+
+def _nodegroups(path: str, sections: dict[str, dict[str, str]]) -> tuple[NodeGroupConfig, ...]:
+    groups: list[NodeGroupConfig] = []
+    for name, raw in sections.items():
+        if name.startswith(NODEGROUP + " "):
+            group = _nodegroup(path, _parse_section(path, name, raw))
+            clash = next((g for g in groups if g.prefix == group.prefix), None)
+            if clash is not None:
+                raise ConfigError(f"VM names of node groups {clash.name} and {group.name} would share the prefix "
+                                  f"{group.prefix}; give one a different name_prefix", path=path, section=name,
+                                  key="name_prefix")
+            groups.append(group)
+    return tuple(groups)
+
+
 def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
     """Read, validate and return the configuration at ``path``; environment overrides from
     ``environ`` (default ``os.environ``). Raises :class:`ConfigError` (one line) on any mistake. What the
@@ -550,5 +626,6 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
         filters=_filters(path, parsed["filters"], notices),
         nodes=_nodes(parsed["nodes"]),
         controller=_controller(parsed["controller"]),
+        nodegroups=_nodegroups(path, sections),
         notices=tuple(notices),
     )

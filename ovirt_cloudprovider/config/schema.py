@@ -313,6 +313,57 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "kube_api_burst": _Key(_Integer(1, 100000)),
     },
 }
+# ``[nodegroup NAME]`` sections (any number; NAME a DNS label of at most 40 characters): the autoscaler's node groups.
+NODEGROUP = "nodegroup"
+_NODEGROUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+_TAG_NAME = re.compile(r"[A-Za-z0-9_][-A-Za-z0-9_.]{0,127}")
+
+
+def _required_text(value: str) -> str:
+    if any(c in value for c in "\n\r\t"):
+        raise Invalid("must be one line")
+    return value
+
+
+def _name_prefix(value: str) -> str:
+    if not _NODEGROUP_NAME.fullmatch(value):
+        raise Invalid(f"{_show(value)} is not a lowercase DNS label of at most 40 characters (VM names are "
+                      "<name_prefix>-<suffix> and become node names)")
+    return value
+
+
+def _tag_names(value: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for item in _split_items(value):
+        if not _TAG_NAME.fullmatch(item):
+            raise Invalid(f"{_show(item)} is not an engine tag name")
+        if item not in names:
+            names.append(item)
+    return tuple(names)
+
+
+def nodegroup_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a node group, or ``None`` when it can."""
+    if not _NODEGROUP_NAME.fullmatch(name):
+        return "must be a lowercase DNS label of at most 40 characters"
+    return None
+
+
+NODEGROUP_SCHEMA: dict[str, _Key] = {
+    "template": _Key(_required_text),
+    "template_version": _Key(_Integer(1, 100000)),
+    "cluster": _Key(_required_text),
+    "min_size": _Key(_Integer(0, 1000)),
+    "max_size": _Key(_Integer(1, 1000)),
+    "name_prefix": _Key(_name_prefix),
+    "tags": _Key(_tag_names, is_list=True),
+    "user_data_file": _Key(_text),
+    "cpus": _Key(_Integer(1, 768)),
+    "memory": _Key(_Integer(256, 64 * 1024 * 1024)),
+    "affinity_group": _Key(_required_text),
+}
+NODEGROUP_REQUIRED = ("template", "cluster", "max_size")
+
 SECTION_CLASSES: dict[str, type[Any]] = {
     "connection": ConnectionConfig, "filters": FiltersConfig, "nodes": NodesConfig,
     "controller": ControllerConfig,
@@ -333,7 +384,7 @@ def schema_keys() -> dict[str, tuple[str, ...]]:
 
 def value_range(section: str, key: str) -> str:
     """The documented range of a numeric key ("5 to 86400 seconds"), or "" for a key that is not a number."""
-    parse = SCHEMA[section][key].parse
+    parse = (NODEGROUP_SCHEMA if section == NODEGROUP else SCHEMA[section])[key].parse
     return parse.describe() if isinstance(parse, (_Seconds, _Integer, _Fraction, _Rate)) else ""
 
 

@@ -119,12 +119,35 @@ class ControllerConfig:
 
 
 @dataclass(frozen=True)
+class NodeGroupConfig:
+    """One ``[nodegroup NAME]`` section: a group of VMs the autoscaler creates from one template."""
+
+    name: str  # the group's id for the cluster-autoscaler (a DNS label)
+    template: str  # the engine template's name
+    cluster: str  # the oVirt cluster the VMs are created in
+    max_size: int
+    min_size: int = 0
+    template_version: int | None = None  # None: the template's base version
+    name_prefix: str = ""  # VM names <name_prefix>-<suffix>; "" = the group's name
+    tags: tuple[str, ...] = ()  # engine tags given to every VM (the node controller's filter matches them)
+    user_data_file: str | None = None  # cloud-init user data, read at each creation; never logged
+    cpus: int | None = None  # virtual CPUs (sockets of one core); None: the template's
+    memory: int | None = None  # MiB; None: the template's
+    affinity_group: str | None = None  # an affinity group of the cluster each VM joins
+
+    @property
+    def prefix(self) -> str:
+        return self.name_prefix or self.name
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     connection: ConnectionConfig
     filters: FiltersConfig = FiltersConfig()
     nodes: NodesConfig = NodesConfig()
     controller: ControllerConfig = ControllerConfig()
+    nodegroups: tuple[NodeGroupConfig, ...] = ()  # the [nodegroup NAME] sections (only the autoscaler uses them)
     # What the reader noticed while parsing, for the caller to log; not part of the configuration's value.
     notices: tuple[Notice, ...] = field(default=(), compare=False)
 

@@ -63,6 +63,7 @@ from .constants import (
 from .faults import RequestRecord
 from .generate import generate_fleet
 from .model import (
+    EngineConflict,
     Fleet,
     GuestDevice,
     GuestOS,
@@ -73,6 +74,7 @@ from .model import (
     SimHostNic,
     SimInstanceType,
     SimTag,
+    SimTemplate,
     SimVM,
 )
 from .render import FollowError, parse_follow
@@ -82,8 +84,8 @@ from .simulator import EngineSimulator
 __all__ = [
     "API_PREFIX", "BLANK_TEMPLATE_ID", "DEFAULT_PASSWORD", "DEFAULT_USERNAME", "GUEST_VISIBLE_STATUSES",
     "HOST_STATUSES", "ON_HOST_STATUSES", "ROOT_TAG_ID", "SSO_LOGOUT_PATH", "SSO_TOKEN_PATH", "VM_STATUSES",
-    "EngineSimulator", "Fleet", "FollowError", "GuestDevice", "GuestOS", "RequestRecord", "SearchError",
-    "SearchQuery", "SimCluster", "SimDataCenter", "SimEvent", "SimHost", "SimHostNic", "SimInstanceType", "SimTag",
-    "SimVM", "UnknownField", "generate_fleet", "main", "parse_follow", "parse_search", "search_hosts", "search_vms",
-    "tls_paths",
+    "EngineConflict", "EngineSimulator", "Fleet", "FollowError", "GuestDevice", "GuestOS", "RequestRecord",
+    "SearchError", "SearchQuery", "SimCluster", "SimDataCenter", "SimEvent", "SimHost", "SimHostNic",
+    "SimInstanceType", "SimTag", "SimTemplate", "SimVM", "UnknownField", "generate_fleet", "main", "parse_follow",
+    "parse_search", "search_hosts", "search_vms", "tls_paths",
 ]

@@ -13,6 +13,8 @@ from .constants import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from .generate import generate_fleet
 from .simulator import EngineSimulator
 
+TEMPLATE_NAME = "k8s-node"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -26,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="fleet generator seed")
     parser.add_argument("--username", default=DEFAULT_USERNAME)
     parser.add_argument("--password", default=DEFAULT_PASSWORD)
+    parser.add_argument("--image-lock-seconds", type=float, default=2.0,
+                        help="how long a VM created from a template stays image_locked (default 2)")
+    parser.add_argument("--boot-seconds", type=float, default=3.0,
+                        help="how long a started VM stays powering_up (default 3)")
     parser.add_argument("--write-config", metavar="PATH",
                         help="write an ovirt-cloud.conf pointing at this engine")
     args = parser.parse_args(argv)
@@ -39,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     fleet = generate_fleet(args.vms, seed=args.seed, untagged=args.untagged)
+    # a template to try a node group with (see the README's autoscaler section)
+    fleet.add_template(TEMPLATE_NAME, next(iter(fleet.clusters.values())).name,
+                       description="Kubernetes node (cloud-init joins the cluster)")
+    fleet.image_lock_seconds, fleet.boot_seconds = args.image_lock_seconds, args.boot_seconds
     try:
         sim = EngineSimulator(fleet, username=args.username, password=args.password, host=args.host,
                               port=args.port).start()
@@ -50,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.write_config:
             sim.write_config(args.write_config)
         written = f"; config written to {args.write_config}" if args.write_config else ""
-        print(f"oVirt engine simulator: {sim.url} ({len(fleet.vms)} VMs, user {sim.username}, "
+        print(f"oVirt engine simulator: {sim.url} ({len(fleet.vms)} VMs, template {TEMPLATE_NAME}, "
+              f"user {sim.username}, "
               f"CA {sim.ca_file}){written}", flush=True)
         while not stop.wait(0.5):
             pass

@@ -24,6 +24,7 @@ USER_VDC_LOGOUT = 31
 USER_RUN_VM = 32  # "VM ${VmName} started on Host ${VdsName}"
 USER_STOP_VM = 33
 USER_ADD_VM = 34
+USER_ADD_VM_FINISHED_SUCCESS = 53  # "VM ${VmName} creation has been completed."
 USER_UPDATE_VM = 35
 VM_DOWN = 61
 VM_MIGRATION_START = 62

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .constants import (
     OVIRTMGMT_NETWORK_ID,
     ROOT_TAG_ID,
     USER_ADD_VM,
+    USER_ADD_VM_FINISHED_SUCCESS,
     USER_ATTACH_TAG_TO_VM,
     USER_DETACH_VM_FROM_TAG,
     USER_INITIATED_RUN_VM,
@@ -128,6 +130,30 @@ class SimInstanceType:
 
 
 @dataclass
+class SimTemplate:
+    """A VM template (``/templates``): the hardware a VM created from it gets, and its disks."""
+
+    id: str
+    name: str
+    cluster_id: str
+    description: str = ""
+    version_number: int = 1
+    version_name: str = "base version"
+    base_id: str | None = None  # the base template of a sub-version; None: this is a base template
+    sockets: int = 1
+    cores: int = 2
+    threads: int = 1
+    memory: int = 4 * GiB
+    os_type: str = "rhel_9x64"
+    disks: int = 1
+    creation_time: dt.datetime = field(default_factory=_now)
+
+
+class EngineConflict(Exception):
+    """An operation the engine refuses (HTTP 409 with a ``<fault>`` whose detail is this message)."""
+
+
+@dataclass
 class SimVM:
     id: str
     name: str
@@ -151,6 +177,11 @@ class SimVM:
     creation_time: dt.datetime = field(default_factory=_now)
     start_time: dt.datetime | None = None
     stop_time: dt.datetime | None = None
+    comment: str = ""
+    custom_script: str | None = None  # cloud-init user data of the initialization (create from template)
+    host_name: str | None = None  # the initialization's host name
+    disk_ids: list[str] = field(default_factory=list)  # disks copied from the template
+    pending: list[tuple[float, str]] = field(default_factory=list)  # (monotonic due time, next status)
 
 
 @dataclass
@@ -184,6 +215,12 @@ class Fleet:
         self.tags: dict[str, SimTag] = {ROOT_TAG_ID: SimTag(ROOT_TAG_ID, "root", None, "root")}
         self.instance_types: dict[str, SimInstanceType] = {}
         self.vms: dict[str, SimVM] = {}
+        self.templates: dict[str, SimTemplate] = {}
+        self.disks: dict[str, str | None] = {}  # disk id -> the VM it is attached to (None: floating)
+        # How long a VM created from a template stays image_locked, and a started VM powering_up (seconds).
+        self.image_lock_seconds = 0.0
+        self.boot_seconds = 0.0
+        self._pending: set[str] = set()  # ids of the VMs with a status change to come
         self.events: list[SimEvent] = []
         self._next_event_id = first_event_id
         self.user_id = self._uuid()
@@ -583,6 +620,144 @@ class Fleet:
             self.add_event(USER_UPDATE_VM, f"VM {new_name} configuration was updated by {self.user_name}.",
                            vm=vm)
             return vm
+
+
+    # --- templates and provisioning --------------------------------------------------------------
+
+    def add_template(self, name: str, cluster: str, *, version: int = 1, description: str = "",
+                     sockets: int = 1, cores: int = 2, threads: int = 1, memory: int = 4 * GiB,
+                     os_type: str = "rhel_9x64", disks: int = 1) -> SimTemplate:
+        """A template in ``cluster`` (its id derived from name and version: a seeded fleet's other ids stay as they
+        were); ``version`` > 1 makes a sub-version of the base template of that name."""
+        with self.lock:
+            c = self.cluster(cluster)
+            base = next((t for t in self.templates.values() if t.name == name and t.version_number == 1), None)
+            if version > 1 and base is None:
+                raise ValueError(f"no base template {name!r} for version {version}")
+            tid = str(uuid.uuid5(uuid.NAMESPACE_OID, f"template/{name}/{version}"))
+            t = SimTemplate(tid, name, c.id, description or name, version,
+                            "base version" if version == 1 else f"v{version}", base.id if base else None,
+                            sockets, cores, threads, memory, os_type, disks)
+            self.templates[tid] = t
+            return t
+
+    def template(self, ref: str) -> SimTemplate:
+        with self.lock:
+            if ref in self.templates:
+                return self.templates[ref]
+            for t in self.templates.values():
+                if t.name == ref and t.version_number == 1:
+                    return t
+        raise KeyError(f"no template {ref!r}")
+
+    def create_vm(self, name: str, *, cluster: str, template: str, description: str = "", comment: str = "",
+                  custom_script: str | None = None, host_name: str | None = None, sockets: int | None = None,
+                  cores: int | None = None, memory: int | None = None) -> SimVM:
+        """Create a VM from a template as the engine does: ``image_locked`` while its disks are copied
+        (``image_lock_seconds``), then ``down``; raises KeyError for an unknown cluster or template and
+        EngineConflict for a name in use."""
+        with self.lock:
+            c = self.cluster(cluster)
+            t = self.template(template)
+            if any(v.name == name for v in self.vms.values()):
+                raise EngineConflict("Cannot add VM. The VM name is already in use, please choose a unique name and "
+                                     "try again.")
+            mac = self._mac()
+            r = self._rng
+            ip = f"10.{r.randrange(1, 250)}.{r.randrange(256)}.{r.randrange(1, 255)}"
+            kernel = "5.14.0-362.13.1.el9_3." + c.architecture
+            vm = SimVM(
+                id=self._uuid(), name=name, status="image_locked", cluster_id=c.id, description=description,
+                vnic_macs=[mac], fqdn=host_name or f"{name}.example.com",
+                guest_os=GuestOS("Red Hat Enterprise Linux", "9.3", kernel, c.architecture, "Plow"),
+                devices=[GuestDevice("eth0", mac, [ip])], sockets=sockets or t.sockets, cores=cores or t.cores,
+                threads=t.threads, memory=memory or t.memory, os_type=t.os_type, template_id=t.id, comment=comment,
+                custom_script=custom_script, host_name=host_name,
+            )
+            vm.disk_ids = [str(uuid.UUID(int=self._rng.getrandbits(128), version=4)) for _ in range(t.disks)]
+            for disk in vm.disk_ids:
+                self.disks[disk] = vm.id
+            self.vms[vm.id] = vm
+            self.add_event(USER_ADD_VM, f"VM {name} was created by {self.user_name}.", vm=vm)
+            self._after(vm, self.image_lock_seconds, "down")
+            return vm
+
+    def _after(self, vm: SimVM, seconds: float, status: str) -> None:
+        vm.pending.append((time.monotonic() + seconds, status))
+        self._pending.add(vm.id)
+        if seconds <= 0:
+            self.advance()
+
+    def advance(self, now: float | None = None) -> None:
+        """Apply the status changes that are due (disks copied, boot finished)."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            if not self._pending:
+                return
+            for vm_id in list(self._pending):
+                vm = self.vms.get(vm_id)
+                if vm is None or not vm.pending:
+                    self._pending.discard(vm_id)
+                    continue
+                while vm.pending and vm.pending[0][0] <= now:
+                    _, status = vm.pending.pop(0)
+                    if vm.status == "image_locked" and status == "down":
+                        vm.status = "down"
+                        self.add_event(USER_ADD_VM_FINISHED_SUCCESS, f"VM {vm.name} creation has been completed.",
+                                       vm=vm, user=False)
+                    elif vm.status == "powering_up" and status == "up":
+                        self.set_status(vm.id, "up")
+
+    def start_vm(self, ref: str) -> SimVM:
+        """The ``start`` action: ``powering_up``, then ``up`` after ``boot_seconds``."""
+        with self.lock:
+            self.advance()
+            vm = self.vm(ref)
+            if vm.status == "image_locked":
+                raise EngineConflict("Cannot run VM. VM is being created.")
+            if vm.status in ON_HOST_STATUSES:
+                raise EngineConflict("Cannot run VM. VM is running.")
+            self.set_status(vm.id, "powering_up")
+            self._after(vm, self.boot_seconds, "up")
+            return vm
+
+    def stop_vm(self, ref: str) -> SimVM:
+        """The ``stop`` action (power off): ``down`` at once."""
+        with self.lock:
+            self.advance()
+            vm = self.vm(ref)
+            if vm.status == "image_locked":
+                raise EngineConflict("Cannot stop VM. VM is being created.")
+            if vm.status == "down":
+                raise EngineConflict("Cannot stop VM. VM is not running.")
+            vm.pending.clear()
+            return self.set_status(vm.id, "down")
+
+    def delete_vm(self, ref: str, *, detach_only: bool = False) -> None:
+        """``DELETE /vms/{id}``: refused while the VM runs or is locked; its disks go with it unless
+        ``detach_only`` (then they stay, floating)."""
+        with self.lock:
+            self.advance()
+            vm = self.vm(ref)
+            if vm.status == "image_locked":
+                raise EngineConflict("Cannot remove VM. VM is locked. Please try again in a few minutes.")
+            if vm.status != "down":
+                raise EngineConflict("Cannot remove VM. VM is running.")
+            for disk in vm.disk_ids:
+                if detach_only:
+                    self.disks[disk] = None
+                else:
+                    self.disks.pop(disk, None)
+            self.remove_vm(vm.id)
+
+    def attach_tag(self, ref: str, tag: str) -> SimTag:
+        """``POST /vms/{id}/tags``: the tag (by id or name) must exist."""
+        with self.lock:
+            vm = self.vm(ref)
+            t = self.tag(tag)
+            if t.id not in vm.tag_ids:
+                self.tag_vm(vm.id, t.name)
+            return t
 
 
 def _rand_mac(rng: random.Random, *prefix: int) -> str:

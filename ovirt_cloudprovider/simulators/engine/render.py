@@ -20,7 +20,18 @@ from .constants import (
     _now,
     _ts,
 )
-from .model import Fleet, GuestOS, SimCluster, SimDataCenter, SimEvent, SimHost, SimInstanceType, SimTag, SimVM
+from .model import (
+    Fleet,
+    GuestOS,
+    SimCluster,
+    SimDataCenter,
+    SimEvent,
+    SimHost,
+    SimInstanceType,
+    SimTag,
+    SimTemplate,
+    SimVM,
+)
 from .xmltree import E, FollowTree, Node, R, T, _actions, _links, _version
 
 _VM_ACTIONS = ("detach", "export", "commitsnapshot", "clone", "reordermacaddresses", "logon", "maintenance",
@@ -35,6 +46,8 @@ _HOST_LINKS = ("fenceagents", "devices", "hooks", "nics", "numanodes", "storage"
                "storageconnectionextensions", "unmanagednetworks", "externalnetworkproviderconfigurations",
                "affinitylabels", "katelloerrata", "permissions", "tags", "statistics")
 _DC_LINKS = ("quotas", "iscsibonds", "qoss", "clusters", "networks", "storagedomains", "permissions")
+_TEMPLATE_LINKS = ("cdroms", "diskattachments", "watchdogs", "graphicsconsoles", "nics", "permissions",
+                   "tags")
 _MAC_POOL_ID = "58ca604b-017d-0374-0220-00000000014e"
 _VM_FOLLOWABLE: dict[str, Any] = {
     "reported_devices": {}, "tags": {}, "nics": {}, "instance_type": {}, "template": {},
@@ -231,10 +244,35 @@ class _Renderer:
                  href=f"{API_PREFIX}/instancetypes/{it.id}", id=it.id)
 
     def template(self, tag: str, tid: str) -> Node:
+        known = self.f.templates.get(tid)
+        if known is not None:
+            return self.template_entity(known, tag)
         return E(tag, T("name", "Blank" if tid == BLANK_TEMPLATE_ID else "template"),
                  T("description", "Blank template"), T("status", "ok"),
                  E("version", T("version_name", "base version"), T("version_number", 1)),
                  href=f"{API_PREFIX}/templates/{tid}", id=tid)
+
+    def template_entity(self, t: SimTemplate, tag: str = "template") -> Node:
+        """A template in the recorded shape (``manageiq/templates.xml``)."""
+        base = f"{API_PREFIX}/templates/{t.id}"
+        c = self.f.clusters.get(t.cluster_id)
+        return E(
+            tag, _actions(base, ("export",)), T("name", t.name), T("description", t.description), T("comment", ""),
+            *_links(base, _TEMPLATE_LINKS),
+            E("bios", E("boot_menu", T("enabled", False)), T("type", "q35_ovmf")),
+            E("cpu", T("architecture", c.architecture if c else "x86_64"),
+              E("topology", T("cores", t.cores), T("sockets", t.sockets), T("threads", t.threads))),
+            T("cpu_shares", 0), T("creation_time", _ts(t.creation_time)), T("delete_protected", False),
+            E("high_availability", T("enabled", False), T("priority", 0)), E("io", T("threads", 1)),
+            T("memory", t.memory), E("memory_policy", T("guaranteed", t.memory), T("max", t.memory * 4)),
+            T("migration_downtime", -1), T("multi_queues_enabled", True), T("origin", "ovirt"),
+            E("os", E("boot", E("devices", T("device", "hd"))), T("type", t.os_type)),
+            T("start_paused", False), T("stateless", False), T("type", "server"), T("status", "ok"),
+            E("version", T("version_name", t.version_name), T("version_number", t.version_number),
+              R("base_template", "templates", t.base_id or t.id)),
+            R("cluster", "clusters", t.cluster_id),
+            href=base, id=t.id,
+        )
 
     # the VM -------------------------------------------------------------------------------------
 
@@ -274,7 +312,7 @@ class _Renderer:
                        else R("instance_type", "instancetypes", it.id))
         children: list[Node | None] = [
             _actions(base, _VM_ACTIONS), T("name", vm.name), T("description", vm.description),
-            T("comment", ""),
+            T("comment", vm.comment),
             *_links(base, _VM_LINKS),
             E("bios", E("boot_menu", T("enabled", False)),
               T("type", "q35_ovmf" if arch == "x86_64" else "none")),

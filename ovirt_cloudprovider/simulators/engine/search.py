@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .constants import DEFAULT_PAGE_SIZE, GUEST_VISIBLE_STATUSES
-from .model import Fleet, SimHost, SimVM
+from .model import Fleet, SimHost, SimTemplate, SimVM
 
 
 class SearchError(ValueError):
@@ -43,6 +43,7 @@ _VM_FIELDS = frozenset({
 
 
 _HOST_FIELDS = frozenset({"name", "status", "cluster", "datacenter", "tag", "address", "id"})
+_TEMPLATE_FIELDS = frozenset({"name", "id", "cluster", "description"})
 
 
 # complexity: the engine's search grammar, one branch per token kind
@@ -192,7 +193,7 @@ def _host_matches(fleet: Fleet, h: SimHost, cond: _Cond, case_sensitive: bool,
     return result if cond.op == "=" else not result
 
 
-_Item = TypeVar("_Item", SimVM, SimHost)
+_Item = TypeVar("_Item", SimVM, SimHost, SimTemplate)
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,25 @@ class _Searchable(Generic[_Item]):
         return found[:max_results] if max_results is not None else found
 
 
+def _template_matches(fleet: Fleet, t: SimTemplate, cond: _Cond, case_sensitive: bool,
+                      tag_sets: dict[_Cond, set[str]]) -> bool:
+    v = cond.value
+    if cond.field == "name":
+        result = _wild(v, t.name, case_sensitive)
+    elif cond.field == "id":
+        result = t.id == v
+    elif cond.field == "cluster":
+        c = fleet.clusters.get(t.cluster_id)
+        result = _wild(v, c.name if c else None, case_sensitive)
+    else:  # description
+        result = _wild(v, t.description, case_sensitive)
+    return result if cond.op == "=" else not result
+
+
 _VMS: _Searchable[SimVM] = _Searchable(_VM_FIELDS, ("vms:", "vm:"), lambda f: f.vms, _matches)
 _HOSTS: _Searchable[SimHost] = _Searchable(_HOST_FIELDS, ("hosts:", "host:"), lambda f: f.hosts, _host_matches)
+_TEMPLATES: _Searchable[SimTemplate] = _Searchable(_TEMPLATE_FIELDS, ("templates:", "template:"),
+                                                   lambda f: f.templates, _template_matches)
 
 
 def search_vms(fleet: Fleet, query: str, *, max_results: int | None = None,

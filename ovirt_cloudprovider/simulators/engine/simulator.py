@@ -28,14 +28,15 @@ from .constants import (
 from .faults import FaultInjection, RequestRecord, _Fault, _Static
 from .generate import generate_fleet
 from .handler import _Drop, _Handler
-from .model import Fleet, GuestDevice, SimEvent, SimHost, SimVM
+from .model import Fleet, GuestDevice, SimEvent, SimHost, SimTemplate, SimVM
 from .render import FollowError, _Renderer, parse_follow
-from .search import _HOSTS, _VMS, _Item, _Searchable
+from .search import _HOSTS, _TEMPLATES, _VMS, _Item, _Searchable
 from .sso import SsoEndpoints, _Token
+from .writes import WriteApi
 from .xmltree import E, Node, _apache_error_html, _fault_xml, _Serializer, to_xml
 
 
-class EngineSimulator(FaultInjection, SsoEndpoints, LoopbackServer):
+class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
     """A loopback oVirt engine (HTTPS on 127.0.0.1, port 0 = any free port) serving a :class:`Fleet`.
 
     Lifecycle: ``start()`` / ``stop()`` or ``with``. Attributes: ``url`` (the API URL a client is configured
@@ -52,9 +53,14 @@ class EngineSimulator(FaultInjection, SsoEndpoints, LoopbackServer):
     def __init__(
         self, fleet: Fleet | None = None, *, vms: int = 0, seed: int = 0, username: str = DEFAULT_USERNAME,
         password: str = DEFAULT_PASSWORD, host: str = "127.0.0.1", port: int = 0,
-        token_lifetime: float | None = None,
+        token_lifetime: float | None = None, image_lock_seconds: float | None = None,
+        boot_seconds: float | None = None,
     ) -> None:
         self.fleet = fleet if fleet is not None else generate_fleet(vms, seed=seed)
+        if image_lock_seconds is not None:
+            self.fleet.image_lock_seconds = image_lock_seconds
+        if boot_seconds is not None:
+            self.fleet.boot_seconds = boot_seconds
         self.username = username
         self.password = password
         self.token_lifetime = token_lifetime
@@ -150,6 +156,9 @@ class EngineSimulator(FaultInjection, SsoEndpoints, LoopbackServer):
     def rename(self, ref: str, new_name: str) -> SimVM:
         return self.fleet.rename(ref, new_name)
 
+    def add_template(self, name: str, cluster: str, **kwargs: Any) -> SimTemplate:
+        return self.fleet.add_template(name, cluster, **kwargs)
+
     def add_event(self, code: int, description: str, *, vm: str | None = None) -> SimEvent:
         return self.fleet.add_event(code, description, vm=self.fleet.vm(vm) if vm else None)
 
@@ -223,6 +232,11 @@ class EngineSimulator(FaultInjection, SsoEndpoints, LoopbackServer):
                 static = self._static.get(path)
             if static is not None and method == "GET":
                 return h.send(static.status, static.body, static.content_type or None, static.headers)
+            self.fleet.advance()
+            if method in ("POST", "DELETE"):
+                status = self._api_write(h, method, path[len(API_PREFIX):], query, body)
+                if status is not None:
+                    return status
             if method != "GET":
                 return h.send(405, b"", None)
             return self._api_get(h, path[len(API_PREFIX):], query)
@@ -303,6 +317,12 @@ class EngineSimulator(FaultInjection, SsoEndpoints, LoopbackServer):
                 node = r.host(h, follow)
             elif rest[1] == "nics":
                 node = r.host_nics(h)
+        elif coll == "templates":  # the recorded shape: manageiq/templates.xml
+            if not rest:
+                found = self._listing(_TEMPLATES, query, max_results)
+                return to_xml(E("templates", *(r.template_entity(x) for x in found)), ser)
+            tpl = f.templates.get(rest[0]) if len(rest) == 1 else None
+            node = r.template_entity(tpl) if tpl else None
         elif coll == "instancetypes":  # the recorded shape: fog-ovirt/instance_types.xml
             it = f.instance_types.get(rest[0]) if len(rest) == 1 else None
             node = (E("instance_types", *(r.instance_type(x) for x in f.instance_types.values())) if not rest
