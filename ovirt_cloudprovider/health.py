@@ -187,9 +187,9 @@ class _Server:
             self._selector.close()
             self._stopped.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        self._stopped.wait(5)
+        self._stopped.wait(timeout)
 
     def close(self) -> None:
         _close(self.socket)
@@ -347,8 +347,8 @@ class HealthServer:
         host = self._httpd.server_address[0]
         log.info("serving metrics and health", extra=kv(address=f"{host!s}:{self.port}"))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         if self._thread.is_alive():
-            self._httpd.stop()
-            self._thread.join(5)
+            self._httpd.stop(timeout)
+            self._thread.join(timeout)
         self._httpd.close()

@@ -160,10 +160,13 @@ class LeaderElector:
 
     def release(self, timeout: float = 2.0) -> bool:
         """Give the Lease up if we hold it; bounded by ``timeout`` seconds. True when nothing is held
-        by us any more. ``run`` stops attempting once this was called."""
+        by us any more. ``run`` stops attempting once this was called. Leadership (and so the write fence,
+        ``is_leader``) ends *before* the Lease is written: no write of ours can start once another replica
+        may take it."""
         deadline = time.monotonic() + max(0.1, timeout)
         with self._lock:
             self._closed = True
+        self._set_leading(False, "releasing the lease")
         if not self._io.acquire(timeout=max(0.1, timeout)):
             self._set_leading(False, "lease released")
             return False
