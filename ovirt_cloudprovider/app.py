@@ -10,9 +10,12 @@ exactly as ``ovirt-cloudprovider run`` does.
 - :func:`discover` runs one paged search and maps the VMs to the Nodes they would become (``discover``,
   ``check-config``).
 - :func:`sync_once` lists the nodes, runs one sweep and stops (``sync --once [--dry-run]``).
-- :func:`run_controller` starts every component, runs until ``stop`` is set, then shuts down in order within a
-  few seconds: the loop first (no write in flight), then the Lease is released, then the watch, the engine
-  session and the metrics server.
+- :func:`run_controller` starts every component, runs until ``stop`` is set, then shuts down in order within one
+  deadline (``SHUTDOWN_SECONDS`` from the stop, so SIGTERM exits within 5 s whatever the engine does): the loop
+  first (no write in flight; it gets what the deadline leaves after ``RELEASE_RESERVE``), then the Lease is
+  released (what lets the other replica take over at once; never skipped), then the watch, the engine session
+  (the logout is best effort, with what is left) and the metrics server. Each step gets what remains of the one
+  budget, not a timeout of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -44,6 +48,9 @@ from .metrics import Metrics
 log = logging.getLogger("ovirt_cloudprovider.app")
 
 EXIT_OK, EXIT_FAILURE = 0, 1
+
+SHUTDOWN_SECONDS = 3.5  # from stop to run_controller's return, every step included (SIGTERM → exit within 5 s)
+RELEASE_RESERVE = 1.5  # of it, kept for the Lease release and the steps after it while the loop is joined
 
 
 class StartupError(Exception):
@@ -188,11 +195,25 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
                 return EXIT_FAILURE
     finally:
         stop.set()
-        loop.join(timeout=2.0)  # no action in flight once the lease is released (as client-go requires)
-        if elector is not None:
-            elector.release()
-        cache.stop()
-        engine.close()
-        server.stop()
+        _shut_down(loop, elector, cache, engine, server)
         log.info("stopped", extra=kv(identity=name))
     return EXIT_OK
+
+
+def _shut_down(loop: threading.Thread, elector: LeaderElector | None, cache: NodeCache, engine: EngineClient,
+               server: HealthServer) -> None:
+    """The shutdown after ``stop`` was set, within one deadline (``SHUTDOWN_SECONDS``): each step gets what
+    remains of it. The Lease release always runs (with at least what ``RELEASE_RESERVE`` kept)."""
+    deadline = time.monotonic() + SHUTDOWN_SECONDS
+
+    def left(keep: float = 0.0) -> float:
+        return max(0.0, deadline - keep - time.monotonic())
+
+    # no action in flight once the lease is released (as client-go requires); the writer saw ``stop`` and
+    # sends nothing more, and the elector ends leadership (the write fence) before it writes the Lease
+    loop.join(timeout=left(RELEASE_RESERVE))
+    if elector is not None:
+        elector.release(timeout=max(0.5, min(2.0, left(0.5))))
+    cache.stop(timeout=min(0.5, left(0.3)))
+    engine.close(timeout=left(0.2))  # waits for a call in flight, then logs out: best effort, what is left
+    server.stop(timeout=max(0.1, left()))

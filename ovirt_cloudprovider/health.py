@@ -7,9 +7,10 @@
   succeeded recently (within ``engine_stale_after`` seconds).
 Each answer is a short plain-text report, one ``[+]``/``[-]`` line per check, as kube components do.
 
-The port stays usable under idle, slow or vanishing clients: connections wait for their request without a
-thread, at most ``MAX_CONNECTIONS`` requests are handled at once (more get 503), each must complete within
-``REQUEST_TIMEOUT`` seconds, and a client that disconnects is a debug log line, never a traceback.
+Probes are never starved: one thread reads every request head itself (no thread per connection) and answers
+the probes at once, without waiting for a slot; only ``/metrics`` answers take a handler thread, at most
+``MAX_CONNECTIONS`` at once (more get 503). A head must arrive within ``REQUEST_TIMEOUT`` seconds of the
+connect, and a client that disconnects is a debug log line, never a traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -115,29 +115,52 @@ def _report(checks: list[tuple[bool, str]]) -> tuple[bool, list[str]]:
 
 # Limits of the HTTP port, so that slow or idle clients (a scanner, a stuck probe, a slowloris) cannot take
 # the process's threads or starve the kubelet's probes.
-REQUEST_TIMEOUT = 10.0  # seconds a connection may take to send its request and take the answer, in all
-MAX_CONNECTIONS = 64  # requests handled at once (one thread each); more are answered 503 at once
-MAX_WAITING = 1024  # accepted connections that have not sent anything yet (no thread); the oldest go first
+REQUEST_TIMEOUT = 10.0  # seconds a connection may take to send its request head, and a scrape to take its answer
+MAX_CONNECTIONS = 64  # /metrics answers being built or sent at once (one thread each); more are answered 503
+MAX_WAITING = 1024  # connections whose request head has not fully arrived (no thread); the oldest go first
+MAX_HEAD = 8192  # bytes of request line and headers; a longer head is answered 431
 
-_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-         b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n")
+PROBES = frozenset({"/healthz", "/livez", "/readyz"})
+_TEXT = "text/plain; charset=utf-8"
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
-class _Server(HTTPServer):
-    """An HTTP server whose one thread accepts connections and waits (with ``selectors``, no thread per
-    connection) until a request starts to arrive; only then is the connection handed to a handler thread, at
-    most ``max_connections`` at once. A connection that sends nothing within ``request_timeout`` is closed;
-    a client that goes away mid-request or mid-answer is a debug log line, never a traceback."""
+def _answer(code: int, body: bytes, ctype: str, *, head_only: bool = False, extra: str = "") -> bytes:
+    head = (f"HTTP/1.0 {code} {_REASONS.get(code, 'Unknown')}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n")
+    return head.encode("ascii") + (b"" if head_only else body)
 
-    request_queue_size = 128  # the listen backlog: a burst of probes and scrapes is not refused
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *,
-                 request_timeout: float, max_connections: int, max_waiting: int) -> None:
-        super().__init__(address, handler)
+_BUSY = _answer(503, b"busy\n", _TEXT)
+
+
+class _Server:
+    """One thread accepts connections and reads every request head itself (``selectors``, non-blocking, no
+    thread per connection, at most ``MAX_HEAD`` bytes, within ``request_timeout`` of the accept). Then:
+
+    - probes (``/healthz``, ``/livez``, ``/readyz``), 404s and malformed requests are answered by that thread
+      at once (a few hundred bytes into an empty socket buffer, never waiting for the client): whatever
+      other clients do, a probe waits for no slot and no thread;
+    - ``/metrics`` is built and sent by a handler thread, at most ``max_connections`` at once (more get 503),
+      each exchange cut off ``request_timeout`` seconds after it started.
+
+    So an idle, slow or trickling client holds a socket and a few bytes, never a slot. A client that goes
+    away mid-request or mid-answer is a debug log line, never a traceback."""
+
+    def __init__(self, address: tuple[str, int], *, metrics: Callable[[], bytes],
+                 probe: Callable[[str], tuple[bool, bytes]], request_timeout: float, max_connections: int,
+                 max_waiting: int) -> None:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.socket = socket.create_server(address, family=family, backlog=128)  # a burst is not refused
+        self.server_address = self.socket.getsockname()
         self.request_timeout = request_timeout
+        self._metrics = metrics
+        self._probe = probe
         self._slots = threading.BoundedSemaphore(max_connections)
         self._max_waiting = max_waiting
-        self._waiting: dict[socket.socket, float] = {}  # connection → deadline (insertion order = age)
+        # connections whose head is arriving → (deadline, bytes so far); insertion order = age
+        self._waiting: dict[socket.socket, tuple[float, bytes]] = {}
         self._active: dict[socket.socket, float] = {}  # connections being handled → deadline of the whole exchange
         self._active_lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
@@ -155,8 +178,7 @@ class _Server(HTTPServer):
                     else:
                         conn = key.fileobj
                         assert isinstance(conn, socket.socket)
-                        self._forget(conn)
-                        self._dispatch(conn, key.data)
+                        self._read(conn, key.data)
                 self._expire(time.monotonic())
         finally:
             for conn in list(self._waiting):
@@ -165,9 +187,12 @@ class _Server(HTTPServer):
             self._selector.close()
             self._stopped.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        self._stopped.wait(5)
+        self._stopped.wait(timeout)
+
+    def close(self) -> None:
+        _close(self.socket)
 
     def _accept(self) -> None:
         for _ in range(64):  # a burst of connections, then back to the others
@@ -182,8 +207,66 @@ class _Server(HTTPServer):
             if len(self._waiting) >= self._max_waiting:
                 self._drop_oldest(1)
             conn.setblocking(False)
-            self._waiting[conn] = time.monotonic() + self.request_timeout
+            self._waiting[conn] = (time.monotonic() + self.request_timeout, b"")
             self._selector.register(conn, selectors.EVENT_READ, address)
+
+    def _read(self, conn: socket.socket, address: Any) -> None:
+        """What arrived of a request head; once it is whole, the connection is answered or dispatched."""
+        deadline, head = self._waiting.get(conn, (0.0, b""))
+        try:
+            data = conn.recv(MAX_HEAD + 1 - len(head))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away (or reset) before its request was whole
+            self._forget(conn)
+            _close(conn)
+            return
+        head += data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            end = head.find(b"\n\n")  # bare line feeds, as http.server accepts them
+        if end < 0 and len(head) <= MAX_HEAD:
+            self._waiting[conn] = (deadline, head)
+            return
+        self._forget(conn)
+        if end < 0:
+            self._reply(conn, _answer(431, b"request head too large\n", _TEXT))
+            return
+        self._respond(conn, address, head[:end])
+
+    def _respond(self, conn: socket.socket, address: Any, head: bytes) -> None:
+        line = head.split(b"\n", 1)[0].strip().split()
+        if len(line) not in (2, 3) or not line[1].startswith(b"/"):
+            self._reply(conn, _answer(400, b"bad request\n", _TEXT))
+            return
+        method, path = line[0], line[1].split(b"?", 1)[0].decode("latin-1")
+        if method not in (b"GET", b"HEAD"):
+            self._reply(conn, _answer(405, b"method not allowed\n", _TEXT, extra="Allow: GET, HEAD\r\n"))
+            return
+        head_only = method == b"HEAD"
+        if path in PROBES:
+            ok, body = self._probe(path)
+            self._reply(conn, _answer(200 if ok else 503, body, _TEXT, head_only=head_only))
+        elif path != "/metrics":
+            self._reply(conn, _answer(404, b"not found\n", _TEXT, head_only=head_only))
+        elif not self._slots.acquire(blocking=False):
+            log.debug("metrics port: too many scrapes at once; answered 503", extra=kv(client=str(address)))
+            self._reply(conn, _BUSY)
+        else:
+            with self._active_lock:
+                self._active[conn] = time.monotonic() + self.request_timeout
+            threading.Thread(target=self._scrape, args=(conn, address, head_only), name="health-http-request",
+                             daemon=True).start()
+
+    @staticmethod
+    def _reply(conn: socket.socket, answer: bytes) -> None:
+        """A short answer from the selector thread: one send into the connection's (empty) socket buffer,
+        never a wait for the client; then the connection is closed."""
+        with contextlib.suppress(OSError):
+            conn.send(answer)
+        _close(conn)
 
     def _forget(self, conn: socket.socket) -> None:
         self._waiting.pop(conn, None)
@@ -196,40 +279,28 @@ class _Server(HTTPServer):
             _close(conn)
 
     def _expire(self, now: float) -> None:
-        for conn, deadline in list(self._waiting.items()):
+        for conn, (deadline, _) in list(self._waiting.items()):
             if deadline > now:
                 break  # the rest are younger
             self._forget(conn)
             _close(conn)
-        # the socket timeout bounds each read; this bounds the whole request, so a client that trickles a
-        # byte now and then cannot keep a handler thread: shutting its socket down ends the handler's read
+        # the socket timeout bounds each write; this bounds the whole answer, so a client that reads a byte now
+        # and then cannot keep a handler thread: shutting its socket down ends the handler's write
         with self._active_lock:
             late = [conn for conn, deadline in self._active.items() if deadline <= now]
             for conn in late:
                 del self._active[conn]
         for conn in late:
-            log.debug("metrics port: request took too long; connection closed")
+            log.debug("metrics port: answer took too long; connection closed")
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
 
-    def _dispatch(self, conn: socket.socket, address: Any) -> None:
-        conn.setblocking(True)
-        conn.settimeout(self.request_timeout)
-        if not self._slots.acquire(blocking=False):
-            log.debug("metrics port: too many requests at once; answered 503", extra=kv(client=str(address)))
-            with contextlib.suppress(OSError):
-                conn.settimeout(1.0)
-                conn.sendall(_BUSY)
-            _close(conn)
-            return
-        with self._active_lock:
-            self._active[conn] = time.monotonic() + self.request_timeout
-        threading.Thread(target=self._handle, args=(conn, address), name="health-http-request",
-                         daemon=True).start()
-
-    def _handle(self, conn: socket.socket, address: Any) -> None:
+    def _scrape(self, conn: socket.socket, address: Any, head_only: bool) -> None:
         try:
-            self.finish_request(conn, address)
+            answer = _answer(200, self._metrics(), CONTENT_TYPE_LATEST, head_only=head_only)
+            conn.setblocking(True)
+            conn.settimeout(self.request_timeout)
+            conn.sendall(answer)
         except (OSError, ValueError) as err:  # the client went away or timed out: nothing to report
             log.debug("metrics port: client connection failed", extra=kv(client=str(address), error=repr(err)))
         except Exception:
@@ -246,49 +317,26 @@ def _close(conn: socket.socket) -> None:
         conn.close()
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 class HealthServer:
     """Serves the registry and the health state on ``host:port`` in a daemon thread; see :class:`_Server`
-    for the limits."""
+    for the limits.
+
+    Lifecycle: :meth:`start` serves from a daemon thread until :meth:`stop`, which ends it and closes the
+    port."""
 
     def __init__(self, *, host: str, port: int, registry: CollectorRegistry, state: HealthState,
                  request_timeout: float = REQUEST_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
                  max_waiting: int = MAX_WAITING) -> None:
         self.registry = registry
         self.state = state
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = request_timeout  # each read and write of the connection (StreamRequestHandler)
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/livez", "/readyz"):
-                    ok, lines = (server.state.readiness() if path == "/readyz" else server.state.liveness())
-                    body = "\n".join([*lines, "ok" if ok else f"{path[1:]} check failed"]) + "\n"
-                    self._send(200 if ok else 503, body.encode(), "text/plain; charset=utf-8")
-                else:
-                    self._send(404, b"not found\n", "text/plain; charset=utf-8")
-
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        server_class: type[_Server] = _Server6 if ":" in host else _Server
-        self._httpd = server_class((host, port), Handler, request_timeout=request_timeout,
-                                   max_connections=max_connections, max_waiting=max_waiting)
+        self._httpd = _Server((host, port), metrics=lambda: generate_latest(self.registry), probe=self._probe,
+                              request_timeout=request_timeout, max_connections=max_connections,
+                              max_waiting=max_waiting)
         self._thread = threading.Thread(target=self._httpd.serve, name="health-http", daemon=True)
+
+    def _probe(self, path: str) -> tuple[bool, bytes]:
+        ok, lines = self.state.readiness() if path == "/readyz" else self.state.liveness()
+        return ok, ("\n".join([*lines, "ok" if ok else f"{path[1:]} check failed"]) + "\n").encode()
 
     @property
     def port(self) -> int:
@@ -299,8 +347,8 @@ class HealthServer:
         host = self._httpd.server_address[0]
         log.info("serving metrics and health", extra=kv(address=f"{host!s}:{self.port}"))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         if self._thread.is_alive():
-            self._httpd.stop()
-            self._thread.join(5)
-        self._httpd.server_close()
+            self._httpd.stop(timeout)
+            self._thread.join(timeout)
+        self._httpd.close()

@@ -429,9 +429,13 @@ class EngineClient:
             text = ".".join(str(x) for x in (version.major, version.minor, version.revision) if x is not None)
         return f"{info.name or 'oVirt Engine'} {text or '(version unknown)'}"
 
-    def close(self) -> None:
-        """Log out and release the connection. Bounded in time; never raises."""
-        got = self._lock.acquire(timeout=min(2.0, self._timeout))
+    def close(self, timeout: float | None = None) -> None:
+        """Log out and release the connection; never raises. Bounded in time: by ``timeout`` in all when given
+        (what is left of a shutdown's deadline: the wait for a call in flight to finish and the logout share
+        it; the logout is best effort and skipped when nothing is left), else by a few seconds."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        # a call in flight holds the lock: wait for it at most half of what is left, the logout gets the rest
+        got = self._lock.acquire(timeout=min(2.0, self._timeout, 2.0 if timeout is None else max(0.0, timeout) / 2))
         try:
             conn, token = self._sdk, self._token
             self._token = None
@@ -440,9 +444,12 @@ class EngineClient:
         finally:
             if got:
                 self._lock.release()
-        if token:
+        left = None if deadline is None else deadline - time.monotonic()
+        if token and left is not None and left < 0.1:
+            log.debug("engine logout skipped: the shutdown deadline has passed", extra=kv(engine=self._where))
+        elif token:
             try:
-                self._sso.logout(token)
+                self._sso.logout(token, timeout=left)
             except Exception as exc:  # close() never raises
                 log.debug("engine logout failed", extra=kv(engine=self._where, error=str(exc)))
         if conn is not None and got:

@@ -103,9 +103,10 @@ class Sso:
         log.info("logged in to the engine", extra=kv(engine=self._where, user=self._conn.username))
         return token
 
-    def logout(self, token: str) -> None:
-        """End the SSO session of ``token`` (bounded by LOGOUT_TIMEOUT). Raises EngineTransientError."""
-        timeout = min(self._timeout, LOGOUT_TIMEOUT)
+    def logout(self, token: str, *, timeout: float | None = None) -> None:
+        """End the SSO session of ``token`` (bounded by LOGOUT_TIMEOUT, and by ``timeout`` when given: what is
+        left of a shutdown's deadline). Raises EngineTransientError."""
+        timeout = max(0.1, min(self._timeout, LOGOUT_TIMEOUT, LOGOUT_TIMEOUT if timeout is None else timeout))
         with observe_engine(self._metrics, "logout") as outcome:
             try:
                 status, _, _ = self._post_form(SSO_LOGOUT_PATH, {"scope": "ovirt-app-api", "token": token}, timeout)

@@ -43,8 +43,9 @@ class EventRecorder:
     a repeat patches ``count`` + 1 and ``lastTimestamp`` on the Event already written, unless the last
     write was less than ``repeat_interval`` seconds ago (then nothing is sent). Messages are truncated to
     1024 characters. ``request_timeout`` is the client's ``(connect, read)`` timeout of every request.
-    ``throttle`` is called before every request (the writer's rate limiter); when it answers False (the
-    writer is stopping) the Event is not sent. Thread-safe: the writer's workers record concurrently.
+    ``throttle`` is called right before every request (the writer's rate limiter and fence); when it answers
+    False (the writer is stopping, or this replica no longer leads) the Event is not sent. Thread-safe: the
+    writer's workers record concurrently.
     """
 
     def __init__(self, api: CoreRequests, *, metrics: Metrics | None, component: str, host: str,

@@ -9,7 +9,10 @@
   by reading it again), and stops leading as soon as no renewal has succeeded for ``renew_deadline``
   seconds, counted from when the last successful renewal was *sent*. ``lease_duration >
   renew_deadline`` leaves the old leader that much time to stop before anyone may take over.
-  Seeing another holder in the Lease ends leadership at once.
+  Seeing another holder in the Lease ends leadership at once. That renew deadline is also the
+  *fence* of every write: ``is_leader`` turns False at ``last renewal sent + renew_deadline``
+  (:attr:`LeaderElector.fence_deadline`) whatever the renewal in flight, and the writer asks it right
+  before every request it sends.
 - :meth:`release` on shutdown writes ``holderIdentity: ""`` and ``leaseDurationSeconds: 1`` (client-go's
   ``ReleaseOnCancel``), so a standby takes over at its next retry instead of after a lease duration.
 """
@@ -116,8 +119,19 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
+        """Leading, and the fencing deadline (:attr:`fence_deadline`) has not passed: the check before every
+        write (the writer asks it right before each request it sends, retries included)."""
         with self._lock:
-            return self._leading and time.monotonic() - self._renewed_at < self.renew_deadline
+            return self._leading and time.monotonic() < self._renewed_at + self.renew_deadline
+
+    @property
+    def fence_deadline(self) -> float:
+        """The ``time.monotonic()`` after which no write may start on this replica's behalf: when the last
+        successful acquire/renew was *sent*, plus ``renew_deadline`` (0 before the first). It holds even while
+        a renewal is still hanging and the elector has not yet noticed that it lost: another replica can
+        take over only ``lease_duration - renew_deadline`` seconds after it, at the earliest."""
+        with self._lock:
+            return self._renewed_at + self.renew_deadline if self._renewed_at else 0.0
 
     @property
     def holder(self) -> str | None:
@@ -146,10 +160,13 @@ class LeaderElector:
 
     def release(self, timeout: float = 2.0) -> bool:
         """Give the Lease up if we hold it; bounded by ``timeout`` seconds. True when nothing is held
-        by us any more. ``run`` stops attempting once this was called."""
+        by us any more. ``run`` stops attempting once this was called. Leadership (and so the write fence,
+        ``is_leader``) ends *before* the Lease is written: no write of ours can start once another replica
+        may take it."""
         deadline = time.monotonic() + max(0.1, timeout)
         with self._lock:
             self._closed = True
+        self._set_leading(False, "releasing the lease")
         if not self._io.acquire(timeout=max(0.1, timeout)):
             self._set_leading(False, "lease released")
             return False

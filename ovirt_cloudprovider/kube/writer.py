@@ -4,7 +4,8 @@
 (one ``POST nodes`` carrying the status), strategic-merge patches of the node (carrying the
 planned resourceVersion when the taints or the providerID change) and JSON merge patches of
 ``nodes/status``, and delete with uid + resourceVersion preconditions. 429, 5xx and no answer are
-retried with a jittered backoff; 409 is a conflict (the node changed since planning: re-planned next
+retried with a jittered backoff (each attempt only while ``may_write`` still says yes: the fence is checked
+right before every request); 409 is a conflict (the node changed since planning: re-planned next
 sweep). Applied actions get their Event through :class:`~.events.EventRecorder`. What comes back is an
 :class:`ApplyResult` (counts, tallies, one-line errors), never a client object.
 
@@ -71,7 +72,8 @@ DEFAULT_PODS_CAPACITY = "110"  # the kubelet's default --max-pods
 
 
 class _Interrupted(Exception):
-    """The writer was stopped (``stop`` set, or ``may_write`` said no) before this action completed."""
+    """The writer was stopped (``stop`` set), or ``may_write`` said no right before a request, before this
+    action completed."""
 
 
 class _Failed(Exception):
@@ -123,6 +125,11 @@ class NodeWriter:
     failed or conflicting action is logged once, one line. ``stop`` (an Event), when set, interrupts
     retries and waits for a token and leaves the remaining actions unattempted.
 
+    The fence: ``apply``'s ``may_write`` (the elector's ``is_leader``, which turns False at the Lease's
+    renew deadline) is asked right before every request is sent: after the wait for a rate-limit token and
+    before every retry, for Events too. A write queued or retried across the loss of the Lease is never
+    sent; its action is ``interrupted``.
+
     Concurrency: ``apply`` groups the actions by node (the planner sorts them by node, and orders the
     actions of one node so that the one carrying the resourceVersion precondition comes first); up to
     ``workers`` nodes are written at once, the actions of one node in order by one worker. ``limiter``
@@ -159,9 +166,10 @@ class NodeWriter:
         self._progress_every = max(1, progress_every)
         self._progress_interval = progress_interval
         self._clock = clock
+        self._fence = threading.local()  # .may_write: the fence of the apply() this thread works for
         self._recorder = EventRecorder(self._api, metrics=metrics, component=component,
                                        host=host_identity or socket.gethostname(), request_timeout=self._timeout,
-                                       repeat_interval=event_repeat_interval, throttle=self._throttle)
+                                       repeat_interval=event_repeat_interval, throttle=self._may_send)
         self._skips_seen: set[tuple[str, str]] = set()
 
     # -- public --
@@ -170,8 +178,10 @@ class NodeWriter:
         """Apply every action; a failure of one does not stop the others.
 
         The actions of one node are applied in their order, different nodes concurrently (up to ``workers``).
-        ``may_write`` (e.g. "this replica still holds the Lease") is asked before every action that writes;
-        once it says no, or once ``stop`` is set, no further action is started: those are ``interrupted``.
+        ``may_write`` (e.g. "this replica still holds the Lease") is the fence: it is asked before every action
+        that writes and again right before every request is sent (after the wait for a rate-limit token, before
+        every retry, Events included); once it says no, or once ``stop`` is set, nothing more is sent and the
+        actions not completed are ``interrupted``.
         """
         run = _Run(len(actions), self._clock(), may_write)
         groups: dict[str, list[tuple[int, Action]]] = {}
@@ -210,6 +220,13 @@ class NodeWriter:
 
     def _apply_group(self, group: Sequence[tuple[int, Action]], run: _Run) -> None:
         """The actions of one node, in order (one worker)."""
+        self._fence.may_write = run.may_write
+        try:
+            self._apply_actions(group, run)
+        finally:
+            self._fence.may_write = None
+
+    def _apply_actions(self, group: Sequence[tuple[int, Action]], run: _Run) -> None:
         for index, action in group:
             if run.halted or self._stop.is_set() or (action.writes and not run.may_write()):
                 run.halt()
@@ -232,9 +249,16 @@ class NodeWriter:
         log.info("applying actions", extra=kv(done=done, total=total, seconds=round(seconds, 1),
                                               rate=round(done / seconds, 1) if seconds > 0 else None))
 
-    def _throttle(self) -> bool:
-        """Take a token before a request; False when the writer was stopped while waiting for it."""
-        return self._limiter is None or self._limiter.acquire(self._stop)
+    def _may_send(self) -> bool:
+        """Right before every request (retries and Events included): False when the writer was stopped, or when
+        the fence (the ``may_write`` of this thread's apply) says no, before or after the wait for a rate-limit
+        token: a write never starts after leadership was lost, however long it queued or retried."""
+        may_write: Callable[[], bool] | None = getattr(self._fence, "may_write", None)
+        if self._stop.is_set() or (may_write is not None and not may_write()):
+            return False
+        if self._limiter is not None and not self._limiter.acquire(self._stop):
+            return False
+        return may_write is None or may_write()
 
     # -- one action --
 
@@ -357,11 +381,11 @@ class NodeWriter:
     def _request(self, operation: str, action: Action, call: Callable[[], Any], *,
                  conflict: tuple[int, ...] = (409,), gone_ok: bool = False) -> dict[str, Any]:
         """Run one request with retries on 429/5xx/no answer; the JSON answer, or raise _Failed
-        (_Interrupted when the writer was stopped while waiting for a rate-limit token)."""
+        (_Interrupted when, right before an attempt, the writer was stopped or the fence said no)."""
         attempt = 0
         while True:
             attempt += 1
-            if not self._throttle():
+            if not self._may_send():
                 raise _Interrupted()
             try:
                 with observe_kube(self._metrics, operation) as outcome:

@@ -7,8 +7,10 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from ovirt_cloudprovider.health import HealthServer, HealthState
 from ovirt_cloudprovider.metrics import Metrics
@@ -140,24 +142,67 @@ def test_idle_connections_take_no_threads_and_healthz_still_answers(
             s.close()
 
 
-def test_busy_connections_are_bounded_and_the_excess_gets_503(state: HealthState) -> None:
-    srv = HealthServer(host="127.0.0.1", port=0, registry=Metrics().registry, state=state, max_connections=8,
+def test_probes_are_answered_whatever_64_slow_clients_do(server: tuple[HealthServer, Metrics],
+                                                          state: HealthState) -> None:
+    """64+ clients on the default limits: idle, a request line then nothing, a header trickled, a whole
+    request whose answer is never read. Every probe in a row is still answered 200."""
+    srv, _ = server
+    state.engine_ok()
+    base_threads = threading.active_count()
+    clients = [_connect(srv.port) for _ in range(96)]
+    try:
+        for i, s in enumerate(clients):
+            if i % 3 == 0:
+                s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            elif i % 3 == 1:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: aaaa")
+        time.sleep(0.5)
+        for _ in range(5):
+            for path in ("/healthz", "/readyz"):
+                code, took = _timed_get(f"http://127.0.0.1:{srv.port}{path}")
+                assert (path, code) == (path, 200)
+                assert took < 5
+        assert threading.active_count() - base_threads <= 2, "slow clients took handler threads"
+    finally:
+        for s in clients:
+            s.close()
+
+
+class _SlowCollector:
+    """A collector that blocks until released: every /metrics scrape holds its handler meanwhile."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def collect(self) -> Iterator[Any]:
+        self.release.wait(10)
+        return iter(())
+
+
+def test_busy_scrapes_are_bounded_the_excess_gets_503_and_probes_still_answer(state: HealthState) -> None:
+    state.engine_ok()
+    registry = CollectorRegistry()
+    slow = _SlowCollector()
+    registry.register(slow)  # type: ignore[arg-type]
+    srv = HealthServer(host="127.0.0.1", port=0, registry=registry, state=state, max_connections=8,
                        request_timeout=5)
     srv.start()
     base_threads = threading.active_count()
-    slow = [_connect(srv.port) for _ in range(30)]
+    scrapes = [_connect(srv.port) for _ in range(8)]
     try:
-        for s in slow:  # a request line, then nothing: each holds a handler until request_timeout
-            s.sendall(b"GET /healthz HTTP/1.1\r\n")
-        time.sleep(0.5)
-        busy_threads = threading.active_count() - base_threads
-        code, took = _timed_get(f"http://127.0.0.1:{srv.port}/healthz")
-        assert code == 503 and took < 2
-        assert busy_threads <= 8, f"{busy_threads} handler threads, max_connections=8"
+        for s in scrapes:  # each holds a handler until the collector is released
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_for(lambda: threading.active_count() - base_threads >= 8, timeout=5)
+        code, _ = http_get(f"http://127.0.0.1:{srv.port}/metrics")
+        assert code == 503  # a ninth scrape: no slot
+        assert threading.active_count() - base_threads <= 8, "more handlers than max_connections"
+        for path in ("/healthz", "/readyz", "/livez"):
+            assert http_get(f"http://127.0.0.1:{srv.port}{path}")[0] == 200
     finally:
-        for s in slow:
+        slow.release.set()
+        for s in scrapes:
             s.close()
-    wait_for(lambda: http_get(f"http://127.0.0.1:{srv.port}/healthz")[0] == 200, what="slots freed")
+    assert wait_for(lambda: http_get(f"http://127.0.0.1:{srv.port}/metrics")[0] == 200, what="slots freed")
     srv.stop()
 
 
@@ -224,3 +269,26 @@ def test_beyond_max_waiting_the_oldest_idle_connections_are_closed(state: Health
         for s in idle:
             s.close()
         srv.stop()
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with _connect(port) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_methods_and_malformed_heads(server: tuple[HealthServer, Metrics]) -> None:
+    srv, _ = server
+    head = _raw(srv.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 OK\r\n") and head.endswith(b"\r\n\r\n")  # headers only
+    assert _raw(srv.port, b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n").startswith(b"HTTP/1.0 405 ")
+    assert _raw(srv.port, b"\x16\x03\x01 garbage\r\n\r\n").startswith(b"HTTP/1.0 400 ")
+    try:  # the head is not read beyond its limit: closing with the rest unread may reset the connection
+        too_long = _raw(srv.port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000)
+    except ConnectionResetError:
+        too_long = b"HTTP/1.0 431 (reset)"
+    assert too_long.startswith(b"HTTP/1.0 431 ")
+    assert _raw(srv.port, b"GET /livez?verbose HTTP/1.0\n\n").startswith(b"HTTP/1.0 200 ")

@@ -182,13 +182,20 @@ def test_paused_leader_writes_nothing_after_losing_its_lease(start: Callable[...
     FIGURES.record("process")
 
 
-@pytest.mark.parametrize("moment", ["sweep", "hung-sso"])
+@pytest.mark.parametrize("moment", ["sweep", "hung-sso", "slow-engine"])
 def test_sigterm_exits_within_5s_and_releases_the_lease(moment: str, start: Callable[..., Replica],
                                                         engine: EngineSimulator, kube: KubeApiSimulator) -> None:
+    """SIGTERM → exit 0 within 5 s, the Lease released: during a sweep, during a hung SSO login, and with an
+    engine that answers everything (SSO logout included) after 4 s, slower than any step's own bound but
+    within the connection's 5 s timeout: the steps share one shutdown deadline."""
     seed_cluster(engine, kube)
     a = start("replica-a")
     wait_for(lambda: holder(kube) == "replica-a" and converged(engine, kube), 30, "replica-a leading", a.logs)
-    if moment == "sweep":
+    if moment == "slow-engine":
+        engine.set_latency(4.0, path_prefix="/")
+        engine.set_status(next(v.id for v in engine.fleet.vms.values() if v.status == "up"), "down")
+        time.sleep(2.5)  # every engine call now takes 4 s: the loop is in the middle of one
+    elif moment == "sweep":
         engine.set_latency(30.0, path_prefix=API_VMS)
         engine.set_status(next(v.id for v in engine.fleet.vms.values() if v.status == "up"), "down")
         wait_for(lambda: any(r.path.startswith(API_VMS) and r.time > time.time() - 2 for r in engine.requests), 15,

@@ -14,10 +14,15 @@ from typing import Any, TypedDict, cast
 import pytest
 from kubernetes import client as k8s
 
+from ovirt_cloudprovider.core.records import Action, ApplyResult
 from ovirt_cloudprovider.kube.leader import LeaderElector
+from ovirt_cloudprovider.kube.ratelimit import TokenBucket
+from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+from ovirt_cloudprovider.simulators.kubeapi.faults import WRITE_VERBS
 from tests.helpers import REPO, wait_for
+from tests.kube.test_kube import register, spec_for
 from tests.kube_types import wire
 
 NS = "kube-system"
@@ -264,3 +269,65 @@ def test_renewing_keeps_a_whole_second_acquire_time_valid(kubeapi: KubeApiSimula
     assert a.leading
     spec = lease_spec(kubeapi)
     assert spec["acquireTime"].startswith("2026-01-01T00:00:00.00000") and spec["leaseTransitions"] == 3
+
+
+# --- the fence: no write reaches the API server after the renew deadline ---------------------------------
+
+IN_FLIGHT = 0.1  # seconds between the last check and the request's arrival, for a write checked just in time
+
+
+def late_writes(sim: KubeApiSimulator, deadline: float) -> list[tuple[str, str, int, float]]:
+    """The node and Event writes (any answer) whose request arrived after ``deadline`` (plus IN_FLIGHT)."""
+    time.sleep(0.05)  # the simulator records a request after answering it
+    return [(r.verb, r.resource or "", r.code, round(r.received - deadline, 2)) for r in sim.requests
+            if r.verb in WRITE_VERBS and r.resource != "leases" and r.received > deadline + IN_FLIGHT]
+
+
+def apply_in_thread(writer: NodeWriter, actions: list[Action], may_write: Callable[[], bool]) -> Any:
+    results: list[ApplyResult] = []
+    t = threading.Thread(target=lambda: results.append(writer.apply(actions, may_write=may_write)), daemon=True)
+    t.start()
+    return t, results
+
+
+def registrations(n: int) -> list[Action]:
+    return [register(spec_for(f"fence{i:02d}", vm_id=f"6f1c8f0e-2222-4b4b-9c9c-{i:012d}")) for i in range(n)]
+
+
+def test_no_write_after_the_fence_under_throttling(kubeapi: KubeApiSimulator, replicas: Any,
+                                                   api_client_for: Callable[..., k8s.ApiClient]) -> None:
+    """kube_api_qps = 1: the writer's workers queue for tokens; those that get one after the renew deadline
+    (the lease renewals fail meanwhile) never send their write, nor an Event."""
+    a = replicas("replica-a")
+    assert wait_for(lambda: a.leading, timeout=3)
+    writer = NodeWriter(api_client_for(kubeapi), workers=4, limiter=TokenBucket(1, 1), event_repeat_interval=0.0)
+    t, results = apply_in_thread(writer, registrations(6), lambda: a.elector.is_leader)
+    time.sleep(0.3)
+    kubeapi.fail_next(100_000, code=500, resource="leases")  # the renewals fail from now on
+    assert wait_for(lambda: not a.leading, timeout=3, interval=0.005)
+    deadline = a.elector.fence_deadline
+    t.join(30)
+    assert not t.is_alive()
+    assert late_writes(kubeapi, deadline) == []
+    result = results[0]
+    assert result.applied >= 1 and result.interrupted >= 1 and result.failed == 0
+
+
+@pytest.mark.parametrize("code", [429, 503])
+def test_no_retry_after_the_fence_in_an_error_storm(kubeapi: KubeApiSimulator, replicas: Any,
+                                                    api_client_for: Callable[..., k8s.ApiClient], code: int) -> None:
+    """Every request (the Lease renewals too) answered 429 or 503 with ``Retry-After: 1``: the writer's
+    retries stop at the renew deadline instead of going on for seconds."""
+    a = replicas("replica-a")
+    assert wait_for(lambda: a.leading, timeout=3)
+    kubeapi.fail_next(100_000, code=code, retry_after=1)
+    writer = NodeWriter(api_client_for(kubeapi), workers=4, attempts=8, event_repeat_interval=0.0)
+    t, results = apply_in_thread(writer, registrations(3), lambda: a.elector.is_leader)
+    assert wait_for(lambda: not a.leading, timeout=3, interval=0.005)
+    deadline = a.elector.fence_deadline
+    t.join(30)
+    assert not t.is_alive()
+    assert late_writes(kubeapi, deadline) == []
+    result = results[0]
+    assert result.applied == 0 and result.interrupted == 3
+    assert kubeapi.list_nodes() == []

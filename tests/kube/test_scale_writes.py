@@ -154,18 +154,15 @@ def test_pool_counts_conflicts_and_failures(kubeapi: KubeApiSimulator, kube_api_
 
 def test_no_write_after_may_write_says_no(kubeapi: KubeApiSimulator, kube_api_client: k8s.ApiClient) -> None:
     api = kube_api_client
-    lock = threading.Lock()
-    asked = [0]
 
-    def may_write() -> bool:  # leadership lost after the fifth action
-        with lock:
-            asked[0] += 1
-            return asked[0] <= 5
+    def may_write() -> bool:  # leadership lost once the fifth node exists (asked right before every request)
+        return len(kubeapi.list_nodes()) < 5
 
-    writer = NodeWriter(api, workers=4)
+    writer = NodeWriter(api, workers=1)
     result = writer.apply([register(s) for s in specs(40)], may_write=may_write)
     assert result.applied == 5 and result.interrupted == 35 and result.failed == 0
     assert len(kubeapi.list_nodes()) == 5
+    assert len(kubeapi.list_events()) == 4  # the fifth node's Event came after the fence: not sent
 
 
 def test_stop_before_apply_writes_nothing(kubeapi: KubeApiSimulator, kube_api_client: k8s.ApiClient) -> None:

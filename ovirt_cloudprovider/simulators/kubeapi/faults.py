@@ -17,7 +17,8 @@ WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollectio
 @dataclasses.dataclass(frozen=True)
 class RequestRecord:
     """One request the simulator answered (``resource`` is e.g. "nodes" or "nodes/status"; None for
-    discovery and other non-resource paths)."""
+    discovery and other non-resource paths); ``received`` is the ``time.monotonic()`` at which its request
+    line and headers had arrived (a test compares it with the client's deadlines, on the same clock)."""
 
     method: str
     path: str
@@ -27,6 +28,7 @@ class RequestRecord:
     name: str
     code: int
     user: str
+    received: float = 0.0
 
 
 @dataclasses.dataclass

@@ -135,6 +135,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return "json"
 
     def _handle(self, method: str) -> None:
+        self._received = time.monotonic()
         self._audit = new_uuid()
         url = urllib.parse.urlsplit(self.path)
         self._method, self._url_path = method, url.path
@@ -188,7 +189,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         req = self._req
         rec = RequestRecord(self._method, self._url_path, req.verb if req else self._method.lower(),
                             req.resource if req else None, req.namespace if req else "", req.name if req else "",
-                            code, self._user)
+                            code, self._user, self._received)
         with self.sim._lock:
             self.sim._records.append(rec)
 
