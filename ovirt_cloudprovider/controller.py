@@ -15,7 +15,8 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   when it cannot prove the same answer), with deletion off; anything else (a removal, a tag change, missed
   events) is a full sweep;
 - never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
-  only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``).
+  only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
+  event poller backs off the same way.
 
 Lifecycle: see :class:`Controller`.
 """
@@ -329,7 +330,8 @@ class Controller:
     node watch and the elector's threads) ends early. ``run`` returns within about a second of ``stop`` (a
     sweep in flight finishes its current request first; no action is applied after ``stop`` or after
     leadership is lost). The poller is a daemon thread that ends with ``stop`` too; it polls only while this
-    replica leads, every ``event_poll_interval``.
+    replica leads, every ``event_poll_interval``, after a failure after the sweeps' backoff
+    (:func:`~.core.schedule.poll_delay`).
     """
 
     def __init__(self, *, config: Config, engine: _Engine, cache: _Cache, writer: _Writer,
@@ -347,6 +349,7 @@ class Controller:
         self.debounce = debounce
         self._rng = rng or random.Random()
         self._wake = threading.Event()
+        self._engine_back = threading.Event()  # a full sweep reached the engine: a backing-off poller polls now
         self._lock = threading.Lock()  # guards the schedule and the event index (triggers come from other threads)
         self._schedule = schedule.Schedule(schedule.Timing(
             interval=config.controller.sync_interval, debounce=debounce, backoff_base=backoff_base,
@@ -412,6 +415,7 @@ class Controller:
         end = time.monotonic()
         if report.snapshot is not None:
             self._snapshot, self._fleet = report.snapshot, report.fleet
+            self._engine_back.set()
         ok = report.ok or report.interrupted
         with self._lock:
             self._schedule = self._schedule.full_finished(end, ok=ok, jitter=self._rng.random())
@@ -461,12 +465,16 @@ class Controller:
     def _poll_events(self, stop: threading.Event) -> None:
         """Engine event poller. Polls only while this replica leads: a standby makes no engine call at all
         (with a wrong password it would fail logins too); on becoming leader it starts from the index the loop
-        read just before its first full sweep."""
+        read just before its first full sweep. After a failed poll it waits for the sweeps' backoff
+        (:func:`~.core.schedule.poll_delay`; a full sweep that reaches the engine ends the wait): one attempt
+        and one log line per backoff step, and one line when the engine answers again."""
         period = self.config.controller.event_poll_interval
+        failures, since = 0, 0.0
         while not stop.is_set():
             if not self.may_write():
                 with self._lock:
                     self._event_index = None
+                failures = 0  # a new leader starts polling at the interval
                 # a standby's readiness does not depend on the engine, which it does not contact
                 self.health.standby()
                 stop.wait(max(min(period, 1.0), 0.2) if period > 0 else 1.0)
@@ -479,33 +487,70 @@ class Controller:
             if index is None:  # the loop reads it before its next full sweep
                 stop.wait(0.05)
                 continue
-            try:
-                index, events = self.engine.events_since(index)
-                with self._lock:
-                    if self._event_index is not None:
-                        self._event_index = index
-                if events:  # (the engine client counts them in engine_events_total)
-                    names = sorted({e.vm_name or e.vm_id or e.host_name or e.host_id or "?" for e in events})
-                    log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
-                    if self.may_write():
-                        targetable = all((e.kind in TARGETED_EVENT_KINDS and e.vm_id)
-                                         or (e.kind in TARGETED_HOST_EVENT_KINDS and e.host_id) for e in events)
-                        self.trigger(f"engine events for {', '.join(names[:5])}",
-                                     vm_ids=[str(e.vm_id) for e in events if e.kind in TARGETED_EVENT_KINDS]
-                                     if targetable else (),
-                                     host_ids=[str(e.host_id) for e in events if e.kind in TARGETED_HOST_EVENT_KINDS]
-                                     if targetable else ())
-                self.health.engine_ok()
-            except EngineLoginBackoff as exc:  # refused without contacting the engine: the login already warned
-                self.health.engine_failed(str(exc))
-                log.debug("engine event poll waits for the login backoff", extra=kv(error=str(exc)))
-            except EngineError as exc:
-                self.health.engine_failed(str(exc))
-                log.warning("engine event poll failed", extra=kv(error=str(exc)))
-            except Exception as exc:  # never let the poller die silently
-                self.health.engine_failed(f"event poll: {exc.__class__.__name__}")
-                log.exception("engine event poll crashed", extra=kv(error=str(exc)))
-            stop.wait(max(period, 0.05))
+            ok, error = self._poll_once(index)
+            if ok and failures:
+                log.info("engine event poll recovered",
+                         extra=kv(failures=failures, seconds=round(time.monotonic() - since, 1)))
+                failures = 0
+            elif ok is False:
+                since = since if failures else time.monotonic()
+                failures += 1
+            delay = schedule.poll_delay(failures, period=period, base=self.backoff_base,
+                                        cap=self.config.controller.backoff_max,
+                                        jitter=self._rng.random() if failures else 0.0)
+            if ok is False:
+                log.warning("engine event poll failed",
+                            extra=kv(error=error, failures=failures, retry_in=round(delay, 1)))
+            self._poll_pause(stop, delay, backing_off=failures > 0)
+
+    def _poll_once(self, index: int) -> tuple[bool | None, str]:
+        """One poll of the engine's events from ``index``, triggering sweeps for them: (True, "") when the
+        engine answered, (False, why) when it failed, (None, "") when the login backoff refused it (the login
+        already warned; that gate is the backoff)."""
+        try:
+            index, events = self.engine.events_since(index)
+            with self._lock:
+                if self._event_index is not None:
+                    self._event_index = index
+            if events:  # (the engine client counts them in engine_events_total)
+                names = sorted({e.vm_name or e.vm_id or e.host_name or e.host_id or "?" for e in events})
+                log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
+                if self.may_write():
+                    targetable = all((e.kind in TARGETED_EVENT_KINDS and e.vm_id)
+                                     or (e.kind in TARGETED_HOST_EVENT_KINDS and e.host_id) for e in events)
+                    self.trigger(f"engine events for {', '.join(names[:5])}",
+                                 vm_ids=[str(e.vm_id) for e in events if e.kind in TARGETED_EVENT_KINDS]
+                                 if targetable else (),
+                                 host_ids=[str(e.host_id) for e in events if e.kind in TARGETED_HOST_EVENT_KINDS]
+                                 if targetable else ())
+            self.health.engine_ok()
+            return True, ""
+        except EngineLoginBackoff as exc:  # refused without contacting the engine: the login already warned
+            self.health.engine_failed(str(exc))
+            log.debug("engine event poll waits for the login backoff", extra=kv(error=str(exc)))
+            return None, str(exc)
+        except EngineError as exc:
+            self.health.engine_failed(str(exc))
+            return False, str(exc)
+        except Exception as exc:  # never let the poller die silently: a failure like the others (a bug: the
+            # traceback at debug)
+            self.health.engine_failed(f"event poll: {exc.__class__.__name__}")
+            log.debug("engine event poll crashed", exc_info=True)
+            return False, f"unexpected {type(exc).__name__}: {one_line(str(exc))}"
+
+    def _poll_pause(self, stop: threading.Event, seconds: float, *, backing_off: bool) -> None:
+        """Wait ``seconds`` (at least 0.05) or until ``stop``; in a backoff also until a full sweep reaches the
+        engine."""
+        if not backing_off:
+            stop.wait(max(seconds, 0.05))
+            return
+        self._engine_back.clear()
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and not self._engine_back.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, 0.5))
 
     def _start_event_index(self) -> None:
         """Before a full sweep: read where the event poller starts, if it has no index yet."""

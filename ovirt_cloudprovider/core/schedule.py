@@ -1,4 +1,4 @@
-"""When to sweep: the controller loop's schedule (pure).
+"""When to sweep, and when to poll the engine's events: the controller loop's schedule (pure).
 
 :class:`Schedule` is the state of the loop's timing; the loop (:class:`ovirt_cloudprovider.controller.Controller`)
 holds one, feeds it what happened and does what :meth:`Schedule.next_step` says. Every input is explicit: the
@@ -39,6 +39,10 @@ Waits
     at least 0.05 s; a trigger ends it early. Its reason says why: ``idle`` (the next periodic sweep),
     ``debounce`` (an early sweep waits for the debounce), ``backoff`` (it waits for the backoff),
     ``cache`` (the node cache is not synced), ``sweeping``.
+
+Engine event polls (:func:`poll_delay`)
+    Every ``event_poll_interval`` while they succeed; after a failed poll, the sweeps' backoff (never shorter
+    than the interval), so an engine outage costs one attempt, and one log line, per backoff step.
 """
 
 from __future__ import annotations
@@ -68,6 +72,14 @@ def backoff(failures: int, *, base: float, cap: float, jitter: float) -> float:
     ``0.5 + 0.5 * jitter`` (``jitter`` in [0, 1))."""
     exponent = min(max(failures, 1) - 1, 64)  # beyond 2**64 every cap is reached; no float overflow
     return min(cap, base * 2.0 ** exponent) * (0.5 + 0.5 * jitter)
+
+
+def poll_delay(failures: int, *, period: float, base: float, cap: float, jitter: float) -> float:
+    """The wait before the next engine event poll: ``period`` while polls succeed (``failures`` 0), else the
+    backoff of :func:`backoff`, never shorter than ``period``."""
+    if failures <= 0:
+        return period
+    return max(period, backoff(failures, base=base, cap=cap, jitter=jitter))
 
 
 class StepKind(enum.Enum):

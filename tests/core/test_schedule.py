@@ -26,6 +26,7 @@ from ovirt_cloudprovider.core.schedule import (
     StepKind,
     Timing,
     backoff,
+    poll_delay,
 )
 
 TIMING = Timing(interval=60.0, debounce=0.5, backoff_base=5.0, backoff_max=300.0)
@@ -52,7 +53,7 @@ def after_first_sweep(*, end: float = T0, jitter: float = 0.0) -> Schedule:
     return s.full_finished(end, ok=True, jitter=jitter)
 
 
-# --- backoff ---------------------------------------------------------------------------
+# --- backoff and poll delays ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("failures", "jitter", "expected"), [
     (1, 0.0, 2.5), (1, 0.5, 3.75), (2, 0.0, 5.0), (3, 0.0, 10.0), (4, 0.0, 20.0), (6, 0.0, 80.0),
@@ -62,6 +63,26 @@ def after_first_sweep(*, end: float = T0, jitter: float = 0.0) -> Schedule:
 ])
 def test_backoff_doubles_up_to_the_cap_jittered_down_to_half(failures: int, jitter: float, expected: float) -> None:
     assert backoff(failures, base=5.0, cap=300.0, jitter=jitter) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("failures", "jitter", "expected"), [
+    (0, 0.9, 3.0),  # polls succeed: the interval, no jitter
+    (1, 0.0, 3.0),  # the backoff (2.5) is never shorter than the interval
+    (1, 0.999, 4.9975),
+    (2, 0.0, 5.0), (3, 0.0, 10.0), (10, 0.0, 150.0), (10, 0.999, 299.85),
+])
+def test_event_polls_back_off_as_the_sweeps_do(failures: int, jitter: float, expected: float) -> None:
+    assert poll_delay(failures, period=3.0, base=5.0, cap=300.0, jitter=jitter) == pytest.approx(expected)
+
+
+def test_an_outage_of_ten_minutes_costs_a_handful_of_event_polls() -> None:
+    """The figure of issue 17, rule 10: polled every 3 s an outage made 19 failed polls (and log lines) a minute."""
+    for jitter in (0.0, 0.5, 0.999):
+        t, failures = 0.0, 0
+        while t < 600:
+            failures += 1
+            t += poll_delay(failures, period=3.0, base=5.0, cap=300.0, jitter=jitter)
+        assert failures <= 9, (jitter, failures)
 
 
 # --- full sweeps ---------------------------------------------------------------------------------------
