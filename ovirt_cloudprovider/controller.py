@@ -310,7 +310,6 @@ def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, 
 TARGETED_EVENT_KINDS = frozenset({"started", "stopped", "suspended", "migrated"})
 TARGETED_HOST_EVENT_KINDS = frozenset({"host-failed", "host-detected", "host-maintenance", "host-activated",
                                        "host-stopped"})
-MAX_TARGETED = schedule.MAX_TARGETED  # more VMs and hosts than this in one burst: one paged search is cheaper
 
 
 class _Leader(Protocol):
