@@ -2,7 +2,8 @@
 
 One sweep (:func:`run_sweep`) is the pipeline of ARCHITECTURE.md: ``EngineClient.discover`` → ``desired_nodes``
 → ``plan_sync`` (against the node cache) → ``NodeWriter`` (a bounded, rate-limited pool; each action only
-while this replica may write). :class:`Controller` decides when to sweep:
+while this replica may write). :class:`Controller` runs sweeps when :class:`~.core.schedule.Schedule` says
+(its docstring has the rules; in short):
 
 - every ``sync_interval`` seconds, jittered by up to 10 %;
 - early, when the engine reports a relevant event (VM started, stopped, removed, migrated, renamed,
@@ -13,12 +14,11 @@ while this replica may write). :class:`Controller` decides when to sweep:
   only their nodes are planned (core/targeted.py: at the cost of those few, not of the fleet; the whole fleet
   when it cannot prove the same answer), with deletion off; anything else (a removal, a tag change, missed
   events) is a full sweep;
-- never two sweeps at once (one thread sweeps), and after a failure only after a jittered exponential
-  backoff (``backoff_base`` doubling up to ``backoff_max``).
+- never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
+  only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
+  event poller backs off the same way.
 
-Lifecycle: :meth:`Controller.run` blocks until ``stop`` is set; it starts the event poller thread,
-and returns within about a second of ``stop`` (a sweep in flight finishes its current request first;
-no action is applied after ``stop`` or after leadership is lost).
+Lifecycle: see :class:`Controller`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from .core import schedule
 from .core.confirm import confirm_deletions, confirm_host_deletions, pending_deletions, pending_host_deletions
 from .core.desired import desired_nodes
 from .core.naming import skip_code
@@ -51,6 +52,7 @@ from .core.records import (
     Snapshot,
     VirtualMachine,
 )
+from .core.schedule import StepKind
 from .core.settings import Config
 from .core.targeted import Fleet, fleet_of, plan_targeted, restrict, targets_of
 from .core.vmfilter import filter_match, narrowed
@@ -308,7 +310,6 @@ def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, 
 TARGETED_EVENT_KINDS = frozenset({"started", "stopped", "suspended", "migrated"})
 TARGETED_HOST_EVENT_KINDS = frozenset({"host-failed", "host-detected", "host-maintenance", "host-activated",
                                        "host-stopped"})
-MAX_TARGETED = 20  # more VMs and hosts than this in one burst: one paged search is cheaper
 
 
 class _Leader(Protocol):
@@ -317,7 +318,20 @@ class _Leader(Protocol):
 
 
 class Controller:
-    """Runs sweeps forever; see the module docstring for when."""
+    """Runs sweeps until stopped; *when* is decided by :class:`~.core.schedule.Schedule` (its docstring has the
+    rules), this class only does what it says.
+
+    Lifecycle: :meth:`run` blocks until ``stop`` is set. It starts the engine event poller thread, then loops:
+    beat the liveness, look for rotated secret files, ask the schedule for the next step at the current
+    monotonic time (with this replica's leadership, the node cache's sync state and the last complete discovery
+    to tell whether targets are known), and execute it: a full or targeted sweep (then report its result and a
+    fresh jitter to the schedule), or a wait that a trigger (:meth:`trigger`, called from the event poller, the
+    node watch and the elector's threads) ends early. ``run`` returns within about a second of ``stop`` (a
+    sweep in flight finishes its current request first; no action is applied after ``stop`` or after
+    leadership is lost). The poller is a daemon thread that ends with ``stop`` too; it polls only while this
+    replica leads, every ``event_poll_interval``, after a failure after the sweeps' backoff
+    (:func:`~.core.schedule.poll_delay`).
+    """
 
     def __init__(self, *, config: Config, engine: _Engine, cache: _Cache, writer: _Writer,
                  metrics: Metrics, health: HealthState, leader: _Leader | None = None,
@@ -334,14 +348,13 @@ class Controller:
         self.debounce = debounce
         self._rng = rng or random.Random()
         self._wake = threading.Event()
-        self._reasons: set[str] = set()
-        self._targets: set[str] = set()  # VMs for a targeted sweep (status events)
-        self._host_targets: set[str] = set()  # hosts for a targeted sweep (host status events)
-        self._needs_full = False  # an early trigger that only a full sweep answers
+        self._engine_back = threading.Event()  # a full sweep reached the engine: a backing-off poller polls now
+        self._lock = threading.Lock()  # guards the schedule and the event index (triggers come from other threads)
+        self._schedule = schedule.Schedule(schedule.Timing(
+            interval=config.controller.sync_interval, debounce=debounce, backoff_base=backoff_base,
+            backoff_max=config.controller.backoff_max))
         self._snapshot: Snapshot | None = None  # the last complete discovery
         self._fleet: Fleet | None = None  # the same, indexed for targeted sweeps (core/targeted.py)
-        self._lock = threading.Lock()
-        self._failures = 0
         # where the event poller starts: read by the loop just before a full sweep (so that no event between
         # the sweep's discovery and the first poll is lost); None while this replica does not lead
         self._event_index: int | None = None
@@ -351,14 +364,8 @@ class Controller:
     def trigger(self, reason: str, *, vm_ids: Iterable[str] = (), host_ids: Iterable[str] = ()) -> None:
         """Ask for an early sweep (engine event, node waiting for initialization, new leader): a targeted one
         for ``vm_ids`` and ``host_ids`` when given (VMs and hosts whose status changed), else a full one."""
-        ids, hosts = set(vm_ids), set(host_ids)
         with self._lock:
-            self._reasons.add(reason)
-            if ids or hosts:
-                self._targets |= ids
-                self._host_targets |= hosts
-            else:
-                self._needs_full = True
+            self._schedule = self._schedule.trigger(reason, vm_ids=vm_ids, host_ids=host_ids)
         self._wake.set()
 
     def on_node_event(self, event_type: str, node: ObservedNode) -> None:
@@ -376,74 +383,61 @@ class Controller:
     def run(self, stop: threading.Event) -> None:
         poller = threading.Thread(target=self._poll_events, args=(stop,), name="engine-events", daemon=True)
         poller.start()
-        interval = self.config.controller.sync_interval
-        next_full = time.monotonic()  # first sweep at once
-        not_before = 0.0
         while not stop.is_set():
             self.health.beat()
-            now = time.monotonic()
             self._check_secret_files()
+            leading, synced = self.may_write(), self.cache.synced
             with self._lock:
-                early = bool(self._reasons)
-            due = now >= next_full or (early and now >= not_before)
-            if due and self.may_write() and self.cache.synced:
-                with self._lock:
-                    reasons = sorted(self._reasons) or ["periodic"]
-                    targets, host_targets = sorted(self._targets), sorted(self._host_targets)
-                    known = self._snapshot is not None and self._known(self._snapshot, targets, host_targets)
-                    targeted = (now < next_full and not self._needs_full and known
-                                and 0 < len(targets) + len(host_targets) <= MAX_TARGETED)
-                    self._reasons.clear()
-                    self._targets.clear()
-                    self._host_targets.clear()
-                    self._needs_full = False
+                self._schedule, step = self._schedule.next_step(time.monotonic(), leading=leading, synced=synced,
+                                                                known=self._known_now)
+            if step.kind is StepKind.FULL:
                 self._wake.clear()
-                if targeted and self._snapshot is not None:
-                    log.info("targeted sweep triggered", extra=kv(reasons="; ".join(reasons), vms=len(targets),
-                                                                  hosts=len(host_targets)))
-                    report = self._survive("targeted sweep", functools.partial(
-                        run_targeted_sweep, config=self.config, engine=self.engine, base=self._snapshot,
-                        vm_ids=targets, host_ids=host_targets, fleet=self._fleet, nodes=self.cache.nodes(),
-                        writer=self.writer, metrics=self.metrics, may_write=self.may_write, health=self.health))
-                    if report.ok and report.fleet is not None:
-                        self._snapshot, self._fleet = report.fleet.snapshot, report.fleet
-                    else:
-                        self.trigger("targeted sweep failed")  # a full sweep (with its backoff) follows
-                    not_before = time.monotonic() + self.debounce
-                    del report  # its plan is not kept while the next sweep plans (10k actions of a registration)
-                    continue
-                log.info("sweep triggered", extra=kv(reasons="; ".join(reasons)))
-                self._start_event_index()
-                self._fleet = None  # the old index is not kept while the sweep builds its own (a targeted sweep
-                # before the next complete discovery indexes self._snapshot again)
-                report = self._survive("sweep", functools.partial(
-                    run_sweep, config=self.config, engine=self.engine, nodes=self.cache.nodes(), writer=self.writer,
-                    metrics=self.metrics, may_write=self.may_write, health=self.health))
-                end = time.monotonic()
-                if report.snapshot is not None:
-                    self._snapshot, self._fleet = report.snapshot, report.fleet
-                if report.ok or report.interrupted:
-                    self._failures = 0
-                    next_full = end + interval * (1 + self._rng.uniform(0.0, 0.1))
-                    not_before = end + self.debounce
-                else:
-                    self._failures += 1
-                    delay = min(self.config.controller.backoff_max,
-                                self.backoff_base * 2 ** (self._failures - 1)) * self._rng.uniform(0.5, 1.0)
-                    log.info("retrying after backoff", extra=kv(failures=self._failures, seconds=round(delay, 1)))
-                    next_full = end + delay
-                    not_before = next_full
-                del report  # only the snapshot is kept (for targeted sweeps), not the plan
-                continue
-            if due and not self.may_write():
-                next_full = now + interval  # standby: stay idle, wake on leadership
-            wait = max(0.05, min(next_full - now, 2.0))
-            if early:
-                wait = max(0.05, min(wait, not_before - now))
-            if due and not self.cache.synced:
-                wait = 0.5  # the node cache is (re)listing: nothing to plan against yet
-            self._wake.wait(wait)
-            self._wake.clear()
+                self._full_sweep(step)
+            elif step.kind is StepKind.TARGETED:
+                self._wake.clear()
+                self._targeted_sweep(step)
+            else:
+                self._wake.wait(step.seconds)
+                self._wake.clear()
+
+    def _known_now(self, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
+        return self._snapshot is not None and self._known(self._snapshot, vm_ids, host_ids)
+
+    def _full_sweep(self, step: schedule.Step) -> None:
+        log.info("sweep triggered", extra=kv(reasons="; ".join(step.reasons)))
+        self._start_event_index()
+        self._fleet = None  # the old index is not kept while the sweep builds its own (a targeted sweep
+        # before the next complete discovery indexes self._snapshot again)
+        report = self._survive("sweep", functools.partial(
+            run_sweep, config=self.config, engine=self.engine, nodes=self.cache.nodes(), writer=self.writer,
+            metrics=self.metrics, may_write=self.may_write, health=self.health))
+        end = time.monotonic()
+        if report.snapshot is not None:
+            self._snapshot, self._fleet = report.snapshot, report.fleet
+            self._engine_back.set()
+        ok = report.ok or report.interrupted
+        with self._lock:
+            self._schedule = self._schedule.full_finished(end, ok=ok, jitter=self._rng.random())
+            failures, delay = self._schedule.failures, self._schedule.next_full - end
+        if not ok:
+            log.info("retrying after backoff", extra=kv(failures=failures, seconds=round(delay, 1)))
+        # only the snapshot is kept (for targeted sweeps), not the plan
+
+    def _targeted_sweep(self, step: schedule.Step) -> None:
+        log.info("targeted sweep triggered", extra=kv(reasons="; ".join(step.reasons), vms=len(step.vm_ids),
+                                                      hosts=len(step.host_ids)))
+        base = self._snapshot
+        report = self._survive("targeted sweep", functools.partial(
+            run_targeted_sweep, config=self.config, engine=self.engine, base=base, vm_ids=step.vm_ids,
+            host_ids=step.host_ids, fleet=self._fleet, nodes=self.cache.nodes(), writer=self.writer,
+            metrics=self.metrics, may_write=self.may_write, health=self.health)) if base is not None \
+            else SweepReport(ok=False, error="no complete discovery yet")
+        ok = report.ok and report.fleet is not None
+        if report.ok and report.fleet is not None:
+            self._snapshot, self._fleet = report.fleet.snapshot, report.fleet
+        with self._lock:  # a failure asks for a full sweep (with its backoff)
+            self._schedule = self._schedule.targeted_finished(time.monotonic(), ok=ok)
+        # its plan is not kept while the next sweep plans (10k actions of a registration)
 
     @staticmethod
     def _known(snapshot: Snapshot, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
@@ -470,12 +464,16 @@ class Controller:
     def _poll_events(self, stop: threading.Event) -> None:
         """Engine event poller. Polls only while this replica leads: a standby makes no engine call at all
         (with a wrong password it would fail logins too); on becoming leader it starts from the index the loop
-        read just before its first full sweep."""
+        read just before its first full sweep. After a failed poll it waits for the sweeps' backoff
+        (:func:`~.core.schedule.poll_delay`; a full sweep that reaches the engine ends the wait): one attempt
+        and one log line per backoff step, and one line when the engine answers again."""
         period = self.config.controller.event_poll_interval
+        failures, since = 0, 0.0
         while not stop.is_set():
             if not self.may_write():
                 with self._lock:
                     self._event_index = None
+                failures = 0  # a new leader starts polling at the interval
                 # a standby's readiness does not depend on the engine, which it does not contact
                 self.health.standby()
                 stop.wait(max(min(period, 1.0), 0.2) if period > 0 else 1.0)
@@ -488,33 +486,70 @@ class Controller:
             if index is None:  # the loop reads it before its next full sweep
                 stop.wait(0.05)
                 continue
-            try:
-                index, events = self.engine.events_since(index)
-                with self._lock:
-                    if self._event_index is not None:
-                        self._event_index = index
-                if events:  # (the engine client counts them in engine_events_total)
-                    names = sorted({e.vm_name or e.vm_id or e.host_name or e.host_id or "?" for e in events})
-                    log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
-                    if self.may_write():
-                        targetable = all((e.kind in TARGETED_EVENT_KINDS and e.vm_id)
-                                         or (e.kind in TARGETED_HOST_EVENT_KINDS and e.host_id) for e in events)
-                        self.trigger(f"engine events for {', '.join(names[:5])}",
-                                     vm_ids=[str(e.vm_id) for e in events if e.kind in TARGETED_EVENT_KINDS]
-                                     if targetable else (),
-                                     host_ids=[str(e.host_id) for e in events if e.kind in TARGETED_HOST_EVENT_KINDS]
-                                     if targetable else ())
-                self.health.engine_ok()
-            except EngineLoginBackoff as exc:  # refused without contacting the engine: the login already warned
-                self.health.engine_failed(str(exc))
-                log.debug("engine event poll waits for the login backoff", extra=kv(error=str(exc)))
-            except EngineError as exc:
-                self.health.engine_failed(str(exc))
-                log.warning("engine event poll failed", extra=kv(error=str(exc)))
-            except Exception as exc:  # never let the poller die silently
-                self.health.engine_failed(f"event poll: {exc.__class__.__name__}")
-                log.exception("engine event poll crashed", extra=kv(error=str(exc)))
-            stop.wait(max(period, 0.05))
+            ok, error = self._poll_once(index)
+            if ok and failures:
+                log.info("engine event poll recovered",
+                         extra=kv(failures=failures, seconds=round(time.monotonic() - since, 1)))
+                failures = 0
+            elif ok is False:
+                since = since if failures else time.monotonic()
+                failures += 1
+            delay = schedule.poll_delay(failures, period=period, base=self.backoff_base,
+                                        cap=self.config.controller.backoff_max,
+                                        jitter=self._rng.random() if failures else 0.0)
+            if ok is False:
+                log.warning("engine event poll failed",
+                            extra=kv(error=error, failures=failures, retry_in=round(delay, 1)))
+            self._poll_pause(stop, delay, backing_off=failures > 0)
+
+    def _poll_once(self, index: int) -> tuple[bool | None, str]:
+        """One poll of the engine's events from ``index``, triggering sweeps for them: (True, "") when the
+        engine answered, (False, why) when it failed, (None, "") when the login backoff refused it (the login
+        already warned; that gate is the backoff)."""
+        try:
+            index, events = self.engine.events_since(index)
+            with self._lock:
+                if self._event_index is not None:
+                    self._event_index = index
+            if events:  # (the engine client counts them in engine_events_total)
+                names = sorted({e.vm_name or e.vm_id or e.host_name or e.host_id or "?" for e in events})
+                log.info("engine events", extra=kv(count=len(events), vms=",".join(names[:10])))
+                if self.may_write():
+                    targetable = all((e.kind in TARGETED_EVENT_KINDS and e.vm_id)
+                                     or (e.kind in TARGETED_HOST_EVENT_KINDS and e.host_id) for e in events)
+                    self.trigger(f"engine events for {', '.join(names[:5])}",
+                                 vm_ids=[str(e.vm_id) for e in events if e.kind in TARGETED_EVENT_KINDS]
+                                 if targetable else (),
+                                 host_ids=[str(e.host_id) for e in events if e.kind in TARGETED_HOST_EVENT_KINDS]
+                                 if targetable else ())
+            self.health.engine_ok()
+            return True, ""
+        except EngineLoginBackoff as exc:  # refused without contacting the engine: the login already warned
+            self.health.engine_failed(str(exc))
+            log.debug("engine event poll waits for the login backoff", extra=kv(error=str(exc)))
+            return None, str(exc)
+        except EngineError as exc:
+            self.health.engine_failed(str(exc))
+            return False, str(exc)
+        except Exception as exc:  # never let the poller die silently: a failure like the others (a bug: the
+            # traceback at debug)
+            self.health.engine_failed(f"event poll: {exc.__class__.__name__}")
+            log.debug("engine event poll crashed", exc_info=True)
+            return False, f"unexpected {type(exc).__name__}: {one_line(str(exc))}"
+
+    def _poll_pause(self, stop: threading.Event, seconds: float, *, backing_off: bool) -> None:
+        """Wait ``seconds`` (at least 0.05) or until ``stop``; in a backoff also until a full sweep reaches the
+        engine."""
+        if not backing_off:
+            stop.wait(max(seconds, 0.05))
+            return
+        self._engine_back.clear()
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and not self._engine_back.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, 0.5))
 
     def _start_event_index(self) -> None:
         """Before a full sweep: read where the event poller starts, if it has no index yet."""

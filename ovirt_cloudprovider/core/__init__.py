@@ -7,6 +7,7 @@
 - :mod:`.addresses`, :mod:`.desired`: a VM → the Node it should be.
 - :mod:`.plan`: desired + observed → Actions, with the safety rules; :mod:`.absence`: absence, deletion and
   the circuit breaker.
+- :mod:`.schedule`: when to sweep (the controller loop's timing) and the backoff of sweeps and event polls.
 
 The ``core is pure`` import contract in ``pyproject.toml`` enforces this.
 """

@@ -113,7 +113,7 @@ class ControllerConfig:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     metrics_bind_address: str = "0.0.0.0:10270"
-    backoff_max: float = 300.0  # cap of the exponential backoff after failed sweeps
+    backoff_max: float = 300.0  # cap of the exponential backoff after failed sweeps and event polls
     kube_api_qps: float = 20.0  # client-side rate limit of the Kubernetes API writes (kube-controller-manager's)
     kube_api_burst: int = 30  # requests allowed at once above kube_api_qps
 

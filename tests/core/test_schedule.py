@@ -1,0 +1,326 @@
+"""When to sweep (core/schedule.py): every rule as a table, and a property test over random histories of clock
+advances, triggers, leadership and cache changes and sweep results (pure, fast)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ovirt_cloudprovider.core.schedule import (
+    MAX_TARGETED,
+    MAX_WAIT,
+    MIN_WAIT,
+    REASON_PERIODIC,
+    REASON_TARGETED_FAILED,
+    WAIT_BACKOFF,
+    WAIT_CACHE,
+    WAIT_DEBOUNCE,
+    WAIT_IDLE,
+    WAIT_SWEEPING,
+    Schedule,
+    Step,
+    StepKind,
+    Timing,
+    backoff,
+    poll_delay,
+)
+
+TIMING = Timing(interval=60.0, debounce=0.5, backoff_base=5.0, backoff_max=300.0)
+T0 = 1000.0
+
+
+def everything_known(vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
+    return True
+
+
+def nothing_known(vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
+    return False
+
+
+def step(s: Schedule, now: float, *, leading: bool = True, synced: bool = True,
+         known: bool = True) -> tuple[Schedule, Step]:
+    return s.next_step(now, leading=leading, synced=synced, known=everything_known if known else nothing_known)
+
+
+def after_first_sweep(*, end: float = T0, jitter: float = 0.0) -> Schedule:
+    """A schedule whose first (full) sweep ran and ended at ``end`` successfully."""
+    s, first = step(Schedule(TIMING), end)
+    assert first.kind is StepKind.FULL
+    return s.full_finished(end, ok=True, jitter=jitter)
+
+
+# --- backoff and poll delays ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("failures", "jitter", "expected"), [
+    (1, 0.0, 2.5), (1, 0.5, 3.75), (2, 0.0, 5.0), (3, 0.0, 10.0), (4, 0.0, 20.0), (6, 0.0, 80.0),
+    (7, 0.0, 150.0),  # 5 * 64 = 320 is capped at 300, then jittered down
+    (50, 0.0, 150.0), (5000, 0.999, 299.85),  # no overflow, still capped
+    (0, 0.0, 2.5),  # 0 counts as the first failure
+])
+def test_backoff_doubles_up_to_the_cap_jittered_down_to_half(failures: int, jitter: float, expected: float) -> None:
+    assert backoff(failures, base=5.0, cap=300.0, jitter=jitter) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("failures", "jitter", "expected"), [
+    (0, 0.9, 3.0),  # polls succeed: the interval, no jitter
+    (1, 0.0, 3.0),  # the backoff (2.5) is never shorter than the interval
+    (1, 0.999, 4.9975),
+    (2, 0.0, 5.0), (3, 0.0, 10.0), (10, 0.0, 150.0), (10, 0.999, 299.85),
+])
+def test_event_polls_back_off_as_the_sweeps_do(failures: int, jitter: float, expected: float) -> None:
+    assert poll_delay(failures, period=3.0, base=5.0, cap=300.0, jitter=jitter) == pytest.approx(expected)
+
+
+def test_an_outage_of_ten_minutes_costs_a_handful_of_event_polls() -> None:
+    """The figure of issue 17, rule 10: polled every 3 s an outage made 19 failed polls (and log lines) a minute."""
+    for jitter in (0.0, 0.5, 0.999):
+        t, failures = 0.0, 0
+        while t < 600:
+            failures += 1
+            t += poll_delay(failures, period=3.0, base=5.0, cap=300.0, jitter=jitter)
+        assert failures <= 9, (jitter, failures)
+
+
+# --- full sweeps ---------------------------------------------------------------------------------------
+
+def test_the_first_sweep_is_full_and_at_once() -> None:
+    s, first = step(Schedule(TIMING), T0)
+    assert first == Step(StepKind.FULL, reasons=(REASON_PERIODIC,))
+    assert s.sweeping is StepKind.FULL
+
+
+@pytest.mark.parametrize(("jitter", "next_full"), [(0.0, T0 + 60.0), (0.5, T0 + 63.0), (0.999, T0 + 65.994)])
+def test_after_a_success_the_next_full_sweep_is_one_jittered_interval_later(jitter: float, next_full: float) -> None:
+    s = after_first_sweep(jitter=jitter)
+    assert s.sweeping is None and s.failures == 0
+    assert s.next_full == pytest.approx(next_full)
+    assert s.not_before == T0 + 0.5
+    s, idle = step(s, T0 + 1)
+    assert idle == Step(StepKind.WAIT, seconds=MAX_WAIT, why=WAIT_IDLE)
+    s, near = step(s, next_full - 0.3)
+    assert near.kind is StepKind.WAIT and near.seconds == pytest.approx(0.3)
+    s, due = step(s, next_full)
+    assert due == Step(StepKind.FULL, reasons=(REASON_PERIODIC,))
+
+
+def test_failures_back_off_exponentially_and_a_success_resets() -> None:
+    s = after_first_sweep()
+    now = s.next_full
+    delays = []
+    for _ in range(8):
+        s, sweep = step(s, now)
+        assert sweep.kind is StepKind.FULL
+        s = s.full_finished(now, ok=False, jitter=0.0)
+        delays.append(s.next_full - now)
+        assert s.not_before == s.next_full  # early sweeps wait for the backoff too
+        s, waiting = step(s.trigger("engine events"), now + delays[-1] / 2)
+        assert waiting.kind is StepKind.WAIT and waiting.why == WAIT_BACKOFF
+        now = s.next_full
+    assert delays == pytest.approx([2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 150.0, 150.0])
+    assert s.failures == 8
+    s, sweep = step(s, now)
+    assert sweep.kind is StepKind.FULL
+    s = s.full_finished(now, ok=True, jitter=0.0)
+    assert s.failures == 0 and s.next_full == now + 60.0
+
+
+def test_an_interrupted_sweep_counts_as_no_failure() -> None:
+    """The loop reports an interrupted sweep (leadership lost, stopping) as ok: nothing failed."""
+    s, _ = step(Schedule(TIMING), T0)
+    s = s.full_finished(T0 + 1, ok=True, jitter=0.0)
+    assert s.failures == 0 and s.next_full == T0 + 61
+
+
+# --- early sweeps ----------------------------------------------------------------------------------------
+
+def test_status_events_of_known_vms_make_a_targeted_sweep_after_the_debounce() -> None:
+    s = after_first_sweep().trigger("engine events for web1", vm_ids=["b", "a"], host_ids=["h"])
+    s, waiting = step(s, T0 + 0.2)
+    assert waiting.kind is StepKind.WAIT and waiting.why == WAIT_DEBOUNCE
+    assert waiting.seconds == pytest.approx(0.3)
+    s, sweep = step(s, T0 + 0.5)
+    assert sweep == Step(StepKind.TARGETED, reasons=("engine events for web1",), vm_ids=("a", "b"), host_ids=("h",))
+    assert s.sweeping is StepKind.TARGETED and not s.early and not s.vm_targets and not s.host_targets
+    s = s.targeted_finished(T0 + 0.7, ok=True)
+    assert s.sweeping is None and s.not_before == T0 + 1.2 and not s.early
+    s, idle = step(s, T0 + 2)
+    assert idle.why == WAIT_IDLE
+
+
+@pytest.mark.parametrize(("why", "make"), [
+    ("unknown targets", lambda s: (s.trigger("e", vm_ids=["x"]), False)),
+    ("too many targets", lambda s: (s.trigger("e", vm_ids=[str(i) for i in range(MAX_TARGETED + 1)]), True)),
+    ("a trigger without ids", lambda s: (s.trigger("e", vm_ids=["x"]).trigger("node n waits"), True)),
+    ("removed after started", lambda s: (s.trigger("node n waits").trigger("e", vm_ids=["x"]), True)),
+])
+def test_an_early_sweep_is_full_when_targets_cannot_answer_it(
+        why: str, make: Callable[[Schedule], tuple[Schedule, bool]]) -> None:
+    s, known = make(after_first_sweep())
+    s, sweep = step(s, T0 + 1, known=known)
+    assert sweep.kind is StepKind.FULL, why
+    assert not s.early and not s.vm_targets and not s.needs_full  # a full sweep answers every trigger
+
+
+def test_exactly_max_targeted_targets_are_still_targeted() -> None:
+    s = after_first_sweep().trigger("e", vm_ids=[str(i) for i in range(MAX_TARGETED - 1)], host_ids=["h"])
+    assert step(s, T0 + 1)[1].kind is StepKind.TARGETED
+
+
+def test_a_due_periodic_sweep_is_full_even_with_targets() -> None:
+    s = after_first_sweep().trigger("e", vm_ids=["x"])
+    _, sweep = step(s, T0 + 60.0)
+    assert sweep == Step(StepKind.FULL, reasons=("e",))
+
+
+def test_a_failed_targeted_sweep_asks_for_a_full_one_without_backoff() -> None:
+    s = after_first_sweep().trigger("e", vm_ids=["x"])
+    s, sweep = step(s, T0 + 1)
+    assert sweep.kind is StepKind.TARGETED
+    s = s.targeted_finished(T0 + 2, ok=False)
+    assert s.failures == 0 and s.needs_full and s.reasons == {REASON_TARGETED_FAILED}
+    assert step(s, T0 + 2.2)[1].why == WAIT_DEBOUNCE
+    _, full = step(s, T0 + 2.5)
+    assert full == Step(StepKind.FULL, reasons=(REASON_TARGETED_FAILED,))
+
+
+def test_triggers_during_a_sweep_wait_for_it_and_then_its_debounce() -> None:
+    s, _ = step(Schedule(TIMING), T0)
+    s = s.trigger("e", vm_ids=["x"])
+    s, waiting = step(s, T0 + 5)
+    assert waiting == Step(StepKind.WAIT, seconds=MAX_WAIT, why=WAIT_SWEEPING)
+    s = s.full_finished(T0 + 5, ok=True, jitter=0.0)
+    assert s.vm_targets == {"x"}  # kept: it came after the sweep's discovery
+    assert step(s, T0 + 5.1)[1].why == WAIT_DEBOUNCE
+    assert step(s, T0 + 5.5)[1].kind is StepKind.TARGETED
+
+
+# --- standby and the node cache -------------------------------------------------------------------------------
+
+def test_a_standby_never_sweeps_and_a_new_leader_sweeps_at_once() -> None:
+    s = Schedule(TIMING).trigger("node n waits")
+    s, standby = step(s, T0, leading=False)
+    assert standby == Step(StepKind.STANDBY, seconds=MAX_WAIT)  # not a 0.05 s spin for the pending trigger
+    assert s.next_full == T0 + 60 and s.early and s.sweeping is None
+    s, idle = step(s, T0 + 2, leading=False)
+    assert idle.kind is StepKind.STANDBY
+    s, sweep = step(s.trigger("became leader"), T0 + 3)
+    assert sweep == Step(StepKind.FULL, reasons=("became leader", "node n waits"))
+
+
+def test_a_due_sweep_waits_for_the_node_cache() -> None:
+    s, waiting = step(Schedule(TIMING), T0, synced=False)
+    assert waiting == Step(StepKind.WAIT, seconds=0.5, why=WAIT_CACHE)
+    assert s.sweeping is None
+    assert step(s, T0 + 0.5)[1].kind is StepKind.FULL
+
+
+# --- properties over random histories ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Advance:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Trigger:
+    vm_ids: tuple[str, ...]
+    host_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Lead:
+    leading: bool
+
+
+@dataclass(frozen=True)
+class Sync:
+    synced: bool
+
+
+@dataclass(frozen=True)
+class Finish:
+    ok: bool
+    jitter: float
+    seconds: float
+
+
+IDS = st.lists(st.sampled_from(["a", "b", "c", "unknown"]), max_size=3).map(tuple)
+EVENTS = st.lists(st.one_of(
+    st.builds(Advance, st.floats(0.0, 400.0)),
+    st.builds(Trigger, IDS, st.lists(st.sampled_from(["h1", "h2"]), max_size=2).map(tuple)),
+    st.builds(Lead, st.booleans()),
+    st.builds(Sync, st.booleans()),
+    st.builds(Finish, st.booleans(), st.floats(0.0, 0.999), st.floats(0.0, 30.0)),
+), max_size=60)
+TIMINGS = st.builds(Timing, interval=st.floats(1.0, 600.0), debounce=st.floats(0.0, 5.0),
+                    backoff_base=st.floats(0.1, 60.0), backoff_max=st.floats(1.0, 900.0),
+                    max_targeted=st.integers(1, 5))
+
+
+def known(vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
+    return "unknown" not in vm_ids
+
+
+@settings(max_examples=300, deadline=None)
+@given(TIMINGS, EVENTS)
+def test_the_schedule_never_overlaps_sweeps_never_sweeps_on_standby_and_bounds_backoff(
+        timing: Timing, events: list[object]) -> None:
+    s, now, leading, synced = Schedule(timing), T0, True, True
+    in_flight: StepKind | None = None
+    pending: set[str] = set()  # every target triggered and not yet taken by a sweep
+    for event in events:
+        if isinstance(event, Advance):
+            now += event.seconds
+        elif isinstance(event, Trigger):
+            s = s.trigger("t", vm_ids=event.vm_ids, host_ids=event.host_ids)
+            pending |= set(event.vm_ids) | set(event.host_ids)
+        elif isinstance(event, Lead):
+            leading = event.leading
+        elif isinstance(event, Sync):
+            synced = event.synced
+        elif isinstance(event, Finish) and in_flight is not None:
+            now += event.seconds
+            before = s.failures
+            if in_flight is StepKind.FULL:
+                s = s.full_finished(now, ok=event.ok, jitter=event.jitter)
+                if event.ok:
+                    assert s.failures == 0
+                    assert now + timing.interval - 1e-6 <= s.next_full <= now + timing.interval * 1.1 + 1e-6
+                else:
+                    assert s.failures == before + 1
+                    wait = s.next_full - now
+                    assert wait <= timing.backoff_max + 1e-6  # backoff bounded (the clock is a float near T0)
+                    assert wait >= min(timing.backoff_max,
+                                       timing.backoff_base * 2.0 ** min(s.failures - 1, 64)) / 2 - 1e-6
+            else:
+                s = s.targeted_finished(now, ok=event.ok)
+                assert s.failures == before
+                assert event.ok or s.needs_full
+            in_flight = None
+        previous = s
+        s, nxt = s.next_step(now, leading=leading, synced=synced, known=known)
+        if nxt.sweeps:
+            assert in_flight is None  # never two sweeps at once
+            assert leading and synced  # never a sweep on standby or without the node cache
+            assert previous.due(now)  # never before the debounce or backoff, unless the periodic one is due
+            assert not s.early and not s.vm_targets and not s.host_targets and not s.needs_full
+            if nxt.kind is StepKind.TARGETED:
+                assert now < previous.next_full and not previous.needs_full
+                assert 0 < len(nxt.vm_ids) + len(nxt.host_ids) <= timing.max_targeted
+                assert known(nxt.vm_ids, nxt.host_ids)
+                assert set(nxt.vm_ids) | set(nxt.host_ids) == previous.vm_targets | previous.host_targets
+            pending.clear()
+            in_flight = nxt.kind
+            assert s.sweeping is nxt.kind
+        else:
+            assert MIN_WAIT <= nxt.seconds <= MAX_WAIT
+            assert s.vm_targets | s.host_targets == pending  # no trigger is lost
+            if in_flight is None and leading and synced:
+                assert not previous.due(now)  # a due sweep is never postponed
+            if nxt.kind is StepKind.STANDBY:
+                assert not leading and s.next_full == now + timing.interval
+
