@@ -217,6 +217,7 @@ def renderings(workspace: Workspace) -> Iterator[tuple[str, list[Obj]]]:
     )
     yield "readme:kube-system", workspace.overlay("kube-system", readme_overlay("kube-system"))
     yield "readme:monitoring", workspace.overlay("readme-monitoring", readme_overlay("monitoring"))
+    yield "readme:own-image", workspace.overlay("own-image", readme_overlay("own-image"))
 
 
 @pytest.fixture(scope="module")
@@ -872,7 +873,7 @@ def test_namespace_override_moves_everything(workspace: Workspace) -> None:
 
 
 @needs_kubectl
-@pytest.mark.parametrize("name", ["config-secret", "kube-system", "monitoring"])
+@pytest.mark.parametrize("name", ["config-secret", "kube-system", "monitoring", "own-image"])
 def test_readme_overlay_renders_where_the_readme_puts_it(name: str, tmp_path: Path) -> None:
     """Pasted as deploy/README.md says (``my-cluster/`` next to the clone ``ovirt-cloudprovider/``), each snippet
     renders with ``kubectl kustomize``; the text names the same path as the snippets."""
@@ -883,6 +884,8 @@ def test_readme_overlay_renders_where_the_readme_puts_it(name: str, tmp_path: Pa
     objs = Workspace(tmp_path).overlay("my-cluster", snippet, CONFIG_FILES)
     assert one(objs, "Deployment")["metadata"]["name"] == NAME
     assert yaml.safe_load(snippet)["resources"] == [said.group(1)], f"overlay {name!r}: not {said.group(1)}"
+    for image in yaml.safe_load(snippet).get("images", []):  # your own build replaces the base's image
+        assert controller_container(objs)["image"] == f"{image['newName']}:{image['newTag']}"
 
 
 def test_kustomization_header_names_what_exists() -> None:
