@@ -6,7 +6,7 @@ hosts, instance types) and up to ``engine_concurrency`` pages sent past the end.
 client does: list the VMs, then one ``reporteddevices`` call per VM
 (the old in-tree provider's way of getting addresses).
 
-    python benchmarks/discovery.py [--sizes 100,1000,5000] [--page-size 100]
+    python benchmarks/discovery.py [--sizes 100,1000,5000] [--page-size 100] [--write-results]
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import argparse
 import math
 import statistics
 import time
+
+from record import record  # benchmarks/record.py: --write-results
 
 from ovirt_cloudprovider.core.settings import ConnectionConfig
 from ovirt_cloudprovider.engine.client import EngineClient
@@ -28,7 +30,9 @@ def main() -> int:
     ap.add_argument("--page-size", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--engine-concurrency", type=int, default=2)
+    ap.add_argument("--write-results", action="store_true", help="also write benchmarks/results/discovery.json")
     args = ap.parse_args()
+    figures: dict[str, dict[str, float]] = {}
     print(f"{'vms':>6} {'requests':>9} {'expected':>9} {'naive':>7} {'ratio':>7} {'median_s':>9} {'vms/s':>8}")
     ok = True
     for n in (int(s) for s in args.sizes.split(",")):
@@ -52,10 +56,14 @@ def main() -> int:
         naive = n + 1
         median = statistics.median(times)
         ok = ok and requests <= expected
+        figures[str(n)] = {"engine_requests": requests, "expected": expected, "naive": naive, "median_s": median}
         print(f"{n:>6} {requests:>9} {expected:>9} {naive:>7} {naive / requests:>6.0f}x {median:>9.3f} "
               f"{n / median:>8.0f}")
     print("result:", "OK: requests <= floor(VMs / page size) + 1 + lists + concurrency" if ok
           else "FAIL: more requests than pages")
+    if args.write_results:
+        record("discovery", {"page_size": args.page_size, "engine_concurrency": args.engine_concurrency,
+                             "ok": ok, "sizes": figures})
     return 0 if ok else 1
 
 

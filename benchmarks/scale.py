@@ -20,6 +20,9 @@ Prints ``key=value`` lines (progress goes to stderr):
     python benchmarks/scale.py --vms 10000 --kube-api-qps 1000 --kube-api-burst 1000
     python benchmarks/scale.py --vms 10000 --engine-only [--follow] [--engine-concurrency 2]
 
+``--write-results`` also writes the figures to ``benchmarks/results/scale-VMS.json``, from which
+``python benchmarks/report.py --write`` regenerates the tables of README.md and docs/sizing.md.
+
 ``--follow`` measures the follow= search (every link inlined in each VM, read by the SDK: the discovery before
 the lean one); ``--engine-only`` skips the Kubernetes side.
 
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from ovirtsdk4.reader import Reader
+from record import record  # benchmarks/record.py: --write-results
 from simproc import REPO, SimProcess  # benchmarks/simproc.py (the script directory is on sys.path)
 
 from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN
@@ -317,6 +321,8 @@ def main() -> int:
     ap.add_argument("--engine-concurrency", type=int, default=2, help="[controller] engine_concurrency")
     ap.add_argument("--parse-repeat", type=int, default=5,
                     help="reads of the fetched pages (parse/map figures: median CPU time, and range)")
+    ap.add_argument("--write-results", action="store_true",
+                    help="also write the figures to benchmarks/results/scale-VMS.json (README, docs/sizing.md)")
     ap.add_argument("--save-pages", type=Path, default=None, metavar="DIR",
                     help="write the fetched pages and lists there (to profile the reader on them)")
     args = ap.parse_args()
@@ -349,7 +355,10 @@ def main() -> int:
     }
     for key, check in targets.items():
         if key in res:
-            out(f"target_{key}", "met" if check() else "missed")
+            res[f"target_{key}"] = "met" if check() else "missed"
+            out(f"target_{key}", res[f"target_{key}"])
+    if args.write_results:
+        record(f"scale-{n}" + ("-follow" if args.follow else ""), res)
     return 0
 
 

@@ -6,7 +6,7 @@ Prints ``key=value`` lines: ``writes_per_node`` (node writes the simulator count
 writer and the informer, per node), ``server_cpu_ms_per_node`` (CPU of the simulator process, per node) and
 ``register_rate`` (nodes per second, wall clock; it depends on the machine's load, the CPU figures less so).
 
-    python benchmarks/writes.py --nodes 2000 [--workers 8] [--informer] [--repeat 3]
+    python benchmarks/writes.py --nodes 2000 [--workers 8] [--informer] [--repeat 3] [--write-results]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from record import record  # benchmarks/record.py: --write-results
 from simproc import SimProcess  # benchmarks/simproc.py (the script directory is on sys.path)
 
 from ovirt_cloudprovider.core.records import Action, ActionKind, NodeAddress, NodeInfo, NodeSpec
@@ -86,6 +87,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3, help="runs (each registers --nodes new nodes); medians")
     ap.add_argument("--informer", action="store_true", help="the node informer watches, as in the controller")
+    ap.add_argument("--write-results", action="store_true",
+                    help="also write the figures to benchmarks/results/writes[-informer].json")
     args = ap.parse_args()
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as d, SimProcess("kube", Path(d)) as kube:
@@ -100,6 +103,8 @@ def main() -> int:
         res[f"{key}_range"] = f"{min(values):.3g}-{max(values):.3g}"
     for key, value in res.items():
         print(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}", flush=True)
+    if args.write_results:
+        record("writes-informer" if args.informer else "writes", res)
     return 0
 
 

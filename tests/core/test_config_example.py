@@ -91,3 +91,39 @@ def test_example_mentions_the_environment_variables() -> None:
     text = EXAMPLE.read_text()
     for name in ("OVIRT_URL", "OVIRT_USERNAME", "OVIRT_PASSWORD", "OVIRT_PASSWORD_FILE"):
         assert name in text
+
+
+README = REPO / "README.md"
+
+
+def _readme_configuration_table() -> dict[str, dict[str, str]]:
+    """The README's configuration table: section -> key -> the default cell's value for that key (``""`` when the
+    cell is prose, not one backticked value per key)."""
+    text = README.read_text(encoding="utf-8")
+    body = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table: dict[str, dict[str, str]] = {}
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or cells[0] not in schema_keys():
+            continue
+        keys = re.findall(r"`([a-z][a-z0-9_]*)`", cells[1])
+        defaults = re.findall(r"`([^`]*)`", cells[2])
+        for index, key in enumerate(keys):
+            table.setdefault(cells[0], {})[key] = defaults[index] if len(defaults) == len(keys) else ""
+    return table
+
+
+@pytest.mark.parametrize("section", list(schema_keys()))
+def test_every_key_is_in_the_readme_table(section: str) -> None:
+    documented = set(_readme_configuration_table().get(section, {}))
+    keys = set(schema_keys()[section])
+    assert keys - documented == set(), f"README's configuration table lacks [{section}] {sorted(keys - documented)}"
+    assert documented - keys == set(), f"README's configuration table has unknown [{section}] keys"
+
+
+def test_readme_table_defaults_are_the_defaults() -> None:
+    _, documented, _ = _parse_example()
+    for section, keys in _readme_configuration_table().items():
+        for key, default in keys.items():
+            if default and key in documented[section]:
+                assert default == documented[section][key], f"README: [{section}] {key} default {default!r}"

@@ -6,7 +6,9 @@ console script as entrypoint with a command line the CLI accepts), that every fi
 the build context that .containerignore lets through, and the build stage's own step on exactly that context:
 ``pip wheel`` of the project, then an install of the wheel into a clean virtualenv whose console script must
 resolve, and which holds neither the simulators nor a private key (test doubles stay out of the production
-image). The full dependency install (which compiles the oVirt SDK) is opt-in: OVCP_TEST_IMAGE_DEPS=1.
+image). The runtime dependencies come from requirements.lock, installed with hashes required: the lock pins every
+dependency with hashes and agrees with pyproject.toml. The cuts of the build stage keep what the runtime imports.
+The full dependency install (which compiles the oVirt SDK) is opt-in: OVCP_TEST_IMAGE_DEPS=1.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ovirt_cloudprovider.cli import build_parser
 from ovirt_cloudprovider.core.settings import DEFAULT_CONFIG_PATH
 from tests.helpers import REPO
 
 CONTAINERFILE = REPO / "Containerfile"
+LOCK = REPO / "requirements.lock"
 METRICS_PORT = 10270
 SIMULATORS = "ovirt_cloudprovider/simulators"  # test doubles with a TLS private key: never in the image
 
@@ -281,13 +286,120 @@ def test_build_dependencies_stay_in_the_build_stage(stages: list[Stage]) -> None
 
 def test_runtime_stage_gets_the_virtualenv_only(stages: list[Stage]) -> None:
     build, runtime = stages
-    assert any("python -m venv /opt/venv" in r.args for r in build.all("RUN"))
-    assert any(re.search(r"/opt/venv/bin/pip install\b", r.args) for r in build.all("RUN"))
+    assert any("python -m venv --without-pip /opt/venv" in r.args for r in build.all("RUN"))
+    assert any(re.search(r"pip --python /opt/venv/bin/python install\b", r.args) for r in build.all("RUN"))
     copies = [i.flags_and_words() for i in runtime.all("COPY") + runtime.all("ADD")]
     assert copies == [({"from": "build"}, ["/opt/venv", "/opt/venv"])]
     env = " ".join(i.args for i in runtime.all("ENV"))
     assert "PATH=/opt/venv/bin:$PATH" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env  # the root filesystem is read-only in the pod
+
+
+# --- the lock of the runtime dependencies --------------------------------------------------------------------
+
+@dataclass
+class Locked:
+    version: str
+    hashes: list[str]
+    via: list[str]  # what requires it: lock entries, or "ovirt-cloudprovider (pyproject.toml)"
+
+
+def parse_lock(text: str) -> dict[str, Locked]:
+    """pip-compile's output: ``name==version \\`` lines, ``--hash=sha256:...`` continuations, ``# via`` comments."""
+    entries: dict[str, Locked] = {}
+    current: Locked | None = None
+    in_via = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or (line.startswith("#") and current is None):
+            continue
+        if m := re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;[^\\]*)?\\?$", raw):
+            current = Locked(m.group(2), [], [])
+            entries[canonicalize_name(m.group(1))] = current
+            in_via = False
+        elif current is not None and (m := re.match(r"^--hash=sha256:([0-9a-f]{64})\s*\\?$", line)):
+            current.hashes.append(m.group(1))
+        elif current is not None and (m := re.match(r"^#\s*via(?:\s+(.+))?$", line)):
+            in_via = True
+            if m.group(1):
+                current.via.append(m.group(1).strip())
+        elif current is not None and in_via and line.startswith("#"):
+            current.via.append(line.lstrip("#").strip())
+        else:
+            raise AssertionError(f"requirements.lock: unexpected line {raw!r}")
+    return entries
+
+
+def runtime_requirements() -> list[Requirement]:
+    """pyproject.toml's [project] dependencies (a regex: tomllib is 3.11+, the project supports 3.10)."""
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    body = re.search(r"^\[project\]\n.*?^dependencies = \[(.*?)^\]", text, re.M | re.S)
+    assert body, "pyproject.toml has no [project] dependencies"
+    return [Requirement(r) for r in re.findall(r'"([^"]+)"', body.group(1))]
+
+
+@pytest.fixture(scope="module")
+def lock() -> dict[str, Locked]:
+    return parse_lock(LOCK.read_text(encoding="utf-8"))
+
+
+def test_lock_parser_reads_pip_compile_output() -> None:
+    text = ("#\n# header\n#\nfoo-bar==1.2 \\\n    --hash=sha256:" + "a" * 64 + " \\\n    --hash=sha256:" + "b" * 64
+            + "\n    # via\n    #   baz\n    #   ovirt-cloudprovider (pyproject.toml)\nbaz==2.0 \\\n"
+            "    --hash=sha256:" + "c" * 64 + "\n    # via ovirt-cloudprovider (pyproject.toml)\n")
+    parsed = parse_lock(text)
+    assert parsed["foo-bar"] == Locked("1.2", ["a" * 64, "b" * 64], ["baz", "ovirt-cloudprovider (pyproject.toml)"])
+    assert parsed["baz"] == Locked("2.0", ["c" * 64], ["ovirt-cloudprovider (pyproject.toml)"])
+    with pytest.raises(AssertionError, match="unexpected line"):
+        parse_lock("foo>=1.2\n")
+
+
+def test_lock_pins_every_dependency_with_hashes(lock: dict[str, Locked]) -> None:
+    assert lock, "requirements.lock is empty"
+    for name, entry in lock.items():
+        assert entry.hashes, f"requirements.lock: {name}=={entry.version} has no --hash"
+        assert entry.via, f"requirements.lock: {name} says nothing requires it"
+    text = LOCK.read_text(encoding="utf-8")
+    assert "--generate-hashes" in text.split("\n\n")[0] or "--generate-hashes" in text[:600], \
+        "requirements.lock: not generated with --generate-hashes (README: the refresh command)"
+    assert not re.search(r"^-[-a-z]", text, re.M), "requirements.lock: no options (index URLs, find-links)"
+
+
+def test_lock_agrees_with_pyproject(lock: dict[str, Locked]) -> None:
+    """Every runtime dependency is locked at a version its specifier allows; nothing else is at top level; every
+    other entry is required by a locked one."""
+    wanted: dict[str, Requirement] = {canonicalize_name(r.name): r for r in runtime_requirements()}
+    for name, requirement in wanted.items():
+        assert name in lock, f"requirements.lock lacks {requirement} (refresh it: README)"
+        assert requirement.specifier.contains(lock[name].version, prereleases=True), \
+            f"requirements.lock: {name}=={lock[name].version} does not satisfy {requirement}"
+    top = {name for name, entry in lock.items() if any("(pyproject.toml)" in v for v in entry.via)}
+    assert top == set(wanted), f"requirements.lock's top level differs from pyproject.toml: {sorted(top ^ set(wanted))}"
+    for other, entry in lock.items():
+        if other not in wanted:
+            parents = {canonicalize_name(v.split()[0]) for v in entry.via}
+            assert parents & set(lock), f"requirements.lock: {other} is required by nothing locked ({entry.via})"
+
+
+def test_lock_is_resolved_for_the_images_python(lock: dict[str, Locked], stages: list[Stage]) -> None:
+    header = LOCK.read_text(encoding="utf-8")[:400]
+    said = re.search(r"with Python (3\.\d+)", header)
+    image = re.search(r"python:(3\.\d+)-", stages[-1].image)
+    assert said and image and said.group(1) == image.group(1), "requirements.lock: resolve it with the image's Python"
+
+
+def test_image_installs_the_lock_with_hashes_required(stages: list[Stage]) -> None:
+    build = stages[0]
+    steps = [i for i in build.instructions if i.keyword in ("COPY", "RUN")]
+    installs = [(n, i) for n, i in enumerate(steps) if i.keyword == "RUN" and " install " in f" {i.args} "]
+    lock_copy = next(n for n, i in enumerate(steps) if i.keyword == "COPY" and LOCK.name in i.args.split())
+    (locked,) = [(n, i) for n, i in installs if f"-r {LOCK.name}" in i.args]
+    assert "--require-hashes" in locked[1].args and locked[0] > lock_copy
+    for n, install in installs:
+        if install is not locked[1] and "pip" in install.args:
+            assert "--no-deps" in install.args and n > locked[0], \
+                f"RUN {install.args}: after the lock, and --no-deps (nothing unpinned)"
+    assert any("pip --python /opt/venv/bin/python check" in i.args for _, i in installs)
 
 
 def test_runs_as_the_deployments_non_root_user(stages: list[Stage], deployment: dict[str, Any]) -> None:
@@ -378,6 +490,38 @@ def test_ignore_matcher_semantics() -> None:
     assert is_ignored("a.txt", only_top) and not is_ignored("dir/a.txt", only_top)  # "*" does not cross "/"
 
 
+# --- the cuts of the build stage -----------------------------------------------------------------------------
+
+def trim_step(stages: list[Stage]) -> str:
+    """The build stage's RUN that cuts what the runtime never loads (after the installs)."""
+    (step,) = [r.args for r in stages[0].all("RUN") if "kubernetes/aio" in r.args]
+    return step
+
+
+def trim(stages: list[Stage], target: Path) -> None:
+    """That RUN, on a virtualenv at ``target`` instead of /opt/venv."""
+    subprocess.run(["sh", "-ec", trim_step(stages).replace("/opt/venv", str(target))], check=True, timeout=120)
+
+
+def test_the_cuts_come_after_every_install_and_spare_the_package(stages: list[Stage], tmp_path: Path) -> None:
+    runs = [r.args for r in stages[0].all("RUN")]
+    assert runs.index(trim_step(stages)) == len(runs) - 1, "cut after the last install"
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    keep = [site / "kubernetes" / "client" / "api_client.py", site / "kubernetes" / "__pycache__" / "x.pyc",
+            site / "lxml" / "etree.so", site / "ovirt_cloudprovider" / "core" / "testing.py",
+            site / "pkg" / "tests.py", site / "lxml-6.dist-info" / "licenses" / "LICENSE.txt"]
+    cut = [site / "kubernetes" / "aio" / "client" / "api_client.py", site / "websocket" / "tests" / "t.py",
+           site / "pkg" / "sub" / "test" / "data.txt", site / "lxml" / "includes" / "libxml" / "tree.h",
+           site / "aiohttp" / "_http.c", site / "aiohttp" / "_http.pyx", site / "lxml" / "etree.pxd",
+           site / "pkg" / "stubs.pyi"]
+    for path in keep + cut:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x", encoding="utf-8")
+    trim(stages, tmp_path / "venv")
+    assert [p for p in keep if not p.exists()] == []
+    assert [p for p in cut if p.exists()] == []
+
+
 # --- the build stage's step, on the build context ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -436,7 +580,7 @@ def test_the_image_build_fails_if_simulators_or_a_private_key_got_in(stages: lis
 
 
 def test_wheel_installs_into_a_clean_virtualenv_with_a_working_console_script(
-    wheel: Path, tmp_path: Path
+    wheel: Path, tmp_path: Path, stages: list[Stage]
 ) -> None:
     target = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(target)
@@ -466,6 +610,7 @@ def test_wheel_installs_into_a_clean_virtualenv_with_a_working_console_script(
     missing = subprocess.run([str(python), "-c", "import ovirt_cloudprovider.simulators"], capture_output=True,
                              text=True, timeout=60, check=False, cwd=tmp_path, env=env)
     assert missing.returncode != 0 and "ModuleNotFoundError" in missing.stderr, "the simulators were installed"
+    trim(stages, target)  # the build stage's cuts spare the package
     run = subprocess.run([str(script), "run", "--help"], capture_output=True, text=True, timeout=60,
                          check=False, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
@@ -474,16 +619,26 @@ def test_wheel_installs_into_a_clean_virtualenv_with_a_working_console_script(
 
 
 @pytest.mark.skipif(os.environ.get("OVCP_TEST_IMAGE_DEPS") != "1",
-                    reason="set OVCP_TEST_IMAGE_DEPS=1 to install all dependencies like the image (~15 s, "
+                    reason="set OVCP_TEST_IMAGE_DEPS=1 to install all dependencies like the image (~25 s, "
                            "compiles the oVirt SDK, needs gcc, libxml2-dev and the package index)")
-def test_build_stage_install_with_all_dependencies(build_context: Path, tmp_path: Path) -> None:
+def test_build_stage_install_with_all_dependencies(build_context: Path, tmp_path: Path, stages: list[Stage]) -> None:
+    """The build stage's steps: the lock with hashes required, the project without dependencies, pip check, the
+    cuts; then the runtime stage's smoke test."""
     target = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(target)
+    venv.EnvBuilder(with_pip=False).create(target)
+    python = str(target / "bin" / "python")
     env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "PIP_ONLY_BINARY": "pycurl"}
-    subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", str(build_context)], env=env,
-                   check=True, timeout=600)
-    subprocess.run([str(target / "bin" / "python"), "-c",
-                    "import ovirtsdk4.xml, pycurl, kubernetes, prometheus_client, ovirt_cloudprovider.cli"],
-                   check=True, timeout=60)
-    subprocess.run([str(target / "bin" / SCRIPT), "--help"], check=True, timeout=60,
+    pip = [sys.executable, "-m", "pip", "--python", python]
+    shutil.copy2(LOCK, build_context / LOCK.name)
+    subprocess.run([*pip, "install", "--quiet", "--require-hashes", "-r", str(build_context / LOCK.name)],
+                   env=env, check=True, timeout=600)
+    subprocess.run([*pip, "install", "--quiet", "--no-deps", str(build_context)], env=env, check=True, timeout=300)
+    subprocess.run([*pip, "check"], env=env, check=True, timeout=120)
+    trim(stages, target)
+    subprocess.run([python, "-c", "import ovirtsdk4.xml, pycurl, lxml.etree, kubernetes, prometheus_client, "
+                    "ovirt_cloudprovider.cli, ovirt_cloudprovider.app, ovirt_cloudprovider.kube.raw"],
+                   check=True, timeout=60, cwd=tmp_path)
+    subprocess.run([str(target / "bin" / SCRIPT), "--help"], check=True, timeout=60, cwd=tmp_path,
                    stdout=subprocess.DEVNULL)
+    assert subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False,
+                          timeout=60).returncode != 0, "pip in the virtualenv"

@@ -134,13 +134,17 @@ def render(directory: Path) -> list[Obj]:
     return kubectl_kustomize(directory) if KUBECTL is not None else render_without_kubectl(directory)
 
 
+CLONE = "ovirt-cloudprovider"  # the clone's directory name, as deploy/README.md lays overlays out next to it
+
+
 class Workspace:
-    """A copy of deploy/ in a temporary directory, next to which overlays are written (kustomize refuses an
-    overlay inside its base's directory)."""
+    """A temporary directory laid out as deploy/README.md says: the clone (its deploy/) in ``ovirt-cloudprovider/``
+    and overlays next to it, e.g. ``my-cluster/`` with ``resources: [../ovirt-cloudprovider/deploy]`` (kustomize
+    refuses an overlay inside its base's directory)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.deploy = root / "deploy"
+        self.deploy = root / CLONE / "deploy"
         shutil.copytree(DEPLOY, self.deploy)
 
     def overlay(self, name: str, kustomization: str, files: dict[str, str] | None = None) -> list[Obj]:
@@ -160,17 +164,17 @@ def readme_overlay(name: str) -> str:
     return match.group(1)
 
 
-SERVICEMONITOR_OVERLAY = """\
+SERVICEMONITOR_OVERLAY = f"""\
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - ../deploy
+  - ../{CLONE}/deploy
 components:
-  - ../deploy/components/servicemonitor
+  - ../{CLONE}/deploy/components/servicemonitor
 """
 HOSTNETWORK_OVERLAY = SERVICEMONITOR_OVERLAY.replace("servicemonitor", "hostnetwork")
-MONITORING_OVERLAY = (SERVICEMONITOR_OVERLAY + "  - ../deploy/components/prometheusrule\n"
-                      "  - ../deploy/components/grafana-dashboard\n")
+MONITORING_OVERLAY = (SERVICEMONITOR_OVERLAY + f"  - ../{CLONE}/deploy/components/prometheusrule\n"
+                      f"  - ../{CLONE}/deploy/components/grafana-dashboard\n")
 NAMESPACE_OVERLAY = "namespace: team-infra\n" + SERVICEMONITOR_OVERLAY
 CONFIG_FILES = {
     "ovirt-cloud.conf": "[connection]\nuri = https://engine.example.com/ovirt-engine/api\n"
@@ -213,6 +217,7 @@ def renderings(workspace: Workspace) -> Iterator[tuple[str, list[Obj]]]:
     )
     yield "readme:kube-system", workspace.overlay("kube-system", readme_overlay("kube-system"))
     yield "readme:monitoring", workspace.overlay("readme-monitoring", readme_overlay("monitoring"))
+    yield "readme:own-image", workspace.overlay("own-image", readme_overlay("own-image"))
 
 
 @pytest.fixture(scope="module")
@@ -865,6 +870,36 @@ def test_namespace_override_moves_everything(workspace: Workspace) -> None:
     objs = workspace.overlay("team-infra", NAMESPACE_OVERLAY)
     assert one(objs, "Namespace")["metadata"]["name"] == "team-infra"
     assert consistency_problems(objs) == [] and rbac_problems(objs) == []
+
+
+@needs_kubectl
+@pytest.mark.parametrize("name", ["config-secret", "kube-system", "monitoring", "own-image"])
+def test_readme_overlay_renders_where_the_readme_puts_it(name: str, tmp_path: Path) -> None:
+    """Pasted as deploy/README.md says (``my-cluster/`` next to the clone ``ovirt-cloudprovider/``), each snippet
+    renders with ``kubectl kustomize``; the text names the same path as the snippets."""
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    said = re.search(r"`resources: \[([^\]]+)\]`", text)
+    assert said, "deploy/README.md does not say where overlays live"
+    snippet = readme_overlay(name)
+    objs = Workspace(tmp_path).overlay("my-cluster", snippet, CONFIG_FILES)
+    assert one(objs, "Deployment")["metadata"]["name"] == NAME
+    assert yaml.safe_load(snippet)["resources"] == [said.group(1)], f"overlay {name!r}: not {said.group(1)}"
+    for image in yaml.safe_load(snippet).get("images", []):  # your own build replaces the base's image
+        assert controller_container(objs)["image"] == f"{image['newName']}:{image['newTag']}"
+
+
+def test_kustomization_header_names_what_exists() -> None:
+    """The comment at the top of deploy/kustomization.yaml names only paths that exist and every component."""
+    header = "".join(
+        line for line in (DEPLOY / "kustomization.yaml").read_text(encoding="utf-8").splitlines(keepends=True)
+        if line.startswith("#")
+    )
+    for path in re.findall(r"\b((?:deploy/|components/|examples/|prometheus/)[\w./-]*\w)", header):
+        rel = path.removeprefix("deploy/")
+        assert (DEPLOY / rel).exists(), f"deploy/kustomization.yaml names {path}, which does not exist"
+    components = sorted(p.name for p in (DEPLOY / "components").iterdir() if (p / "kustomization.yaml").is_file())
+    missing = [c for c in components if f"components/{c}" not in header]
+    assert missing == [], f"deploy/kustomization.yaml's header does not list the components {missing}"
 
 
 def _ini_paths(conf_text: str) -> dict[str, str]:

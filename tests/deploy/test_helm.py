@@ -60,6 +60,7 @@ GENERATED = {"config": {"existingSecret": "", "file": CONF, "password": "not-a-r
 # name -> (values, namespace, whether the base's Deployment and RBAC policy applies unchanged)
 VALUE_SETS: dict[str, tuple[dict[str, Any], str, bool]] = {
     "defaults": ({}, NAMESPACE, True),
+    "own-namespace": ({"namespace": {"create": True}}, NAMESPACE, True),
     "generated-secret": (GENERATED, NAMESPACE, True),
     "monitoring": ({"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
                     "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
@@ -173,8 +174,53 @@ def test_every_render_follows_the_deploy_policy(renders: dict[str, list[Obj]]) -
 
 # --- the same objects as kustomize --------------------------------------------------------------------------
 
-def test_defaults_render_exactly_the_kustomize_base(renders: dict[str, list[Obj]]) -> None:
-    assert_same_objects(renders["defaults"], render(DEPLOY))
+def without_namespace(objs: list[Obj]) -> list[Obj]:
+    return [obj for obj in objs if obj["kind"] != "Namespace"]
+
+
+def test_defaults_render_the_kustomize_base_but_its_namespace(renders: dict[str, list[Obj]]) -> None:
+    """``helm install ... -n ovirt-cloudprovider --create-namespace`` creates the namespace itself: a templated
+    Namespace of the release namespace would fail it ("exists and cannot be imported into the current release")."""
+    assert by_kind(renders["defaults"], "Namespace") == []
+    assert_same_objects(renders["defaults"], without_namespace(render(DEPLOY)))
+
+
+def test_namespace_create_renders_exactly_the_kustomize_base(renders: dict[str, list[Obj]]) -> None:
+    """Opt-in: the Namespace object with the Pod Security labels, as deploy/ has it."""
+    assert_same_objects(renders["own-namespace"], render(DEPLOY))
+    labels = one(renders["own-namespace"], "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def documented_helm_installs() -> list[tuple[str, str]]:
+    """Every ``helm install`` command of the READMEs: lines of code blocks (continuations joined) and inline code
+    spans (which may wrap)."""
+    found = []
+    for doc in (REPO / "README.md", CHART / "README.md"):
+        text = doc.read_text(encoding="utf-8")
+        blocks = re.findall(r"^```sh\n(.*?)^```", text, re.S | re.M)
+        lines = [line for block in blocks for line in re.sub(r"\\\n\s*", " ", block).splitlines()]
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)
+        spans = [" ".join(span.split()) for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", prose)]
+        found += [(doc.relative_to(REPO).as_posix(), cmd.strip()) for cmd in lines + spans
+                  if cmd.strip().startswith("helm install ")]
+    return found
+
+
+def test_documented_helm_install_commands_work_as_written() -> None:
+    """Each documented ``helm install``, rendered with its own ``--set`` flags: with ``--create-namespace`` no
+    Namespace object of the release namespace; the conventional command is documented and needs no other flag."""
+    commands = documented_helm_installs()
+    conventional = f"helm install {RELEASE} charts/ovirt-cloudprovider -n {NAMESPACE} --create-namespace"
+    assert conventional in [cmd.strip() for _, cmd in commands], commands
+    for doc, cmd in commands:
+        words = cmd.split()
+        namespace = words[words.index("-n") + 1] if "-n" in words else "default"
+        sets = [words[i + 1] for i, flag in enumerate(words[:-1]) if flag == "--set"]
+        values: dict[str, Any] = helm.parse_set_string(",".join(sets)) if sets else {}
+        namespaces = [o["metadata"]["name"] for o in by_kind(render_chart(values, namespace), "Namespace")]
+        if "--create-namespace" in words:
+            assert namespace not in namespaces, f"{doc}: {cmd} would fail: the chart templates its namespace"
 
 
 def test_comparison_notices_a_difference(renders: dict[str, list[Obj]]) -> None:
@@ -196,13 +242,14 @@ def test_helm_labels_are_the_only_additions(renders: dict[str, list[Obj]]) -> No
 @needs_kubectl
 def test_monitoring_toggles_render_the_kustomize_components(workspace: Workspace) -> None:
     values = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
-              "dashboard": {"enabled": True}}
+              "dashboard": {"enabled": True}, "namespace": {"create": True}}
     assert_same_objects(render_chart(values), workspace.overlay("monitoring", MONITORING_OVERLAY))
 
 
 @needs_kubectl
 def test_hostnetwork_renders_the_kustomize_component(workspace: Workspace) -> None:
-    assert_same_objects(render_chart({"hostNetwork": True}), workspace.overlay("hostnetwork", HOSTNETWORK_OVERLAY))
+    assert_same_objects(render_chart({"hostNetwork": True, "namespace": {"create": True}}),
+                        workspace.overlay("hostnetwork", HOSTNETWORK_OVERLAY))
 
 
 @needs_kubectl
