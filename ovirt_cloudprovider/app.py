@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import __version__
@@ -141,12 +142,14 @@ def default_identity() -> str:
 
 
 def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Event,
-                   identity: str | None = None, event_repeat_interval: float = 300.0) -> int:
+                   identity: str | None = None, event_repeat_interval: float = 300.0,
+                   on_serving: Callable[[str, int], None] | None = None) -> int:
     """Start every component, run until ``stop``, then shut down in order within a few seconds.
 
     Returns the exit status (0 after ``stop``, 1 when the loop ended by itself). Raises
     :class:`StartupError` when the metrics address cannot be bound. ``event_repeat_interval``: an Event repeated
-    within this many seconds is not written again.
+    within this many seconds is not written again. ``on_serving(host, port)`` is called once the metrics and
+    health port is bound (the port an address with port 0 got: the demo prints it).
     """
     ctl = config.controller
     host, port = parse_bind_address(ctl.metrics_bind_address)
@@ -182,6 +185,8 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     for line in search_warnings(config.filters):
         log.warning(line)
     server.start()
+    if on_serving is not None:
+        on_serving(host, server.port)
     cache.start()
     if elector is not None:
         threading.Thread(target=elector.run, args=(stop,), name="leader-election", daemon=True).start()

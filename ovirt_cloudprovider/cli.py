@@ -1,8 +1,10 @@
 """``ovirt-cloudprovider``: the one console script.
 
-Subcommands: ``run`` (the controller), ``sync --once [--dry-run]``, ``discover [-o table|json]``,
-``check-config`` and ``demo``. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
-A user mistake is one line on stderr (``ovirt-cloudprovider: error: ...``), never a traceback.
+Subcommands: ``run`` (the controller), ``sync [--dry-run] [-o table|wide]`` (one sweep; ``--once`` is
+accepted), ``discover [-o table|json]``, ``check-config`` and ``demo``. Exit codes: 0 ok, 1 runtime failure,
+2 usage or configuration error; 141 when the reader of stdout went away (``| head``: quietly, as a tool killed by
+SIGPIPE), 130 / 143 when Ctrl-C / SIGTERM stopped the demo. A user mistake is one line on stderr
+(``ovirt-cloudprovider: error: ... (try 'ovirt-cloudprovider COMMAND --help')``), never a traceback.
 
 This module parses the command line and prints; what runs is built by :mod:`ovirt_cloudprovider.app`.
 """
@@ -10,9 +12,11 @@ This module parses the command line and prints; what runs is built by :mod:`ovir
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -24,7 +28,16 @@ from typing import Any, TextIO
 from . import __version__, app
 from .config import load_config
 from .config.schema import Invalid, namespace, object_name, parse_bind_address
-from .core.records import TAINT_MAINTENANCE, TAINT_SHUTDOWN, Action, Host, NodeSpec, VirtualMachine
+from .controller import SweepReport
+from .core.records import (
+    TAINT_MAINTENANCE,
+    TAINT_SHUTDOWN,
+    Action,
+    ActionKind,
+    Host,
+    NodeSpec,
+    VirtualMachine,
+)
 from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
 from .engine.errors import EngineError
 from .kube.errors import KubeConfigError
@@ -33,11 +46,17 @@ from .logs import kv, one_line, setup_logging
 log = logging.getLogger("ovirt_cloudprovider.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# Stopped from outside, as a shell reports a process killed by the signal: 128 + SIGINT, SIGPIPE, SIGTERM.
+EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED = 130, 141, 143
 PROG = "ovirt-cloudprovider"
 
 
 class UsageError(Exception):
     """A bad command line or environment: exit 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while a command that cleans up after itself runs (the demo): unwinds as Ctrl-C does."""
 
 
 def _bool_flag(value: str) -> bool:
@@ -50,19 +69,25 @@ def _bool_flag(value: str) -> bool:
 
 
 class _Parser(argparse.ArgumentParser):
+    """One line per usage error (``ovirt-cloudprovider: error: ... (try '... --help')``), exit 2; ``commands``:
+    the parser of each subcommand, so that an unknown flag is reported with that command's help."""
+
+    commands: dict[str, _Parser]
+
     def error(self, message: str) -> Any:  # one line, exit 2
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{PROG}: error: {message}\n")
+        sys.stderr.write(f"{PROG}: error: {one_line(message)} (try '{self.prog} --help')\n")
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("--config", default=os.environ.get("OVIRT_CLOUD_CONFIG", DEFAULT_CONFIG_PATH),
-                        metavar="PATH", help=f"INI configuration file (default: {DEFAULT_CONFIG_PATH})")
-    common.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="log line format on stderr (default: text, key=value)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v debug)")
+def build_parser() -> _Parser:
+    config = _Parser(add_help=False)
+    config.add_argument("--config", default=os.environ.get("OVIRT_CLOUD_CONFIG") or DEFAULT_CONFIG_PATH,
+                        metavar="PATH",
+                        help=f"INI configuration file (default: $OVIRT_CLOUD_CONFIG, else {DEFAULT_CONFIG_PATH})")
+    logging_ = _Parser(add_help=False)
+    logging_.add_argument("--log-format", choices=("text", "json"), default="text",
+                          help="log line format on stderr (default: text, key=value)")
+    logging_.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v debug)")
     kube = _Parser(add_help=False)
     kube.add_argument("--kubeconfig", metavar="PATH", default=None,
                       help="kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
@@ -72,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    run = sub.add_parser("run", parents=[common, kube], help="run the controller (what the pod runs)")
+    run = sub.add_parser("run", parents=[config, logging_, kube], help="run the controller (what the pod runs)")
     run.add_argument("--metrics-bind-address", metavar="HOST:PORT",
                      help="serve /metrics, /healthz and /readyz here (default from [controller], 0.0.0.0:10270)")
     run.add_argument("--leader-elect", type=_bool_flag, nargs="?", const=True, default=None, metavar="BOOL",
@@ -80,25 +105,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--leader-elect-namespace", metavar="NS", help="namespace of the Lease")
     run.add_argument("--leader-elect-lease-name", metavar="NAME", help="name of the Lease")
 
-    sync = sub.add_parser("sync", parents=[common, kube], help="one sweep, then exit")
-    sync.add_argument("--once", action="store_true", required=True, help="run one sweep (required)")
+    sync = sub.add_parser("sync", parents=[config, logging_, kube],
+                          help="one sweep, then exit; prints what it did (counts per action)")
+    sync.add_argument("--once", action="store_true",
+                      help="one sweep (what sync always does; accepted for the scripts that say it)")
     sync.add_argument("--dry-run", action="store_true", help="print the planned actions, change nothing")
+    sync.add_argument("-o", "--output", choices=("table", "wide"), default="table",
+                      help="the --dry-run table: table (default) fits 80 columns (action, node, reason); wide adds "
+                           "the VM or host id and what each action does")
 
-    disc = sub.add_parser("discover", parents=[common], help="list matching VMs and the Node each would become")
-    disc.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    disc = sub.add_parser("discover", parents=[config, logging_],
+                          help="list matching VMs and the Node each would become")
+    disc.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                      help="table (default): one line per VM (and host); json: each VM or host with the Node it "
+                           "would become (name, providerID, addresses, labels, taints)")
 
-    sub.add_parser("check-config", parents=[common],
-                   help="validate the configuration, log in to the engine and run the search")
+    check = sub.add_parser("check-config", parents=[config, logging_],
+                   help="validate the configuration, log in to the engine and run the search; exit 1 when a filter "
+                        "matches nothing")
 
-    demo = sub.add_parser("demo", parents=[common], help="run the controller against embedded simulators")
-    demo.set_defaults(config=None)
+    demo = sub.add_parser("demo", parents=[logging_], help="run the controller against embedded simulators (no "
+                          "configuration: it writes its own)")
     demo.add_argument("--keep-running", action="store_true",
-                      help="leave the simulators up and print a kubeconfig for kubectl")
+                      help="leave the simulators up and print a kubeconfig for kubectl and the metrics, health "
+                           "and readiness URLs")
+    p.commands = {"run": run, "sync": sync, "discover": disc, "check-config": check, "demo": demo}
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's own parser: its --help is the one that helps
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(fmt=args.log_format, verbosity=args.verbose)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run, "sync": cmd_sync, "discover": cmd_discover, "check-config": cmd_check_config,
@@ -112,13 +151,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EngineError as exc:
         _fail(str(exc))
         return EXIT_FAILURE
+    except Terminated:
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # The reader of our output went away (``| head``): stop quietly, as a tool killed by SIGPIPE does.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no complaint at exit's flush
+        return EXIT_PIPE
     except Exception as exc:  # a bug: still one line (and the traceback with -v), never a bare traceback
         _fail(f"internal error: {type(exc).__name__}: {one_line(str(exc))} (please report it; -v logs the "
               "traceback)")
         log.debug("internal error", exc_info=True)
         return EXIT_FAILURE
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (a BrokenPipeError from elsewhere is a bug)."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() here, or no real stdout: believe the error
+        return True
 
 
 def _fail(message: str) -> None:
@@ -206,9 +265,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for vm, _, reason in found.rows:
         if reason:
             print(f"  skipped {vm.name} ({vm.id}): {reason}")
-    if not snapshot.vms:
-        print("warning: the filter matched no VM; check [filters] vms (a typo in a search field name "
-              "returns an empty list, not an error)")
+    # A filter that matches nothing is almost always a mistake (a misspelt search field name returns an empty
+    # list, not an error): a failure, so that a pre-deploy script stops here.
+    empty = [] if snapshot.vms else ["the filter matched no VM; check [filters] vms"]
+    if snapshot.hosts_query is not None and not snapshot.hosts:
+        empty.append("the hosts filter matched no host; check [filters] hosts")
+    if empty:
+        _fail("; ".join(empty) + " (a typo in a search field name returns an empty list, not an error)")
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -238,18 +302,42 @@ def dry_run_message(message: str) -> str:
     return message
 
 
-def print_plan(actions: Sequence[Action], out: TextIO | None = None, *, kinds: bool = False) -> None:
-    """The plan as a table; with ``kinds`` (``[filters] hosts`` set) a KIND column (vm / host) and an ID column."""
-    rows: list[tuple[str, ...]] = [("ACTION", "NODE", "VM", "REASON", "DETAIL")]
+def print_plan(actions: Sequence[Action], out: TextIO | None = None, *, kinds: bool = False,
+               wide: bool = False) -> None:
+    """The plan as a table: action, node and reason, which fit an 80-column terminal; ``wide`` adds the VM (or
+    host) id and what each action does. With ``kinds`` (``[filters] hosts`` set) a KIND column (vm / host)."""
+    rows: list[tuple[str, ...]] = []
     for a in actions:
-        rows.append((a.kind.value, a.node, a.vm_id or "", a.reason, dry_run_message(a.message)))
-    if kinds:
-        rows = [("KIND", "ACTION", "NODE", "ID", "REASON", "DETAIL")] + [
-            (a.owner_kind, *row) for a, row in zip(actions, rows[1:], strict=True)]
-    if len(rows) == 1:
+        row = (a.kind.value, a.node, a.vm_id or "", a.reason, dry_run_message(a.message)) if wide \
+            else (a.kind.value, a.node, a.reason)
+        rows.append((a.owner_kind, *row) if kinds else row)
+    if not rows:
         (out or sys.stdout).write("no actions: the nodes match the VMs\n")
         return
-    _print_table(rows, out)
+    header = ("ACTION", "NODE", "ID" if kinds else "VM", "REASON", "DETAIL") if wide else ("ACTION", "NODE", "REASON")
+    _print_table([(("KIND", *header) if kinds else header), *rows], out)
+
+
+def sync_summary(report: SweepReport, *, dry_run: bool) -> str:
+    """One line: what the sweep found and did (or, in a dry run, would do), with the count of each action."""
+    snapshot, plan = report.snapshot, report.plan
+    found = ""
+    if snapshot is not None:
+        found = f"{len(snapshot.vms)} VM(s)" + (f", {len(snapshot.hosts)} host(s)"
+                                               if snapshot.hosts_query is not None else "") + " matched; "
+    counts = Counter(a.kind for a in plan.actions) if plan is not None else Counter()
+    per_kind = ", ".join(f"{counts[k]} {k.value}" for k in ActionKind if counts[k])
+    writes = sum(n for k, n in counts.items() if k not in _NOTICES)
+    if not counts:
+        return f"{found}no actions: the nodes match the VMs"
+    if dry_run:
+        return f"{found}planned: {per_kind}; dry run, nothing was changed"
+    failed = f", {report.failed} failed" if report.failed else ""
+    return f"{found}done: {per_kind} ({report.applied} of {writes} write(s) applied{failed})"
+
+
+# Actions that only tell (an Event, a metric), never write to a node.
+_NOTICES = frozenset({ActionKind.BLOCK_DELETE, ActionKind.AMBIGUOUS, ActionKind.SKIP})
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -257,8 +345,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if report is None:
         _fail("could not list the cluster's nodes; nothing was changed")
         return EXIT_FAILURE
-    if report.plan is not None and args.dry_run:
-        print_plan(report.plan.actions, kinds=report.snapshot is not None and report.snapshot.hosts_query is not None)
+    if report.plan is not None:
+        if args.dry_run and report.plan.actions:
+            print_plan(report.plan.actions, wide=args.output == "wide",
+                       kinds=report.snapshot is not None and report.snapshot.hosts_query is not None)
+        print(sync_summary(report, dry_run=args.dry_run))
     if not report.ok:
         _fail(f"sweep failed: {report.error}" + ("; no node was changed" if report.plan is None else ""))
         return EXIT_FAILURE
@@ -314,6 +405,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _fail("demo is not included in this installation (it needs the simulators, which the container image "
               "does not ship); run it from a clone or a pip install")
         return EXIT_USAGE
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        # unwind as Ctrl-C does, so that the demo stops its servers and removes its directory (a kubeconfig and
+        # a config with the simulator's password); a second signal does not interrupt that clean-up
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
     return int(run_demo(keep_running=args.keep_running))
 
 

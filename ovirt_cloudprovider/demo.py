@@ -138,14 +138,18 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
     o = _Out(out or sys.stdout)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger().setLevel(logging.WARNING)  # progress lines below; -v shows the controller's logs
-    workdir = Path(tempfile.mkdtemp(prefix="ovirt-cloudprovider-demo-"))
-    o.step("starting the oVirt engine simulator (HTTPS, 127.0.0.1) with 14 VMs in clusters prod-a and prod-b")
-    engine = EngineSimulator(demo_fleet()).start()
-    o.step("starting the Kubernetes API simulator (127.0.0.1)")
-    kube = KubeApiSimulator().start()
     stop = stop or threading.Event()
     controller: threading.Thread | None = None
-    try:
+    engine: EngineSimulator | None = None
+    kube: KubeApiSimulator | None = None
+    workdir: Path | None = None
+    serving: list[tuple[str, int]] = []  # the metrics and health port, once bound (port 0: a free one)
+    try:  # everything below is undone in `finally`, also when a signal (Ctrl-C, SIGTERM) interrupts it anywhere
+        workdir = Path(tempfile.mkdtemp(prefix="ovirt-cloudprovider-demo-"))
+        o.step("starting the oVirt engine simulator (HTTPS, 127.0.0.1) with 14 VMs in clusters prod-a and prod-b")
+        engine = EngineSimulator(demo_fleet()).start()
+        o.step("starting the Kubernetes API simulator (127.0.0.1)")
+        kube = KubeApiSimulator().start()
         config_path = engine.write_config(str(workdir / "ovirt-cloud.conf"))
         text = Path(config_path).read_text()
         Path(config_path).write_text(text.replace("[filters]\n", f"[filters]\nhosts = {DEMO_HOSTS}\n", 1))
@@ -167,9 +171,9 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
         o.step(f"config: {config_path}  (filter: tag=kubernetes; hosts: {DEMO_HOSTS}; deletion after "
                f"{DELETE_AFTER} sweeps)")
         o.step("starting the controller (leader election on, sweep every 2 s, engine events every 0.5 s)")
-        controller = threading.Thread(target=run_controller, kwargs={"config": cfg, "kubeconfig": kubeconfig,
-                                                                     "stop": stop, "identity": "demo-0"},
-                                      name="demo-controller", daemon=True)
+        controller = threading.Thread(target=run_controller, kwargs={
+            "config": cfg, "kubeconfig": kubeconfig, "stop": stop, "identity": "demo-0",
+            "on_serving": lambda host, port: serving.append((host, port))}, name="demo-controller", daemon=True)
         controller.start()
         _wait(lambda: len(kube.list_nodes()) >= 10, 30, "the nodes")
         _wait(lambda: _node(kube, "prod-b-host1") is not None and _node(kube, "prod-b-host2") is not None, 15,
@@ -235,13 +239,17 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
         o.block("$ kubectl get nodes -o wide")
         o.block(nodes_table(kube) + "\n")
         if keep_running:
+            host, port = serving[0]  # bound before the controller started its first sweep
+            base = f"http://{host}:{port}"
             o.block("The simulators and the controller keep running. Try, in another terminal:\n"
                     f"  kubectl --kubeconfig {kubeconfig} get nodes -o wide\n"
                     f"  kubectl --kubeconfig {kubeconfig} describe node worker-3\n"
                     f"  kubectl --kubeconfig {kubeconfig} get events -A\n"
                     f"  kubectl --kubeconfig {kubeconfig} get lease -n kube-system\n"
+                    f"  curl -s {base}/metrics | grep ^ovirt_cloudprovider_\n"
                     f"kubeconfig: {kubeconfig}\nengine:     {engine.url} (CA {engine.ca_file})\n"
-                    "Press Ctrl-C to stop.")
+                    f"metrics:    {base}/metrics\nhealth:     {base}/healthz\nreadiness:  {base}/readyz\n"
+                    "Press Ctrl-C to stop (or send SIGTERM).")
             try:
                 while not stop.wait(0.5):
                     pass
@@ -256,6 +264,9 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
         stop.set()
         if controller is not None:
             controller.join(timeout=10)
-        kube.stop()
-        engine.stop()
-        shutil.rmtree(workdir, ignore_errors=True)  # a config with the simulator's password, a kubeconfig
+        if kube is not None:
+            kube.stop()
+        if engine is not None:
+            engine.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)  # a config with the simulator's password, a kubeconfig

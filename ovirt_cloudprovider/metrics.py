@@ -9,17 +9,29 @@ total and ``managed_nodes_by_kind`` splits it. Every series of a label value kno
 the reasons the planner can give) exists from the start with the value 0, so ``rate()``, ``increase()`` and the
 alerts see the first event; gauges set per sweep (:meth:`Metrics.set_gauge`) keep the known series at 0 and drop
 only the other ones that no longer apply.
+
+prometheus_client's ``*_created`` series (one per counter, histogram and labelled child: a fifth of the page) are
+off unless asked for with its own switch, ``PROMETHEUS_DISABLE_CREATED_SERIES=false``; the switch is global to
+the process, so every :class:`Metrics` sets it from the environment (:func:`created_series`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    enable_created_metrics,
+)
 
 from . import __version__
 from .core.absence import REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_EMPTY_DISCOVERY
@@ -58,10 +70,23 @@ _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
+# prometheus_client's process-wide switch of the *_created series (its functions are not annotated)
+_ENABLE_CREATED: Callable[[], None] = enable_created_metrics
+_DISABLE_CREATED: Callable[[], None] = disable_created_metrics
+
+
+def created_series(environ: Mapping[str, str]) -> bool:
+    """Whether to expose the ``*_created`` series: only when ``PROMETHEUS_DISABLE_CREATED_SERIES`` is set and not
+    true (prometheus_client's own reading of it); unset, they are off."""
+    value = environ.get("PROMETHEUS_DISABLE_CREATED_SERIES")
+    return value is not None and value.strip().lower() not in ("true", "1", "t")
+
+
 class Metrics:
     """All metrics of the controller, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        (_ENABLE_CREATED if created_series(os.environ) else _DISABLE_CREATED)()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self._gauge_lock = threading.Lock()

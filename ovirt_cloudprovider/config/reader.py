@@ -30,6 +30,7 @@ read, so it can never block.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import difflib
 import errno
 import os
@@ -138,20 +139,28 @@ def _read_config_text(path: str) -> str:
 
 # A section or key name is written by the user and may be anything, e.g. a password pasted on its own line
 # or the whole file when the line endings were not understood. Errors show a name only when it is short,
-# looks like a name, and shares nothing with a password of the file or the environment.
+# looks like a name, and shares nothing with a password from any source: the file's password, OVIRT_PASSWORD,
+# and the content of the password file the file or OVIRT_PASSWORD_FILE names.
 _SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _PASSWORD_LINE = re.compile(r"^\s*password\s*[=:]\s*(.*?)\s*$", re.IGNORECASE)
+_PASSWORD_FILE_LINE = re.compile(r"^\s*password_file\s*[=:]\s*(.*?)\s*$", re.IGNORECASE)
 _HIDDEN = "(name not shown)"
 
 
 class _Names:
     """What the error messages may show of the names written in one file, and where they are."""
 
-    def __init__(self, text: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: str, text: str, environ: Mapping[str, str]) -> None:
         self.lines = text.split("\n")
         secrets = [m.group(1) for line in self.lines if (m := _PASSWORD_LINE.match(line))]
         secrets += [_unquote(s) for s in secrets]
         secrets.append(environ.get(ENV_PASSWORD, ""))
+        files = [_resolve_path(path, _unquote(m.group(1))) for line in self.lines
+                 if (m := _PASSWORD_FILE_LINE.match(line)) and m.group(1)]
+        files += [os.path.expanduser(f) for f in (environ.get(ENV_PASSWORD_FILE),) if f]
+        for file in files:
+            with contextlib.suppress(Invalid, OSError, ValueError):  # unreadable: reported where it is checked
+                secrets.append(_read_secret_file(file))
         self._secrets = [s.lower() for s in secrets if s]
 
     def safe(self, name: str | None) -> bool:
@@ -195,7 +204,7 @@ def _where(line: int | None) -> str:
 def _parse_ini(path: str, text: str, environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """INI text → {section: {key: raw value}}, names normalised; never echoes a line (passwords) nor a name
     that could be one (see :class:`_Names`)."""
-    names = _Names(text, environ)
+    names = _Names(path, text, environ)
     parser = _read_ini(path, text, names)
     result: dict[str, dict[str, str]] = {}
     original_names: dict[str, str] = {}

@@ -13,6 +13,7 @@ Labels (sorted), each value made a valid label value (:func:`.naming.label_value
   computed from its size as ``<vCPUs>cpu-<memory>gib`` (``2cpu-4gib``), or ``<vCPUs>cpu-<memory>mib``
   when the memory is not a whole number of GiB (``1cpu-1536mib``); omitted when the size is unknown;
 - ``ovirt.org/host``, ``ovirt.org/cluster``, ``ovirt.org/datacenter``: where the VM runs / belongs;
+- ``ovirt.org/kind``: ``vm`` (a host's node says ``host``, core/hosts.py);
 - ``kubernetes.io/arch``: the GOARCH name of the VM's architecture (:func:`.naming.kube_arch`);
 - ``kubernetes.io/os``: windows or linux when the guest agent's OS name or the VM's OS type says so;
   omitted when unknown (OS type ``other``, no guest agent);
@@ -40,12 +41,14 @@ from .naming import (
     quote,
 )
 from .records import (
+    KIND_VM,
     LABEL_ARCH,
     LABEL_INSTANCE_TYPE,
     LABEL_OS,
     LABEL_OVIRT_CLUSTER,
     LABEL_OVIRT_DATACENTER,
     LABEL_OVIRT_HOST,
+    LABEL_OVIRT_KIND,
     LABEL_REGION,
     LABEL_ZONE,
     RUNNING_STATUSES,
@@ -110,6 +113,7 @@ def node_labels(vm: VirtualMachine, nodes: NodesConfig) -> tuple[tuple[str, str]
     zone = {"cluster": vm.cluster, "datacenter": vm.datacenter, "host": vm.host}.get(nodes.zone_source)
     region = {"datacenter": vm.datacenter, "cluster": vm.cluster}.get(nodes.region_source)
     candidates = {
+        LABEL_OVIRT_KIND: KIND_VM,  # as a host's node says ovirt.org/kind=host
         LABEL_ZONE: zone,
         LABEL_REGION: region,
         LABEL_INSTANCE_TYPE: instance_type(vm),

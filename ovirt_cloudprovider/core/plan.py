@@ -464,7 +464,7 @@ class _Planner:
                     ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
                     (REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
                     else (REASON_MAINTENANCE_TAINTED if added else REASON_MAINTENANCE_UNTAINTED),
-                    f"{vm} is {spec.status}: {verb} node {node.name} ({len(after)} taint(s) now).",
+                    f"{vm} is {status_words(spec.status)}: {verb} node {node.name} ({len(after)} taint(s) now).",
                     taints=tuple(after),
                 ))
         if self.cfg.update:
@@ -543,3 +543,9 @@ class _Planner:
 
 def _sort_key(action: Action) -> tuple[bool, str, int, str, str]:
     return (action.node == "", action.node, _KIND_ORDER[action.kind], action.vm_id or "", action.reason)
+
+
+def status_words(status: str) -> str:
+    """An engine status as words after "is": "in maintenance", "preparing for maintenance", "down"."""
+    words = status.strip().lower().replace("_", " ")
+    return "in maintenance" if words == "maintenance" else words

@@ -58,7 +58,7 @@ SHUTDOWN_STATUSES = frozenset({"down", "suspended"})
 EXISTS_STATUSES = frozenset({"unknown", "not_responding", "image_locked"})
 
 
-# ovirt.org/kind: "vm" or "host", on the Nodes of oVirt hosts (and NodeSpec.kind).
+# ovirt.org/kind: "vm" or "host", on the Nodes of VMs and of oVirt hosts (and NodeSpec.kind).
 LABEL_OVIRT_KIND = "ovirt.org/kind"
 KIND_VM = "vm"
 KIND_HOST = "host"

@@ -514,8 +514,9 @@ class EngineClient:
         raise AssertionError("unreachable")
 
     def _scrub(self, message: str) -> str:
-        """One line, without the password or the token (belt and braces: they are never put in)."""
-        return scrub(message, self._conn.password, self._token)
+        """One line, without the password (from any source: the one the last login read) or the token (belt and
+        braces: they are never put in, but an answer may echo them)."""
+        return scrub(message, self._conn.password, self._sso.password, self._token)
 
     def _check_gate(self) -> None:
         try:

@@ -71,7 +71,9 @@ def _run_bounded(fn: Callable[[], T], timeout: float, name: str) -> T:
 
 
 class Sso:
-    """Bounded SSO login and logout at one engine. ``scrub`` makes a message one line without secrets."""
+    """Bounded SSO login and logout at one engine. ``scrub`` makes a message one line without secrets; it must
+    cut out :attr:`password` too, the password of the last login from whatever source it was read (``password``,
+    ``password_file``, ``OVIRT_PASSWORD``, ``OVIRT_PASSWORD_FILE``)."""
 
     def __init__(self, endpoint: Endpoint, *, metrics: Metrics | None, scrub: Callable[[str], str]) -> None:
         self._endpoint = endpoint
@@ -80,11 +82,12 @@ class Sso:
         self._timeout = endpoint.timeout
         self._metrics = metrics
         self._scrub = scrub
+        self.password: str | None = None  # as read for the last login (a rotated file: the new one)
 
     def login(self) -> str:
         """Get a new SSO token (bounded by the timeout). Raises EngineAuthError / EngineTransientError / ..."""
         what = f"login as {self._conn.username}"
-        password = self._password()
+        password = self.password = self._password()
         form = {"grant_type": "password", "scope": "ovirt-app-api", "username": self._conn.username,
                 "password": password}
         try:

@@ -290,3 +290,94 @@ def test_discover_with_hosts_shows_a_kind_column_and_host_objects(tmp_path: Path
         assert item["node"]["labels"]["ovirt.org/kind"] == "host"
     r = run_cli(["check-config", "--config", str(cfg)])
     assert "hosts:   3 host(s) matched 'cluster=east-a'" in r.stdout
+
+
+# --- everyday use never says "internal error" (issue 17 rule 10) and the rough edges of the CLI (issue 18) ---
+
+DEFAULT_CONFIG = "/etc/ovirt/ovirt-cloud.conf"
+
+
+@pytest.mark.skipif(Path(DEFAULT_CONFIG).exists(), reason=f"{DEFAULT_CONFIG} exists on this machine")
+@pytest.mark.parametrize("command", [["run"], ["sync"], ["discover"], ["check-config"]])
+def test_without_config_every_command_reads_the_default_path(command: list[str]) -> None:
+    r = run_cli(command)
+    assert r.returncode == 2, r.stderr
+    assert [line for line in r.stderr.splitlines() if line.strip()] == _error_lines(r.stderr)
+    assert len(_error_lines(r.stderr)) == 1 and DEFAULT_CONFIG in r.stderr, r.stderr
+    assert "internal error" not in r.stderr
+
+
+def test_without_config_the_environment_names_the_file(config: Path) -> None:
+    r = run_cli(["check-config"], env={"OVIRT_CLOUD_CONFIG": str(config)})
+    assert r.returncode == 0, r.stderr
+    assert f"config:  {config}: ok" in r.stdout
+
+
+def _closed_pipe(args: list[str]) -> tuple[int, str]:
+    """Run the CLI with its stdout a pipe whose reader has gone (``| head`` once head has had its lines)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OVIRT_", "KUBECONFIG"))}
+    proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    return proc.wait(timeout=60), err
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_discover_into_a_closed_pipe_exits_quietly(config: Path, output: str) -> None:
+    code, err = _closed_pipe(["discover", "--config", str(config), "-o", output])
+    assert code == 141, err  # as a tool killed by SIGPIPE: 128 + 13
+    assert "error" not in err.lower() and "Traceback" not in err, err
+
+
+def test_check_config_fails_when_the_filter_matches_no_vm(tmp_path: Path, engine: EngineSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file,
+                       vms="tag=no-such-tag")
+    r = run_cli(["check-config", "--config", str(cfg)])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "search:  0 VM(s) matched" in r.stdout
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and "matched no VM" in errors[0] and "[filters] vms" in errors[0], r.stderr
+
+
+def test_check_config_fails_when_the_hosts_filter_matches_no_host(tmp_path: Path, engine: EngineSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file,
+                       vms="tag=kubernetes\nhosts = cluster=no-such-cluster")
+    r = run_cli(["check-config", "--config", str(cfg)])
+    assert r.returncode == 1, r.stdout + r.stderr
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and "matched no host" in errors[0] and "[filters] hosts" in errors[0], r.stderr
+
+
+@pytest.mark.parametrize(("args", "command"), [
+    (["discover", "--bogus"], "discover"), (["sync", "--bogus"], "sync"), (["run", "--leader-elect=maybe"], "run"),
+    (["check-config", "extra"], "check-config"), (["bogus-command"], None), ([], None),
+])
+def test_a_usage_error_is_one_line_naming_the_command_help(args: list[str], command: str | None) -> None:
+    r = run_cli(args)
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ovirt-cloudprovider: error: "), r.stderr
+    assert f"ovirt-cloudprovider {command} --help" in lines[0] if command else "ovirt-cloudprovider --help" \
+        in lines[0]
+    assert "usage:" not in r.stderr
+
+
+def test_every_option_has_help_and_demo_offers_no_config() -> None:
+    r = run_cli(["discover", "--help"])
+    assert r.returncode == 0
+    assert "-o {table,json}, --output {table,json}" in r.stdout
+    assert "table (default)" in r.stdout
+    r = run_cli(["sync", "--help"])
+    assert "-o {table,wide}" in r.stdout and "--once" in r.stdout
+    r = run_cli(["demo", "--help"])
+    assert r.returncode == 0 and "--keep-running" in r.stdout
+    assert "--config" not in r.stdout
+    r = run_cli(["demo", "--config", "/nonexistent"])
+    assert r.returncode == 2 and "--config" in r.stderr

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ovirt_cloudprovider.demo import run_demo
-from tests.helpers import run_cli
+from tests.helpers import REPO, http_get, run_cli, wait_for
 
 
 def test_demo_runs_the_scenario_in_under_a_minute(tmp_path: Path) -> None:
@@ -75,3 +79,88 @@ def test_demo_keep_running_serves_real_kubectl() -> None:
         stop.set()
         t.join(20)
     assert result == [0]
+
+
+class _Demo:
+    """``ovirt-cloudprovider demo`` as a real process (its temporary directory under ``tmp``), its stdout read as
+    it comes."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OVIRT_", "KUBECONFIG", "PROMETHEUS_"))}
+        env["TMPDIR"] = str(tmp)
+        self.proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", "demo", *args], cwd=REPO,
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def out(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 60) -> str:
+        """The first line with ``text``, once printed; fails the test when the demo exits without it."""
+        def seen() -> str | None:
+            line = next((ln for ln in self.lines if text in ln), None)
+            assert line is not None or self.proc.poll() is None, f"the demo exited:\n{self.out}"
+            return line
+        return str(wait_for(seen, timeout, f"a line with {text!r}", lambda: self.out))
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self._reader.join(5)
+        assert self.proc.stderr is not None
+        return code, self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def demo_dir(tmp_path: Path) -> Iterator[Path]:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    yield tmp
+
+
+def test_demo_keep_running_prints_its_urls_and_sigterm_cleans_up(demo_dir: Path) -> None:
+    demo = _Demo(demo_dir, "--keep-running")
+    try:
+        demo.wait_for_line("Press Ctrl-C")
+        urls = dict(re.findall(r"^(metrics|health|readiness): +(http://127\.0\.0\.1:\d+/\w+)$", demo.out, re.M))
+        assert set(urls) == {"metrics", "health", "readiness"}, demo.out
+        assert urls["health"].endswith("/healthz") and urls["readiness"].endswith("/readyz")
+        for what in ("health", "readiness"):
+            assert http_get(urls[what])[0] == 200, what
+        status, body = http_get(urls["metrics"])
+        assert status == 200 and "ovirt_cloudprovider_syncs_total{result=\"success\"}" in body
+        # prometheus_client's *_created series only when asked for (PROMETHEUS_DISABLE_CREATED_SERIES=false)
+        assert not [ln for ln in body.splitlines() if "_created" in ln]
+        workdirs = [p.name for p in demo_dir.iterdir()]
+        assert len(workdirs) == 1 and workdirs[0].startswith("ovirt-cloudprovider-demo-")
+        code, err = demo.stop(signal.SIGTERM)
+    finally:
+        demo.kill()
+    assert code == 0, err
+    assert "demo finished" in demo.out and "Traceback" not in err
+    assert list(demo_dir.iterdir()) == []  # the kubeconfig and the config with the password are gone
+
+
+def test_demo_stopped_by_sigterm_mid_scenario_cleans_up(demo_dir: Path) -> None:
+    demo = _Demo(demo_dir)
+    try:
+        demo.wait_for_line("starting the controller")
+        code, err = demo.stop(signal.SIGTERM)
+    finally:
+        demo.kill()
+    assert code == 143, err  # 128 + SIGTERM, as a shell reports it
+    assert "Traceback" not in err and "error" not in err.lower(), err
+    assert list(demo_dir.iterdir()) == []

@@ -4,7 +4,8 @@ and the writer produce. What a sweep records is tested with the sweeps (test_syn
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from ovirt_cloudprovider.core.records import ActionKind
 from ovirt_cloudprovider.kube import writer
@@ -90,3 +91,16 @@ def test_label_values_are_the_ones_the_planner_and_the_writer_use() -> None:
                                       "deletion-unconfirmed")
     assert {"invalid-name", "duplicate-name", "no-fqdn", "node-name-conflict", "other"} <= set(SKIP_REASONS)
     assert {writer.SUCCESS, writer.CONFLICT, writer.ERROR} == set(ACTION_RESULTS)
+
+
+def test_created_series_only_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # prometheus_client adds a *_created series to every counter, histogram and child: a fifth of the page
+    monkeypatch.delenv("PROMETHEUS_DISABLE_CREATED_SERIES", raising=False)
+    page = generate_latest(fresh().registry).decode()
+    assert "ovirt_cloudprovider_syncs_total" in page and "_created" not in page
+    monkeypatch.setenv("PROMETHEUS_DISABLE_CREATED_SERIES", "false")  # prometheus_client's own switch, asked
+    assert "ovirt_cloudprovider_syncs_created" in generate_latest(fresh().registry).decode()
+    monkeypatch.setenv("PROMETHEUS_DISABLE_CREATED_SERIES", "true")
+    assert "_created" not in generate_latest(fresh().registry).decode()
+    monkeypatch.delenv("PROMETHEUS_DISABLE_CREATED_SERIES")
+    assert "_created" not in generate_latest(fresh().registry).decode()

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from ovirt_cloudprovider.core.records import (
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, GuestDevice
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.world import World, running, taint_keys
-from tests.helpers import run_cli, write_config
+from tests.helpers import REPO, run_cli, write_config
 
 
 @pytest.fixture
@@ -238,18 +241,25 @@ def test_kube_api_faults_converge_to_the_same_state(engine: EngineSimulator, kub
 def test_sync_once_cli_dry_run_and_apply(tmp_path: Path, engine: EngineSimulator, kube: KubeApiSimulator) -> None:
     cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=engine.password, ca_file=engine.ca_file)
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    n = len(running(engine))
     r = run_cli(["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig", kubeconfig])
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0].split()[:3] == ["ACTION", "NODE", "VM"]
-    assert sum(line.startswith("register ") for line in r.stdout.splitlines()) == len(running(engine))
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["ACTION", "NODE", "REASON"]
+    assert sum(line.startswith("register ") for line in lines) == n
+    assert max(len(line) for line in lines) <= 80  # an 80-column terminal; -o wide for the rest
+    assert lines[-1] == f"12 VM(s) matched; planned: {n} register; dry run, nothing was changed"
+    r = run_cli(["sync", "--once", "--dry-run", "-o", "wide", "--config", str(cfg), "--kubeconfig", kubeconfig])
+    assert r.stdout.splitlines()[0].split() == ["ACTION", "NODE", "VM", "REASON", "DETAIL"]
     # planned, not done: "would register", never the Event's past tense
     assert "Would register node" in r.stdout and "Registered node" not in r.stdout  # (RegisteredNode: the reason)
     assert kube.writes() == 0 and kube.list_nodes() == []
     r = run_cli(["sync", "--once", "--config", str(cfg), "--kubeconfig", kubeconfig])
     assert r.returncode == 0, r.stderr
-    assert len(kube.list_nodes()) == len(running(engine))
+    assert len(kube.list_nodes()) == n
+    assert r.stdout == f"12 VM(s) matched; done: {n} register ({n} of {n} write(s) applied)\n"  # what was done
     r = run_cli(["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig", kubeconfig])
-    assert r.stdout.strip() == "no actions: the nodes match the VMs"
+    assert r.stdout.strip() == "12 VM(s) matched; no actions: the nodes match the VMs"
     engine.proxy_errors()
     r = run_cli(["sync", "--once", "--config", str(cfg), "--kubeconfig", kubeconfig, "--log-format", "json"])
     assert r.returncode == 1
@@ -257,6 +267,30 @@ def test_sync_once_cli_dry_run_and_apply(tmp_path: Path, engine: EngineSimulator
     for line in r.stderr.splitlines():
         if line.startswith("{"):
             json.loads(line)  # structured logs stay parseable
+
+
+def test_sync_is_one_sweep_without_once(tmp_path: Path, engine: EngineSimulator, kube: KubeApiSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=engine.password, ca_file=engine.ca_file)
+    r = run_cli(["sync", "--config", str(cfg), "--kubeconfig", kube.write_kubeconfig(tmp_path / "kubeconfig")])
+    assert r.returncode == 0, r.stderr
+    assert len(kube.list_nodes()) == len(running(engine))
+    assert "write(s) applied" in r.stdout
+
+
+def test_sync_dry_run_into_a_closed_pipe_exits_quietly(tmp_path: Path, engine: EngineSimulator,
+                                                       kube: KubeApiSimulator) -> None:
+    cfg = write_config(tmp_path / "c.conf", uri=engine.url, password=engine.password, ca_file=engine.ca_file)
+    args = ["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig",
+            kube.write_kubeconfig(tmp_path / "kubeconfig")]
+    proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={k: v for k, v in os.environ.items() if not k.startswith(("OVIRT_", "KUBECONFIG"))})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # `| head -2` once head has its two lines
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, err
+    assert "error" not in err.lower() and "Traceback" not in err, err
+    assert kube.writes() == 0
 
 
 def test_targeted_sweep_touches_only_the_named_vms_and_never_deletes(world: World) -> None:

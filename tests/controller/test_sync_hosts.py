@@ -220,6 +220,11 @@ def test_sync_once_dry_run_shows_the_kind_of_each_action(tmp_path: Path, engine:
     r = run_cli(["sync", "--once", "--dry-run", "--config", str(cfg), "--kubeconfig", kubeconfig])
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "ACTION", "NODE", "REASON"]
+    assert "VM(s), 3 host(s) matched; planned: " in lines[-1]
+    r = run_cli(["sync", "--once", "--dry-run", "-o", "wide", "--config", str(cfg), "--kubeconfig", kubeconfig])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
     assert lines[0].split() == ["KIND", "ACTION", "NODE", "ID", "REASON", "DETAIL"]
     hosts = [line for line in lines if line.startswith("host ")]
     assert len(hosts) == 3 and all(line.split()[1] == "register" for line in hosts)

@@ -84,3 +84,16 @@ def test_duplicate_unknown_key_name_is_not_echoed(tmp_path: Path) -> None:
     text = "\n".join(GOOD[:3]) + f"\n{PASSWORD} = 1\n{PASSWORD} = 2\n"
     message = _error(tmp_path, text.encode())
     assert message == f"{tmp_path}/ovirt-cloud.conf: [connection]: line 5: key given twice (name not shown)"
+
+
+@pytest.mark.parametrize("source", ["password_file", "OVIRT_PASSWORD_FILE"])
+def test_a_key_that_is_the_password_files_password_is_not_echoed(tmp_path: Path, source: str) -> None:
+    (tmp_path / "engine-password").write_text(PASSWORD + "\n")
+    text = "[connection]\nuri = https://e.example.com/ovirt-engine/api\n"
+    env = {}
+    if source == "password_file":
+        text += "password_file = engine-password\n"  # relative to the configuration file
+    else:
+        env["OVIRT_PASSWORD_FILE"] = str(tmp_path / "engine-password")
+    message = _error(tmp_path, (text + f"{PASSWORD} = 1\n").encode(), env=env)
+    assert "unknown key (name not shown)" in message

@@ -90,6 +90,7 @@ def test_manageiq_vm_on() -> None:
             ("ovirt.org/cluster", "Default"),
             ("ovirt.org/datacenter", "Default"),
             ("ovirt.org/host", "host_1"),
+            ("ovirt.org/kind", "vm"),
             ("topology.kubernetes.io/region", "Default"),
             ("topology.kubernetes.io/zone", "Default"),
         ),
@@ -430,3 +431,10 @@ def test_equal_label_sets_are_one_tuple_across_the_specs_of_a_sweep() -> None:
         assert specs[vm.name].labels == node_labels(vm, DEFAULT)
         info = specs[vm.name].node_info
         assert info is not None and info.system_uuid == vm.id
+
+
+def test_vm_nodes_carry_the_kind_label_as_host_nodes_do() -> None:
+    (spec,) = desired_nodes(snapshot(VM_ON), DEFAULT).nodes
+    assert dict(spec.labels)["ovirt.org/kind"] == "vm"
+    overridden = NodesConfig(extra_labels=(("ovirt.org/kind", "other"),))
+    assert dict(node_labels(VM_ON, overridden))["ovirt.org/kind"] == "vm"  # computed labels win

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 
+import pytest
+
 from ovirt_cloudprovider.core import providerid
 from ovirt_cloudprovider.core.changes import MAINTENANCE_TAINT, SHUTDOWN_TAINT
 from ovirt_cloudprovider.core.desired import desired_nodes
@@ -334,3 +336,13 @@ def test_managed_hosts_counts_the_host_nodes_among_the_managed_after_the_plan() 
     assert sum(providerid.host_id_of(n.provider_id) is not None for n in after) == result.managed_hosts
     # not discovered: host nodes are not managed, not counted
     assert plan(Desired(nodes=(vm_spec,)), observed).managed_hosts == 0
+
+
+@pytest.mark.parametrize(("status", "words"), [("maintenance", "is in maintenance"),
+                                               ("preparing_for_maintenance", "is preparing for maintenance")])
+def test_the_maintenance_taint_event_reads_as_english(status: str, words: str) -> None:
+    up = host_node_spec(make_host(), "hv1", NODES)
+    node = synced_node(up, annotations=((ANNOTATION_HOST_ID, up.vm_id),))
+    spec = host_node_spec(make_host(status=status), "hv1", NODES)
+    (action,) = plan(Desired(nodes=(spec,), hosts_discovered=True), [node]).actions
+    assert f"host hv1 ({up.vm_id}) {words}: added taint ovirt.org/maintenance:NoSchedule" in action.message

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from ovirt_cloudprovider.simulators.engine import EngineSimulator
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.faults.conftest import FIGURES, SECRET, USERNAME, LogTap, secret_forms, sightings
 from tests.faults.world import FaultWorld, assert_clean, during, make_engine
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("text", [
@@ -60,3 +62,33 @@ def test_short_passwords_are_never_revealed(short: tuple[str, EngineSimulator], 
         finally:
             good.close()
             bad.close()
+
+
+@pytest.mark.parametrize("source", ["password", "password_file", "OVIRT_PASSWORD_FILE", "OVIRT_PASSWORD"])
+def test_an_sso_error_echoing_the_credentials_never_shows_the_password(tmp_path: Path, source: str) -> None:
+    # A debug proxy or WAF in front of the SSO refuses the login with an error that echoes the submitted form:
+    # whatever the password's source, the one-line error and the debug logs show it in no form.
+    secret_file = tmp_path / "engine-password"
+    secret_file.write_text(SECRET + "\n")
+    env: dict[str, str] = {}
+    with make_engine() as engine:
+        text = (f"[connection]\nuri = {engine.url}\nusername = {USERNAME}\nca_file = {engine.ca_file}\n"
+                "timeout = 5\n")
+        if source == "password":
+            text += f"password = {SECRET}\n"
+        elif source == "password_file":
+            text += f"password_file = {secret_file}\n"
+        else:
+            env[source] = str(secret_file) if source.endswith("_FILE") else SECRET
+        config = tmp_path / "ovirt-cloud.conf"
+        config.write_text(text + "\n[filters]\nvms = tag=kubernetes\n")
+        engine.echo_credentials()
+        r = run_cli(["check-config", "--config", str(config), "-vv"], env=env)
+        assert engine.request_count("/ovirt-engine/sso/oauth/token", method="POST") >= 1  # a real SSO request
+    assert r.returncode == 1, r.stdout + r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "HTTP 400" in errors[0] and "Request rejected by filter" in errors[0], r.stderr
+    assert "username=admin%40internal" in errors[0]  # the echo is shown: only the password is cut out
+    seen = sightings(r.stdout.splitlines() + r.stderr.splitlines())
+    FIGURES.record("secrets", secret_sightings=len(seen))
+    assert seen == []

@@ -1,5 +1,5 @@
-"""Fault injection (latency, HTTP errors, proxy errors, engine faults, dropped connections, a hung SSO, a
-glitching search) and the request records."""
+"""Fault injection (latency, HTTP errors, proxy errors, engine faults, dropped connections, a hung SSO, an SSO
+error that echoes the credentials, a glitching search) and the request records."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .constants import API_PREFIX, SSO_TOKEN_PATH
 
 @dataclass
 class _Fault:
-    kind: str  # "latency" | "status" | "proxy" | "fault" | "drop" | "hang"
+    kind: str  # "latency" | "status" | "proxy" | "fault" | "drop" | "hang" | "echo"
     path_prefix: str
     remaining: int | None  # None: until cleared
     status: int = 500
@@ -78,6 +78,11 @@ class FaultInjection:
     def hang_sso(self, *, count: int | None = None) -> None:
         """The SSO token endpoint never answers (until :meth:`clear_faults` or :meth:`stop`)."""
         self._add_fault(_Fault("hang", SSO_TOKEN_PATH, count))
+
+    def echo_credentials(self, *, count: int | None = None) -> None:
+        """A debug proxy or web application firewall in front of the SSO: the token request is refused with a 400
+        JSON error that echoes the submitted form, credentials included (URL-encoded, as sent)."""
+        self._add_fault(_Fault("echo", SSO_TOKEN_PATH, count, status=400))
 
     def lose_in_search(self, ids: Iterable[str]) -> None:
         """A glitching search (a paging shift, a half-synced engine): VM and host searches leave out the VMs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import ssl
@@ -17,6 +18,7 @@ from .constants import (
     _HTML_401,
     _HTML_404,
     _HTML_CT,
+    _JSON_CT,
     _XML_CT,
     API_PREFIX,
     DEFAULT_PASSWORD,
@@ -204,6 +206,21 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
 
     # --- request handling ------------------------------------------------------------------------
 
+    @staticmethod
+    def _fault_answer(h: _Handler, fault: _Fault, method: str, path: str, body: bytes) -> int | None:
+        """The answer of a fault that answers in place of the engine (None: this one does not, here)."""
+        if fault.kind in ("status", "proxy"):
+            return h.send(fault.status, _apache_error_html(fault.status, path, method),
+                          "text/html; charset=iso-8859-1")
+        if fault.kind == "fault" and path.startswith(API_PREFIX):
+            return h.send(fault.status, _fault_xml(fault.reason, fault.detail), _XML_CT)
+        if fault.kind == "echo":
+            echoed = body.decode("utf-8", "replace")
+            return h.send(fault.status, json.dumps({"error_code": "invalid_request",
+                                                    "error": f"Request rejected by filter: {echoed}"}).encode(),
+                          _JSON_CT)
+        return None
+
     def _handle(self, h: _Handler, method: str, path: str, query: dict[str, str], body: bytes) -> int:
         release = self._release
         for fault in self._take_faults(path):
@@ -216,11 +233,8 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
             elif fault.kind == "drop":
                 h.record(0)
                 raise _Drop
-            elif fault.kind in ("status", "proxy"):
-                return h.send(fault.status, _apache_error_html(fault.status, path, method),
-                              "text/html; charset=iso-8859-1")
-            elif fault.kind == "fault" and path.startswith(API_PREFIX):
-                return h.send(fault.status, _fault_xml(fault.reason, fault.detail), _XML_CT)
+            elif (answered := self._fault_answer(h, fault, method, path, body)) is not None:
+                return answered
         if path == SSO_TOKEN_PATH and method == "POST":
             return self._sso_token(h, body)
         if path == SSO_LOGOUT_PATH and method == "POST":
