@@ -56,6 +56,7 @@ from .errors import (
     EngineError,
     EngineEvent,
     EngineFaultError,
+    EngineNotFoundError,
     scrub,
 )
 from .fastxml import LeanVm, Named, Names, joined, read_names, read_vms
@@ -312,7 +313,8 @@ class EngineClient:
 
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
         """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);
-        ``None`` for a VM the engine no longer has (404). For the few VMs an engine event names, so that a
+        ``None`` for a VM the engine no longer has (its own 404: :class:`.errors.EngineNotFoundError`; any other
+        404, such as a proxy's HTML page, raises). For the few VMs an engine event names, so that a
         shutdown is reflected without a full search; raises EngineError on any other failure."""
         out: dict[str, VirtualMachine | None] = {}
         with self._lock:
@@ -323,9 +325,7 @@ class EngineClient:
 
                 try:
                     item = self._call("get_vm", f"VM {vm_id}", get)
-                except EngineFaultError as err:
-                    if err.code != 404:
-                        raise
+                except EngineNotFoundError:  # the engine's own 404, nothing else (see .connection)
                     out[vm_id] = None
                     continue
                 out[vm_id] = self._record(item, f"/vms/{vm_id}", vm_id=vm_id)
@@ -333,8 +333,8 @@ class EngineClient:
 
     def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]:
         """The current record of each host in ``host_ids`` (one GET per host, with the host search's ``follow``);
-        ``None`` for a host the engine no longer has (404). For host events and to confirm a host node's deletion;
-        raises EngineError on any other failure."""
+        ``None`` for a host the engine no longer has (its own 404, as for VMs). For host events and to confirm a
+        host node's deletion; raises EngineError on any other failure."""
         out: dict[str, Host | None] = {}
         with self._lock:
             for host_id in dict.fromkeys(host_ids):
@@ -344,9 +344,7 @@ class EngineClient:
 
                 try:
                     item = self._call("get_host", f"host {host_id}", get)
-                except EngineFaultError as err:
-                    if err.code != 404:
-                        raise
+                except EngineNotFoundError:  # the engine's own 404, nothing else (see .connection)
                     out[host_id] = None
                     continue
                 got = getattr(item, "id", None)
