@@ -195,7 +195,8 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
 
 def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str | None) -> Plan:
     """Ask the engine about every VM and host whose node the plan deletes as absent (core.confirm): a GET by
-    id, and for one that still exists its filter searched narrowed to it."""
+    id, and, for one that is gone (the engine's own 404) or may have left the filter, its filter searched
+    narrowed to it: two independent answers before a deletion."""
     plan = _confirm_host_deletions(plan, engine, host_query)
     vm_ids = pending_deletions(plan)
     if not vm_ids:
@@ -203,9 +204,11 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str 
     researched: set[str] = set()
     try:
         found = engine.fetch_vms(vm_ids)
-        for vm in found.values():
-            if vm is not None and filter_match(query, vm) is not True:
-                researched |= {v.id for v in engine.discover(narrowed(query, vm.id)).vms}
+        for vm_id, vm in found.items():
+            if vm is None or filter_match(query, vm) is not True:
+                answer = engine.discover(narrowed(query, vm_id))
+                # a VM the narrowed answer holds twice (inconsistent) is returned too: it exists
+                researched |= {v.id for v in answer.vms} | set(answer.inconsistent_ids)
     except EngineError as exc:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
@@ -214,16 +217,16 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str 
 
 def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> Plan:
     """Ask the engine about every host whose node the plan deletes as absent (core.confirm): a GET by id, and
-    for a host that still exists ``[filters] hosts`` searched narrowed to it (None: not searched, blocked)."""
+    ``[filters] hosts`` searched narrowed to it (None: not searched, blocked)."""
     host_ids = pending_host_deletions(plan)
     if not host_ids:
         return plan
     researched: set[str] | None = None if query is None else set()
     try:
         found = engine.fetch_hosts(host_ids)
-        for host in found.values():
-            if host is not None and query is not None and researched is not None:
-                researched |= {h.id for h in engine.discover_hosts(narrowed(query, host.id))[0]}
+        for host_id in found:
+            if query is not None and researched is not None:  # for a 404 too: the second answer
+                researched |= {h.id for h in engine.discover_hosts(narrowed(query, host_id))[0]}
     except EngineError as exc:
         log.warning("could not confirm host deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_host_deletions(plan, query=query or "", found={}, error=str(exc))
