@@ -12,14 +12,23 @@ simulators, one sweep at a time.
 
 from __future__ import annotations
 
+import base64
+import copy
+import ssl
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
 
-from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS
-from ovirt_cloudprovider.simulators.engine import EngineSimulator, SimHost
+from ovirt_cloudprovider.controller import run_targeted_sweep
+from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, RUNNING_STATUSES, TAINT_SHUTDOWN
+from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW
+from ovirt_cloudprovider.simulators.engine import EngineSimulator, SimHost, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
-from tests.controller.world import World, running
+from tests.controller.world import World, running, taint_keys
 
 API = "/ovirt-engine/api"
 
@@ -104,3 +113,75 @@ def test_a_host_is_deleted_only_on_the_engines_own_404_and_an_empty_narrowed_sea
         for _ in range(2):
             assert world.sweep().ok
         assert name not in world.host_nodes()
+# --- rule 5 ----------------------------------------------------------------------------------------------
+
+def _vm_list(sim: EngineSimulator) -> ET.Element:
+    """The simulator's real /vms answer for the discovery's search (read with Basic auth)."""
+    query = urllib.parse.urlencode({"search": "tag=kubernetes sortby name asc page 1", "max": "100",
+                                    "follow": DISCOVERY_FOLLOW})
+    req = urllib.request.Request(f"{sim.url}/vms?{query}", headers={
+        "Authorization": "Basic " + base64.b64encode(f"{sim.username}:{sim.password}".encode()).decode()})
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=sim.ca_file), timeout=5) as r:
+        return ET.fromstring(r.read())
+
+
+@pytest.fixture
+def single_page() -> Iterator[World]:
+    with EngineSimulator(generate_fleet(6, seed=21, untagged=0)) as engine, KubeApiSimulator() as kube, \
+            World(engine, kube, delete_after_sweeps=2, max_delete_fraction=1.0, max_delete_count=0) as w:
+        w.client.close()
+        w.client = EngineClient(w.config.connection, page_size=100, metrics=w.metrics)
+        yield w
+
+
+def test_an_upper_case_twin_is_inconsistent_and_counts_no_absence(single_page: World) -> None:
+    world = single_page
+    world.converge()
+    up = [v for v in world.engine.fleet.vms.values() if v.status in RUNNING_STATUSES]
+    vm, dropped = up[0], up[-1]
+    before = world.node_of(vm.id)
+    assert before is not None and world.node_of(dropped.id) is not None
+    root = _vm_list(world.engine)
+    original = next(e for e in root if e.get("id") == vm.id)
+    impostor = copy.deepcopy(original)
+    impostor.set("id", vm.id.upper())
+    impostor.set("href", f"{API}/vms/{vm.id.upper()}")
+    for tag, text in (("name", "impostor"), ("status", "down")):
+        element = impostor.find(tag)
+        assert element is not None
+        element.text = text
+    root.insert(list(root).index(original), impostor)  # listed first
+    root.remove(next(e for e in root if e.get("id") == dropped.id))  # the same garbled answer loses another VM
+    world.engine.serve_static("/vms", ET.tostring(root))
+    for _ in range(3):
+        report = world.sweep()
+        assert report.ok, report.error
+        assert report.snapshot is not None and vm.id in report.snapshot.inconsistent_ids
+    after = world.node_of(vm.id)
+    assert after is not None and TAINT_SHUTDOWN not in taint_keys(after)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["metadata"]["name"] == vm.name
+    assert _absent(world.node_of(dropped.id)) is None  # an inconsistent answer counts no absence at all
+
+
+# --- rule 6 ----------------------------------------------------------------------------------------------
+
+def test_a_targeted_sweep_never_registers_a_vm_outside_the_filter(world: World) -> None:
+    fleet = world.engine.fleet
+    fleet.add_tag("k8s-pool", parent="kubernetes")
+    fleet.add_tag("archive")
+    vm = next(v for v in fleet.vms.values() if v.status not in RUNNING_STATUSES and v.name.startswith("k8s-"))
+    world.engine.set_tags(vm.id, ["k8s-pool"])
+    world.converge()
+    base = world.sweep().snapshot
+    assert base is not None and vm.id in {v.id for v in base.vms} and world.node_of(vm.id) is None
+    fleet.tag("k8s-pool").parent_id = fleet.tag("archive").id  # the child tag moved: no VM event is logged
+    world.engine.set_status(vm.id, "up")  # the "started" event names it: a targeted sweep
+    with world.synced_nodes() as nodes:
+        world.kube.reset_counts()
+        report = run_targeted_sweep(config=world.config, engine=world.client, base=base, vm_ids=[vm.id],
+                                    nodes=nodes, writer=world.writer)
+    assert world.node_of(vm.id) is None, "a targeted sweep registered a VM outside the filter"
+    assert world.kube.writes("nodes") == 0
+    assert not report.ok and "full sweep" in (report.error or "")  # the controller sweeps in full next
+    assert world.sweep().ok and world.node_of(vm.id) is None  # and the full sweep agrees
