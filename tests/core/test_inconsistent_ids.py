@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from ovirt_cloudprovider.core.desired import SKIP_INCONSISTENT, desired_nodes, skip_code
+from ovirt_cloudprovider.core.desired import desired_nodes
+from ovirt_cloudprovider.core.naming import SKIP_INCONSISTENT, skip_code
 from ovirt_cloudprovider.core.plan import plan_sync
 from ovirt_cloudprovider.core.records import ActionKind, Snapshot, VirtualMachine
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
