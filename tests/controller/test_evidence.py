@@ -50,7 +50,7 @@ def test_a_proxy_html_404_never_confirms_a_deletion(world: World) -> None:
     world.converge()
     vm = running(world.engine)[-1]
     world.engine.lose_in_search([vm.id])  # the search glitch: the running VM is missing from every full search
-    world.engine.fail_requests(404, path_prefix=f"{API}/vms/{vm.id}")  # a proxy's Apache "Not Found" page
+    world.engine.html_not_found("vms")  # a proxy's Apache "Not Found" page for every GET of a VM by id
     for _ in range(4):
         assert world.sweep().ok
         assert world.node_of(vm.id) is not None, "a running VM's node was deleted on a proxy's 404 page"
@@ -101,7 +101,7 @@ def test_a_host_is_deleted_only_on_the_engines_own_404_and_an_empty_narrowed_sea
         name, host_id = host.name, host.id
         engine.lose_in_search([host_id])  # the host runs; the host search glitches
         if answer == "html-404":
-            engine.fail_requests(404, path_prefix=f"{API}/hosts/{host_id}")
+            engine.html_not_found("hosts")
         else:  # shaped like the engine's own, but the narrowed search still returns the host
             engine.serve_static(f"/hosts/{host_id}", b"", status=404, content_type=None)
         for _ in range(4):

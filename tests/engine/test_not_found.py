@@ -76,7 +76,7 @@ def test_the_engines_fault_404_is_none(sim: EngineSimulator, client: EngineClien
 @pytest.mark.parametrize("kind", ["vms", "hosts"])
 def test_an_apache_html_404_is_an_error(kind: str, sim: EngineSimulator, client: EngineClient) -> None:
     object_id = _vm_id(sim) if kind == "vms" else _host_id(sim)
-    sim.fail_requests(404, path_prefix=f"{API}/{kind}/{object_id}")
+    sim.html_not_found(kind, ids=[object_id])
     fetch = client.fetch_vms if kind == "vms" else client.fetch_hosts
     with pytest.raises(EngineFaultError, match=r"HTTP 404 .*not the engine's own answer"):
         fetch([object_id])
