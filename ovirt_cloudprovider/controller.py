@@ -10,10 +10,11 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   tagged; with ``[filters] hosts`` a host's status changed or it was removed) or the node watch shows a node
   that waits for initialization. When the events only say that a few known VMs started, stopped, were
   suspended or migrated, or that known hosts changed status (maintenance, activation, failure, up), the early
-  sweep is *targeted*: those VMs and hosts are fetched by id (one GET each instead of the paged searches) and
-  only their nodes are planned (core/targeted.py: at the cost of those few, not of the fleet; the whole fleet
-  when it cannot prove the same answer), with deletion off; anything else (a removal, a tag change, missed
-  events) is a full sweep;
+  sweep is *targeted*: those VMs and hosts are fetched by id (one GET each instead of the paged searches; a VM
+  whose record cannot tell whether it still matches the filter: one search narrowed to it, and one that may
+  have left the filter makes it a full sweep, with no write) and only their nodes are planned
+  (core/targeted.py: at the cost of those few, not of the fleet; the whole fleet when it cannot prove the same
+  answer), with deletion off; anything else (a removal, a tag change, missed events) is a full sweep;
 - never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
   only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
   event poller backs off the same way.
@@ -30,7 +31,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -39,6 +40,7 @@ from .core.confirm import confirm_deletions, confirm_host_deletions, pending_del
 from .core.desired import desired_nodes
 from .core.naming import skip_code
 from .core.plan import plan_sync
+from .core.providerid import normalize_vm_id
 from .core.records import (
     KIND_HOST,
     KIND_VM,
@@ -67,6 +69,7 @@ log = logging.getLogger(__name__)
 class _Engine(Protocol):
     def discover(self, query: str) -> Snapshot: ...
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]: ...
+    def vm_ids_matching(self, query: str) -> frozenset[str]: ...
     def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]: ...
     def discover_hosts(self, query: str) -> tuple[tuple[Host, ...], int]: ...
     def last_event_index(self) -> int: ...
@@ -150,7 +153,10 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
                        host_ids: Sequence[str] = (), fleet: Fleet | None = None) -> SweepReport:
     """Refresh only ``vm_ids`` and ``host_ids`` (of ``base``, the last complete discovery; ``fleet`` its index
     when the caller has it) and apply the actions for their nodes. Deletion is off here (it needs complete
-    discoveries); a VM or host the engine no longer has keeps its old record until the next full sweep.
+    discoveries); a VM or host the engine no longer has keeps its old record until the next full sweep. The
+    last discovery's membership is no evidence that a VM still matches the filter: a refreshed VM whose record
+    does not match, or cannot tell and the search narrowed to it does not return it, fails the targeted sweep
+    without a write (the controller then sweeps in full).
 
     The plan is that of core/targeted.py, which costs the targets, not the fleet; where it cannot prove its
     answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. Returns a
@@ -162,6 +168,7 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
         try:
             fresh = engine.fetch_vms(vm_ids) if vm_ids else {}
             fresh_hosts = engine.fetch_hosts(host_ids) if host_ids else {}
+            outside = _outside_the_filter(engine, config.filters.vms, fresh)
         except EngineError as exc:
             if health:
                 health.engine_failed(str(exc))
@@ -171,6 +178,13 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
             return SweepReport(ok=False, error=str(exc), seconds=time.monotonic() - start)
         if health:
             health.engine_ok()
+        if outside:  # the last full discovery's membership is no evidence: a full sweep decides, nothing is written
+            error = (f"VM(s) {', '.join(outside)} may no longer match the filter {config.filters.vms!r}; a full "
+                     "sweep decides")
+            log.info("targeted sweep not applied; no node was changed", extra=kv(error=error))
+            if metrics:
+                metrics.targeted_syncs_total.labels("failure").inc()
+            return SweepReport(ok=False, error=error, seconds=time.monotonic() - start)
         targets = targets_of(vm_ids, host_ids)
         updated = fleet.updated(fresh, fresh_hosts) if fleet is not None and fleet.snapshot is base else None
         plan = plan_targeted(updated, targets, nodes, controller=config.controller) if updated else None
@@ -195,9 +209,27 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
             health.sweep_finished()
 
 
+def _outside_the_filter(engine: _Engine, query: str, fresh: Mapping[str, VirtualMachine | None]) -> list[str]:
+    """The refreshed VMs that may no longer match the filter ``query`` (issue 17, rule 6): the record clearly
+    does not (core.vmfilter), or it cannot tell and the engine's search narrowed to the VM does not return it
+    (one search request, no follow). A VM the engine no longer has keeps its old
+    record (no deletion in a targeted sweep) and is not asked about."""
+    outside: list[str] = []
+    for vm_id, vm in fresh.items():
+        if vm is None:
+            continue
+        match = filter_match(query, vm)
+        if match is None:
+            match = normalize_vm_id(vm_id) in engine.vm_ids_matching(narrowed(query, vm_id))
+        if not match:
+            outside.append(vm_id)
+    return outside
+
+
 def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str | None) -> Plan:
     """Ask the engine about every VM and host whose node the plan deletes as absent (core.confirm): a GET by
-    id, and for one that still exists its filter searched narrowed to it."""
+    id, and, for one that is gone (the engine's own 404) or may have left the filter, its filter searched
+    narrowed to it: two independent answers before a deletion."""
     plan = _confirm_host_deletions(plan, engine, host_query)
     vm_ids = pending_deletions(plan)
     if not vm_ids:
@@ -205,9 +237,11 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str 
     researched: set[str] = set()
     try:
         found = engine.fetch_vms(vm_ids)
-        for vm in found.values():
-            if vm is not None and filter_match(query, vm) is not True:
-                researched |= {v.id for v in engine.discover(narrowed(query, vm.id)).vms}
+        for vm_id, vm in found.items():
+            if vm is None or filter_match(query, vm) is not True:
+                answer = engine.discover(narrowed(query, vm_id))
+                # a VM the narrowed answer holds twice (inconsistent) is returned too: it exists
+                researched |= {v.id for v in answer.vms} | set(answer.inconsistent_ids)
     except EngineError as exc:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
@@ -216,16 +250,16 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str 
 
 def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> Plan:
     """Ask the engine about every host whose node the plan deletes as absent (core.confirm): a GET by id, and
-    for a host that still exists ``[filters] hosts`` searched narrowed to it (None: not searched, blocked)."""
+    ``[filters] hosts`` searched narrowed to it (None: not searched, blocked)."""
     host_ids = pending_host_deletions(plan)
     if not host_ids:
         return plan
     researched: set[str] | None = None if query is None else set()
     try:
         found = engine.fetch_hosts(host_ids)
-        for host in found.values():
-            if host is not None and query is not None and researched is not None:
-                researched |= {h.id for h in engine.discover_hosts(narrowed(query, host.id))[0]}
+        for host_id in found:
+            if query is not None and researched is not None:  # for a 404 too: the second answer
+                researched |= {h.id for h in engine.discover_hosts(narrowed(query, host_id))[0]}
     except EngineError as exc:
         log.warning("could not confirm host deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_host_deletions(plan, query=query or "", found={}, error=str(exc))

@@ -19,6 +19,9 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
     its ``c + 1``-th consecutive absent sweep: below N it is MARK_ABSENT (annotation set to ``c + 1``); at
     N or more it is DELETE (uid + resourceVersion preconditions). With N = 3: sweeps 1 and 2 mark,
     sweep 3 deletes. With ``nodes.delete`` off no node is marked or deleted. Safety:
+    - inconsistent discovery: when the VM answer held two different records of one id (in any spelling,
+      ``Desired.inconsistent``), no VM's node is counted absent in this sweep (nothing marked, nothing deleted,
+      counters left as they are): an answer that contradicts itself is no evidence of an absence.
     - empty discovery: when the snapshot holds no VM at all (no NodeSpec, no skipped VM), every absent
       node gets BLOCK_DELETE ``EmptyDiscovery`` and nothing is marked: an empty answer never advances a
       counter.
@@ -151,9 +154,18 @@ class _Absence:
                     cleared = clear_absent(node, spec_by_id.get(vm_id))  # ambiguous, unsynced or skipped VM
                     if cleared is not None:
                         self.actions.append(cleared)
+        absent = self._countable(absent)
         if absent and delete:
             self._absent(absent, present)
         return self.actions, self.notes
+
+    def _countable(self, absent: list[tuple[str, ObservedNode]]) -> list[tuple[str, ObservedNode]]:
+        """``absent`` without the VMs' nodes when the VM answer was inconsistent (no absence counted)."""
+        if not self.desired.inconsistent or all(providerid.is_host_key(k) for k, _ in absent):
+            return absent
+        self.notes.append("InconsistentDiscovery: the engine's VM answer held two different VMs of one id; no "
+                          "VM's node is counted absent in this sweep")
+        return [(key, node) for key, node in absent if providerid.is_host_key(key)]
 
     def _absent(self, absent: list[tuple[str, ObservedNode]], present: set[str]) -> None:
         n = max(1, self.controller.delete_after_sweeps)

@@ -1,8 +1,17 @@
 """Confirming deletions: positive evidence from the engine before a node whose VM is absent goes (pure).
 
+Two independent answers of the engine (issue 17, rule 1)
+    A node goes only on two answers of the engine itself: a GET of the VM or host by id, and its filter searched
+    narrowed to that id (:func:`.vmfilter.narrowed`). Only the engine's own 404 counts as "it does not exist"
+    (the engine client raises on any other 404, such as a proxy's HTML page: an error, so nothing is deleted),
+    and even that deletes only when the narrowed search does not return the id either (ids compared
+    canonically, :func:`.providerid.normalize_vm_id`); a 404 the narrowed search contradicts, or one the search
+    was not asked about, blocks the DELETE (``DeletionUnconfirmed``).
+
 Confirmation (:func:`confirm_deletions`, applied by the controller between planning and applying)
     A DELETE of an absent VM's node (``DeletedNode``) needs positive evidence: the controller GETs the VM by
-    id. 404: the DELETE goes ahead. The VM exists: the controller searches the filter narrowed to that VM
+    id. The engine's own 404 and the narrowed search returning nothing: the DELETE goes ahead. The VM exists:
+    the controller searches the filter narrowed to that VM
     (:func:`.vmfilter.narrowed`); when the engine answers without it, and its record does not clearly match
     the filter (:func:`.vmfilter.filter_match`), it left the filter (tag removed, another cluster): DELETE
     with reason ``VMLeftFilter``. The VM still matches, or any error: BLOCK_DELETE ``DeletionUnconfirmed``
@@ -11,7 +20,8 @@ Confirmation (:func:`confirm_deletions`, applied by the controller between plann
 
 Hosts (:func:`confirm_host_deletions`)
     The DELETE of an absent host's node needs the same positive evidence: the controller GETs the host by id.
-    404: the DELETE goes ahead. The host exists: the controller searches ``[filters] hosts`` narrowed to that
+    The engine's own 404 and ``[filters] hosts`` narrowed to it returning nothing: the DELETE goes ahead. The
+    host exists: the controller searches ``[filters] hosts`` narrowed to that
     host (:func:`.vmfilter.narrowed`, ``id`` is a host search field); when the engine answers without it, the
     host left the filter (another cluster, a tag removed): DELETE with reason ``HostLeftFilter`` (Normal),
     naming the host and the narrowed search. The narrowed search returns it (the search lost it by accident),
@@ -41,10 +51,10 @@ def confirm_deletions(
 ) -> Plan:
     """``plan`` with every DELETE of an absent VM's node (``DeletedNode``) confirmed or blocked.
 
-    ``found``: the engine's answer to a GET of each such VM by id (None: 404); ``error``: why the engine could
-    not be asked (then every such DELETE is blocked); ``researched``: the VM ids among those found that the
-    search narrowed to each of them returned (None: not asked, so nothing that exists is deleted). See the
-    module docstring.
+    ``found``: the engine's answer to a GET of each such VM by id (None: the engine's own 404); ``error``: why
+    the engine could not be asked (then every such DELETE is blocked); ``researched``: the VM ids that the
+    search narrowed to each VM (found or 404) returned (None: not asked, so nothing is deleted). See the module
+    docstring.
     """
     actions: list[Action] = []
     unblocked = 0
@@ -63,13 +73,22 @@ def confirm_deletions(
             unblocked += 1
             continue
         vm = found[vm_id]
+        returned = None if researched is None else vm_id in {providerid.normalize_vm_id(r) for r in researched}
         if vm is None:
-            actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the VM no longer "
-                                                                         "exists (404)."))
+            if returned is False:
+                actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the VM no "
+                                       f"longer exists (404) and its search {narrowed(query, vm_id)!r} returns "
+                                       "nothing."))
+                continue
+            why = ("the engine answers 404 for it but was not asked whether its filter, narrowed to it, still "
+                   "returns it" if returned is None else
+                   f"the engine answers 404 for it, but its search {narrowed(query, vm_id)!r} still returns it")
+            actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                                   message=f"{base}: {why}."))
+            unblocked += 1
             continue
         local = filter_match(query, vm)
-        verdict: bool | None = None if researched is None else (
-            local is True or vm_id in {providerid.normalize_vm_id(r) for r in researched})
+        verdict: bool | None = None if returned is None else (local is True or returned)
         if verdict is False:
             actions.append(replace(
                 action, reason=REASON_LEFT_FILTER,
@@ -107,34 +126,39 @@ def confirm_host_deletions(plan: Plan, *, query: str, found: Mapping[str, Host |
                            researched: frozenset[str] | None = None) -> Plan:
     """``plan`` with every DELETE of an absent host's node confirmed or blocked.
 
-    ``found``: the engine's answer to a GET of each such host by id (None: 404); ``error``: why the engine
-    could not be asked (then every such DELETE is blocked); ``researched``: the host ids among those found
-    that the search ``query`` narrowed to each of them returned (None: not asked, so nothing that exists is
+    ``found``: the engine's answer to a GET of each such host by id (None: the engine's own 404); ``error``:
+    why the engine could not be asked (then every such DELETE is blocked); ``researched``: the host ids that
+    the search ``query`` narrowed to each host (found or 404) returned (None: not asked, so nothing is
     deleted). See the module docstring."""
     actions: list[Action] = []
     blocked = 0
-    returned = None if researched is None else {r.lower() for r in researched}
+    returned = None if researched is None else {providerid.normalize_vm_id(r) for r in researched}
     for action in plan.actions:
         if not _host_deletion(action):
             actions.append(action)
             continue
         host_id = str(action.vm_id)
+        listed = returned is not None and providerid.normalize_vm_id(host_id) in returned
         base = f"Deletion of node {action.node} (host {host_id}) is blocked this sweep"
         host = found.get(host_id)
-        if error is None and host_id in found and host is None:
+        search = narrowed(query, host_id)
+        if error is None and host_id in found and host is None and returned is not None and not listed:
             actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the host no longer "
-                                                                         "exists (404)."))
+                                   f"exists (404) and its search {search!r} returns nothing."))
             continue
-        if error is None and host is not None and returned is not None and host_id.lower() not in returned:
+        if error is None and host is not None and returned is not None and not listed:
             actions.append(replace(
                 action, reason=REASON_HOST_LEFT_FILTER,
                 message=f"Deleting node {action.node}: host {host.name} ({host_id}) still exists (status "
                         f"{host.status}, cluster {host.cluster or '?'}) but the engine's search "
-                        f"{narrowed(query, host_id)!r} does not return it: it no longer matches the filter "
+                        f"{search!r} does not return it: it no longer matches the filter "
                         f"{query!r}."))
             continue
         why = (f"the engine could not confirm that the host is gone: {error}" if error is not None
-               else "the engine was not asked about the host" if host is None
+               else "the engine was not asked about the host" if host_id not in found
+               else "the engine answers 404 for it but was not asked whether its filter, narrowed to it, still "
+                    "returns it" if host is None and returned is None
+               else f"the engine answers 404 for it, but its search {search!r} still returns it" if host is None
                else f"host {host.name} still exists (status {host.status}) and the engine was not asked whether "
                     "it left the filter" if returned is None
                else f"host {host.name} still exists (status {host.status}) and matches the filter, so the search "

@@ -171,23 +171,33 @@ def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig,
 def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     """A NodeSpec for every VM in ``snapshot`` that has a usable, unique node name (sorted by name);
     a SkippedVM for every other one, and for every id the engine answered inconsistently (sorted by VM name,
-    then id). A VM id listed twice counts once. When the snapshot searched hosts (``hosts_query`` not None),
-    its hosts too (:mod:`.hosts`)."""
+    then id). Ids are compared canonically (:func:`.providerid.normalize_vm_id`): a VM listed twice with the
+    same record counts once (a page shift's repeat); two different records of one id, in any spelling, make
+    that id inconsistent, like the client's ``inconsistent_ids`` (and then the planner counts no absence in
+    this sweep). When the snapshot searched hosts (``hosts_query`` not None), its hosts too (:mod:`.hosts`)."""
+    first: dict[str, VirtualMachine] = {}  # canonical id -> the first record listed
+    inconsistent = dict.fromkeys(providerid.normalize_vm_id(i) for i in snapshot.inconsistent_ids)
+    keys = [providerid.vm_uuid(vm.id) for vm in snapshot.vms]  # canonical ids (None: not a UUID)
+    for vm, key in zip(snapshot.vms, keys, strict=True):
+        canonical = key or providerid.normalize_vm_id(vm.id)
+        seen = first.setdefault(canonical, vm)
+        if seen is not vm and seen != vm:
+            inconsistent[canonical] = None
     # The engine answered with two different VMs of one id: we know the VM exists, not what it is. A skipped
     # VM is present (its node is not counted absent) and gets no writes.
     skipped: list[SkippedVM] = [
         SkippedVM(vm_id, "", f"{SKIP_INCONSISTENT}: the engine answered with two different VMs of id "
                              f"{quote(vm_id)}; its node is left as it is until the answer is consistent")
-        for vm_id in snapshot.inconsistent_ids]
+        for vm_id in inconsistent]
     by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
     seen_ids: set[str] = set()
-    for vm in snapshot.vms:
-        system_uuid = providerid.vm_uuid(vm.id)
+    for vm, system_uuid in zip(snapshot.vms, keys, strict=True):
         if system_uuid is None:
-            skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {quote(vm.id)} is not "
-                                                     "a UUID"))
+            if providerid.normalize_vm_id(vm.id) not in inconsistent:
+                skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {quote(vm.id)} is not "
+                                                         "a UUID"))
             continue
-        if system_uuid in seen_ids:
+        if system_uuid in seen_ids or system_uuid in inconsistent:
             continue
         seen_ids.add(system_uuid)
         name, problem = node_name(vm, nodes)
@@ -209,6 +219,7 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     desired = Desired(
         nodes=tuple(sorted(specs, key=lambda spec: spec.name)),
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.vm_id))),
+        inconsistent=bool(inconsistent),
     )
     if snapshot.hosts_query is not None:  # [filters] hosts is set: the hosts' nodes too (core/hosts.py)
         return with_hosts(desired, snapshot.hosts, nodes)

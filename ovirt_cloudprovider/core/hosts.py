@@ -238,6 +238,7 @@ def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) ->
         nodes=tuple(sorted(specs, key=lambda spec: (spec.name, spec.kind))),
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.kind, s.vm_id))),
         hosts_discovered=True,
+        inconsistent=desired.inconsistent,
     )
 
 

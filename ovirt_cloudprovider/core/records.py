@@ -240,6 +240,9 @@ class Desired:
     nodes: tuple[NodeSpec, ...]
     skipped: tuple[SkippedVM, ...] = ()
     hosts_discovered: bool = False  # the Snapshot searched hosts: host nodes are managed (core/hosts.py)
+    # the engine's VM answer held two different records of some id (any spelling): those ids are skipped, and no
+    # VM's node is counted absent in this sweep (issue 17, rule 5)
+    inconsistent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
   more sent before the short page was read, and 4 lists per discovery; never one request per VM. With
   ``lean=False`` it is the follow= search (``follow=reported_devices,tags,cluster.data_center,host,
   instance_type``, one page at a time, read by the SDK), exactly ``ceil((N + 1) / page_size)`` requests.
-  ``fetch_vms`` GETs a few VMs by id with that ``follow``.
+  ``fetch_vms`` GETs a few VMs by id with that ``follow``; ``vm_ids_matching`` asks one search (no ``follow``,
+  no lists) which VM ids it returns (a targeted sweep's check that a VM still matches the filter).
 - **Events**: ``/events?from=<index>&max=<n>`` (newest first; ``max`` drops the *older* ones, so the highest
   index is tracked, not the last item). Only the AuditLogType codes in
   :data:`~.errors.NODE_EVENT_CODES` are returned.
@@ -40,6 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..core.addresses import invalid_ips
+from ..core.providerid import normalize_vm_id
 from ..core.records import Host, Snapshot, VirtualMachine
 from ..core.settings import ConnectionConfig
 from ..logs import kv
@@ -56,6 +58,7 @@ from .errors import (
     EngineError,
     EngineEvent,
     EngineFaultError,
+    EngineNotFoundError,
     scrub,
 )
 from .fastxml import LeanVm, Named, Names, joined, read_names, read_vms
@@ -142,15 +145,16 @@ class EngineClient:
                 new = 0
                 for item in items:
                     record = self._record(item, f"/vms page {page}")
-                    seen = vms.get(record.id)
+                    key = normalize_vm_id(record.id)  # ids compared canonically: a twin in upper case is caught
+                    seen = vms.get(key)
                     new += seen is None
                     if seen is not None and seen != record:  # not a page shift's repeat: two different VMs
-                        if record.id not in inconsistent:
-                            log.warning(f"engine answer holds two different VMs with the id {record.id}; its node "
+                        if key not in inconsistent:
+                            log.warning(f"engine answer holds two different VMs with the id {key}; its node "
                                         "is left alone in this sweep", extra=kv(
                                             engine=self._where, page=page, names=f"{seen.name},{record.name}"))
-                        inconsistent.add(record.id)
-                    vms[record.id] = record
+                        inconsistent.add(key)
+                    vms[key] = record
                 log.debug("search page", extra=kv(page=page, vms=len(items), search=search))
                 if len(items) < self._page_size:
                     break
@@ -169,7 +173,7 @@ class EngineClient:
         vms = self._reuse(base, vms)
         if self._metrics is not None and inconsistent:
             self._metrics.engine_inconsistent_vms_total.inc(len(inconsistent))
-        kept = tuple(vm for vm in vms.values() if vm.id not in inconsistent)
+        kept = tuple(vm for key, vm in vms.items() if key not in inconsistent)
         if self._hosts is None:
             return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
         return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)),
@@ -221,15 +225,16 @@ class EngineClient:
             items = read_vms(body, f"/vms page {get.page}", self._where)
             new = 0
             for lean in items:
-                seen = found.get(lean.vm.id)
+                key = normalize_vm_id(lean.vm.id)  # ids compared canonically: a twin in upper case is caught
+                seen = found.get(key)
                 new += seen is None
                 if seen is not None and seen != lean:  # not a page shift's repeat: two different VMs
-                    if lean.vm.id not in inconsistent:
-                        log.warning(f"engine answer holds two different VMs with the id {lean.vm.id}; its node "
+                    if key not in inconsistent:
+                        log.warning(f"engine answer holds two different VMs with the id {key}; its node "
                                     "is left alone in this sweep", extra=kv(
                                         engine=self._where, page=get.page, names=f"{seen.vm.name},{lean.vm.name}"))
-                    inconsistent.add(lean.vm.id)
-                found[lean.vm.id] = lean
+                    inconsistent.add(key)
+                found[key] = lean
             log.debug("search page", extra=kv(page=get.page, vms=len(items), search=get.query["search"]))
             if len(items) < self._page_size:
                 return False
@@ -312,7 +317,8 @@ class EngineClient:
 
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
         """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);
-        ``None`` for a VM the engine no longer has (404). For the few VMs an engine event names, so that a
+        ``None`` for a VM the engine no longer has (its own 404: :class:`.errors.EngineNotFoundError`; any other
+        404, such as a proxy's HTML page, raises). For the few VMs an engine event names, so that a
         shutdown is reflected without a full search; raises EngineError on any other failure."""
         out: dict[str, VirtualMachine | None] = {}
         with self._lock:
@@ -323,18 +329,28 @@ class EngineClient:
 
                 try:
                     item = self._call("get_vm", f"VM {vm_id}", get)
-                except EngineFaultError as err:
-                    if err.code != 404:
-                        raise
+                except EngineNotFoundError:  # the engine's own 404, nothing else (see .connection)
                     out[vm_id] = None
                     continue
                 out[vm_id] = self._record(item, f"/vms/{vm_id}", vm_id=vm_id)
         return out
 
+    def vm_ids_matching(self, query: str) -> frozenset[str]:
+        """The ids (canonical) of the VMs the search ``query`` returns, in one request without ``follow`` and
+        without the lists a discovery joins: for a search narrowed to one VM (``.. and id=<vm-id>``), the
+        engine's own answer whether that VM matches the filter, with its tag hierarchy. Raises EngineError."""
+        base = query.strip()
+
+        def search(c: Any) -> list[Any]:
+            return list(c.system_service().vms_service().list(search=base, max=self._page_size))
+
+        items = self._call("search_vms", "VM search", search)
+        return frozenset(normalize_vm_id(str(item.id)) for item in items if getattr(item, "id", None))
+
     def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]:
         """The current record of each host in ``host_ids`` (one GET per host, with the host search's ``follow``);
-        ``None`` for a host the engine no longer has (404). For host events and to confirm a host node's deletion;
-        raises EngineError on any other failure."""
+        ``None`` for a host the engine no longer has (its own 404, as for VMs). For host events and to confirm a
+        host node's deletion; raises EngineError on any other failure."""
         out: dict[str, Host | None] = {}
         with self._lock:
             for host_id in dict.fromkeys(host_ids):
@@ -344,9 +360,7 @@ class EngineClient:
 
                 try:
                     item = self._call("get_host", f"host {host_id}", get)
-                except EngineFaultError as err:
-                    if err.code != 404:
-                        raise
+                except EngineNotFoundError:  # the engine's own 404, nothing else (see .connection)
                     out[host_id] = None
                     continue
                 got = getattr(item, "id", None)

@@ -6,8 +6,14 @@
   (:mod:`.sso`) and remembers the status, reason and HTML title of every answer.
 - **Errors**: :func:`classify` turns any SDK failure into one :class:`~.errors.EngineError`: curl transport
   errors (timeout, DNS, refused, TLS with a CA hint, dropped) and SDK connection errors are transient; 401/403
-  is auth; 5xx (incl. a proxy's HTML page) is transient; 404 (a wrong API URL) and other 4xx or unexpected
-  answers are faults.
+  is auth; 5xx (incl. a proxy's HTML page) is transient; 404 and other 4xx or unexpected answers are faults.
+- **The engine's own "not found"** (:func:`engine_not_found`) is the only 404 that says an object does not
+  exist: :class:`~.errors.EngineNotFoundError`. ovirt-engine's REST layer answers a GET of a VM or host it does
+  not have with ``Response.status(NOT_FOUND).build()`` (``BaseBackendResource.handleError``): a 404 with an
+  empty body and no content type (recorded: ``tests/samples/manageiq/error_404_empty_body.txt``); its other
+  not-found form (``AbstractBackendResource.notFound(String)``) is a 404 ``<fault>`` in XML. Every other 404
+  (a web server's or proxy's HTML "Not Found" page while the engine restarts, a wrong API URL, any other
+  body) is a plain :class:`~.errors.EngineFaultError`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ import pycurl
 from ovirtsdk4 import http as sdk_http
 
 from .endpoint import Endpoint
-from .errors import EngineAuthError, EngineDataError, EngineError, EngineFaultError, EngineTransientError, html_title
+from .errors import (
+    EngineAuthError,
+    EngineDataError,
+    EngineError,
+    EngineFaultError,
+    EngineNotFoundError,
+    EngineTransientError,
+    html_title,
+)
 
 # The enum values the SDK's reader knows (any other value reads as absent): for engine/fastxml.py.
 VM_STATUSES = frozenset(str(e.value) for e in sdk.types.VmStatus)
@@ -52,6 +66,8 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
         self.last_reason = ""
         self.last_title: str | None = None
         self.last_root: str | None = None
+        self.last_content_type: str | None = None  # None: the answer had no Content-Type header
+        self.last_body_size = 0
         self._raw = False  # in finish_get(): the caller parses the body (and reports malformed XML) itself
         self._sent_with: dict[int, str | None] = {}  # curl handle -> the token its request was sent with
         self._waiting_token: str | None = None
@@ -77,6 +93,8 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
         self.last_status = int(response.code) if response.code else None
         self.last_reason = str(response.reason or "")
         body = response.body or b""
+        self.last_body_size = len(body)
+        self.last_content_type = _header(response, "content-type")
         self.last_title = html_title(body) if body[:200].lstrip().lower().startswith((b"<!doctype html", b"<html")) \
             else None
         self.last_root = None
@@ -117,6 +135,31 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
             self._multi.remove_handle(context[0])
         with contextlib.suppress(Exception):
             context[0].close()
+
+
+def _header(response: Any, name: str) -> str | None:
+    """The value of the header ``name`` (lower case) of an SDK response, whose ``headers`` are the raw header
+    lines curl received (the last one wins); None when absent."""
+    value: str | None = None
+    for line in getattr(response, "headers", None) or ():
+        key, sep, rest = str(line).partition(":")
+        if sep and key.strip().lower() == name:
+            value = rest.strip()
+    return value
+
+
+_XML_CONTENT_TYPE_RE = re.compile(r"^\s*(application|text)/xml\s*(;.*)?$", re.IGNORECASE)
+
+
+def engine_not_found(exc: Exception, conn: SdkConnection) -> bool:
+    """True when the 404 that raised ``exc`` is the engine's own "not found" (module docstring): an empty body
+    without a content type, or an XML ``<fault>`` (the SDK read it as one: ``NotFoundError`` with a fault)."""
+    if conn.last_status != 404 or not isinstance(exc, sdk.NotFoundError):
+        return False
+    content_type = conn.last_content_type
+    if conn.last_body_size == 0:
+        return not content_type
+    return getattr(exc, "fault", None) is not None and bool(_XML_CONTENT_TYPE_RE.match(content_type or ""))
 
 
 class MalformedXml(ValueError):
@@ -192,9 +235,15 @@ def classify(exc: Exception, what: str, conn: SdkConnection, endpoint: Endpoint,
         return EngineTransientError(scrub(
             f"{what} at {where} failed: HTTP {status} {fault_text or reason}{html}".rstrip()), code=status)
     if status == 404:
+        if engine_not_found(exc, conn):
+            return EngineNotFoundError(scrub(f"{what} at {where}: the engine answers that it does not exist "
+                                             f"(HTTP 404{': ' + fault_text if fault_text else ''})"), code=404)
+        page = (f"{conn.last_content_type or 'no content type'}, {conn.last_body_size} bytes"
+                + (f", an HTML page titled {conn.last_title!r}" if conn.last_title else ""))
         return EngineFaultError(scrub(
-            f"{what} at {where} failed: HTTP 404 {fault_text or 'Not Found'} (is the URL "
-            f"{_public_url(endpoint)!r} right? it usually ends in /ovirt-engine/api)"), code=404)
+            f"{what} at {where} failed: HTTP 404 {fault_text or reason or 'Not Found'} ({page}): not the engine's "
+            f"own answer (a proxy or web server in front of the engine? is the URL {_public_url(endpoint)!r} "
+            "right? it usually ends in /ovirt-engine/api)"), code=404)
     if status is not None and status >= 400:
         return EngineFaultError(scrub(f"{what} at {where} failed: HTTP {status} "
                                       f"{fault_text or reason or text}"), code=status)
@@ -226,4 +275,4 @@ def _transport_error(what: str, curl: tuple[int, str] | None, exc: Exception, en
 
 
 __all__ = ["ARCHITECTURES", "REPORTED_DEVICE_TYPES", "VM_STATUSES", "MalformedXml", "SdkConnection", "classify",
-           "open_connection", "xml_root"]
+           "engine_not_found", "open_connection", "xml_root"]

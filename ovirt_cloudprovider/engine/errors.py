@@ -4,7 +4,9 @@
   contains the password or the session token (:func:`scrub` is the last line of defence);
   :class:`EngineAuthError` (credentials or session refused; :class:`EngineLoginBackoff`: refused without
   contacting the engine after a failed login), :class:`EngineTransientError` (no usable
-  answer: retry later), :class:`EngineFaultError` (the engine answered with an error).
+  answer: retry later), :class:`EngineFaultError` (the engine answered with an error),
+  :class:`EngineNotFoundError` (the engine itself answered that an object does not exist: the only 404 that is
+  evidence, see :mod:`.connection`).
 - :class:`EngineEvent`, the engine events that can change a Node (:data:`NODE_EVENT_CODES`), and the
   :data:`EVENTS_MISSED` marker.
 
@@ -92,6 +94,12 @@ class EngineFaultError(EngineError):
     """The engine answered a request with an error (a ``<fault>``, a 4xx) or with something unexpected."""
 
 
+class EngineNotFoundError(EngineFaultError):
+    """The engine itself answered that the object asked for does not exist: its own 404 (an empty body without
+    a content type, or an XML ``<fault>``; see :func:`.connection.classify`). Any other 404 (a proxy's or web
+    server's HTML page, another body) is a plain :class:`EngineFaultError`: not evidence of anything."""
+
+
 class EngineDataError(EngineFaultError):
     """The engine answered with data we cannot use: not well-formed XML, another root element, a VM without an
     id or with the wrong id. ``str()`` names the answer and the object."""
@@ -170,6 +178,7 @@ __all__ = [
     "EngineEvent",
     "EngineFaultError",
     "EngineLoginBackoff",
+    "EngineNotFoundError",
     "EngineTransientError",
     "html_title",
     "scrub",

@@ -306,7 +306,11 @@ def test_targeted_sweep_touches_only_the_named_vms_and_never_deletes(world: Worl
         report = run_targeted_sweep(config=world.config, engine=world.client, base=base,
                                     vm_ids=[first.id, third.id], nodes=nodes, writer=world.writer)
     assert report.ok
-    assert world.engine.request_count("/vms", exact=True) == 0  # no search, one GET per named VM
+    # no paged search, one GET per named VM; a VM whose record cannot tell whether it still matches the filter
+    # (a child tag of kubernetes) is checked with one search narrowed to it (issue 17, rule 6)
+    searches = [r.query for r in world.engine.requests if r.path.endswith("/vms")]
+    assert searches == ([] if world.engine.fleet.vms[first.id].tag_ids == [world.engine.fleet.tag("kubernetes").id]
+                        else [{"search": f"tag=kubernetes and id={first.id}", "max": "5"}])
     assert world.engine.request_count("/vms/", method="GET") == 2
     assert TAINT_SHUTDOWN in taint_keys(world.node_of(first.id))
     assert TAINT_SHUTDOWN not in taint_keys(world.node_of(second.id))

@@ -96,11 +96,26 @@ def _vm(vm_id: str, *, tags: tuple[str, ...] = ("kubernetes",), cluster: str = "
     return VirtualMachine(id=vm_id, name="a1", status="up", cluster=cluster, tags=tags)
 
 
-def test_a_404_confirms_the_deletion() -> None:
+def test_a_404_and_an_empty_narrowed_search_confirm_the_deletion() -> None:
     p, vm_id = _one_delete()
-    out = confirm_deletions(p, query="tag=kubernetes", found={vm_id: None})
+    out = confirm_deletions(p, query="tag=kubernetes", found={vm_id: None}, researched=frozenset())
     assert [(a.kind, a.reason) for a in out.actions] == [(K.DELETE, "DeletedNode")]
     assert "(404)" in out.actions[0].message and out.managed_nodes == p.managed_nodes
+    assert f"'tag=kubernetes and id={vm_id}'" in out.actions[0].message
+
+
+@pytest.mark.parametrize(("researched", "why"), [
+    (None, "not asked whether its filter, narrowed to it, still returns it"),
+    (frozenset({"returned"}), "still returns it"),
+])
+def test_a_404_alone_is_not_enough(researched: frozenset[str] | None, why: str) -> None:
+    # issue 17, rule 1: two independent answers of the engine, its 404 and the narrowed search returning nothing
+    p, vm_id = _one_delete()
+    returned = None if researched is None else frozenset({vm_id.upper()})
+    out = confirm_deletions(p, query="tag=kubernetes", found={vm_id: None}, researched=returned)
+    action = out.actions[0]
+    assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
+    assert why in action.message and out.managed_nodes == p.managed_nodes + 1
 
 
 @pytest.mark.parametrize(("query", "vm"), [
@@ -204,11 +219,22 @@ def _host(cluster: str = "east-b") -> Host:
     return Host(id=HOST_ID, name="metal3", status="up", cluster=cluster)
 
 
-def test_a_host_404_confirms_the_deletion() -> None:
+def test_a_host_404_and_an_empty_narrowed_search_confirm_the_deletion() -> None:
     p = _host_delete()
-    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: None})
+    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: None}, researched=frozenset())
     assert [(a.kind, a.reason) for a in out.actions][1] == (K.DELETE, "DeletedNode")
     assert "(404)" in out.actions[1].message and out.managed_nodes == p.managed_nodes
+
+
+@pytest.mark.parametrize(("researched", "why"), [
+    (None, "not asked whether its filter"), (frozenset({HOST_ID.upper()}), "still returns it")])
+def test_a_host_404_alone_is_not_enough(researched: frozenset[str] | None, why: str) -> None:
+    p = _host_delete()
+    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: None}, researched=researched)
+    action = out.actions[1]
+    assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
+    assert why in action.message
+    assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes + 1, p.managed_hosts + 1)
 
 
 def test_a_host_the_narrowed_search_does_not_return_left_the_filter() -> None:

@@ -237,10 +237,18 @@ def test_duplicate_fqdns_are_skipped_too() -> None:
 
 
 def test_a_vm_listed_twice_counts_once() -> None:
+    vm = machine("n1", vm_id="a1293e54-dae8-496f-baa4-27719592113e")
+    desired = desired_nodes(snapshot(vm, vm), DEFAULT)
+    assert [s.name for s in desired.nodes] == ["n1"] and desired.skipped == ()
+
+
+def test_a_vm_listed_again_in_another_spelling_is_inconsistent() -> None:
+    # issue 17, rule 5: the engine never respells an id; an answer that does is garbled (see test_inconsistent_ids)
     vm = machine("n1", vm_id="A1293E54-DAE8-496F-BAA4-27719592113E")
     again = machine("n1", vm_id="a1293e54-dae8-496f-baa4-27719592113e")
     desired = desired_nodes(snapshot(vm, again), DEFAULT)
-    assert [s.name for s in desired.nodes] == ["n1"] and desired.skipped == ()
+    assert desired.nodes == () and desired.inconsistent
+    assert [(s.vm_id, skip_code(s)) for s in desired.skipped] == [(again.id, "inconsistent")]
 
 
 def test_invalid_vm_id_is_skipped() -> None:

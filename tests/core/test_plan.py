@@ -990,7 +990,7 @@ def test_an_inconsistent_vm_id_is_present_but_untouched() -> None:
     node = synced_node(spec)
     desired_now = desired_nodes(Snapshot(vms=(), query="tag=k", inconsistent_ids=(spec.vm_id.upper(),)),
                                 NodesConfig())
-    assert [s.vm_id for s in desired_now.skipped] == [spec.vm_id.upper()]
+    assert [s.vm_id for s in desired_now.skipped] == [spec.vm_id]  # canonical (issue 17, rule 5)
     p = plan_sync(desired_now, [node], nodes=NodesConfig(), controller=ControllerConfig(delete_after_sweeps=1))
     assert [a.kind for a in p.actions] == [K.SKIP]
     assert not p.actions[0].writes and "two different VMs" in p.actions[0].message

@@ -48,6 +48,13 @@ def _lose_east_b_and_fail_gets(engine: EngineSimulator) -> None:
     engine.fail_requests(503, path_prefix=API_VMS + "/")
 
 
+def _lose_some_and_html_404(engine: EngineSimulator) -> None:
+    # a proxy in front of an engine that restarts: the search loses VMs, every GET by id gets an HTML 404 page
+    engine.lose_in_search(_some(engine, lambda vm: int(vm.id[:8], 16) % 3 == 0))
+    engine.html_not_found("vms")
+    engine.html_not_found("hosts")
+
+
 def _expire_soon(engine: EngineSimulator) -> None:
     engine.set_latency(0.3, path_prefix=API_VMS)
     threading.Timer(0.15, engine.expire_tokens).start()
@@ -70,6 +77,7 @@ SCENARIOS: dict[str, tuple[Callable[[EngineSimulator], None], int, dict[str, obj
     "loses-random-subset": (lambda e: e.lose_in_search(_some(e, lambda vm: int(vm.id[:8], 16) % 3 == 0)), 4, {}),
     "loses-whole-cluster": (lambda e: e.lose_in_search(_some(e, lambda vm: _cluster(e, vm) == "east-a")), 4, {}),
     "loses-a-cluster-and-gets-by-id-fail": (_lose_east_b_and_fail_gets, 4, {}),
+    "loses-random-subset-and-html-404-by-id": (_lose_some_and_html_404, 4, {}),
     "failure-on-page-2-of-3": (lambda e: e.fail_requests(500, path_prefix=API_VMS, skip=1), 3, {}),
 }
 

@@ -52,7 +52,10 @@ def m_duplicate(rng: random.Random, root: ET.Element) -> None:
         twin = ET.fromstring(ET.tostring(vm))
         if rng.random() < 0.5 and (name := twin.find("name")) is not None:
             name.text = f"twin-{rng.randrange(1000)}"
-        root.append(twin)
+        if rng.random() < 0.5:  # the same UUID in another spelling (issue 17, rule 5)
+            vm_id = twin.get("id", "")
+            twin.set("id", rng.choice([vm_id.upper(), vm_id.replace("-", "")]))
+        root.insert(rng.randrange(len(root) + 1), twin)
 
 
 def m_steal_id(rng: random.Random, root: ET.Element) -> None:

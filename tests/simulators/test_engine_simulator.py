@@ -265,11 +265,36 @@ def test_missing_entity_is_404_with_an_empty_body(engine_sim: EngineSimulator, s
                                 headers={"Authorization": f"Bearer {token}"})
     assert (status, body, headers["Content-Length"]) == (meta["status"], b"", meta["response_headers"]
                                                          ["Content-Length"][0])
+    # no content type either, as recorded (and as ovirt-engine's handleError builds it: a 404 without an entity);
+    # the engine client takes only this (or an XML <fault>) as "the object does not exist"
+    assert "Content-Type" not in meta["response_headers"] and "Content-Type" not in headers
+    host_status, host_headers, host_body = raw(engine_sim, "GET", f"{API_PREFIX}/hosts/00000000-0000-0000-0000-0000000"
+                                               "0dead", headers={"Authorization": f"Bearer {token}"})
+    assert (host_status, host_body, "Content-Type" in host_headers) == (404, b"", False)
     with pytest.raises(sdk.NotFoundError) as err:
         sdk_conn.system_service().vms_service().vm_service("00000000-0000-0000-0000-00000000dead").get()
     assert err.value.code == 404
     status, _, body = raw(engine_sim, "GET", "/api", headers={"Authorization": f"Bearer {token}"})
     assert (status, body) == (404, (MIQ / "error_404_html_wrong_prefix.html").read_bytes())
+
+
+def test_html_not_found_answers_a_web_servers_404_page_for_gets_by_id(engine_sim: EngineSimulator) -> None:
+    token = token_for(engine_sim)
+    auth = {"Authorization": f"Bearer {token}"}
+    vm_id, host_id = next(iter(engine_sim.fleet.vms)), next(iter(engine_sim.fleet.hosts))
+    engine_sim.html_not_found("vms")
+    engine_sim.html_not_found("hosts", ids=[host_id])
+    for path in (f"/vms/{vm_id}", f"/hosts/{host_id}"):
+        status, headers, body = raw(engine_sim, "GET", API_PREFIX + path, headers=auth)
+        assert status == 404 and headers["Content-Type"].startswith("text/html")
+        assert b"<title>404 Not Found</title>" in body
+    assert raw(engine_sim, "GET", f"{API_PREFIX}/vms?search=", headers=auth)[0] == 200  # searches answer
+    other = next(h for h in engine_sim.fleet.hosts if h != host_id)
+    assert raw(engine_sim, "GET", f"{API_PREFIX}/hosts/{other}", headers=auth)[0] == 200  # only the ids named
+    with pytest.raises(ValueError, match="kind must be"):
+        engine_sim.html_not_found("clusters")
+    engine_sim.clear_faults()
+    assert raw(engine_sim, "GET", f"{API_PREFIX}/vms/{vm_id}", headers=auth)[0] == 200
 
 
 def test_sso_answers_have_the_engine_shapes(engine_sim: EngineSimulator) -> None:

@@ -26,8 +26,10 @@ What it serves (shapes mirror recorded engine answers in ``ovirt-samples/managei
   be, the sub-collection ``<link rel=...>`` elements are kept (the SDK reads both).
 
 Fault injection (each fault has an optional path prefix and an optional count): latency, HTTP errors with an
-Apache HTML body, 502 from a "proxy" (HTML, also for SSO), engine ``<fault>`` errors, dropped connections,
-a hung SSO token endpoint, expiring all tokens. Every request is counted (method, path, query, status).
+Apache HTML body, 502 from a "proxy" (HTML, also for SSO), a web server's HTML "404 Not Found" page for GETs of
+VMs or hosts by id (``html_not_found``: not the engine's own 404, which has an empty body), engine ``<fault>``
+errors, dropped connections, a hung SSO token endpoint, expiring all tokens, a search that loses VMs and hosts.
+Every request is counted (method, path, query, status).
 
 Use it as a context manager in tests::
 

@@ -84,6 +84,17 @@ class FaultInjection:
         JSON error that echoes the submitted form, credentials included (URL-encoded, as sent)."""
         self._add_fault(_Fault("echo", SSO_TOKEN_PATH, count, status=400))
 
+    def html_not_found(self, kind: str = "vms", *, ids: Iterable[str] | None = None,
+                       count: int | None = None) -> None:
+        """A web server or proxy in front of an engine that restarts: GETs of VMs (``kind="vms"``) or hosts
+        (``"hosts"``) by id, of ``ids`` or of every one, get an Apache-style ``text/html`` "404 Not Found" page,
+        not the engine's own answer (which is a 404 with an empty body and no content type)."""
+        if kind not in ("vms", "hosts"):
+            raise ValueError(f"html_not_found: kind must be 'vms' or 'hosts', not {kind!r}")
+        prefixes = [f"{API_PREFIX}/{kind}/{i}" for i in ids] if ids is not None else [f"{API_PREFIX}/{kind}/"]
+        for prefix in prefixes:
+            self._add_fault(_Fault("status", prefix, count, status=404))
+
     def lose_in_search(self, ids: Iterable[str]) -> None:
         """A glitching search (a paging shift, a half-synced engine): VM and host searches leave out the VMs
         and hosts of ``ids`` (still there for a GET by id, and for a search that names an ``id=``), until

@@ -110,11 +110,21 @@ request due to maintenance downtime or capacity
 problems. Please try again later.</p>
 </body></html>
 """
+_APACHE_404 = """<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">
+<html><head>
+<title>404 Not Found</title>
+</head><body>
+<h1>Not Found</h1>
+<p>The requested URL {path} was not found on this server.</p>
+</body></html>
+"""
 
 
 def _apache_error_html(status: int, path: str, method: str) -> bytes:
     if status == 502:
         return _APACHE_502.format(path=escape(path), method=escape(method)).encode()
+    if status == 404:
+        return _APACHE_404.format(path=escape(path)).encode()
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
