@@ -18,6 +18,14 @@ Ownership
     latter get a note in the Plan. A node without a providerID is
     *unprovisioned*: it is only touched when it matches exactly one VM.
 
+Owner (see :mod:`.ownership`)
+    Before anything else the observed nodes are split by the instance they record (``ovirt.org/owner`` and
+    ``ovirt.org/engine``). Another instance's nodes are never touched: they only hold their names
+    (``NodeNameConflict``) and their VMs (``NodeOwnedByOtherInstance``: no node of ours for that VM). Unowned nodes
+    are matched as below; the node's first write records our owner (adoption, only for a node matched to a present
+    NodeSpec), and REGISTER and INITIALIZE record it too. An unowned node with a providerID (legacy) counts absent
+    only for the default instance; for any other it is neither marked, deleted, cleared nor counted as managed.
+
 Matching a VM (NodeSpec) to nodes
     1. providerID: managed nodes whose VM id is the VM's id. Authoritative.
     2. systemUUID, name, FQDN: unprovisioned nodes whose ``status.nodeInfo.systemUUID`` equals the VM id

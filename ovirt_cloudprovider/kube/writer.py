@@ -102,8 +102,9 @@ class NodeWriter:
       on). 409 AlreadyExists is a conflict: the existing node (e.g. a kubelet's) is left as it is.
     - INITIALIZE / UPDATE / TAINT / UNTAINT / MARK_ABSENT / CLEAR_ABSENT: one strategic-merge patch of
       ``metadata.labels`` / ``metadata.annotations`` (None removes a key), ``spec.taints`` (the complete
-      list: the field is atomic) and ``spec.providerID``; when the taints or the providerID change, the
-      patch carries ``metadata.resourceVersion`` as a precondition, so a concurrent change (a kubelet's
+      list: the field is atomic) and ``spec.providerID``; when the taints or the providerID change, or the owner
+      annotations are recorded (an adoption, core/ownership.py), the patch carries ``metadata.resourceVersion`` as a
+      precondition, so a concurrent change (a kubelet's
       or the node lifecycle controller's taint) is never overwritten: 409 is a conflict. Then, when
       ``action.addresses`` is set, a ``nodes/status`` patch that replaces ``status.addresses`` with
       exactly that list.

@@ -350,8 +350,10 @@ def expected_grants(lease_name: str) -> set[Grant]:
 
 
 def lease_name(objs: list[Obj]) -> str:
-    name = flag(controller_container(objs).get("args", []), "--leader-elect-lease-name")
-    return name or ControllerConfig().leader_elect_lease_name
+    args = controller_container(objs).get("args", [])
+    # the Lease is named after the instance unless named itself
+    named = flag(args, "--leader-elect-lease-name") or flag(args, "--instance")
+    return named or ControllerConfig().leader_elect_lease_name
 
 
 def rbac_problems(objs: list[Obj]) -> list[str]:
@@ -863,6 +865,22 @@ def test_hostnetwork_component(workspace: Workspace) -> None:
     base_pod = one(render(DEPLOY), "Deployment")["spec"]["template"]["spec"]
     assert not base_pod.get("hostNetwork")
     assert pod_security_restricted_problems(base_pod) == []
+
+
+@needs_kubectl
+def test_a_second_instance_overlay_installs_beside_the_base(workspace: Workspace) -> None:
+    """The README's second-instance overlay: its own instance and Lease (granted), nothing that replaces an object of
+    the base (cluster-scoped names prefixed, namespaced ones in its own namespace)."""
+    second = workspace.overlay("second-instance", readme_overlay("second-instance"))
+    base = render(DEPLOY)
+    assert flag(controller_container(second)["args"], "--instance") == "hypervisors"
+    assert lease_name(second) == "hypervisors"
+    assert rbac_problems(second) == [] and consistency_problems(second) == []
+
+    def key(obj: Obj) -> tuple[str, str, str]:
+        return obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+    assert not {key(o) for o in second} & {key(o) for o in base}
 
 
 @needs_kubectl
