@@ -197,3 +197,20 @@ def test_a_name_taken_by_another_instances_node_is_not_registered(
     assert kube.get_node(vm.name)["metadata"]["resourceVersion"] == version  # type: ignore[index]
     assert f"ovirt://{vm.id}" not in nodes(kube)
     assert vms_world.metrics.skipped_vms.labels("node-name-conflict", "vm")._value.get() == 1
+
+
+def test_an_adoption_is_written_only_on_the_node_as_planned(kube: KubeApiSimulator, vms_world: World) -> None:
+    """The owner annotations carry the planned resourceVersion: a node that changed since planning (another instance
+    adopted it meanwhile) answers 409 and keeps its owner."""
+    from ovirt_cloudprovider.core.records import Action, ActionKind
+
+    provider_id = "ovirt://0c6b2c37-0000-4000-8000-000000000001"
+    node = kube.create_node({"metadata": {"name": "legacy-1"}, "spec": {"providerID": provider_id}})
+    planned = node["metadata"]["resourceVersion"]
+    kube.patch_node("legacy-1", {"metadata": {"annotations": {ANNOTATION_OWNER: HYPERVISORS, ANNOTATION_ENGINE: "e"}}})
+    adopt = Action(kind=ActionKind.UPDATE, node="legacy-1", reason="UpdatedNode", message="Adopted.",
+                   uid=node["metadata"]["uid"], resource_version=planned,
+                   annotations=((ANNOTATION_ENGINE, "engine"), (ANNOTATION_OWNER, DEFAULT_INSTANCE)))
+    result = vms_world.writer.apply([adopt])
+    assert result.conflicts == 1 and result.applied == 0
+    assert owner(kube.get_node("legacy-1")) == (HYPERVISORS, "e")  # type: ignore[arg-type]
