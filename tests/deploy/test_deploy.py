@@ -218,6 +218,7 @@ def renderings(workspace: Workspace) -> Iterator[tuple[str, list[Obj]]]:
     yield "readme:kube-system", workspace.overlay("kube-system", readme_overlay("kube-system"))
     yield "readme:monitoring", workspace.overlay("readme-monitoring", readme_overlay("monitoring"))
     yield "readme:own-image", workspace.overlay("own-image", readme_overlay("own-image"))
+    yield "readme:second-instance", workspace.overlay("second-instance", readme_overlay("second-instance"))
 
 
 @pytest.fixture(scope="module")
