@@ -179,8 +179,9 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     controller = Controller(config=config, engine=engine, cache=cache, writer=writer, metrics=metrics,
                             health=health, leader=elector)
     health.set_cache_synced(lambda: cache.synced)
-    log.info("starting", extra=kv(version=__version__, identity=name, config=config.path,
-                                  engine=config.connection.uri, filter=config.filters.vms,
+    log.info("starting", extra=kv(version=__version__, identity=name, config=config.path, instance=ctl.instance,
+                                  lease=ctl.leader_elect_lease_name, engine=config.connection.uri,
+                                  filter=config.filters.vms,
                                   leader_elect=ctl.leader_elect, sync_interval=ctl.sync_interval))
     for line in search_warnings(config.filters):
         log.warning(line)

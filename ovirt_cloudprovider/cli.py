@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from . import __version__, app
 from .config import load_config
-from .config.schema import Invalid, namespace, object_name, parse_bind_address
+from .config.schema import Invalid, instance_name, namespace, object_name, parse_bind_address
 from .controller import SweepReport
 from .core.records import (
     TAINT_MAINTENANCE,
@@ -103,7 +103,11 @@ def build_parser() -> _Parser:
     run.add_argument("--leader-elect", type=_bool_flag, nargs="?", const=True, default=None, metavar="BOOL",
                      help="use a Lease so that only one replica writes (default: true)")
     run.add_argument("--leader-elect-namespace", metavar="NS", help="namespace of the Lease")
-    run.add_argument("--leader-elect-lease-name", metavar="NAME", help="name of the Lease")
+    run.add_argument("--leader-elect-lease-name", metavar="NAME",
+                     help="name of the Lease (default from [controller], else the instance name)")
+    run.add_argument("--instance", metavar="NAME",
+                     help="this instance's name, recorded on the nodes it owns (default from [controller] instance, "
+                          "ovirt-cloudprovider); the Lease follows it unless named otherwise")
 
     sync = sub.add_parser("sync", parents=[config, logging_, kube],
                           help="one sweep, then exit; prints what it did (counts per action)")
@@ -368,6 +372,14 @@ def _run_settings(args: argparse.Namespace, config: Config) -> Config:
         ctl = replace(ctl, metrics_bind_address=args.metrics_bind_address)
     if args.leader_elect is not None:
         ctl = replace(ctl, leader_elect=args.leader_elect)
+    if args.instance:
+        try:
+            instance_name(args.instance)
+        except Invalid as exc:
+            raise UsageError(f"--instance: {exc.problem}") from None
+        following = ctl.leader_elect_lease_name == ctl.instance  # the Lease is named after the instance
+        ctl = replace(ctl, instance=args.instance,
+                      leader_elect_lease_name=args.instance if following else ctl.leader_elect_lease_name)
     for flag, value, check, key in (
             ("--leader-elect-namespace", args.leader_elect_namespace, namespace, "leader_elect_namespace"),
             ("--leader-elect-lease-name", args.leader_elect_lease_name, object_name, "leader_elect_lease_name")):

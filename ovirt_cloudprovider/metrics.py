@@ -38,6 +38,7 @@ from .core.absence import REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASO
 from .core.changes import REASON_NODE_IP_INVALID, REASON_NODE_IP_NOT_FOUND
 from .core.confirm import REASON_UNCONFIRMED
 from .core.naming import SKIP_CODES
+from .core.ownership import REASON_OWNED_ELSEWHERE
 from .core.plan import REASON_NAME_CONFLICT
 from .core.records import EXISTS_STATUSES, KIND_HOST, KIND_VM, RUNNING_STATUSES, SHUTDOWN_STATUSES, ActionKind
 
@@ -62,7 +63,7 @@ DELETION_BLOCK_REASONS = tuple(reason_label(r) for r in (
     REASON_EMPTY_DISCOVERY, REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_UNCONFIRMED))
 # desired.py's skip codes (an unknown one is "other") and the planner's reasons for a SKIP of a named node
 SKIP_REASONS = tuple(sorted(SKIP_CODES | {"other"} | {reason_label(r) for r in (
-    REASON_NAME_CONFLICT, REASON_NODE_IP_NOT_FOUND, REASON_NODE_IP_INVALID)}))
+    REASON_NAME_CONFLICT, REASON_NODE_IP_NOT_FOUND, REASON_NODE_IP_INVALID, REASON_OWNED_ELSEWHERE)}))
 VM_STATUSES = tuple(sorted(RUNNING_STATUSES | SHUTDOWN_STATUSES | EXISTS_STATUSES))
 
 # Request latencies: engine and API server calls take from milliseconds to tens of seconds.

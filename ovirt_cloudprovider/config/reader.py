@@ -582,6 +582,8 @@ def _controller(values: _Values) -> ControllerConfig:
     if renew <= 1.2 * retry:
         raise values.error("retry_period", f"renew_deadline ({renew:g} s) must be more than 1.2 x "
                                            f"retry_period ({retry:g} s)")
+    if "leader_elect_lease_name" not in p and "instance" in p:
+        p = {**p, "leader_elect_lease_name": p["instance"]}  # the Lease is named after the instance
     return ControllerConfig(**p)
 
 

@@ -249,6 +249,13 @@ def namespace(value: str) -> str:
     return value
 
 
+def instance_name(value: str) -> str:
+    if not _DNS_LABEL.fullmatch(value):
+        raise Invalid(f"{_show(value)} is not a valid instance name (lowercase DNS label, at most 63 characters: "
+                      "it names the Lease and is recorded on every node this instance owns)")
+    return value
+
+
 def object_name(value: str) -> str:
     if not _DNS_SUBDOMAIN.fullmatch(value):
         raise Invalid(f"{_show(value)} is not a valid object name (lowercase DNS subdomain)")
@@ -293,6 +300,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "delete": _Key(_bool),
     },
     "controller": {
+        "instance": _Key(instance_name),
         "sync_interval": _Key(_Seconds(5, 86400)),
         "event_poll_interval": _Key(_Seconds(1, 86400, zero_ok=True)),
         "page_size": _Key(_Integer(1, 1000)),

@@ -220,6 +220,7 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
         nodes=tuple(sorted(specs, key=lambda spec: spec.name)),
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.vm_id))),
         inconsistent=bool(inconsistent),
+        engine=snapshot.engine,
     )
     if snapshot.hosts_query is not None:  # [filters] hosts is set: the hosts' nodes too (core/hosts.py)
         return with_hosts(desired, snapshot.hosts, nodes)

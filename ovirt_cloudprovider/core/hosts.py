@@ -239,6 +239,7 @@ def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) ->
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.kind, s.vm_id))),
         hosts_discovered=True,
         inconsistent=desired.inconsistent,
+        engine=desired.engine,
     )
 
 

@@ -18,6 +18,14 @@ Ownership
     latter get a note in the Plan. A node without a providerID is
     *unprovisioned*: it is only touched when it matches exactly one VM.
 
+Owner (see :mod:`.ownership`)
+    Before anything else the observed nodes are split by the instance they record (``ovirt.org/owner`` and
+    ``ovirt.org/engine``). Another instance's nodes are never touched: they only hold their names
+    (``NodeNameConflict``) and their VMs (``NodeOwnedByOtherInstance``: no node of ours for that VM). Unowned nodes
+    are matched as below; the node's first write records our owner (adoption, only for a node matched to a present
+    NodeSpec), and REGISTER and INITIALIZE record it too. An unowned node with a providerID (legacy) counts absent
+    only for the default instance; for any other it is neither marked, deleted, cleared nor counted as managed.
+
 Matching a VM (NodeSpec) to nodes
     1. providerID: managed nodes whose VM id is the VM's id. Authoritative.
     2. systemUUID, name, FQDN: unprovisioned nodes whose ``status.nodeInfo.systemUUID`` equals the VM id
@@ -128,8 +136,9 @@ Plan.managed_nodes
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from . import providerid
+from . import ownership, providerid
 from .absence import (
     clear_absent,
     plan_absence,
@@ -262,6 +271,17 @@ class _Planner:
         self.by_name: dict[str, ObservedNode] = {}
         for node in sorted(observed, key=lambda n: (n.name, n.uid)):
             self.by_name.setdefault(node.name, node)
+        # Ownership (core/ownership.py): other instances' nodes only hold their names and VMs; unclaimed legacy nodes
+        # are matched (and adopted when present) but never counted absent by an instance with another name.
+        self.owner = ownership.Owner(controller.instance, desired.engine)
+        parts = ownership.partition(self.by_name.values(), self.owner)
+        self.others = {node.name: node for node in parts.others}
+        self.others_keys = {providerid.owner_key_of(node.provider_id) for node in parts.others} - {None}
+        self.by_name = {name: node for name, node in self.by_name.items() if name not in self.others}
+        self.unclaimed: set[str] = set() if self.owner.claims_legacy else {n.name for n in parts.unowned}
+        self.adopted: set[str] = set()  # unclaimed nodes this plan writes our owner on
+        if self.others:
+            self.notes.append(f"{len(self.others)} node(s) of other controller instances left alone")
         self.managed: dict[str, list[ObservedNode]] = {}  # vm id → nodes with that providerID
         self.unprovisioned: list[ObservedNode] = []
         self.by_fqdn: dict[str, list[ObservedNode]] = {}  # folded name / hostname → unprovisioned nodes
@@ -275,7 +295,7 @@ class _Planner:
             elif providerid.is_ovirt(node.provider_id):
                 self.notes.append(f"node {node.name} has providerID {node.provider_id!r} without a VM id: "
                                   "left alone")
-        self.managed_count = sum(len(v) for v in self.managed.values())
+        self.managed_count = sum(1 for v in self.managed.values() for n in v if n.name not in self.unclaimed)
 
     # -- entry point --
 
@@ -337,6 +357,14 @@ class _Planner:
     def _resolve(self, spec: NodeSpec, weak: dict[str, list[str]], poisoned: set[str]) -> None:
         vm = _vm(spec)
         claimed = self.managed.get(_key(spec), [])
+        if not claimed and _key(spec) in self.others_keys:
+            self.actions.append(Action(
+                kind=ActionKind.SKIP, node=spec.name, reason=ownership.REASON_OWNED_ELSEWHERE, vm_id=spec.vm_id,
+                spec=spec, warning=True, owner_kind=spec.kind,
+                message=f"{vm} has a node of another controller instance; this instance ({self.owner.instance!r}) "
+                        "leaves it alone and registers or initializes no node for it.",
+            ))
+            return
         kubelet = [n for n in claimed if not n.registered_by_us]
         placeholders = [n for n in claimed if n.registered_by_us]
         clean = [self.by_name[name] for name in sorted(weak) if name not in poisoned]
@@ -403,6 +431,15 @@ class _Planner:
     def _register(self, spec: NodeSpec) -> None:
         if not (self.cfg.register and spec.running):
             return
+        other = self.others.get(spec.name)
+        if other is not None:
+            self.actions.append(Action(
+                kind=ActionKind.SKIP, node=spec.name, reason=REASON_NAME_CONFLICT, vm_id=spec.vm_id,
+                spec=spec, warning=True, owner_kind=spec.kind,
+                message=f"{_vm(spec)} has no node, but the name {spec.name} is taken by a node of "
+                        f"{ownership.describe(other)}; not registering.",
+            ))
+            return
         taken = self.by_name.get(spec.name)
         if taken is not None:
             why = (f"providerID {taken.provider_id}" if taken.provider_id
@@ -431,13 +468,44 @@ class _Planner:
             kind=ActionKind.REGISTER, node=spec.name, reason=REASON_REGISTERED, vm_id=spec.vm_id, spec=spec,
             owner_kind=spec.kind,
             labels=tuple(sorted(labels.items(), key=lambda kv: kv[0])),
-            annotations=((_id_annotation(spec), spec.vm_id),), taints=(NOT_READY_TAINT,), provider_id=spec.provider_id,
+            annotations=((_id_annotation(spec), spec.vm_id), *self.owner.annotations), taints=(NOT_READY_TAINT,),
+            provider_id=spec.provider_id,
             addresses=tuple(spec.addresses),
             message=f"Registered node {spec.name} for {_vm(spec)} with {len(spec.addresses)} address(es) "
                     f"and {len(labels)} label(s).",
         ))
 
     def _sync(self, node: ObservedNode, spec: NodeSpec) -> None:
+        """Bring one owner node to ``spec`` (:meth:`_sync_node`), and record this instance as its owner."""
+        first = len(self.actions)
+        self._sync_node(node, spec)
+        self._adopt(node, spec, first)
+
+    def _adopt(self, node: ObservedNode, spec: NodeSpec, first: int) -> None:
+        """Write our owner annotations on ``node`` (its VM or host is in our discovery: positive evidence) in the
+        node's first write of this plan, which carries the node's resourceVersion as a precondition; a node not
+        initialized (no providerID, no INITIALIZE) is not adopted."""
+        adoption = self.owner.adoption(node)
+        writes = [i for i in range(first, len(self.actions)) if self.actions[i].writes
+                  and self.actions[i].node == node.name]
+        initializes = any(self.actions[i].kind == ActionKind.INITIALIZE for i in writes)
+        if adoption is None or not (node.provider_id or initializes):
+            return
+        if node.name in self.unclaimed:
+            self.adopted.add(node.name)
+        if writes:
+            action = self.actions[writes[0]]
+            merged = dict(action.annotations or ())
+            merged.update(adoption)
+            self.actions[writes[0]] = replace(action, annotations=tuple(sorted(merged.items(), key=lambda kv: kv[0])))
+            return
+        self.actions.append(node_action(
+            ActionKind.UPDATE, node, spec, REASON_UPDATED,
+            f"Updated node {node.name} for {_vm(spec)}: recorded its owner, {self.owner.describe()}.",
+            annotations=adoption,
+        ))
+
+    def _sync_node(self, node: ObservedNode, spec: NodeSpec) -> None:
         """Bring one owner node to ``spec``: INITIALIZE, or TAINT/UNTAINT plus UPDATE; then CLEAR_ABSENT."""
         vm = _vm(spec)
         vm_annotation = (None if node.annotation_map.get(_id_annotation(spec)) == spec.vm_id
@@ -521,18 +589,28 @@ class _Planner:
 
     def _absence(self) -> None:
         handled = {a.node for a in self.actions if a.kind == ActionKind.CLEAR_ABSENT} | self.deleting
-        actions, notes = plan_absence(self.desired, self.managed, handled=handled, delete=self.cfg.delete,
+        actions, notes = plan_absence(self.desired, self._counted(), handled=handled, delete=self.cfg.delete,
                                       controller=self.controller)
         self.deleting |= {a.node for a in actions if a.kind == ActionKind.DELETE}
         self.actions += actions
         self.notes += notes
 
+    def _counted(self) -> dict[str, list[ObservedNode]]:
+        """The managed nodes whose absence counts: all but the legacy ones of an instance that does not claim them
+        (core/ownership.py)."""
+        if not self.unclaimed:
+            return self.managed
+        counted = {key: [n for n in nodes if n.name not in self.unclaimed] for key, nodes in self.managed.items()}
+        return {key: nodes for key, nodes in counted.items() if nodes}
+
     def _managed_after(self) -> tuple[int, int]:
         """The managed nodes once the plan is applied, and how many of them are hosts' nodes."""
-        count = self.managed_count - len(self.deleting)
-        hosts = sum(len(nodes) for key, nodes in self.managed.items() if providerid.is_host_key(key))
+        counted = {n.name for nodes in self.managed.values() for n in nodes} - self.unclaimed | self.adopted
+        count = self.managed_count - len(self.deleting & counted) + len(self.adopted)
+        hosts = sum(1 for key, nodes in self.managed.items() if providerid.is_host_key(key)
+                    for n in nodes if n.name in counted)
         for action in self.actions:
-            if action.kind == ActionKind.DELETE and action.owner_kind == KIND_HOST:
+            if action.kind == ActionKind.DELETE and action.owner_kind == KIND_HOST and action.node in counted:
                 hosts -= 1
             elif action.kind == ActionKind.REGISTER or (
                     action.kind == ActionKind.INITIALIZE and action.provider_id is not None):

@@ -34,6 +34,10 @@ ANNOTATION_ABSENT_SWEEPS = "ovirt.org/absent-sweeps"
 ANNOTATION_VM_ID = "ovirt.org/vm-id"
 # The host id of a node we registered or initialized for an oVirt host (the VM-id annotation's twin).
 ANNOTATION_HOST_ID = "ovirt.org/host-id"
+# The controller instance that owns a node ([controller] instance) and the engine it came from (the host[:port] of
+# [connection] uri): an instance touches only the nodes that record its own pair (core/ownership.py).
+ANNOTATION_OWNER = "ovirt.org/owner"
+ANNOTATION_ENGINE = "ovirt.org/engine"
 # On one node of an oVirt cluster (zone): the operator confirms that the whole cluster may be removed.
 ANNOTATION_ALLOW_CLUSTER_REMOVAL = "ovirt.org/allow-cluster-removal"
 # The kubelet's --node-ip (one IP, or "IPv4,IPv6" for dual-stack), set by a kubelet with
@@ -162,6 +166,8 @@ class Snapshot:
     # at all (then host nodes are left alone), "" for every host.
     hosts: tuple[Host, ...] = ()
     hosts_query: str | None = None
+    # The engine that answered (host[:port] of the API URL, never user info): the owner identity's engine.
+    engine: str = ""
 
 
 # --- Kubernetes side -------------------------------------------------------------------------------
@@ -243,6 +249,7 @@ class Desired:
     # the engine's VM answer held two different records of some id (any spelling): those ids are skipped, and no
     # VM's node is counted absent in this sweep (issue 17, rule 5)
     inconsistent: bool = False
+    engine: str = ""  # the Snapshot's engine (core/ownership.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,9 @@ from typing import Any
 
 DEFAULT_CONFIG_PATH = "/etc/ovirt/ovirt-cloud.conf"
 DEFAULT_API_PATH = "/ovirt-engine/api"
+# The default [controller] instance: the name of the one instance of a cluster, and of every instance from before
+# owners were recorded (core/ownership.py). Its Lease has the same name.
+DEFAULT_INSTANCE = "ovirt-cloudprovider"
 LEGACY_DEFAULT_USERNAME = "admin@internal"  # the in-tree provider's default when username was not set
 
 
@@ -98,6 +101,8 @@ class NodesConfig:
 
 @dataclass(frozen=True)
 class ControllerConfig:
+    # This instance's name (a DNS label): recorded on the nodes it owns; the default Lease name (core/ownership.py)
+    instance: str = DEFAULT_INSTANCE
     sync_interval: float = 60.0  # seconds between full sweeps (jittered by up to 10 %)
     event_poll_interval: float = 3.0  # seconds between /events polls; 0 disables
     page_size: int = 100  # VMs per search page

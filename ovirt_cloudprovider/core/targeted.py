@@ -264,7 +264,8 @@ def plan_targeted(fleet: Fleet, targets: frozenset[str], observed: Sequence[Obse
             specs[key] = entry
         elif entry is not None and key in targets:
             skipped.extend(entry)
-    desired = Desired(nodes=tuple(specs.values()), skipped=tuple(skipped), hosts_discovered=fleet.hosts_discovered)
+    desired = Desired(nodes=tuple(specs.values()), skipped=tuple(skipped), hosts_discovered=fleet.hosts_discovered,
+                      engine=fleet.snapshot.engine)
     plan = plan_sync(desired, nodes, nodes=replace(fleet.nodes, delete=False), controller=controller)
     return restrict(plan, targets)
 

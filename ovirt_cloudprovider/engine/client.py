@@ -174,10 +174,12 @@ class EngineClient:
         if self._metrics is not None and inconsistent:
             self._metrics.engine_inconsistent_vms_total.inc(len(inconsistent))
         kept = tuple(vm for key, vm in vms.items() if key not in inconsistent)
+        engine = self._endpoint.identity  # whose nodes these VMs and hosts may own (core/ownership.py)
         if self._hosts is None:
-            return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)))
+            return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)),
+                            engine=engine)
         return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)),
-                        hosts=hosts, hosts_query=self._hosts.strip())
+                        hosts=hosts, hosts_query=self._hosts.strip(), engine=engine)
 
     def _reuse(self, query: str, vms: dict[str, VirtualMachine]) -> dict[str, VirtualMachine]:
         """``vms`` with each VM equal to its record of the last discovery of ``query`` replaced by that record.

@@ -2,6 +2,8 @@
 
 - :class:`Endpoint`: the connection settings plus what is derived from them once: the scheme, ``host[:port]``
   as used in messages (never user info), the base URL of the SSO service, the timeout.
+- :func:`engine_identity`: the engine as recorded on the nodes an instance owns (``ovirt.org/engine``): the host,
+  and a port other than the scheme's default.
 - **TLS**: ``ca_file`` when set; otherwise the system CA bundle (:func:`system_ca_bundle`) is passed
   explicitly (the SDK's pycurl wheel looks for a Red Hat path that does not exist on Debian/Ubuntu).
   ``insecure`` only when asked. A certificate failure names the CA file or says where to get the engine CA.
@@ -60,6 +62,12 @@ class Endpoint:
         return cls(conn=conn, scheme=scheme, where=hostport or conn.uri, base=f"{scheme}://{hostport}",
                    timeout=conn.timeout if conn.timeout and conn.timeout > 0 else DEFAULT_TIMEOUT)
 
+    @property
+    def identity(self) -> str:
+        """The engine as recorded on the nodes an instance owns (annotation ``ovirt.org/engine``, core/ownership.py):
+        the host in lower case, and the port when it is not the scheme's default; never user info or a path."""
+        return engine_identity(self.conn.uri)
+
     def ca_file(self) -> str | None:
         """The CA file to verify the engine with: ``ca_file``, else the system bundle; None when insecure."""
         return None if self.conn.insecure else (self.conn.ca_file or system_ca_bundle())
@@ -74,4 +82,22 @@ class Endpoint:
                 "?resource=ca-certificate&format=X509-PEM-CA)")
 
 
-__all__ = ["DEFAULT_TIMEOUT", "SYSTEM_CA_BUNDLES", "Endpoint", "system_ca_bundle"]
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def engine_identity(uri: str) -> str:
+    """``host[:port]`` of an engine API URL, as :attr:`Endpoint.identity` (``https://Engine.Example.com:443/...``
+    and ``https://engine.example.com/...`` are one engine)."""
+    parts = urllib.parse.urlsplit(uri)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    shown = f"[{host}]" if ":" in host else host
+    if port and port != _DEFAULT_PORTS.get((parts.scheme or "https").lower()):
+        shown += f":{port}"
+    return shown
+
+
+__all__ = ["DEFAULT_TIMEOUT", "SYSTEM_CA_BUNDLES", "Endpoint", "engine_identity", "system_ca_bundle"]

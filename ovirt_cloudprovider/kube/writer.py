@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..core.records import (
     ANNOTATION_HOST_ID,
+    ANNOTATION_OWNER,
     ANNOTATION_VM_ID,
     KIND_HOST,
     LABEL_MANAGED_BY,
@@ -101,8 +102,9 @@ class NodeWriter:
       on). 409 AlreadyExists is a conflict: the existing node (e.g. a kubelet's) is left as it is.
     - INITIALIZE / UPDATE / TAINT / UNTAINT / MARK_ABSENT / CLEAR_ABSENT: one strategic-merge patch of
       ``metadata.labels`` / ``metadata.annotations`` (None removes a key), ``spec.taints`` (the complete
-      list: the field is atomic) and ``spec.providerID``; when the taints or the providerID change, the
-      patch carries ``metadata.resourceVersion`` as a precondition, so a concurrent change (a kubelet's
+      list: the field is atomic) and ``spec.providerID``; when the taints or the providerID change, or the owner
+      annotations are recorded (an adoption, core/ownership.py), the patch carries ``metadata.resourceVersion`` as a
+      precondition, so a concurrent change (a kubelet's
       or the node lifecycle controller's taint) is never overwritten: 409 is a conflict. Then, when
       ``action.addresses`` is set, a ``nodes/status`` patch that replaces ``status.addresses`` with
       exactly that list.
@@ -341,9 +343,10 @@ class NodeWriter:
             spec["taints"] = [_taint_body(t) for t in action.taints]
         if action.provider_id:
             spec["providerID"] = action.provider_id
-        if spec and action.resource_version:
-            # Optimistic concurrency: the taint list is replaced as a whole, and providerID may only
-            # be set once; a node that changed since planning answers 409 and is re-planned.
+        if (spec or _records_owner(action)) and action.resource_version:
+            # Optimistic concurrency: the taint list is replaced as a whole, providerID may only be set once and
+            # an owner only recorded on the node as planned; a node that changed since planning answers 409 and is
+            # re-planned.
             metadata["resourceVersion"] = action.resource_version
         patch: dict[str, Any] = {}
         if metadata:
@@ -469,6 +472,11 @@ class _Run:
 
 
 _NOT_OURS = "\x00not-ours"  # _delete's answer when the node was already gone
+
+
+def _records_owner(action: Action) -> bool:
+    """The action writes the owner annotations (an adoption, core/ownership.py): only on the node as planned."""
+    return any(key == ANNOTATION_OWNER for key, _ in action.annotations or ())
 
 
 def _taint_body(t: Taint) -> dict[str, Any]:

@@ -256,6 +256,28 @@ def test_run_with_a_bad_lease_flag_is_one_line_and_exit_2(config: Path, flag: st
     assert len(errors) == 1 and flag in errors[0] and "Traceback" not in r.stderr
 
 
+def test_run_with_a_bad_instance_flag_is_one_line_and_exit_2(config: Path) -> None:
+    r = run_cli(["run", "--config", str(config), "--instance=East_2"])
+    assert r.returncode == 2, r.stderr
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and "--instance" in errors[0] and "instance name" in errors[0]
+
+
+@pytest.mark.parametrize(("flags", "instance", "lease"), [
+    ([], "ovirt-cloudprovider", "ovirt-cloudprovider"),
+    (["--instance", "east-2"], "east-2", "east-2"),  # the Lease follows the instance
+    (["--instance", "east-2", "--leader-elect-lease-name", "lease-2"], "east-2", "lease-2"),
+])
+def test_run_instance_flag_names_the_instance_and_its_lease(config: Path, flags: list[str], instance: str,
+                                                            lease: str) -> None:
+    from ovirt_cloudprovider import cli
+    from ovirt_cloudprovider.config import load_config
+
+    args = cli.build_parser().parse_args(["run", "--config", str(config), *flags])
+    ctl = cli._run_settings(args, load_config(str(config), {})).controller
+    assert (ctl.instance, ctl.leader_elect_lease_name) == (instance, lease)
+
+
 def test_an_internal_error_is_one_line_and_exit_1(config: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from ovirt_cloudprovider import app, cli

@@ -2,7 +2,8 @@
 our real clients, and one complete sweep at a time, exactly what ``sync --once`` and the controller loop run.
 
 - :class:`World`: the config, clients, writer and metrics of one controller against both simulators; with
-  ``hosts=`` the oVirt host search whose hosts become nodes too.
+  ``hosts=`` the oVirt host search whose hosts become nodes too, ``vms=`` another VM search than ``tag=kubernetes``,
+  and any ``[controller]`` key as a keyword (``instance=``: several Worlds on one cluster are several instances).
 - fixtures ``engine`` (12 VMs, 3 of them untagged, seed 21) and ``kube`` (an empty cluster); a test module
   that needs another fleet defines its own ``engine``, which takes precedence.
 """
@@ -43,9 +44,9 @@ class World:
     """Both simulators, our clients, and a sweep() that runs one complete sweep like ``sync --once``."""
 
     def __init__(self, engine: EngineSimulator, kube: KubeApiSimulator, *, hosts: str | _Unset | None = UNSET,
-                 **controller: Any) -> None:
+                 vms: str = VMS, **controller: Any) -> None:
         self.engine, self.kube = engine, kube
-        filters = FiltersConfig(vms=VMS) if isinstance(hosts, _Unset) else FiltersConfig(vms=VMS, hosts=hosts)
+        filters = FiltersConfig(vms=vms) if isinstance(hosts, _Unset) else FiltersConfig(vms=vms, hosts=hosts)
         self.config = Config(
             path="<test>",
             connection=ConnectionConfig(uri=engine.url, username=engine.username, password=engine.password,

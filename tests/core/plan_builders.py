@@ -11,8 +11,11 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from ovirt_cloudprovider.core.ownership import Owner
 from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_ENGINE,
+    ANNOTATION_OWNER,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
     LABEL_HOSTNAME,
@@ -40,8 +43,10 @@ from ovirt_cloudprovider.core.records import (
     SkippedVM,
     Taint,
 )
-from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
+from ovirt_cloudprovider.core.settings import DEFAULT_INSTANCE, ControllerConfig, NodesConfig
 
+# the owner of the planner's tests: the default instance, the engine of a Desired that names none
+OWNER = Owner(DEFAULT_INSTANCE, "")
 UNINITIALIZED = Taint(TAINT_UNINITIALIZED, "NoSchedule", "true")
 SHUTDOWN = Taint(TAINT_SHUTDOWN, "NoSchedule")
 NOT_READY = Taint("node.kubernetes.io/not-ready", "NoExecute")
@@ -132,7 +137,8 @@ def synced_node(
     node = ObservedNode(
         name=name or spec.name, uid=f"uid-{name or spec.name}", resource_version="7",
         provider_id=spec.provider_id, system_uuid=spec.vm_id, labels=tuple(sorted(labels.items())),
-        annotations=((ANNOTATION_VM_ID, spec.vm_id),), taints=(SHUTDOWN,) if spec.shutdown else (),
+        annotations=tuple(sorted(((ANNOTATION_VM_ID, spec.vm_id), *OWNER.annotations))),
+        taints=(SHUTDOWN,) if spec.shutdown else (),
         addresses=spec.addresses, hostname=_hostname(spec.addresses, labels),
     )
     return replace(node, **changes)  # type: ignore[arg-type]
@@ -244,7 +250,7 @@ class World:
     observed: tuple[ObservedNode, ...]
     nodes: NodesConfig
     controller: ControllerConfig
-    foreign_uids: frozenset[str]  # nodes with a foreign providerID: never in any action
+    foreign_uids: frozenset[str]  # nodes with a foreign providerID or of another instance: never in any action
     stray_uids: frozenset[str]  # nodes without a providerID that match no VM: never in any action
 
 
@@ -276,6 +282,9 @@ def _drift(rng: random.Random, node: ObservedNode) -> ObservedNode:
         annotations.pop(ANNOTATION_VM_ID, None)
     if rng.random() < 0.2:
         annotations[ANNOTATION_ABSENT_SWEEPS] = rng.choice(["1", "2", "junk"])
+    if rng.random() < 0.2:  # a node of a release before owners were recorded: the default instance adopts it
+        annotations.pop(ANNOTATION_OWNER, None)
+        annotations.pop(ANNOTATION_ENGINE, None)
     return replace(node, labels=tuple(sorted(labels.items())), taints=tuple(taints), addresses=addresses,
                    annotations=tuple(sorted(annotations.items())), hostname=_hostname(addresses, labels))
 
@@ -354,6 +363,18 @@ def random_world(rng: random.Random) -> World:  # noqa: C901
         delete_after_sweeps=rng.randint(1, 4), max_delete_fraction=rng.choice([0.0, 0.1, 0.34, 0.5, 1.0]),
         max_delete_count=rng.randint(0, 4),
     )
+    for j in range(rng.randint(0, 2)):
+        # a node of another controller instance (another name, or ours against another engine), of one of our VMs
+        # or of a VM we do not know: never in any action, like a foreign node
+        spec = rng.choice(specs) if specs and rng.random() < 0.5 else make_spec(f"theirs{j}", vm_id=_rand_uuid(rng))
+        name = rng.choice([spec.name, f"theirs{j}"])
+        if name in {n.name for n in observed}:
+            continue
+        instance, engine = rng.choice([("hypervisors", ""), (DEFAULT_INSTANCE, "engine-b.example.com")])
+        node = absent_counter(synced_node(spec, name=name, placeholder=rng.random() < 0.5), rng.choice(["0", "2"]))
+        node = with_annotation(with_annotation(node, ANNOTATION_OWNER, instance), ANNOTATION_ENGINE, engine)
+        foreign.add(node.uid)
+        observed.append(node)
     rng.shuffle(observed)
     if rng.random() < 0.05:
         specs, skipped = [], []  # an empty discovery

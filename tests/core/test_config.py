@@ -582,6 +582,9 @@ kube_api_burst = 1""")).controller
     ("leader_elect_namespace = Kube_System",
      'leader_elect_namespace: "Kube_System" is not a valid namespace name (lowercase DNS label, at most 63 '
      "characters)"),
+    ("instance = Hypervisors",
+     'instance: "Hypervisors" is not a valid instance name (lowercase DNS label, at most 63 characters'),
+    ("instance = east.a", 'instance: "east.a" is not a valid instance name'),
     ("leader_elect_lease_name = my_lease",
      'leader_elect_lease_name: "my_lease" is not a valid object name (lowercase DNS subdomain)'),
     ("renew_deadline = 15", "renew_deadline: lease_duration (15 s) must be more than renew_deadline (15 s)"),
@@ -601,6 +604,17 @@ kube_api_burst = 1""")).controller
 def test_bad_controller_values(tmp_path: Path, body: str, problem: str) -> None:
     message = error(tmp_path, section("controller", body))
     assert message.startswith(f"{tmp_path}/ovirt-cloud.conf: [controller] {problem}")
+
+
+@pytest.mark.parametrize(("body", "instance", "lease"), [
+    ("", "ovirt-cloudprovider", "ovirt-cloudprovider"),
+    ("instance = hypervisors", "hypervisors", "hypervisors"),  # the Lease follows the instance
+    ("instance = hypervisors\nleader_elect_lease_name = hv-lease", "hypervisors", "hv-lease"),
+    ("leader_elect_lease_name = my-lease", "ovirt-cloudprovider", "my-lease"),
+])
+def test_the_lease_is_named_after_the_instance(tmp_path: Path, body: str, instance: str, lease: str) -> None:
+    ctl = load(tmp_path, section("controller", body)).controller
+    assert (ctl.instance, ctl.leader_elect_lease_name) == (instance, lease)
 
 
 @pytest.mark.parametrize(("value", "parsed"), [

@@ -28,9 +28,15 @@ from ovirt_cloudprovider.core.records import (
     VirtualMachine,
 )
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
-from tests.core.plan_builders import absent_counter, apply_in_memory, kubelet_node, make_spec, synced_node
+from tests.core.plan_builders import OWNER, absent_counter, apply_in_memory, kubelet_node, make_spec, synced_node
 
 NODES = NodesConfig()
+
+
+def _owned(host_id: str) -> tuple[tuple[str, str], ...]:
+    """A host node's annotations: its id, and the default instance as its owner (core/ownership.py)."""
+    return ((ANNOTATION_HOST_ID, host_id), *OWNER.annotations)
+
 CONTROLLER = ControllerConfig(delete_after_sweeps=3)
 
 
@@ -194,7 +200,7 @@ def test_a_running_host_is_registered_with_its_providerid_and_host_id_annotation
     assert [a.kind for a in actions] == [ActionKind.REGISTER]
     a = actions[0]
     assert a.provider_id == f"ovirt://host/{host_id_for('hv1')}"
-    assert a.annotations == ((ANNOTATION_HOST_ID, host_id_for("hv1")),)
+    assert a.annotations == ((ANNOTATION_HOST_ID, host_id_for("hv1")), *OWNER.annotations)
     assert "host hv1" in a.message
 
 
@@ -230,7 +236,7 @@ def test_a_node_matching_a_vm_and_a_host_is_ambiguous() -> None:
 
 def test_maintenance_taint_added_and_removed() -> None:
     up = host_node_spec(make_host(), "hv1", NODES)
-    node = synced_node(up, annotations=((ANNOTATION_HOST_ID, up.vm_id),))
+    node = synced_node(up, annotations=_owned(up.vm_id))
     assert plan(Desired(nodes=(up,), hosts_discovered=True), [node]).actions == ()
     maint = host_node_spec(make_host(status="preparing_for_maintenance"), "hv1", NODES)
     actions = plan(Desired(nodes=(maint,), hosts_discovered=True), [node]).actions
@@ -247,7 +253,7 @@ def test_maintenance_taint_added_and_removed() -> None:
 
 def test_down_host_gets_the_shutdown_taint() -> None:
     up = host_node_spec(make_host(), "hv1", NODES)
-    node = synced_node(up, annotations=((ANNOTATION_HOST_ID, up.vm_id),))
+    node = synced_node(up, annotations=_owned(up.vm_id))
     down = host_node_spec(make_host(status="down"), "hv1", NODES)
     actions = plan(Desired(nodes=(down,), hosts_discovered=True), [node]).actions
     assert [(a.kind, a.reason, a.taints) for a in actions] == [
@@ -257,13 +263,13 @@ def test_down_host_gets_the_shutdown_taint() -> None:
 def test_a_vm_id_never_clears_or_deletes_a_host_node_and_vice_versa() -> None:
     shared = host_id_for("hv1")  # a VM with the same id as the host (never in practice; the rule holds anyway)
     host_spec = host_node_spec(make_host(), "hv1", NODES)
-    host_node = absent_counter(synced_node(host_spec, annotations=((ANNOTATION_HOST_ID, shared),)), 2)
+    host_node = absent_counter(synced_node(host_spec, annotations=_owned(shared)), 2)
     vm_spec = make_spec("web", vm_id=shared)
     vm_node = absent_counter(synced_node(vm_spec), 2)
     # only the VM is present: the host's node is absent (deleted at N=3), the VM's counter cleared
     other = host_node_spec(make_host("hv9"), "hv9", NODES)  # some host is present: not an empty host answer
     d = Desired(nodes=(other, vm_spec), skipped=(), hosts_discovered=True)
-    other_node = synced_node(other, annotations=((ANNOTATION_HOST_ID, other.vm_id),))
+    other_node = synced_node(other, annotations=_owned(other.vm_id))
     got = {(a.node, a.kind) for a in plan(d, [host_node, vm_node, other_node]).actions}
     assert ("hv1", ActionKind.DELETE) in got and ("web", ActionKind.CLEAR_ABSENT) in got
     # only the host is present: the VM's node is absent, the host's counter cleared
@@ -275,9 +281,9 @@ def test_a_vm_id_never_clears_or_deletes_a_host_node_and_vice_versa() -> None:
 
 def test_absent_host_marked_then_deleted_after_n_sweeps() -> None:
     gone = host_node_spec(make_host("hv2"), "hv2", NODES)
-    node = synced_node(gone, annotations=((ANNOTATION_HOST_ID, gone.vm_id),))
+    node = synced_node(gone, annotations=_owned(gone.vm_id))
     d = host_desired(make_host("hv1"))
-    observed = [synced_node(d.nodes[0], annotations=((ANNOTATION_HOST_ID, d.nodes[0].vm_id),)), node]
+    observed = [synced_node(d.nodes[0], annotations=_owned(d.nodes[0].vm_id)), node]
     controller = ControllerConfig(delete_after_sweeps=3, max_delete_fraction=1.0)
     for sweep in (1, 2):
         actions = [a for a in plan(d, observed, controller).actions if a.node == "hv2"]
@@ -292,7 +298,7 @@ def test_absent_host_marked_then_deleted_after_n_sweeps() -> None:
 
 def test_an_empty_host_answer_deletes_no_host_node_even_when_vms_are_there() -> None:
     host_spec = host_node_spec(make_host(), "hv1", NODES)
-    host_node = absent_counter(synced_node(host_spec, annotations=((ANNOTATION_HOST_ID, host_spec.vm_id),)), 5)
+    host_node = absent_counter(synced_node(host_spec, annotations=_owned(host_spec.vm_id)), 5)
     vm_spec = make_spec("web")
     d = Desired(nodes=(vm_spec,), hosts_discovered=True)  # hosts searched, none returned
     result = plan(d, [host_node, synced_node(vm_spec)])
@@ -303,7 +309,7 @@ def test_an_empty_host_answer_deletes_no_host_node_even_when_vms_are_there() -> 
 
 def test_host_nodes_are_left_alone_when_hosts_are_not_discovered() -> None:
     host_spec = host_node_spec(make_host(), "hv1", NODES)
-    host_node = absent_counter(synced_node(host_spec, annotations=((ANNOTATION_HOST_ID, host_spec.vm_id),)), 5)
+    host_node = absent_counter(synced_node(host_spec, annotations=_owned(host_spec.vm_id)), 5)
     vm_spec = make_spec("web")
     result = plan(Desired(nodes=(vm_spec,)), [host_node, synced_node(vm_spec)])
     assert result.actions == () and result.managed_nodes == 1
@@ -321,8 +327,8 @@ def test_managed_hosts_counts_the_host_nodes_among_the_managed_after_the_plan() 
     present = host_node_spec(make_host("hv1"), "hv1", NODES)
     gone = host_node_spec(make_host("hv2"), "hv2", NODES)
     vm_spec = make_spec("web")
-    observed = [synced_node(present, annotations=((ANNOTATION_HOST_ID, present.vm_id),)),
-                absent_counter(synced_node(gone, annotations=((ANNOTATION_HOST_ID, gone.vm_id),)), 2),
+    observed = [synced_node(present, annotations=_owned(present.vm_id)),
+                absent_counter(synced_node(gone, annotations=_owned(gone.vm_id)), 2),
                 synced_node(vm_spec)]
     new_host = host_node_spec(make_host("hv3"), "hv3", NODES)
     d = Desired(nodes=(present, new_host, vm_spec, make_spec("db")), hosts_discovered=True)

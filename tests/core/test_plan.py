@@ -12,6 +12,8 @@ from ovirt_cloudprovider.core.plan import plan_sync
 from ovirt_cloudprovider.core.providerid import vm_id_of
 from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
+    ANNOTATION_ENGINE,
+    ANNOTATION_OWNER,
     ANNOTATION_VM_ID,
     LABEL_ARCH,
     LABEL_MANAGED_BY,
@@ -33,6 +35,7 @@ from ovirt_cloudprovider.core.records import (
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
 from tests.core.plan_builders import (
     NOT_READY,
+    OWNER,
     SHUTDOWN,
     UNINITIALIZED,
     World,
@@ -95,7 +98,7 @@ def test_register_running_vm_with_no_node() -> None:
     assert action.provider_id == f"ovirt://{spec.vm_id}"
     assert dict(action.labels or ())[LABEL_MANAGED_BY] == MANAGED_BY_VALUE
     assert {k: v for k, v in action.labels or () if k != LABEL_MANAGED_BY} == spec.label_map
-    assert action.annotations == ((ANNOTATION_VM_ID, spec.vm_id),)
+    assert action.annotations == ((ANNOTATION_VM_ID, spec.vm_id), *OWNER.annotations)
     # no uninitialized taint on nodes we register; not-ready:NoSchedule as kube-apiserver's TaintNodesByCondition
     # admission adds it (sent anyway, for clusters with that admission off), until the kubelet reports Ready
     assert action.taints == (Taint(TAINT_NOT_READY, "NoSchedule"),)
@@ -190,7 +193,7 @@ def test_initialize_kubelet_node_found_by_each_rule(rule: str) -> None:
     assert action.provider_id == spec.provider_id
     assert action.taints == (NOT_READY, Taint("dedicated", "NoSchedule", "gpu"))  # order kept
     assert action.addresses == spec.addresses
-    assert action.annotations == ((ANNOTATION_VM_ID, spec.vm_id),)
+    assert action.annotations == (*OWNER.annotations, (ANNOTATION_VM_ID, spec.vm_id))  # the initialization adopts
     labels = dict(action.labels or ())
     assert labels[LABEL_ZONE] == "cluster1" and labels[LABEL_OVIRT_HOST] == "host1"
     assert LABEL_ARCH not in labels  # the kubelet already set it
@@ -593,7 +596,7 @@ def test_a_reversed_guest_agent_report_writes_nothing() -> None:
 
 def test_missing_vm_id_annotation_is_restored() -> None:
     spec = make_spec("web1")
-    node = synced_node(spec, annotations=())
+    node = synced_node(spec, annotations=OWNER.annotations)
     assert only(plan(desired(spec), [node]), K.UPDATE).annotations == ((ANNOTATION_VM_ID, spec.vm_id),)
 
 
@@ -892,12 +895,14 @@ def _check_world(world: World) -> None:
     present_kinds = {a.kind for a in p.actions}
     assert world.nodes.register or K.REGISTER not in present_kinds
     assert world.nodes.initialize or K.INITIALIZE not in present_kinds
-    assert world.nodes.update or K.UPDATE not in present_kinds
+    # with update off an UPDATE only records the owner of a node without one (core/ownership.py)
+    assert world.nodes.update or all(dict(a.annotations or ()).keys() <= {ANNOTATION_OWNER, ANNOTATION_ENGINE}
+                                     and not a.labels and a.addresses is None for a in p.actions if a.kind == K.UPDATE)
     assert world.nodes.taint_shutdown or not present_kinds & {K.TAINT, K.UNTAINT}
     assert world.nodes.delete or not present_kinds & {K.DELETE, K.MARK_ABSENT, K.BLOCK_DELETE}
     # Safety of deletions.
     deleted = [a for a in p.actions if a.kind == K.DELETE and a.reason == "DeletedNode"]
-    managed = sum(vm_id_of(n.provider_id) is not None for n in world.observed)
+    managed = sum(vm_id_of(n.provider_id) is not None for n in world.observed if n.uid not in world.foreign_uids)
     assert len(deleted) <= deletion_limit(managed, world.controller)
     for action in deleted:
         assert vm_id_of(by_name[action.node].provider_id) not in vm_ids
@@ -913,7 +918,7 @@ def _check_world(world: World) -> None:
 
     # Applying the plan: the API server accepts it, and the count of managed nodes is as predicted.
     after = apply_in_memory(world.observed, p.actions)
-    assert sum(vm_id_of(n.provider_id) is not None for n in after) == p.managed_nodes
+    assert sum(vm_id_of(n.provider_id) is not None for n in after if n.uid not in world.foreign_uids) == p.managed_nodes
     for node in after:
         if node.uid in world.foreign_uids | world.stray_uids:
             assert node == next(n for n in world.observed if n.uid == node.uid)

@@ -218,6 +218,7 @@ def renderings(workspace: Workspace) -> Iterator[tuple[str, list[Obj]]]:
     yield "readme:kube-system", workspace.overlay("kube-system", readme_overlay("kube-system"))
     yield "readme:monitoring", workspace.overlay("readme-monitoring", readme_overlay("monitoring"))
     yield "readme:own-image", workspace.overlay("own-image", readme_overlay("own-image"))
+    yield "readme:second-instance", workspace.overlay("second-instance", readme_overlay("second-instance"))
 
 
 @pytest.fixture(scope="module")
@@ -350,8 +351,10 @@ def expected_grants(lease_name: str) -> set[Grant]:
 
 
 def lease_name(objs: list[Obj]) -> str:
-    name = flag(controller_container(objs).get("args", []), "--leader-elect-lease-name")
-    return name or ControllerConfig().leader_elect_lease_name
+    args = controller_container(objs).get("args", [])
+    # the Lease is named after the instance unless named itself
+    named = flag(args, "--leader-elect-lease-name") or flag(args, "--instance")
+    return named or ControllerConfig().leader_elect_lease_name
 
 
 def rbac_problems(objs: list[Obj]) -> list[str]:
@@ -863,6 +866,22 @@ def test_hostnetwork_component(workspace: Workspace) -> None:
     base_pod = one(render(DEPLOY), "Deployment")["spec"]["template"]["spec"]
     assert not base_pod.get("hostNetwork")
     assert pod_security_restricted_problems(base_pod) == []
+
+
+@needs_kubectl
+def test_a_second_instance_overlay_installs_beside_the_base(workspace: Workspace) -> None:
+    """The README's second-instance overlay: its own instance and Lease (granted), nothing that replaces an object of
+    the base (cluster-scoped names prefixed, namespaced ones in its own namespace)."""
+    second = workspace.overlay("second-instance", readme_overlay("second-instance"))
+    base = render(DEPLOY)
+    assert flag(controller_container(second)["args"], "--instance") == "hypervisors"
+    assert lease_name(second) == "hypervisors"
+    assert rbac_problems(second) == [] and consistency_problems(second) == []
+
+    def key(obj: Obj) -> tuple[str, str, str]:
+        return obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+    assert not {key(o) for o in second} & {key(o) for o in base}
 
 
 @needs_kubectl

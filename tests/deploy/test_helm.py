@@ -72,6 +72,7 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], str, bool]] = {
                        "image": {"repository": "registry.example.com/ovirt-cloudprovider", "tag": "0.1.0-rc1"}},
                       "infra", True),
     "renamed-lease": ({"leaderElection": {"leaseName": "ovirt-ccm"}}, NAMESPACE, True),
+    "second-instance": ({"instance": "hypervisors"}, "ovirt-cloudprovider-hypervisors", True),
     "single-replica": ({"replicaCount": 1, "leaderElection": {"enabled": False}}, NAMESPACE, False),
 }
 
@@ -304,6 +305,12 @@ def test_existing_secret_is_referenced_not_created(renders: dict[str, list[Obj]]
 def test_leader_election_values(renders: dict[str, list[Obj]]) -> None:
     renamed = renders["renamed-lease"]
     assert "--leader-elect-lease-name=ovirt-ccm" in controller_container(renamed)["args"]
+    assert "--instance" not in " ".join(controller_container(renamed)["args"])
+    second = controller_container(renders["second-instance"])["args"]
+    assert "--instance=hypervisors" in second  # the Lease follows the instance: no lease flag
+    assert not any(a.startswith("--leader-elect-lease-name") for a in second)
+    role = one(renders["second-instance"], "Role")
+    assert role["rules"][1]["resourceNames"] == ["hypervisors"]
     single = renders["single-replica"]
     assert one(single, "Deployment")["spec"]["replicas"] == 1
     assert "--leader-elect=false" in controller_container(single)["args"]

@@ -51,3 +51,8 @@ app.kubernetes.io/component: controller
 {{ include "ovirt-cloudprovider.selectorLabels" . }}
 app.kubernetes.io/part-of: {{ include "ovirt-cloudprovider.name" . }}
 {{- end -}}
+
+{{/* The Lease: leaderElection.leaseName, else the instance name (as the controller names it). */}}
+{{- define "ovirt-cloudprovider.leaseName" -}}
+{{- .Values.leaderElection.leaseName | default .Values.instance -}}
+{{- end -}}
