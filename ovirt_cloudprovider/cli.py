@@ -337,6 +337,7 @@ def sync_summary(report: SweepReport, *, dry_run: bool) -> str:
     if dry_run:
         return f"{found}planned: {per_kind}; dry run, nothing was changed"
     failed = f", {report.failed} failed" if report.failed else ""
+    failed += f", {report.refused} refused by the API (those nodes skipped)" if report.refused else ""
     return f"{found}done: {per_kind} ({report.applied} of {writes} write(s) applied{failed})"
 
 

@@ -89,7 +89,8 @@ class _Writer(Protocol):
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What one sweep did. ``ok`` is False when discovery failed or any write failed."""
+    """What one sweep did. ``ok`` is False when discovery failed or any write failed; a write the API refused for
+    one node (``refused``: 400, 422) skips that node and fails nothing: one bad node never backs off the fleet."""
 
     ok: bool
     plan: Plan | None = None
@@ -98,6 +99,7 @@ class SweepReport:
     applied: int = 0
     failed: int = 0
     conflicts: int = 0
+    refused: int = 0
     interrupted: bool = False
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
@@ -272,18 +274,19 @@ def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write:
     """Apply ``plan`` (``writer`` None: dry run); the writer asks ``may_write`` before each writing action."""
     counts = dict(Counter(a.kind.value for a in plan.actions))
     _log_plan(plan)
-    applied = failed = conflicts = 0
+    applied = failed = conflicts = refused = 0
     interrupted = False
     if writer is not None and plan.actions:
         result = writer.apply(plan.actions, may_write=may_write)
         applied, failed, conflicts, remaining = result.applied, result.failed, result.conflicts, result.interrupted
+        refused = result.refused
         if remaining:
             interrupted = True
             log.warning("stopped applying actions: stopping, or this replica may no longer write",
                         extra=kv(remaining=remaining))
     ok = failed == 0 and not interrupted
     return SweepReport(ok=ok, plan=plan, snapshot=snapshot, applied=applied, failed=failed,
-                       conflicts=conflicts, interrupted=interrupted, seconds=time.monotonic() - start,
+                       conflicts=conflicts, refused=refused, interrupted=interrupted, seconds=time.monotonic() - start,
                        counts=counts,
                        error=None if ok else f"{failed} action(s) failed" if failed else "interrupted")
 
@@ -294,6 +297,7 @@ def _log_report(message: str, report: SweepReport, **more: object) -> None:
     log.info(message, extra=kv(**more,
         ok=report.ok, vms=len(snapshot.vms), engine_requests=snapshot.requests, managed_nodes=plan.managed_nodes,
         actions=len(plan.actions), applied=report.applied, failed=report.failed, conflicts=report.conflicts,
+        refused=report.refused,
         seconds=round(report.seconds, 3),
         **{f"n_{k.replace('-', '_')}": v for k, v in sorted(report.counts.items())}))
 

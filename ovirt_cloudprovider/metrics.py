@@ -35,7 +35,7 @@ from prometheus_client import (
 
 from . import __version__
 from .core.absence import REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_EMPTY_DISCOVERY
-from .core.changes import REASON_NODE_IP_INVALID, REASON_NODE_IP_NOT_FOUND
+from .core.changes import REASON_NODE_IP_INVALID, REASON_NODE_IP_NOT_FOUND, REASON_UNPLANNABLE
 from .core.confirm import REASON_UNCONFIRMED
 from .core.naming import SKIP_CODES
 from .core.ownership import REASON_OWNED_ELSEWHERE
@@ -58,12 +58,13 @@ def reason_label(camel: str) -> str:
 # The label values known in advance: their series exist from the start (value 0).
 KINDS = (KIND_VM, KIND_HOST)
 SYNC_RESULTS = ("success", "failure")
-ACTION_RESULTS = ("success", "error", "conflict")  # kube/writer.py's per-action results
+ACTION_RESULTS = ("success", "error", "conflict", "refused")  # kube/writer.py's per-action results
 DELETION_BLOCK_REASONS = tuple(reason_label(r) for r in (
     REASON_EMPTY_DISCOVERY, REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_UNCONFIRMED))
 # desired.py's skip codes (an unknown one is "other") and the planner's reasons for a SKIP of a named node
 SKIP_REASONS = tuple(sorted(SKIP_CODES | {"other"} | {reason_label(r) for r in (
-    REASON_NAME_CONFLICT, REASON_NODE_IP_NOT_FOUND, REASON_NODE_IP_INVALID, REASON_OWNED_ELSEWHERE)}))
+    REASON_NAME_CONFLICT, REASON_NODE_IP_NOT_FOUND, REASON_NODE_IP_INVALID, REASON_OWNED_ELSEWHERE,
+    REASON_UNPLANNABLE)}))
 VM_STATUSES = tuple(sorted(RUNNING_STATUSES | SHUTDOWN_STATUSES | EXISTS_STATUSES))
 
 # Request latencies: engine and API server calls take from milliseconds to tens of seconds.
@@ -138,7 +139,7 @@ class Metrics:
         self.set_gauge(self.skipped_vms, {}, known=self.known_skipped())
         self.actions_total = Counter(
             f"{PREFIX}_actions_total",
-            "Actions applied to Nodes, by kind and result (success, error, conflict).",
+            "Actions applied to Nodes, by kind and result (success, error, conflict, refused).",
             ["kind", "result"], registry=r,
         )
         for action in ActionKind:

@@ -46,6 +46,10 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
 Confirmation: see :mod:`.confirm` (between planning and applying, the controller asks the engine about every
     VM and host whose node is due for deletion; a DELETE here is a candidate, not yet a decision).
 
+One bad datum affects one node: a node whose counter cannot be read counts 0 (only up to nine ASCII digits are a
+    number), and a node whose absence rules raise gets a SKIP ``Unplannable`` Warning instead, neither marked nor
+    deleted; the others go on.
+
 oVirt hosts: a host's node is absent like a VM's (owner keys per kind, :func:`.providerid.owner_key`); the
     empty-discovery rule is per kind: an empty host answer blocks the deletion of every absent host's node (and an
     empty VM answer every VM's), whatever the other kind returned.
@@ -58,7 +62,7 @@ from collections.abc import Mapping, Sequence, Set
 from fractions import Fraction
 
 from . import providerid
-from .changes import describe_owner, id_of_key, node_action, who_key
+from .changes import REASON_UNPLANNABLE, describe_owner, id_of_key, node_action, who_key
 from .records import (
     ANNOTATION_ABSENT_SWEEPS,
     ANNOTATION_ALLOW_CLUSTER_REMOVAL,
@@ -94,9 +98,11 @@ def deletion_limit(managed: int, controller: ControllerConfig) -> int:
 
 
 def absent_count(node: ObservedNode) -> int:
-    """The node's absence counter; a missing or malformed value counts as 0 (counting starts over)."""
+    """The node's absence counter; a missing or malformed value counts as 0 (counting starts over). Only up to
+    nine ASCII digits are a number: ``²`` is a digit to str.isdigit(), not to int(), and int() refuses more than
+    4,300 digits."""
     raw = node.annotation_map.get(ANNOTATION_ABSENT_SWEEPS, "").strip()
-    return int(raw) if raw.isdigit() else 0
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
 
 
 def clear_absent(node: ObservedNode, spec: NodeSpec | None) -> Action | None:
@@ -151,13 +157,25 @@ class _Absence:
                 if vm_id not in present:
                     absent.append((vm_id, node))
                 elif node.name not in handled:
-                    cleared = clear_absent(node, spec_by_id.get(vm_id))  # ambiguous, unsynced or skipped VM
+                    try:  # one node's unforeseen datum skips that node, never the sweep
+                        cleared = clear_absent(node, spec_by_id.get(vm_id))  # ambiguous, unsynced or skipped VM
+                    except Exception as exc:
+                        cleared = self._unplannable(node, vm_id, exc)
                     if cleared is not None:
                         self.actions.append(cleared)
         absent = self._countable(absent)
         if absent and delete:
             self._absent(absent, present)
         return self.actions, self.notes
+
+    @staticmethod
+    def _unplannable(node: ObservedNode, key: str, exc: Exception) -> Action:
+        """A SKIP Warning on ``node``, whose absence rules raised: it is left as it is this sweep."""
+        detail = " ".join(str(exc).split())[:200]
+        return node_action(ActionKind.SKIP, node, None, REASON_UNPLANNABLE,
+                           f"Node {node.name} is skipped this sweep: its absence could not be planned "
+                           f"({type(exc).__name__}: {detail}); it is left as it is.", vm_id=id_of_key(key),
+                           warning=True)
 
     def _countable(self, absent: list[tuple[str, ObservedNode]]) -> list[tuple[str, ObservedNode]]:
         """``absent`` without the VMs' nodes when the VM answer was inconsistent (no absence counted)."""
@@ -186,16 +204,19 @@ class _Absence:
             return
         due: list[tuple[str, ObservedNode, int]] = []
         for vm_id, node in absent:
-            count = absent_count(node) + 1
-            if count >= n:
-                due.append((vm_id, node, count))
-                continue
-            self.actions.append(node_action(
-                ActionKind.MARK_ABSENT, node, None, REASON_ABSENT,
-                f"{who_key(vm_id)} of node {node.name} was absent from {count} consecutive successful "
-                f"sweep(s); the node is deleted at {n}.",
-                annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=id_of_key(vm_id),
-            ))
+            try:  # a node whose absence cannot be counted is neither marked nor deleted; the others go on
+                count = absent_count(node) + 1
+                if count >= n:
+                    due.append((vm_id, node, count))
+                    continue
+                self.actions.append(node_action(
+                    ActionKind.MARK_ABSENT, node, None, REASON_ABSENT,
+                    f"{who_key(vm_id)} of node {node.name} was absent from {count} consecutive successful "
+                    f"sweep(s); the node is deleted at {n}.",
+                    annotations=((ANNOTATION_ABSENT_SWEEPS, str(count)),), vm_id=id_of_key(vm_id),
+                ))
+            except Exception as exc:
+                self.actions.append(self._unplannable(node, vm_id, exc))
         # the breaker counts every due deletion, those of a vanished cluster too (blocking them must not let the
         # rest of a burst through)
         wanted = len(due)

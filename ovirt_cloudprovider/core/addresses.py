@@ -52,6 +52,7 @@ _DNS_SUBDOMAIN = re.compile(
     r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 _LOCALHOST_LABELS = frozenset({"localhost", "localhost4", "localhost6"})
 _LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
 
 
 def parse_ip(text: str) -> IPAddress | None:
@@ -146,8 +147,11 @@ def _ignore_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def _nic_key(nic: GuestNic) -> tuple[tuple[tuple[int, int, str], ...], str]:
-    """NIC name with its digit runs compared as numbers, then the MAC address."""
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", nic.name) if p)
+    """NIC name with its runs of ASCII digits compared as numbers (by length, then digits, without int(): a guest
+    agent names its NICs as it likes, and int() refuses ``²``, which str.isdigit() accepts, and 4,301 digits),
+    other characters as text; then the MAC address."""
+    parts = tuple((0, len(p.lstrip("0")), p.lstrip("0")) if p[0] in "0123456789" else (1, 0, p)
+                  for p in _DIGIT_RUNS.split(nic.name) if p)
     return parts, (nic.mac or "").lower()
 
 

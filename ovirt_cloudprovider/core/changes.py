@@ -5,6 +5,12 @@ functions compute the change itself: the labels we own or add (the kubelet's are
 addresses (the kubelet's ``--node-ip`` and Hostname respected), and the taint lists with the shutdown and
 maintenance rules applied, every other taint kept in order; and how an Action on an existing node is built
 (:func:`node_action`, with the uid/resourceVersion it was planned against) and how messages name its owner.
+
+Taints are matched by key and effect, never by value, as kube-apiserver keys them ("taints must be unique by key
+and effect pair") and as upstream's cloud-node-lifecycle controller matches its shutdown taint: an operator's
+``kubectl taint node X node.cloudprovider.kubernetes.io/shutdown=true:NoSchedule`` is our taint present (no second
+one is added, which the API would refuse with 422), and it is removed like ours when the VM runs again (the key
+is the cloud provider's; ``ovirt.org/maintenance`` likewise when the host is up).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from .records import (
 
 REASON_NODE_IP_NOT_FOUND = "ProvidedNodeIPNotFound"
 REASON_NODE_IP_INVALID = "ProvidedNodeIPInvalid"
+# A SKIP Warning on a node whose planning raised (a datum no rule foresaw): that node only, never the sweep.
+REASON_UNPLANNABLE = "Unplannable"
 
 
 def describe_owner(spec: NodeSpec) -> str:
@@ -152,14 +160,24 @@ def address_change(node: ObservedNode, wanted: tuple[NodeAddress, ...], *,
     return wanted if wanted != tuple(node.addresses) else None
 
 
+def has_taint(taints: Iterable[Taint], taint: Taint) -> bool:
+    """A taint with ``taint``'s key and effect is in ``taints`` (whatever its value)."""
+    return any(t.key == taint.key and t.effect == taint.effect for t in taints)
+
+
+def without_taint(taints: Iterable[Taint], taint: Taint) -> list[Taint]:
+    """``taints`` without every taint of ``taint``'s key and effect (whatever its value)."""
+    return [t for t in taints if not (t.key == taint.key and t.effect == taint.effect)]
+
+
 def shutdown_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
     """``taints`` with the shutdown taint added (VM down/suspended) or removed (VM running)."""
-    present = SHUTDOWN_TAINT in taints
+    present = has_taint(taints, SHUTDOWN_TAINT)
     runs = spec.status in RUNNING_STATUSES
     if spec.shutdown and not runs and not present:
         return [*taints, SHUTDOWN_TAINT]
     if runs and not spec.shutdown and present:
-        return [t for t in taints if t != SHUTDOWN_TAINT]
+        return without_taint(taints, SHUTDOWN_TAINT)
     return taints
 
 
@@ -167,11 +185,11 @@ def maintenance_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
     """``taints`` with the maintenance taint added (host in maintenance) or removed (host up); VMs: unchanged."""
     if spec.kind != KIND_HOST:
         return taints
-    present = MAINTENANCE_TAINT in taints
+    present = has_taint(taints, MAINTENANCE_TAINT)
     if spec.maintenance and not present:
         return [*taints, MAINTENANCE_TAINT]
     if spec.running and present:
-        return [t for t in taints if t != MAINTENANCE_TAINT]
+        return without_taint(taints, MAINTENANCE_TAINT)
     return taints
 
 
@@ -179,8 +197,8 @@ def taint_changes(before: list[Taint], after: list[Taint]) -> list[str]:
     """``added taint K:NoSchedule to`` / ``removed taint K:NoSchedule from`` for each rule's taint that changed."""
     parts = []
     for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
-        if (taint in after) != (taint in before):
-            parts.append(f"added taint {taint.key}:NoSchedule to" if taint in after
+        if has_taint(after, taint) != has_taint(before, taint):
+            parts.append(f"added taint {taint.key}:NoSchedule to" if has_taint(after, taint)
                          else f"removed taint {taint.key}:NoSchedule from")
     return parts
 

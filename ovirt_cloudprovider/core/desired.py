@@ -3,7 +3,8 @@
 Node name (``[nodes] name_source``): the VM name (default), its FQDN, or the FQDN's first label, made a
 valid node name as :mod:`.naming` says; when it cannot be, the VM is skipped, and so are all VMs whose names end
 up equal (both are named in the reason): a name is never guessed. A skipped VM's ``reason`` starts with a stable
-short code (:mod:`.naming`).
+short code (:mod:`.naming`). One bad datum affects one VM: a VM whose name or NodeSpec derivation raises is
+skipped as ``unreadable``, the others go on.
 
 Labels (sorted), each value made a valid label value (:func:`.naming.label_value`) or omitted:
 
@@ -39,6 +40,8 @@ from .naming import (
     label_value,
     make_node_name,
     quote,
+    safe_text,
+    unreadable,
 )
 from .records import (
     KIND_VM,
@@ -192,25 +195,19 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
     seen_ids: set[str] = set()
     for vm, system_uuid in zip(snapshot.vms, keys, strict=True):
-        if system_uuid is None:
-            if providerid.normalize_vm_id(vm.id) not in inconsistent:
-                skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {quote(vm.id)} is not "
-                                                         "a UUID"))
-            continue
-        if system_uuid in seen_ids or system_uuid in inconsistent:
-            continue
-        seen_ids.add(system_uuid)
-        name, problem = node_name(vm, nodes)
-        if name is None:
-            skipped.append(SkippedVM(vm.id, vm.name, problem or SKIP_INVALID_NAME))
-            continue
-        by_name[name].append(vm)
+        try:
+            _name_vm(vm, system_uuid, nodes, inconsistent, seen_ids, by_name, skipped)
+        except Exception as exc:  # one VM's unforeseen datum skips that VM, never the sweep
+            skipped.append(SkippedVM(safe_text(vm.id), safe_text(vm.name), unreadable("VM", exc)))
 
     specs: list[NodeSpec] = []
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
     for name, vms in by_name.items():
         if len(vms) == 1:
-            specs.append(node_spec(vms[0], name, nodes, label_sets))
+            try:
+                specs.append(node_spec(vms[0], name, nodes, label_sets))
+            except Exception as exc:  # as above: that VM is skipped, the others go on
+                skipped.append(SkippedVM(vms[0].id, vms[0].name, unreadable("VM", exc)))
             continue
         listed = and_list([f"{quote(vm.name)} ({vm.id})" for vm in vms])
         reason = (f"{SKIP_DUPLICATE_NAME}: VMs {listed} map to the same node name {quote(name)}; rename "
@@ -225,3 +222,21 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
     if snapshot.hosts_query is not None:  # [filters] hosts is set: the hosts' nodes too (core/hosts.py)
         return with_hosts(desired, snapshot.hosts, nodes)
     return desired
+
+
+def _name_vm(vm: VirtualMachine, system_uuid: str | None, nodes: NodesConfig, inconsistent: dict[str, None],
+             seen_ids: set[str], by_name: dict[str, list[VirtualMachine]], skipped: list[SkippedVM]) -> None:
+    """File ``vm`` under its node name in ``by_name``, or skip it (invalid id, no usable name); a repeated or
+    inconsistent id is left out."""
+    if system_uuid is None:
+        if providerid.normalize_vm_id(vm.id) not in inconsistent:
+            skipped.append(SkippedVM(vm.id, vm.name, f"{SKIP_INVALID_ID}: VM id {quote(vm.id)} is not a UUID"))
+        return
+    if system_uuid in seen_ids or system_uuid in inconsistent:
+        return
+    seen_ids.add(system_uuid)
+    name, problem = node_name(vm, nodes)
+    if name is None:
+        skipped.append(SkippedVM(vm.id, vm.name, problem or SKIP_INVALID_NAME))
+        return
+    by_name[name].append(vm)

@@ -26,6 +26,8 @@ host's id and name), so every planning rule applies to hosts unchanged; ownershi
   ``installing``, ``unassigned``, ``error``, one we do not know) → exists, no change.
 - Names: a host whose node name equals another host's or a VM's is skipped, and so is the other one
   (``duplicate-name``): a name is never guessed, and a VM and a host never share a node.
+- One bad datum affects one host: whatever raises while one host's name or NodeSpec is derived skips that host
+  (``unreadable``, as for VMs); the others go on.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from .naming import (
     label_value,
     make_node_name,
     quote,
+    safe_text,
+    unreadable,
 )
 from .records import (
     HOST_MAINTENANCE_STATUSES,
@@ -196,28 +200,42 @@ def desired_hosts(hosts: tuple[Host, ...], nodes: NodesConfig) -> tuple[list[Nod
     by_name: dict[str, list[Host]] = defaultdict(list)
     seen: set[str] = set()
     for host in hosts:
-        host_id = providerid.vm_uuid(host.id)
-        if host_id is None:
-            skipped.append(SkippedVM(host.id, host.name, f"{SKIP_INVALID_ID}: host id {quote(host.id)} is not a UUID",
+        try:
+            _name_host(host, nodes, seen, by_name, skipped)
+        except Exception as exc:  # one host's unforeseen datum skips that host, never the sweep
+            skipped.append(SkippedVM(safe_text(host.id), safe_text(host.name), unreadable("host", exc),
                                      kind=KIND_HOST))
-            continue
-        if host_id in seen:
-            continue
-        seen.add(host_id)
-        name, problem = host_node_name(host, nodes)
-        if name is None:
-            skipped.append(SkippedVM(host.id, host.name, problem or SKIP_INVALID_NAME, kind=KIND_HOST))
-            continue
-        by_name[name].append(host)
     specs: list[NodeSpec] = []
     for name, group in by_name.items():
         if len(group) == 1:
-            specs.append(host_node_spec(group[0], name, nodes))
+            try:
+                specs.append(host_node_spec(group[0], name, nodes))
+            except Exception as exc:  # as above
+                skipped.append(SkippedVM(group[0].id, group[0].name, unreadable("host", exc), kind=KIND_HOST))
             continue
         listed = and_list([f"{quote(h.name)} ({h.id})" for h in group])
         reason = f"{SKIP_DUPLICATE_NAME}: hosts {listed} map to the same node name {quote(name)}"
         skipped.extend(SkippedVM(h.id, h.name, reason, kind=KIND_HOST) for h in group)
     return specs, skipped
+
+
+def _name_host(host: Host, nodes: NodesConfig, seen: set[str], by_name: dict[str, list[Host]],
+               skipped: list[SkippedVM]) -> None:
+    """File ``host`` under its node name in ``by_name``, or skip it (invalid id, no usable name); a repeated id
+    counts once."""
+    host_id = providerid.vm_uuid(host.id)
+    if host_id is None:
+        skipped.append(SkippedVM(host.id, host.name, f"{SKIP_INVALID_ID}: host id {quote(host.id)} is not a UUID",
+                                 kind=KIND_HOST))
+        return
+    if host_id in seen:
+        return
+    seen.add(host_id)
+    name, problem = host_node_name(host, nodes)
+    if name is None:
+        skipped.append(SkippedVM(host.id, host.name, problem or SKIP_INVALID_NAME, kind=KIND_HOST))
+        return
+    by_name[name].append(host)
 
 
 def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) -> Desired:

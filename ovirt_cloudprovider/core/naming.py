@@ -21,7 +21,10 @@ Label values
 Skip reasons
     A skipped VM's or host's ``reason`` starts with a stable short code for metrics (:func:`skip_code`), then a
     sentence: ``invalid-name: ...``, ``duplicate-name: ...``, ``no-fqdn: ...``, ``invalid-id: ...``,
-    ``inconsistent: ...``; values from the engine are quoted (:func:`quote`).
+    ``inconsistent: ...``, ``unreadable: ...``; values from the engine are quoted (:func:`quote`).
+    ``unreadable``: one bad datum affects one VM or host, never the others: whatever raises while one record's
+    name or NodeSpec is derived (a value no rule foresaw) skips that record, with the error in the reason
+    (:func:`unreadable`). A skipped VM or host is present: its node is neither written nor counted absent.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ SKIP_DUPLICATE_NAME = "duplicate-name"
 SKIP_NO_FQDN = "no-fqdn"
 SKIP_INVALID_ID = "invalid-id"
 SKIP_INCONSISTENT = "inconsistent"
-SKIP_CODES = frozenset({SKIP_INVALID_NAME, SKIP_DUPLICATE_NAME, SKIP_NO_FQDN, SKIP_INVALID_ID, SKIP_INCONSISTENT})
+SKIP_UNREADABLE = "unreadable"
+SKIP_CODES = frozenset({SKIP_INVALID_NAME, SKIP_DUPLICATE_NAME, SKIP_NO_FQDN, SKIP_INVALID_ID, SKIP_INCONSISTENT,
+                        SKIP_UNREADABLE})
 
 _DNS_SUBDOMAIN = re.compile(
     r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
@@ -48,6 +53,18 @@ def skip_code(skipped: SkippedVM) -> str:
     """The stable short code of a skip reason (a metrics label value), ``"other"`` if it has none."""
     code = skipped.reason.split(":", 1)[0]
     return code if code in SKIP_CODES else "other"
+
+
+def unreadable(what: str, exc: Exception) -> str:
+    """The coded skip reason of a VM or host whose derivation raised ``exc`` (one line, bounded)."""
+    detail = " ".join(str(exc).split())
+    return (f"{SKIP_UNREADABLE}: its {what} record could not be turned into a node "
+            f"({type(exc).__name__}: {quote(detail)[1:-1]}); it is left as it is")
+
+
+def safe_text(text: object) -> str:
+    """A record's id or name for a skip record, whatever it holds."""
+    return text if isinstance(text, str) else ""
 
 
 def make_node_name(raw: str) -> tuple[str | None, str | None]:

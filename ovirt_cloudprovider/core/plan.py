@@ -77,15 +77,18 @@ Writes to a matched node (the *owner*)
     - TAINT / UNTAINT (``nodes.taint_shutdown``): ``node.cloudprovider.kubernetes.io/shutdown:
       NoSchedule`` is added when the VM is down or suspended and removed when its status is a running
       one; ``unknown``, ``not_responding``, ``image_locked`` change nothing. ``Action.taints`` is the
-      complete new list, other taints kept in order.
+      complete new list, other taints kept in order. Taints match by key and effect, never by value
+      (:mod:`.changes`): an operator's ``shutdown=true:NoSchedule`` is ours, present, and goes when the VM runs.
     - CLEAR_ABSENT: the node's owner is present and it carries the absence counter (see :mod:`.absence`).
     Per node the actions come in the order INITIALIZE, TAINT/UNTAINT, UPDATE, CLEAR_ABSENT: at most one
     action writes ``spec`` (the taint list, the providerID) and it comes first, so an applier that
     guards those writes with the planned resourceVersion (the kube writer does) finds it unchanged; the later
     ones only patch labels, annotations and addresses.
 
-SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``, ``ProvidedNodeIPInvalid``)
-    are Warning notices that write nothing; the controller counts them in ``skipped_vms`` by reason.
+SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``, ``ProvidedNodeIPInvalid``,
+    ``Unplannable``) are Warning notices that write nothing; the controller counts them in ``skipped_vms`` by
+    reason. ``Unplannable``: planning one VM's or host's nodes raised (a datum no rule foresaw); its partial
+    actions are dropped, it stays present, and the other nodes are planned as if it were not there.
 
 REGISTER (``nodes.register``)
     A running VM (``NodeSpec.running``) with no candidate node at all gets a Node: ``Action.labels``
@@ -146,9 +149,11 @@ from .absence import (
 from .changes import (
     MAINTENANCE_TAINT,
     NOT_READY_TAINT,
+    REASON_UNPLANNABLE,
     SHUTDOWN_TAINT,
     address_change,
     has_ip,
+    has_taint,
     label_changes,
     maintenance_change,
     node_action,
@@ -314,7 +319,11 @@ class _Planner:
                             f"Node {name} has no providerID and matches {len(claims[name])} VMs ({found}); "
                             "it is left alone until only one matches.")
         for spec in specs:
-            self._resolve(spec, weak[_key(spec)], poisoned)
+            mark = len(self.actions)
+            try:
+                self._resolve(spec, weak[_key(spec)], poisoned)
+            except Exception as exc:  # one node's unforeseen datum skips that node, never the sweep
+                self._unplannable(spec, mark, exc)
         self._absence()
         for skipped in sorted(self.desired.skipped, key=lambda k: (k.vm_name, k.vm_id)):
             self.actions.append(Action(
@@ -399,6 +408,23 @@ class _Planner:
             self._placeholder_only(placeholders, spec)
             return
         self._register(spec)
+
+    def _unplannable(self, spec: NodeSpec, mark: int, exc: Exception) -> None:
+        """Planning ``spec``'s nodes raised: its partial actions (from ``mark`` on) are dropped and a SKIP Warning
+        says why (on its node, when it has one); the node stays present (never counted absent), the others go on."""
+        dropped = self.actions[mark:]
+        del self.actions[mark:]
+        self.deleting -= {a.node for a in dropped if a.kind == ActionKind.DELETE}
+        self.ambiguous -= {a.node for a in dropped if a.kind == ActionKind.AMBIGUOUS}
+        node = next(iter(self.managed.get(_key(spec), ())), None)
+        detail = " ".join(str(exc).split())[:200]
+        self.actions.append(Action(
+            kind=ActionKind.SKIP, node=node.name if node else "", reason=REASON_UNPLANNABLE, vm_id=spec.vm_id,
+            spec=spec, warning=True, owner_kind=spec.kind, uid=node.uid if node else None,
+            resource_version=node.resource_version if node else None,
+            message=f"{_vm(spec)} is skipped this sweep: its node could not be planned "
+                    f"({type(exc).__name__}: {detail}); the node is left as it is.",
+        ))
 
     def _placeholder_only(self, placeholders: list[ObservedNode], spec: NodeSpec) -> None:
         if len(placeholders) == 1:
@@ -527,7 +553,7 @@ class _Planner:
             if after != list(node.taints):
                 added = len(after) > len(node.taints)
                 verb = " and ".join(taint_changes(list(node.taints), after))
-                shutdown_rule = (SHUTDOWN_TAINT in after) != (SHUTDOWN_TAINT in node.taints)
+                shutdown_rule = has_taint(after, SHUTDOWN_TAINT) != has_taint(node.taints, SHUTDOWN_TAINT)
                 self.actions.append(node_action(
                     ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
                     (REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
@@ -566,8 +592,8 @@ class _Planner:
         if self.cfg.taint_shutdown:
             shutdown = maintenance_change(shutdown_change(taints, spec), spec)
             for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
-                if (taint in shutdown) != (taint in taints):
-                    parts.append(f"{'added' if taint in shutdown else 'removed'} taint {taint.key}")
+                if has_taint(shutdown, taint) != has_taint(taints, taint):
+                    parts.append(f"{'added' if has_taint(shutdown, taint) else 'removed'} taint {taint.key}")
             taints = shutdown
         provider_id = None if node.provider_id else spec.provider_id
         labels = label_changes(node, spec)

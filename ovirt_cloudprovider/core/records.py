@@ -346,8 +346,9 @@ class ApplyResult:
 
     ``applied``: actions that succeeded (writes made, or notices recorded for block-delete, ambiguous
     and skip); ``conflicts``: actions refused because the node changed under us (409: re-planned next
-    sweep); ``failed``: actions that failed otherwise (after retries). ``tallies`` are
-    ``(kind, result, count)`` sorted; ``errors`` one line per failed or conflicting action.
+    sweep); ``refused``: actions the API refused for that one node (400, 422; not a failure of the sweep);
+    ``failed``: actions that failed otherwise (after retries). ``tallies`` are
+    ``(kind, result, count)`` sorted; ``errors`` one line per failed, refused or conflicting action.
     ``interrupted`` counts actions not attempted because the writer was stopped.
     """
 
@@ -355,6 +356,7 @@ class ApplyResult:
     failed: int = 0
     conflicts: int = 0
     interrupted: int = 0
+    refused: int = 0
     tallies: tuple[tuple[str, str, int], ...] = ()
     errors: tuple[str, ...] = ()
 

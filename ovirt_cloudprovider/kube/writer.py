@@ -5,9 +5,11 @@
 planned resourceVersion when the taints or the providerID change) and JSON merge patches of
 ``nodes/status``, and delete with uid + resourceVersion preconditions. 429, 5xx and no answer are
 retried with a jittered backoff (each attempt only while ``may_write`` still says yes: the fence is checked
-right before every request); 409 is a conflict (the node changed since planning: re-planned next
-sweep). Applied actions get their Event through :class:`~.events.EventRecorder`. What comes back is an
-:class:`ApplyResult` (counts, tallies, one-line errors), never a client object.
+right before every request); 409 is a conflict (the node changed since planning: re-planned next sweep); 400
+and 422 are a refusal of that one node's write (``refused``: that node is skipped this sweep, with a
+``WriteRefused`` Warning Event, and the sweep goes on and succeeds for the others). Applied actions get their
+Event through :class:`~.events.EventRecorder`. What comes back is an :class:`ApplyResult` (counts, tallies,
+one-line errors), never a client object.
 
 At scale (the first sweep of a cluster with thousands of VMs) the actions are applied by a bounded pool of
 worker threads, the actions of one node in their planned order by one worker, and every request (node
@@ -21,6 +23,7 @@ The ``*_body`` / ``_registration_status`` helpers at the end build the JSON bodi
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import random
 import socket
@@ -63,6 +66,9 @@ __all__ = ["ApplyResult", "NodeWriter"]
 SUCCESS = "success"
 CONFLICT = "conflict"
 ERROR = "error"
+REFUSED = "refused"  # the API refused this node's write as invalid (400, 422): that node only, not the sweep
+REFUSED_STATUSES = frozenset({400, 422})
+REASON_WRITE_REFUSED = "WriteRefused"
 _INTERRUPTED = "interrupted"  # not a result label: counted in ApplyResult.interrupted
 
 DEFAULT_WORKERS = 8
@@ -110,6 +116,11 @@ class NodeWriter:
       exactly that list.
     - DELETE: ``DELETE`` with uid and resourceVersion preconditions; 404 is success (already gone),
       409 a conflict (the node changed since planning: not deleted).
+    - A write the API refuses for that node (400 BadRequest, 422 Invalid: its validation or an admission
+      plugin said no to this object) is ``refused``: logged once, a ``WriteRefused`` Warning Event on the node
+      when it exists, counted in ``actions_total{result="refused"}``; the sweep is not failed by it (one bad
+      node never backs off the fleet), and the write is planned again on the next sweep. A taint list
+      never carries two taints of one key and effect (the API's rule): the first is kept.
     - BLOCK_DELETE / AMBIGUOUS: no node write; a log line and an Event (``deletions_blocked_total`` and
       ``ambiguous_matches_total`` are the controller's: it counts the plan). SKIP: a log line (info the
       first time for a VM and reason, debug afterwards), and a Warning Event when it is a warning about an
@@ -215,6 +226,7 @@ class NodeWriter:
             applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
             failed=sum(n for (_, r), n in tally.items() if r == ERROR),
             conflicts=sum(n for (_, r), n in tally.items() if r == CONFLICT),
+            refused=sum(n for (_, r), n in tally.items() if r == REFUSED),
             interrupted=run.interrupted,
             tallies=tuple(sorted((k, r, n) for (k, r), n in tally.items())),
             errors=tuple(e for _, e in sorted(run.errors)),
@@ -295,6 +307,9 @@ class NodeWriter:
                 raise ValueError(f"unknown action kind {kind!r}")
         except _Failed as failure:
             error = f"{action.node}: {kind.value}: {failure}"
+            if failure.result == ERROR and failure.status in REFUSED_STATUSES:
+                self._refused(action, failure)
+                return REFUSED, error
             log.warning("node action conflict" if failure.result == CONFLICT else "node action failed",
                         extra=kv(node=action.node, action=kind.value, status=failure.status or None,
                                  error=str(failure)))
@@ -305,6 +320,17 @@ class NodeWriter:
         if kind in _EVENT_KINDS and uid is not _NOT_OURS:
             self._recorder.record(action, uid)
         return SUCCESS, None
+
+    def _refused(self, action: Action, failure: _Failed) -> None:
+        """One node's write refused by the API: a log line, and a Warning Event on the node when it exists."""
+        log.warning("node write refused; this node is skipped until the next sweep",
+                    extra=kv(node=action.node, action=action.kind.value, status=failure.status,
+                             error=str(failure)))
+        if action.uid and action.kind is not ActionKind.REGISTER:
+            message = (f"The API refused to {action.kind.value} node {action.node} (HTTP {failure.status}): "
+                       f"{failure}. The node is skipped this sweep; the other nodes are not affected.")
+            self._recorder.record(dataclasses.replace(action, reason=REASON_WRITE_REFUSED, message=message,
+                                                      warning=True), action.uid)
 
     def _register(self, action: Action) -> str | None:
         spec = action.spec
@@ -318,7 +344,7 @@ class NodeWriter:
         annotations.update({k: v for k, v in (action.annotations or ()) if v is not None})
         node_spec: dict[str, Any] = {"providerID": action.provider_id or spec.provider_id}
         if action.taints:
-            node_spec["taints"] = [_taint_body(t) for t in action.taints]
+            node_spec["taints"] = [_taint_body(t) for t in _unique_taints(action.taints)]
         addresses = action.addresses if action.addresses is not None else spec.addresses
         # kube-apiserver keeps .status on a Node create (its node strategy's PrepareForCreate drops only
         # spec.configSource and status.config), as the kubelet relies on when it registers: one write
@@ -340,7 +366,7 @@ class NodeWriter:
         if action.annotations:
             metadata["annotations"] = dict(action.annotations)
         if action.taints is not None:
-            spec["taints"] = [_taint_body(t) for t in action.taints]
+            spec["taints"] = [_taint_body(t) for t in _unique_taints(action.taints)]
         if action.provider_id:
             spec["providerID"] = action.provider_id
         if (spec or _records_owner(action)) and action.resource_version:
@@ -477,6 +503,17 @@ _NOT_OURS = "\x00not-ours"  # _delete's answer when the node was already gone
 def _records_owner(action: Action) -> bool:
     """The action writes the owner annotations (an adoption, core/ownership.py): only on the node as planned."""
     return any(key == ANNOTATION_OWNER for key, _ in action.annotations or ())
+
+
+def _unique_taints(taints: Sequence[Taint]) -> list[Taint]:
+    """``taints`` with at most one taint per key and effect (the first), as the API requires of a node."""
+    seen: set[tuple[str, str]] = set()
+    out: list[Taint] = []
+    for t in taints:
+        if (t.key, t.effect) not in seen:
+            seen.add((t.key, t.effect))
+            out.append(t)
+    return out
 
 
 def _taint_body(t: Taint) -> dict[str, Any]:

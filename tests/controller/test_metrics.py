@@ -49,7 +49,7 @@ def test_known_label_values_are_zero_from_the_start() -> None:
     assert value(m, "deletions_blocked_total", reason="circuit-breaker", kind="host") == 0.0
     assert value(m, "deletions_blocked_total", reason="empty-discovery", kind="vm") == 0.0
     actions = series(m, "actions_total")
-    assert len(actions) == len(ActionKind) * 3 and set(actions.values()) == {0.0}
+    assert len(actions) == len(ActionKind) * 4 and set(actions.values()) == {0.0}
     assert value(m, "actions_total", kind="delete", result="error") == 0.0
     skipped = series(m, "skipped_vms")
     assert len(skipped) == len(SKIP_REASONS) * 2 and set(skipped.values()) == {0.0}
@@ -89,8 +89,9 @@ def test_label_values_are_the_ones_the_planner_and_the_writer_use() -> None:
     assert reason_label("NodeNameConflict") == "node-name-conflict"
     assert DELETION_BLOCK_REASONS == ("empty-discovery", "circuit-breaker", "cluster-vanished",
                                       "deletion-unconfirmed")
-    assert {"invalid-name", "duplicate-name", "no-fqdn", "node-name-conflict", "other"} <= set(SKIP_REASONS)
-    assert {writer.SUCCESS, writer.CONFLICT, writer.ERROR} == set(ACTION_RESULTS)
+    assert {"invalid-name", "duplicate-name", "no-fqdn", "node-name-conflict", "unreadable", "unplannable",
+            "other"} <= set(SKIP_REASONS)
+    assert {writer.SUCCESS, writer.CONFLICT, writer.ERROR, writer.REFUSED} == set(ACTION_RESULTS)
 
 
 def test_created_series_only_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ our real clients, and one complete sweep at a time, exactly what ``sync --once``
 - :class:`World`: the config, clients, writer and metrics of one controller against both simulators; with
   ``hosts=`` the oVirt host search whose hosts become nodes too, ``vms=`` another VM search than ``tag=kubernetes``,
   and any ``[controller]`` key as a keyword (``instance=``: several Worlds on one cluster are several instances).
+- :func:`poisoned_sweep`: a sweep in which one VM's record raises when its NICs are read (a datum no rule foresaw).
 - fixtures ``engine`` (12 VMs, 3 of them untagged, seed 21) and ``kube`` (an empty cluster); a test module
   that needs another fleet defines its own ``engine``, which takes precedence.
 """
@@ -20,7 +21,7 @@ import pytest
 from kubernetes import client as k8s
 
 from ovirt_cloudprovider.controller import SweepReport, run_sweep
-from ovirt_cloudprovider.core.records import RUNNING_STATUSES, ObservedNode
+from ovirt_cloudprovider.core.records import RUNNING_STATUSES, GuestNic, ObservedNode, Snapshot
 from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube.informer import NodeCache
@@ -113,6 +114,34 @@ class World:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class _Exploding(tuple[GuestNic, ...]):
+    """A NIC list that raises when read: a record no rule foresaw."""
+
+    def __iter__(self) -> Iterator[GuestNic]:
+        raise RuntimeError("an unforeseen datum")
+
+
+class PoisonedEngine:
+    """The real engine client, except that one VM's record raises when its NICs are read."""
+
+    def __init__(self, client: Any, vm_id: str) -> None:
+        self.client, self.vm_id = client, vm_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def discover(self, query: str) -> Snapshot:
+        snapshot: Snapshot = self.client.discover(query)
+        return replace(snapshot, vms=tuple(replace(vm, nics=_Exploding()) if vm.id == self.vm_id else vm
+                                           for vm in snapshot.vms))
+
+
+def poisoned_sweep(world: World, vm_id: str) -> SweepReport:
+    with world.synced_nodes() as nodes:
+        return run_sweep(config=world.config, engine=PoisonedEngine(world.client, vm_id), nodes=nodes,
+                         writer=world.writer, metrics=world.metrics)
 
 
 def running(engine: EngineSimulator, *, tagged: bool = True) -> list[Any]:

@@ -22,7 +22,7 @@ import pytest
 
 SECRET = 'Pw%&=+/#;"q9Zx'
 USERNAME = "admin@internal"
-FAMILIES = ("engine", "kube", "process", "fuzz-ini", "fuzz-engine", "secrets")
+FAMILIES = ("engine", "kube", "process", "fuzz-ini", "fuzz-engine", "secrets", "isolation")
 
 
 @dataclass

@@ -16,6 +16,12 @@ check, each independent of the others, plus:
   ``dropDisabledFields(node, nil)``, which on create clears only ``spec.configSource`` and ``status.config``
   (and ``status.runtimeHandlers`` when the RecursiveReadOnlyMounts gate is off; it is on by default).
 
+- ``duplicate-taint``: read from kube-apiserver's source like the case above: pkg/apis/core/validation
+  ``validateNodeTaints`` refuses a second taint of one key and effect, whatever its value, with
+  ``field.Duplicate(spec.taints[i])`` and the detail "taints must be unique by key and effect pair" (422
+  Invalid); one key with two effects is two taints. (An operator's ``kubectl taint ... key=value:NoSchedule``
+  next to ours of the same key and effect is refused exactly so.)
+
 The runner talks to the endpoint through the official ``kubernetes`` client only, creates two nodes named
 ``PREFIX-node-a`` (labels ``probe=PREFIX, role=a``, providerID ``ovirt://vm-1``) and ``PREFIX-node-b``
 (``probe=PREFIX, role=b``) before a case and deletes them after it.
@@ -236,6 +242,23 @@ def watch_rv_0(p: Probe) -> None:
     assert sorted(events) == [("ADDED", p.n1), ("ADDED", p.n2)], events
 
 
+def duplicate_taint_is_422(p: Probe) -> None:
+    twice = [{"key": "k", "value": "1", "effect": "NoSchedule"}, {"key": "k", "value": "2", "effect": "NoSchedule"}]
+    try:
+        p.api.patch_node(p.n1, {"spec": {"taints": twice}})
+        raise AssertionError("a second taint of one key and effect was accepted")
+    except ApiException as e:
+        body = json.loads(e.body or "{}")
+        assert (e.status, body["reason"]) == (422, "Invalid"), (e.status, e.body)
+        causes = body["details"]["causes"]
+        assert [(c["reason"], c["field"]) for c in causes] == [("FieldValueDuplicate", "spec.taints[1]")], causes
+        assert "taints must be unique by key and effect pair" in causes[0]["message"], causes
+    two_effects = [{"key": "k", "effect": "NoSchedule"}, {"key": "k", "effect": "NoExecute"}]
+    r = p.api.patch_node(p.n1, {"spec": {"taints": two_effects}})
+    assert r.spec is not None and [(t.key, t.effect) for t in r.spec.taints or []] == [
+        ("k", "NoSchedule"), ("k", "NoExecute")], r
+
+
 def smp_taints_atomic(p: Probe) -> None:
     # Node.spec.taints has no patchMergeKey: a strategic merge patch replaces the list.
     p.api.patch_node(p.n1, {"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]}})
@@ -368,6 +391,7 @@ CASES: tuple[Case, ...] = (
     Case("watch-from-list-rv", "WATCH from list rv sees only new MODIFIED", watch_from_list_rv),
     Case("watch-rv-0", "WATCH rv=0 -> synthetic ADDED for existing", watch_rv_0),
     Case("smp-taints-atomic", "SMP node spec.taints (atomic list)", smp_taints_atomic),
+    Case("duplicate-taint", "a second taint of one key and effect -> 422 Invalid", duplicate_taint_is_422),
     Case("smp-null", "SMP null deletes a label", smp_null_deletes_label),
     Case("merge-patch", "merge-patch+json", merge_patch_json),
     Case("json-patch", "json-patch (list body)", json_patch_add),

@@ -16,10 +16,10 @@ from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.simulators.conformance import CASES, Case, run
 
 
-def test_the_cases_are_the_recorded_thirty_plus_taint_nodes_by_condition_and_create_status() -> None:
-    assert len(CASES) == 32
+def test_the_cases_are_the_recorded_thirty_plus_taint_nodes_by_condition_create_status_and_duplicate_taint() -> None:
+    assert len(CASES) == 33
     assert len({c.id for c in CASES}) == len(CASES)
-    assert {"created-node-gets-not-ready-taint", "create-keeps-status"} <= {c.id for c in CASES}
+    assert {"created-node-gets-not-ready-taint", "create-keeps-status", "duplicate-taint"} <= {c.id for c in CASES}
 
 
 @pytest.mark.parametrize("server", ["kubeapi", "kubeapi_tls"], ids=["http", "https-token"])

@@ -40,11 +40,13 @@ class _Fault:
     resource: str | None
     retry_after: int | None = None
     message: str | None = None
+    name: str | None = None
 
-    def matches(self, verb: str, resource: str) -> bool:
+    def matches(self, verb: str, resource: str, name: str = "") -> bool:
         if self.kind == "conflict" and verb not in ("update", "patch", "delete"):
             return False
-        return (self.verb is None or self.verb == verb) and (self.resource is None or self.resource == resource)
+        return ((self.verb is None or self.verb == verb) and (self.resource is None or self.resource == resource)
+                and (self.name is None or self.name == name))
 
 
 @dataclasses.dataclass

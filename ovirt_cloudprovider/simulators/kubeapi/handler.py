@@ -286,7 +286,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             fault = None
             for f in sim._faults:
                 if f.remaining > 0 and (f.kind == "throttle") == (stage == "throttle") and f.matches(
-                        req.verb, req.resource):
+                        req.verb, req.resource, req.name):
                     fault = f
                     f.remaining -= 1
                     break
@@ -310,6 +310,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                    409: ("Conflict", f'Operation cannot be fulfilled on {_qualified(rt.name, rt.group)} '
                                      f'"{req.name}": {CONFLICT_MODIFIED}'),
                    404: ("NotFound", f'{_qualified(rt.name, rt.group)} "{req.name}" not found'),
+                   422: ("Invalid", f'{rt.kind} "{req.name}" is invalid: injected fault'),
+                   400: ("BadRequest", "injected fault"),
                    403: ("Forbidden", "forbidden"), 401: ("Unauthorized", "Unauthorized")}
         reason, msg = reasons.get(fault.code, ("", "injected fault"))
         raise ApiError(status_failure(fault.code, reason, fault.message or msg,

@@ -194,12 +194,13 @@ class KubeApiSimulator(LoopbackServer):
                 self._latency.append(_Latency(seconds, verb, resource))
 
     def fail_next(self, count: int = 1, *, code: int = 500, verb: str | None = None, resource: str | None = None,
-                  retry_after: int | None = None, message: str | None = None) -> None:
-        """Answer the next ``count`` matching resource requests with an error ``code`` (500 InternalError,
-        503 ServiceUnavailable, 429 TooManyRequests, 504 Timeout...)."""
+                  retry_after: int | None = None, message: str | None = None, name: str | None = None) -> None:
+        """Answer the next ``count`` matching resource requests (of the object ``name`` when given) with an error
+        ``code`` (500 InternalError, 503 ServiceUnavailable, 429 TooManyRequests, 504 Timeout, 422 Invalid, 400
+        BadRequest...)."""
         with self._lock:
             self._faults.append(_Fault("throttle" if code == 429 else "error", count, code, verb, resource,
-                                       retry_after, message))
+                                       retry_after, message, name))
 
     def throttle_next(self, count: int = 1, *, retry_after: int = 1, verb: str | None = None,
                       resource: str | None = None) -> None:
