@@ -22,6 +22,12 @@ import yaml
 from ovirt_cloudprovider.cli import build_parser
 from ovirt_cloudprovider.config import DEFAULT_CONFIG_PATH, load_config
 from tests.deploy.prom import DASHBOARD_FILE, RULES_FILE
+from tests.deploy.test_autoscaler_deploy import (
+    AUTOSCALER_OVERLAY,
+    autoscaler_part,
+    autoscaler_problems,
+    controller_part,
+)
 from tests.deploy.test_deploy import (
     DEPLOY,
     HOSTNETWORK_OVERLAY,
@@ -74,6 +80,12 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], str, bool]] = {
     "renamed-lease": ({"leaderElection": {"leaseName": "ovirt-ccm"}}, NAMESPACE, True),
     "second-instance": ({"instance": "hypervisors"}, "ovirt-cloudprovider-hypervisors", True),
     "single-replica": ({"replicaCount": 1, "leaderElection": {"enabled": False}}, NAMESPACE, False),
+    "autoscaler": ({"autoscaler": {"enabled": True}}, NAMESPACE, True),
+    "autoscaler-placed": ({"autoscaler": {"enabled": True, "replicaCount": 2,
+                                          "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                                          "config": {"existingSecret": "my-autoscaler"},
+                                          "tls": {"secretName": "my-autoscaler-tls"}},
+                           "namespace": {"create": True}}, "infra", True),
 }
 
 
@@ -127,6 +139,9 @@ def test_lint_finds_nothing(name: str) -> None:
     {"leaderElection": {"enable": False}},
     {"config": {"existing_secret": "x"}},
     {"resources": {"request": {"cpu": "1"}}},
+    {"autoscaler": {"enabeld": True}},
+    {"autoscaler": {"tls": {"secret": "x"}}},
+    {"autoscaler": {"grpc": {"prot": 8086}}},
 ], ids=lambda v: json.dumps(v))
 def test_values_schema_rejects_a_typo(values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError, match="additional properties"):
@@ -137,7 +152,8 @@ def test_values_schema_rejects_a_typo(values: dict[str, Any]) -> None:
 
 def test_values_schema_rejects_wrong_types_and_a_missing_config() -> None:
     for values in ({"replicaCount": "2"}, {"hostNetwork": "yes"}, {"serviceMonitor": {"interval": "30 s"}},
-                   {"config": {"existingSecret": ""}}):
+                   {"config": {"existingSecret": ""}}, {"autoscaler": {"enabled": "true"}},
+                   {"autoscaler": {"tls": {"secretName": ""}}}, {"autoscaler": {"grpc": {"port": 0}}}):
         with pytest.raises(helm.HelmValuesError):
             render_chart(values)
 
@@ -163,7 +179,11 @@ def test_every_render_validates_against_the_kubernetes_schemas(renders: dict[str
 
 
 def test_every_render_follows_the_deploy_policy(renders: dict[str, list[Obj]]) -> None:
-    for name, objs in renders.items():
+    """The controller's objects pass the base's checks; the autoscaler's, when enabled, the component's."""
+    for name, all_objs in renders.items():
+        if autoscaler_part(all_objs):
+            assert autoscaler_problems(all_objs) == [], name
+        objs = controller_part(all_objs)
         assert consistency_problems(objs) == [], name
         if VALUE_SETS[name][2]:
             assert rbac_problems(objs) == [], name
@@ -245,6 +265,36 @@ def test_monitoring_toggles_render_the_kustomize_components(workspace: Workspace
     values = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
               "dashboard": {"enabled": True}, "namespace": {"create": True}}
     assert_same_objects(render_chart(values), workspace.overlay("monitoring", MONITORING_OVERLAY))
+
+
+@needs_kubectl
+def test_autoscaler_renders_the_kustomize_component(workspace: Workspace) -> None:
+    """``autoscaler.enabled=true``: exactly deploy/components/autoscaler (its objects and the raised quota)."""
+    assert_same_objects(render_chart({"autoscaler": {"enabled": True}, "namespace": {"create": True}}),
+                        workspace.overlay("autoscaler", AUTOSCALER_OVERLAY))
+
+
+def test_autoscaler_is_off_by_default(renders: dict[str, list[Obj]]) -> None:
+    for name, (values, _, _) in VALUE_SETS.items():
+        if "autoscaler" not in values:
+            assert autoscaler_part(renders[name]) == [], name
+            assert not [o for o in renders[name] if "autoscaler" in o["metadata"]["name"]], name
+
+
+def test_autoscaler_values(renders: dict[str, list[Obj]]) -> None:
+    objs = renders["autoscaler-placed"]
+    ours = autoscaler_part(objs)
+    deployment = one(ours, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert one(ours, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1  # with two replicas only
+    assert by_kind(autoscaler_part(renders["autoscaler"]), "PodDisruptionBudget") == []
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == {"my-autoscaler",
+                                                                                   "my-autoscaler-tls"}
+    assert one(objs, "ResourceQuota")["spec"]["hard"]["pods"] == "7"  # 4 + 2 replicas + 1 surge
+    assert {o["metadata"]["namespace"] for o in ours} == {"infra"}
+    assert by_kind(objs, "Namespace")[0]["metadata"]["name"] == "infra"
 
 
 @needs_kubectl

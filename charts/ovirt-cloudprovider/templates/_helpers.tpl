@@ -56,3 +56,23 @@ app.kubernetes.io/part-of: {{ include "ovirt-cloudprovider.name" . }}
 {{- define "ovirt-cloudprovider.leaseName" -}}
 {{- .Values.leaderElection.leaseName | default .Values.instance -}}
 {{- end -}}
+
+{{/* The autoscaler (autoscaler.enabled): its own names and labels, component "autoscaler". */}}
+{{- define "ovirt-cloudprovider.autoscalerName" -}}
+{{- printf "%s-autoscaler" (include "ovirt-cloudprovider.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ovirt-cloudprovider.autoscalerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "ovirt-cloudprovider.name" . }}
+app.kubernetes.io/component: autoscaler
+{{- end -}}
+
+{{- define "ovirt-cloudprovider.autoscalerLabels" -}}
+{{ include "ovirt-cloudprovider.labels" . }}
+app.kubernetes.io/component: autoscaler
+{{- end -}}
+
+{{- define "ovirt-cloudprovider.autoscalerPodLabels" -}}
+{{ include "ovirt-cloudprovider.autoscalerSelectorLabels" . }}
+app.kubernetes.io/part-of: {{ include "ovirt-cloudprovider.name" . }}
+{{- end -}}
