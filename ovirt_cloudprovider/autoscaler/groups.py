@@ -4,10 +4,10 @@
 all groups, :mod:`~ovirt_cloudprovider.core.nodegroups` says which VM is whose). The rules:
 
 - ``group_for``, ``target_size``, ``nodes``, ``groups`` answer from memory, never from the engine.
-- ``refresh()`` is one group search (the cluster-autoscaler calls Refresh once per loop); after it, the repairs:
-  a ``down`` VM of a group is started (a restart between a create and its start, a VM stopped by hand) and a VM
-  missing one of its group's tags gets it. A repair that fails is logged and counted, never raised: the next
-  refresh tries again. A VM this process is removing is never started.
+- ``refresh()`` is one group search (the cluster-autoscaler calls Refresh once per loop); the repairs it finds
+  needed are made by the background thread, not in the call: a ``down`` VM of a group is started (a restart
+  between a create and its start, a VM stopped by hand) and a VM missing one of its group's tags gets it. A repair
+  that fails is logged, never raised: the next round tries again. A VM this process is removing is never started.
 - ``increase(group, delta)`` searches first (the engine is the truth: another replica or a restart may have
   created VMs since the last refresh), refuses to go above ``max_size``, then creates the VMs one by one from the
   template with the ownership mark, each under a name chosen before its create: when a create fails without an
@@ -29,6 +29,7 @@ Lifecycle: ``start()`` runs the background thread (the starter, and a refresh wh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import secrets
@@ -177,10 +178,16 @@ class NodeGroups:
         return members
 
     def refresh(self) -> None:
-        """One group search, then the repairs (start ``down`` VMs, add missing tags). Raises EngineError when the
-        search fails (the state is then unchanged)."""
+        """One group search; the repairs it finds needed (start ``down`` VMs, add missing tags) are handed to the
+        background thread, so a Refresh costs one search whatever it finds. Raises EngineError when the search
+        fails (the state is then unchanged)."""
         members = self._search()
-        self._repair(members)
+        if self._needs_repair(members):
+            self._wake.set()
+
+    def _needs_repair(self, members: dict[str, tuple[GroupVm, ...]]) -> bool:
+        return any(ng.to_start(vms) or any(ng.missing_tags(self._groups[name], vm) for vm in vms)
+                   for name, vms in members.items())
 
     def _repair(self, members: dict[str, tuple[GroupVm, ...]]) -> None:
         for name, vms in members.items():
@@ -194,8 +201,10 @@ class NodeGroups:
                     continue
                 if self._try(f"starting VM {vm.name}", functools.partial(self._engine.start, vm.id)):
                     log.info("started node-group VM", extra=kv(group=name, vm=vm.name, vm_id=vm.id))
-                    with self._lock:
+                    with self._lock:  # what the engine shows now, so that it is not started twice
                         self._pending.pop(vm.id, None)
+                        self._members[name] = tuple(dataclasses.replace(v, status="powering_up") if v.id == vm.id
+                                                    else v for v in self._members[name])
 
     def _tag(self, group: NodeGroupConfig, vm: GroupVm, tags: Sequence[str]) -> None:
         for tag in tags:
@@ -207,7 +216,7 @@ class NodeGroups:
         try:
             fn()
         except EngineError as err:
-            log.warning(f"{what} failed; the next refresh tries again: {err}")
+            log.warning(f"{what} failed; the next round tries again: {err}")
             return False
         return True
 
@@ -337,9 +346,15 @@ class NodeGroups:
                 self._pending = {k: v for k, v in self._pending.items() if v > now}
                 pending = bool(self._pending)
                 idle = self._refreshed_at is None or now - self._refreshed_at >= self._idle_refresh
+            members: dict[str, tuple[GroupVm, ...]] | None = None
             if pending or idle:
                 with contextlib.suppress(EngineError):
-                    self.refresh()
+                    members = self._search()
+            else:
+                with self._lock:
+                    members = dict(self._members)
+            if members is not None and self._needs_repair(members):
+                self._repair(members)
             self._wake.wait(self._poll if pending else min(self._poll * 5, self._idle_refresh))
             self._wake.clear()
 

@@ -6,6 +6,7 @@ between create and start, a second replica, deletions of another group's or a ha
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -198,3 +199,11 @@ def test_one_search_per_refresh_for_every_group(sim: EngineSimulator, scalers: C
     sim.reset_requests()
     s.call("Refresh")
     assert sim.request_count("/vms", method="GET") == 1
+
+
+def test_each_new_vm_is_started_once(sim: EngineSimulator, scaler: Scaler) -> None:
+    scaler.call("NodeGroupIncreaseSize", id="pool", delta=2)
+    wait_for(lambda: _statuses(sim, "pool") == ["up", "up"], 10, "both VMs up")
+    time.sleep(1.0)  # ten rounds of the background thread (poll 0.1 s) after the starts
+    starts = [r for r in sim.requests if r.method == "POST" and r.path.endswith("/start")]
+    assert len(starts) == 2 and all(r.status == 200 for r in starts)
