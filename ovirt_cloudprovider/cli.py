@@ -424,7 +424,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- autoscaler ------------------------------------------------------------------------------------
 
 def cmd_autoscaler(args: argparse.Namespace) -> int:
-    from .autoscaler.server import AutoscalerServer, grpc_settings
+    # gRPC is the optional "autoscaler" extra: the controller's installation may not have it.
+    try:
+        from .autoscaler.server import AutoscalerServer, grpc_settings
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in ("grpc", "grpc_tools", "google"):
+            raise
+        _fail(f"autoscaler needs the 'autoscaler' extra (pip install 'ovirt-cloudprovider[autoscaler]'): "
+              f"{exc.name} is not installed")
+        return EXIT_USAGE
     settings = grpc_settings(args.grpc_bind_address, cert_file=args.tls_cert_file, key_file=args.tls_private_key_file,
                              client_ca_file=args.client_ca_file, insecure=args.insecure_grpc)
     config = _load(args)

@@ -105,3 +105,12 @@ def test_the_command_serves_and_stops_on_sigterm(tmp_path: Path, sim: EngineSimu
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_without_the_autoscaler_extra_one_line(tmp_path: Path, sim: EngineSimulator) -> None:
+    conf = sim.write_config(str(tmp_path / "ovirt.conf"))
+    code = ("import sys; sys.modules['grpc'] = None; from ovirt_cloudprovider.cli import main; "
+            f"sys.exit(main(['autoscaler', '--config', {conf!r}, '--insecure-grpc']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "needs the 'autoscaler' extra" in proc.stderr and "grpc is not installed" in proc.stderr
