@@ -27,8 +27,26 @@ REPO = HERE.parent
 def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 
-    sim = EngineSimulator(generate_fleet(args.vms, seed=args.seed)).start()
+    fleet = generate_fleet(args.vms, seed=args.seed)
+    if args.template:  # a template to create VMs from (benchmarks/autoscaler.py)
+        fleet.add_template(args.template, "east-a", cores=4, memory=8 * 1024**3)
+    sim = EngineSimulator(fleet, image_lock_seconds=args.image_lock_seconds, boot_seconds=args.boot_seconds).start()
     config = sim.write_config(str(Path(args.workdir) / "ovirt-cloud.conf"))
+
+    def statuses(description: str) -> dict[str, int]:
+        fleet.advance()
+        counts: dict[str, int] = {}
+        for vm in list(fleet.vms.values()):
+            if vm.description == description:
+                counts[vm.status] = counts.get(vm.status, 0) + 1
+        return counts
+
+    def create_described(prefix: str, description: str, n: int) -> int:
+        for i in range(n):
+            vm = fleet.create_vm(f"{prefix}-{i:05d}", cluster="east-a", template=args.template,
+                                 description=description)
+            sim.set_status(vm.id, "up")  # running group VMs: a Refresh finds nothing to repair
+        return n
 
     def requests(path: str) -> list[dict[str, Any]]:
         return [{"method": r.method, "path": r.path, "query": r.query, "status": r.status}
@@ -40,6 +58,9 @@ def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         "requests": requests,
         "set_status": lambda vm, status: sim.set_status(vm, status).status,
         "vms": lambda: [[vm.id, vm.name, vm.status] for vm in sim.fleet.vms.values()],
+        "statuses": statuses,
+        "create_described": create_described,
+        "api_requests": lambda: sim.request_count("/ovirt-engine/api"),
         "stop": sim.stop,
     }
     info = {"url": sim.url, "base_url": sim.base_url, "ca_file": sim.ca_file, "username": sim.username,
@@ -77,6 +98,9 @@ def main() -> int:
     ap.add_argument("--vms", type=int, default=100)
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--history", type=int, default=100_000)
+    ap.add_argument("--template", default="", help="engine: a template of that name in east-a")
+    ap.add_argument("--image-lock-seconds", type=float, default=None, help="engine: disk copy time of a new VM")
+    ap.add_argument("--boot-seconds", type=float, default=None, help="engine: powering_up time of a started VM")
     args = ap.parse_args()
     info, ops = (_engine_ops if args.kind == "engine" else _kube_ops)(args)
     out = sys.stdout

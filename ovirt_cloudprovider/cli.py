@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from . import __version__, app
+from .autoscaler import DEFAULT_GRPC_ADDRESS
 from .config import load_config
 from .config.schema import Invalid, instance_name, namespace, object_name, parse_bind_address
 from .controller import SweepReport
@@ -128,12 +129,26 @@ def build_parser() -> _Parser:
                    help="validate the configuration, log in to the engine and run the search; exit 1 when a filter "
                         "matches nothing")
 
+    scaler = sub.add_parser("autoscaler", parents=[config, logging_],
+                            help="serve the cluster-autoscaler's externalgrpc cloud provider ([nodegroup NAME])")
+    scaler.add_argument("--grpc-bind-address", metavar="HOST:PORT", default=DEFAULT_GRPC_ADDRESS,
+                        help=f"serve the externalgrpc service here (default: {DEFAULT_GRPC_ADDRESS})")
+    scaler.add_argument("--tls-cert-file", metavar="PATH", help="the gRPC server's certificate (PEM)")
+    scaler.add_argument("--tls-private-key-file", metavar="PATH", help="its private key (PEM)")
+    scaler.add_argument("--client-ca-file", metavar="PATH",
+                        help="CA of the client certificates (the cluster-autoscaler's); a client certificate is "
+                             "required")
+    scaler.add_argument("--insecure-grpc", action="store_true", help="plain gRPC without TLS (tests only)")
+    scaler.add_argument("--metrics-bind-address", metavar="HOST:PORT",
+                        help="serve /metrics, /healthz and /readyz here (default from [controller], 0.0.0.0:10270)")
+
     demo = sub.add_parser("demo", parents=[logging_], help="run the controller against embedded simulators (no "
                           "configuration: it writes its own)")
     demo.add_argument("--keep-running", action="store_true",
                       help="leave the simulators up and print a kubeconfig for kubectl and the metrics, health "
                            "and readiness URLs")
-    p.commands = {"run": run, "sync": sync, "discover": disc, "check-config": check, "demo": demo}
+    p.commands = {"run": run, "sync": sync, "discover": disc, "check-config": check, "demo": demo,
+                  "autoscaler": scaler}
     return p
 
 
@@ -145,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(fmt=args.log_format, verbosity=args.verbose)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run, "sync": cmd_sync, "discover": cmd_discover, "check-config": cmd_check_config,
-        "demo": cmd_demo,
+        "demo": cmd_demo, "autoscaler": cmd_autoscaler,
     }
     try:
         return handlers[args.command](args)
@@ -404,6 +419,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     return app.run_controller(config, kubeconfig=args.kubeconfig, stop=stop)
+
+
+# --- autoscaler ------------------------------------------------------------------------------------
+
+def cmd_autoscaler(args: argparse.Namespace) -> int:
+    # gRPC is the optional "autoscaler" extra: the controller's installation may not have it.
+    try:
+        from .autoscaler.server import AutoscalerServer, grpc_settings
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in ("grpc", "grpc_tools", "google"):
+            raise
+        _fail(f"autoscaler needs the 'autoscaler' extra (pip install 'ovirt-cloudprovider[autoscaler]'): "
+              f"{exc.name} is not installed")
+        return EXIT_USAGE
+    settings = grpc_settings(args.grpc_bind_address, cert_file=args.tls_cert_file, key_file=args.tls_private_key_file,
+                             client_ca_file=args.client_ca_file, insecure=args.insecure_grpc)
+    config = _load(args)
+    if args.metrics_bind_address is not None:
+        try:
+            parse_bind_address(args.metrics_bind_address)
+        except ValueError as exc:
+            raise UsageError(f"--metrics-bind-address: {exc}") from None
+        config = replace(config, controller=replace(config.controller, metrics_bind_address=args.metrics_bind_address))
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return AutoscalerServer(config, settings).run(stop)
 
 
 # --- demo ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from .constants import API_PREFIX, SSO_TOKEN_PATH
 
 @dataclass
 class _Fault:
-    kind: str  # "latency" | "status" | "proxy" | "fault" | "drop" | "hang" | "echo"
+    kind: str  # "latency" | "status" | "proxy" | "fault" | "drop" | "hang" | "echo" | "lose_answer"
     path_prefix: str
     remaining: int | None  # None: until cleared
     status: int = 500
@@ -20,6 +20,7 @@ class _Fault:
     reason: str = ""
     detail: str = ""
     skip: int = 0  # let this many matching requests through first (e.g. fail page 2 of a search)
+    method: str | None = None  # only requests of this method (None: any)
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,10 @@ class FaultInjection:
         self._add_fault(_Fault("latency", path_prefix, count, seconds=seconds))
 
     def fail_requests(self, status: int = 503, *, count: int | None = None,
-                      path_prefix: str = API_PREFIX, skip: int = 0) -> None:
-        """Answer matching requests with ``status`` and an Apache-style HTML error page (after ``skip`` of them
-        were answered normally)."""
-        self._add_fault(_Fault("status", path_prefix, count, status=status, skip=skip))
+                      path_prefix: str = API_PREFIX, skip: int = 0, method: str | None = None) -> None:
+        """Answer matching requests (of ``method`` only, when given) with ``status`` and an Apache-style HTML
+        error page (after ``skip`` of them were answered normally)."""
+        self._add_fault(_Fault("status", path_prefix, count, status=status, skip=skip, method=method))
 
     def proxy_errors(self, *, count: int | None = None, path_prefix: str = "/") -> None:
         """A broken reverse proxy in front of the engine: 502 + Apache "Proxy Error" HTML, SSO included."""
@@ -74,6 +75,12 @@ class FaultInjection:
     def drop_connections(self, *, count: int | None = None, path_prefix: str = "/") -> None:
         """Close the connection without answering (the client sees an empty reply)."""
         self._add_fault(_Fault("drop", path_prefix, count))
+
+    def lose_answers(self, *, count: int | None = None, path_prefix: str = API_PREFIX, skip: int = 0,
+                     method: str | None = None) -> None:
+        """Do what matching requests ask, then close the connection without answering: a create that "times out
+        but happens" (the engine made the VM, the client never heard)."""
+        self._add_fault(_Fault("lose_answer", path_prefix, count, skip=skip, method=method))
 
     def hang_sso(self, *, count: int | None = None) -> None:
         """The SSO token endpoint never answers (until :meth:`clear_faults` or :meth:`stop`)."""
@@ -110,10 +117,12 @@ class FaultInjection:
         self._release = threading.Event()
 
 
-    def _take_faults(self, path: str) -> list[_Fault]:
+    def _take_faults(self, path: str, method: str | None = None) -> list[_Fault]:
         with self._lock:
             hits = []
             for f in self._faults:
+                if f.method is not None and f.method != method:
+                    continue
                 if path.startswith(f.path_prefix) and (f.remaining is None or f.remaining > 0):
                     if f.skip > 0:
                         f.skip -= 1

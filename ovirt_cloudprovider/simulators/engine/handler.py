@@ -34,6 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 30
     sim: _Served  # set on the class that start() binds to one simulator
+    lose_answer = False  # faults: do the request, then drop the connection instead of answering
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("engine simulator: " + format, *args)
@@ -62,6 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         self._request_info = (method, path, query)
         self._recorded = False
+        self.lose_answer = False
         try:
             sim._handle(self, method, path, query, body)
         except _Drop:
@@ -80,6 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send(self, status: int, body: bytes, content_type: str | None,
              headers: dict[str, str] | None = None) -> int:
+        if self.lose_answer:  # done, but the answer is lost (faults: lose_answers)
+            self.record(0)
+            raise _Drop
         self.record(status)
         if body and "gzip" in (self.headers.get("Accept-Encoding") or "") and len(body) > 2048:
             body = gzip.compress(body, compresslevel=1)

@@ -224,8 +224,10 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
 
     def _handle(self, h: _Handler, method: str, path: str, query: dict[str, str], body: bytes) -> int:
         release = self._release
-        for fault in self._take_faults(path):
-            if fault.kind == "latency":
+        for fault in self._take_faults(path, method):
+            if fault.kind == "lose_answer":
+                h.lose_answer = True
+            elif fault.kind == "latency":
                 release.wait(fault.seconds)
             elif fault.kind == "hang":
                 h.record(0)

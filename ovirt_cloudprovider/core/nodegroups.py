@@ -1,0 +1,225 @@
+"""The autoscaler's node groups, decided purely: ownership marks, VM names, target sizes, what to start, tag and
+delete, and what a new node of a group will look like. No I/O.
+
+- **Ownership**: a VM belongs to node group ``NAME`` when its description is exactly the mark
+  ``ovirt-cloudprovider-nodegroup:NAME`` (:func:`mark`), written when the VM is created, so the engine keeps it:
+  a restarted service or a second replica finds the same groups, and a VM created just before a crash is found
+  too. One search (:data:`MARK_SEARCH`) finds the VMs of every group at once. A VM whose mark names a group that
+  is not configured belongs to no group and is never touched.
+- **Target size** of a group = its VMs in the engine, whatever their status (a VM being created counts, so a
+  retried or repeated increase never creates more than asked).
+- **Names**: ``<name_prefix>-<suffix>`` (:func:`vm_name`); the suffix is chosen by the caller before the create,
+  so a create that timed out is looked up by that name instead of being made twice.
+- **Scale up** (:func:`increase_problem`): a positive delta that keeps the group at or below ``max_size``.
+- **Scale down** (:func:`deletion`): every requested node must be a VM of this group (by providerID), the group
+  must stay at or above ``min_size``; otherwise the whole request is refused and nothing is removed.
+- **Repairs** a refresh makes: a ``down`` VM of a group is started (:func:`to_start`: a restart between the
+  create and the start, or a VM stopped by hand), a VM missing one of the group's tags gets it
+  (:func:`missing_tags`).
+- **Template node** (:func:`template_node`): the capacity of the template (or the group's ``cpus``/``memory``)
+  and the labels the node controller will set (zone, region, cluster, data center, instance type, arch, os,
+  ``[nodes] extra_labels``), computed by :mod:`.desired` from a VM as the group would create it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from . import providerid
+from .desired import node_labels
+from .naming import kube_arch
+from .records import LABEL_HOSTNAME, VirtualMachine
+from .settings import NodeGroupConfig, NodesConfig
+
+MARK_PREFIX = "ovirt-cloudprovider-nodegroup:"
+# The one engine search that finds the VMs of every node group (the description field, a trailing wildcard).
+MARK_SEARCH = f"description={MARK_PREFIX}*"
+
+# InstanceStatus.InstanceState of the externalgrpc protocol.
+INSTANCE_RUNNING, INSTANCE_CREATING, INSTANCE_DELETING = 1, 2, 3
+# VM statuses of a VM that has not come up yet since its creation or start.
+_CREATING_STATUSES = frozenset({"image_locked", "down", "powering_up", "wait_for_launch"})
+_DELETING_STATUSES = frozenset({"powering_down"})
+# What a kubelet reserves by default is not known here: the template node's allocatable equals its capacity, as
+# the cluster-autoscaler's own providers do for a node group without a running node.
+DEFAULT_MAX_PODS = 110
+_MIB = 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class GroupVm:
+    """One VM of a node group as the group search found it."""
+
+    id: str
+    name: str
+    status: str  # an ovirtsdk4.types.VmStatus value
+    group: str  # the group its mark names
+    tags: tuple[str, ...] = ()
+
+    @property
+    def provider_id(self) -> str:
+        return providerid.build(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """What the engine says about a group's template and cluster: the hardware a new VM gets, where it runs."""
+
+    id: str
+    name: str
+    cpus: int | None
+    memory_bytes: int | None
+    architecture: str | None  # the cluster's CPU architecture (x86_64, ppc64, aarch64...)
+    os_type: str | None  # the template's OS type (rhel_9x64, other_linux...)
+    cluster: str
+    datacenter: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateNode:
+    """A new node of a group, as the cluster-autoscaler simulates it (a v1.Node, trimmed)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    capacity: tuple[tuple[str, str], ...]  # resource name -> quantity (cpu, memory, pods)
+    architecture: str
+    operating_system: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """The VMs a NodeGroupDeleteNodes request removes, or why the whole request is refused."""
+
+    vms: tuple[GroupVm, ...] = ()
+    problem: str | None = None
+
+
+def mark(group: str) -> str:
+    """The description of every VM of ``group``: its ownership mark."""
+    return MARK_PREFIX + group
+
+
+def group_of(description: str | None) -> str | None:
+    """The group a VM's description marks it as a member of, or None (not exactly a mark)."""
+    text = description or ""
+    if not text.startswith(MARK_PREFIX):
+        return None
+    name = text[len(MARK_PREFIX):]
+    return name if name and name == name.strip() and " " not in name else None
+
+
+def vm_name(group: NodeGroupConfig, suffix: str) -> str:
+    """``<name_prefix>-<suffix>``: the name of a new VM of ``group`` (and of its node)."""
+    return f"{group.prefix}-{suffix}"
+
+
+def members(groups: Sequence[NodeGroupConfig], vms: Iterable[GroupVm]) -> dict[str, tuple[GroupVm, ...]]:
+    """The VMs of each configured group (sorted by name); a VM marked for an unknown group is in none."""
+    out: dict[str, list[GroupVm]] = {g.name: [] for g in groups}
+    seen: set[str] = set()
+    for vm in vms:
+        key = providerid.normalize_vm_id(vm.id)
+        if vm.group in out and key not in seen:
+            seen.add(key)
+            out[vm.group].append(vm)
+    return {name: tuple(sorted(found, key=lambda v: (v.name, v.id))) for name, found in out.items()}
+
+
+def increase_problem(group: NodeGroupConfig, current: int, delta: int) -> str | None:
+    """Why ``delta`` more VMs cannot be created in ``group`` holding ``current`` VMs, or None."""
+    if delta <= 0:
+        return f"node group {group.name}: the size increase must be positive, got {delta}"
+    if current + delta > group.max_size:
+        return (f"node group {group.name}: {current} VMs + {delta} would exceed max_size {group.max_size}")
+    return None
+
+
+def deletion(group: NodeGroupConfig, vms: Sequence[GroupVm], provider_ids: Sequence[str]) -> Deletion:
+    """The VMs of ``group`` (holding ``vms``) the nodes ``provider_ids`` name; refused as a whole when one of
+    them is no VM of this group or when the group would go below ``min_size``."""
+    by_id = {providerid.normalize_vm_id(vm.id): vm for vm in vms}
+    chosen: dict[str, GroupVm] = {}
+    for pid in provider_ids:
+        vm_id = providerid.vm_id_of(pid)
+        vm = by_id.get(vm_id) if vm_id is not None else None
+        if vm is None:
+            return Deletion(problem=f"node group {group.name}: node {pid or '(no providerID)'} is not a VM of "
+                                    "this node group; nothing was removed")
+        chosen[providerid.normalize_vm_id(vm.id)] = vm
+    if len(vms) - len(chosen) < group.min_size:
+        return Deletion(problem=f"node group {group.name}: removing {len(chosen)} of its {len(vms)} VMs would go "
+                                f"below min_size {group.min_size}; nothing was removed")
+    return Deletion(vms=tuple(chosen.values()))
+
+
+def instance_state(status: str) -> int:
+    """The externalgrpc InstanceState of a group VM in ``status``."""
+    status = status.strip().lower()
+    if status in _CREATING_STATUSES:
+        return INSTANCE_CREATING
+    if status in _DELETING_STATUSES:
+        return INSTANCE_DELETING
+    return INSTANCE_RUNNING
+
+
+def to_start(vms: Iterable[GroupVm]) -> tuple[GroupVm, ...]:
+    """The group VMs a refresh starts: those that are ``down``."""
+    return tuple(vm for vm in vms if vm.status.strip().lower() == "down")
+
+
+def missing_tags(group: NodeGroupConfig, vm: GroupVm) -> tuple[str, ...]:
+    """The group's tags ``vm`` does not carry (in the group's order)."""
+    have = set(vm.tags)
+    return tuple(t for t in group.tags if t not in have)
+
+
+def template_node(group: NodeGroupConfig, template: TemplateInfo, nodes: NodesConfig) -> TemplateNode:
+    """A new node of ``group`` as the node controller will make it: the labels computed by :mod:`.desired` for a
+    VM of the group's cluster with the template's (or the group's) size, architecture and OS type."""
+    cpus = group.cpus or template.cpus
+    memory = group.memory * _MIB if group.memory else template.memory_bytes
+    name = vm_name(group, "template")
+    vm = VirtualMachine(id="00000000-0000-0000-0000-000000000000", name=name, status="up",
+                        cluster=template.cluster, datacenter=template.datacenter, cpus=cpus, memory_bytes=memory,
+                        os_type=template.os_type or "other_linux", architecture=template.architecture)
+    labels = dict(node_labels(vm, nodes))
+    labels[LABEL_HOSTNAME] = name
+    capacity: dict[str, str] = {"pods": str(DEFAULT_MAX_PODS)}
+    if cpus:
+        capacity["cpu"] = str(cpus)
+    if memory:
+        capacity["memory"] = f"{memory // 1024}Ki"
+    return TemplateNode(name=name, labels=tuple(sorted(labels.items())), capacity=tuple(sorted(capacity.items())),
+                        architecture=kube_arch(template.architecture) or "amd64",
+                        operating_system=labels.get("kubernetes.io/os", "linux"))
+
+
+def snapshot_by_provider_id(groups: Mapping[str, Sequence[GroupVm]]) -> dict[str, str]:
+    """providerID (normalised VM id) → group name, for NodeGroupForNode answered from memory."""
+    return {providerid.normalize_vm_id(vm.id): name for name, vms in groups.items() for vm in vms}
+
+
+__all__ = [
+    "DEFAULT_MAX_PODS",
+    "INSTANCE_CREATING",
+    "INSTANCE_DELETING",
+    "INSTANCE_RUNNING",
+    "MARK_PREFIX",
+    "MARK_SEARCH",
+    "Deletion",
+    "GroupVm",
+    "TemplateInfo",
+    "TemplateNode",
+    "deletion",
+    "group_of",
+    "increase_problem",
+    "instance_state",
+    "mark",
+    "members",
+    "missing_tags",
+    "snapshot_by_provider_id",
+    "template_node",
+    "to_start",
+    "vm_name",
+]
