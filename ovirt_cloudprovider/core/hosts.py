@@ -26,6 +26,9 @@ host's id and name), so every planning rule applies to hosts unchanged; ownershi
   ``installing``, ``unassigned``, ``error``, one we do not know) → exists, no change.
 - Names: a host whose node name equals another host's or a VM's is skipped, and so is the other one
   (``duplicate-name``): a name is never guessed, and a VM and a host never share a node.
+- Ids are compared canonically: a host listed twice with the same record counts once (a page shift's repeat); two
+  different records of one id, in any spelling (a garbled search), make that id inconsistent (``inconsistent``):
+  neither record is used, its node is left as it is, and the planner counts no absence in that sweep (as for VMs).
 - One bad datum affects one host: whatever raises while one host's name or NodeSpec is derived skips that host
   (``unreadable``, as for VMs); the others go on.
 """
@@ -42,6 +45,7 @@ from . import providerid
 from .addresses import HOSTNAME, garbled_ips, hostname, node_addresses
 from .naming import (
     SKIP_DUPLICATE_NAME,
+    SKIP_INCONSISTENT,
     SKIP_INVALID_ID,
     SKIP_INVALID_NAME,
     SKIP_NO_FQDN,
@@ -193,6 +197,25 @@ def host_node_spec(host: Host, name: str, nodes: NodesConfig) -> NodeSpec:
     )
 
 
+def _canonical(host_id: str) -> str:
+    return providerid.vm_uuid(host_id) or providerid.normalize_vm_id(host_id)
+
+
+def inconsistent_host_ids(hosts: tuple[Host, ...]) -> frozenset[str]:
+    """The canonical ids of which ``hosts`` holds two different records (in any spelling of the id)."""
+    first: dict[str, Host] = {}
+    twins: set[str] = set()
+    for host in hosts:
+        try:
+            key = _canonical(host.id)
+        except Exception:  # an unreadable id is desired_hosts' to skip
+            continue
+        seen = first.setdefault(key, host)
+        if seen is not host and seen != host:
+            twins.add(key)
+    return frozenset(twins)
+
+
 def desired_hosts(hosts: tuple[Host, ...], nodes: NodesConfig) -> tuple[list[NodeSpec], list[SkippedVM]]:
     """A NodeSpec for every host with a usable, unique (among hosts) node name; a SkippedVM (kind host) for
     every other one. A host id listed twice counts once."""
@@ -241,7 +264,11 @@ def _name_host(host: Host, nodes: NodesConfig, seen: set[str], by_name: dict[str
 def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) -> Desired:
     """``desired`` (the VMs' nodes) plus the hosts' nodes; a host and a VM (or several) that map to the same
     node name are all skipped (``duplicate-name``). ``hosts_discovered`` is set: host nodes are managed."""
-    host_specs, host_skipped = desired_hosts(hosts, nodes)
+    twins = inconsistent_host_ids(hosts)
+    host_specs, host_skipped = desired_hosts(tuple(h for h in hosts if _canonical(h.id) not in twins), nodes)
+    host_skipped += [SkippedVM(host_id, "", f"{SKIP_INCONSISTENT}: the engine answered with two different hosts of "
+                                            f"id {quote(host_id)}; its node is left as it is until the answer is "
+                                            "consistent", kind=KIND_HOST) for host_id in sorted(twins)]
     vm_names = {spec.name: spec for spec in desired.nodes}
     clash = {spec.name for spec in host_specs if spec.name in vm_names}
     vm_specs = [spec for spec in desired.nodes if spec.name not in clash]
@@ -256,7 +283,7 @@ def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) ->
         nodes=tuple(sorted(specs, key=lambda spec: (spec.name, spec.kind))),
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.kind, s.vm_id))),
         hosts_discovered=True,
-        inconsistent=desired.inconsistent,
+        inconsistent=desired.inconsistent or bool(twins),
         engine=desired.engine,
     )
 

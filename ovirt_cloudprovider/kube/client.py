@@ -3,7 +3,9 @@
 - :func:`load_api_client` builds an ``ApiClient`` from its own ``Configuration`` (the client's global
   default is never touched, so several clients can live in one process): an explicit kubeconfig, the
   in-cluster service account, ``$KUBECONFIG`` or ``~/.kube/config``; nothing usable is a
-  :class:`~.errors.KubeConfigError` of one line.
+  :class:`~.errors.KubeConfigError` of one line. So is a token that could not be sent as a header (a line
+  break or another control character in it, e.g. pasted with its newline): every request would fail, and the
+  error that http.client raises quotes the header, token included; the error names the file, never the token.
 - Requests and responses are plain JSON (raw responses, see :mod:`.raw`; bodies sent with the
   ``CONTENT_*`` types); :func:`read_json` reads such an answer and releases its connection, so no
   client model object is ever built.
@@ -76,9 +78,19 @@ def load_api_client(kubeconfig: str | None = None, *,
                 f"no Kubernetes configuration: not in a cluster (KUBERNETES_SERVICE_HOST unset), "
                 f"$KUBECONFIG unset and {default} does not exist; use --kubeconfig PATH")
         _load_kubeconfig(default, cfg)
+    _check_token(cfg, kubeconfig or (SERVICE_TOKEN_FILENAME if env.get("KUBERNETES_SERVICE_HOST")
+                                     else env.get("KUBECONFIG") or "~/.kube/config"))
     if hasattr(cfg, "keep_alive"):
         cfg.keep_alive = True  # TCP keepalive: long watches through idle proxies are not cut silently
     return k8s.ApiClient(configuration=cfg)
+
+
+def _check_token(cfg: k8s.Configuration, source: str) -> None:
+    """A KubeConfigError naming ``source`` (never the value) when a credential header holds a control character."""
+    for value in (cfg.api_key or {}).values():
+        if any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
+            raise KubeConfigError(f"{source}: invalid kubeconfig: the user's token contains a line break or another "
+                                  "control character (not shown); remove it")
 
 
 def _load_kubeconfig(path: str, cfg: k8s.Configuration) -> None:

@@ -403,3 +403,22 @@ def test_every_option_has_help_and_demo_offers_no_config() -> None:
     assert "--config" not in r.stdout
     r = run_cli(["demo", "--config", "/nonexistent"])
     assert r.returncode == 2 and "--config" in r.stderr
+
+
+@pytest.mark.parametrize("command", [["sync", "--dry-run"], ["run", "--metrics-bind-address=127.0.0.1:0"]])
+def test_a_kubeconfig_token_with_a_line_break_is_one_line_never_printed(config: Path, tmp_path: Path,
+                                                                        command: list[str]) -> None:
+    """A token pasted with its line break (``token: |`` in YAML, ``echo`` into a file): every request would fail
+    in http.client with ``Invalid header value b'Bearer <token>\\n'``, which the informer logged (the token in
+    clear) sweep after sweep, and which killed the leader elector's thread with a traceback. It is a
+    configuration error of one line naming the kubeconfig, without the token."""
+    from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
+    token = "kube-T0ken-s3cret"
+    with KubeApiSimulator() as kube:
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kc", token=token + "\n")
+        r = run_cli([command[0], "--config", str(config), "--kubeconfig", kubeconfig, *command[1:]], timeout=30)
+    assert r.returncode == 2, r.stderr
+    errors = _error_lines(r.stderr)
+    assert len(errors) == 1 and kubeconfig in errors[0] and "token" in errors[0], r.stderr
+    assert token not in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, RUNNING_STATUSES
+from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, RUNNING_STATUSES, TAINT_MAINTENANCE
 from ovirt_cloudprovider.engine.client import EngineClient
+from ovirt_cloudprovider.engine.host_records import HOST_DISCOVERY_FOLLOW
 from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
@@ -35,9 +36,13 @@ def world() -> Iterator[World]:
 
 def vm_list(sim: EngineSimulator) -> ET.Element:
     """The simulator's real /vms answer for the discovery's search (read with Basic auth)."""
-    query = urllib.parse.urlencode({"search": "tag=kubernetes sortby name asc page 1", "max": "100",
+    return engine_list(sim, "vms", {"search": "tag=kubernetes sortby name asc page 1", "max": "100",
                                     "follow": DISCOVERY_FOLLOW})
-    req = urllib.request.Request(f"{sim.url}/vms?{query}", headers={
+
+
+def engine_list(sim: EngineSimulator, collection: str, params: dict[str, str]) -> ET.Element:
+    query = urllib.parse.urlencode(params)
+    req = urllib.request.Request(f"{sim.url}/{collection}?{query}", headers={
         "Authorization": "Basic " + base64.b64encode(f"{sim.username}:{sim.password}".encode()).decode()})
     with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=sim.ca_file), timeout=5) as r:
         return ET.fromstring(r.read())
@@ -85,3 +90,36 @@ def test_identical_repeat_is_fine(world: World) -> None:
     report = world.sweep()
     assert report.ok and report.snapshot is not None and report.snapshot.inconsistent_ids == ()
     assert metric(world, "ovirt_cloudprovider_engine_inconsistent_vms_total") == 0
+
+
+def test_two_hosts_with_one_id_in_other_spellings_leave_that_node_alone() -> None:
+    """A garbled host search that lists an impostor of a running host first (its id in upper case, another name,
+    status maintenance): the host node got the maintenance taint and the impostor's labels, because a host id
+    listed twice counted once, the first record winning. Now the id is inconsistent, as for VMs."""
+    with EngineSimulator(generate_fleet(6, seed=21, untagged=0)) as engine, KubeApiSimulator() as kube, \
+            World(engine, kube, hosts="cluster=east-a", delete_after_sweeps=2) as world:
+        world.client.close()
+        world.client = EngineClient(world.config.connection, page_size=100, hosts="cluster=east-a")
+        root = engine_list(engine, "hosts", {"max": "100", "follow": HOST_DISCOVERY_FOLLOW})  # every host: the
+        # static answer serves the host search and the list of hosts the VM search joins
+        world.engine.serve_static("/hosts", ET.tostring(root))
+        world.converge()
+        original = next(e for e in root if (e.findtext("name") or "").startswith("east-a-"))
+        name, host_id = original.findtext("name"), original.get("id")
+        assert name is not None and host_id is not None
+        before = world.host_nodes()[name]
+        impostor = copy.deepcopy(original)
+        impostor.set("id", host_id.upper())
+        for field, value in (("name", "impostor"), ("status", "maintenance")):
+            element = impostor.find(field)
+            assert element is not None
+            element.text = value
+        root.insert(0, impostor)
+        world.engine.serve_static("/hosts", ET.tostring(root))
+        for _ in range(3):
+            report = world.sweep()
+            assert report.ok, report.error
+        after = world.host_nodes()[name]
+        assert TAINT_MAINTENANCE not in {t["key"] for t in after["spec"].get("taints") or []}
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        assert "impostor" not in {n["metadata"]["name"] for n in kube.list_nodes()}
