@@ -112,6 +112,9 @@ class Partition:
     ours: tuple[ObservedNode, ...] = ()
     unowned: tuple[ObservedNode, ...] = ()
     others: tuple[ObservedNode, ...] = ()
+    # Nodes whose owner could not be read (an annotation no rule foresaw), each with the error: touched by no one,
+    # as if another instance owned them; the planner says so with a SKIP Warning.
+    unreadable: tuple[tuple[ObservedNode, Exception], ...] = ()
 
 
 def is_ours(node: ObservedNode, owner: Owner) -> bool:
@@ -123,15 +126,20 @@ def partition(observed: Iterable[ObservedNode], owner: Owner) -> Partition:
     ours: list[ObservedNode] = []
     unowned: list[ObservedNode] = []
     others: list[ObservedNode] = []
+    unreadable: list[tuple[ObservedNode, Exception]] = []
     for node in observed:
-        recorded = recorded_owner(node)
+        try:
+            recorded = recorded_owner(node)
+        except Exception as exc:  # one node's datum never stops the sweep (rule 4): that node is left alone
+            unreadable.append((node, exc))
+            continue
         if recorded is None:
             unowned.append(node)
         elif recorded == (owner.instance, owner.engine):
             ours.append(node)
         else:
             others.append(node)
-    return Partition(ours=tuple(ours), unowned=tuple(unowned), others=tuple(others))
+    return Partition(ours=tuple(ours), unowned=tuple(unowned), others=tuple(others), unreadable=tuple(unreadable))
 
 
 __all__ = ["REASON_OWNED_ELSEWHERE", "Owner", "Partition", "describe", "is_ours", "partition", "recorded_owner",

@@ -242,6 +242,14 @@ def _needs_initialization(node: ObservedNode) -> bool:
 
 # --- the planner ---------------------------------------------------------------------------------------
 
+
+def _unreadable_owner(node: ObservedNode, exc: Exception) -> Action:
+    """A SKIP Warning on ``node``, whose owner annotations could not be read: it is left as it is this sweep."""
+    detail = " ".join(str(exc).split())[:200]
+    return node_action(ActionKind.SKIP, node, None, REASON_UNPLANNABLE,
+                       f"Node {node.name} is skipped this sweep: its owner could not be read "
+                       f"({type(exc).__name__}: {detail}); it is left as it is.", warning=True)
+
 def plan_sync(
     desired: Desired,
     observed: Sequence[ObservedNode],
@@ -280,13 +288,18 @@ class _Planner:
         # are matched (and adopted when present) but never counted absent by an instance with another name.
         self.owner = ownership.Owner(controller.instance, desired.engine)
         parts = ownership.partition(self.by_name.values(), self.owner)
-        self.others = {node.name: node for node in parts.others}
-        self.others_keys = {providerid.owner_key_of(node.provider_id) for node in parts.others} - {None}
+        # A node whose owner cannot be read is held like another instance's node: its name and VM stay taken,
+        # nothing is written to it, and a SKIP Warning says why.
+        held = [*parts.others, *(node for node, _ in parts.unreadable)]
+        self.others = {node.name: node for node in held}
+        self.others_keys = {providerid.owner_key_of(node.provider_id) for node in held} - {None}
+        for node, exc in parts.unreadable:
+            self.actions.append(_unreadable_owner(node, exc))
         self.by_name = {name: node for name, node in self.by_name.items() if name not in self.others}
         self.unclaimed: set[str] = set() if self.owner.claims_legacy else {n.name for n in parts.unowned}
         self.adopted: set[str] = set()  # unclaimed nodes this plan writes our owner on
-        if self.others:
-            self.notes.append(f"{len(self.others)} node(s) of other controller instances left alone")
+        if parts.others:
+            self.notes.append(f"{len(parts.others)} node(s) of other controller instances left alone")
         self.managed: dict[str, list[ObservedNode]] = {}  # vm id → nodes with that providerID
         self.unprovisioned: list[ObservedNode] = []
         self.by_fqdn: dict[str, list[ObservedNode]] = {}  # folded name / hostname → unprovisioned nodes
