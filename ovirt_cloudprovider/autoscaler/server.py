@@ -40,7 +40,11 @@ from .service import AutoscalerMetrics, CloudProvider
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 3.5
-_MAX_WORKERS = 8
+# Requests served at once. The cluster-autoscaler deletes up to --max-scale-down-parallelism nodes (default 10) at
+# once, one NodeGroupDeleteNodes each, every call waiting for its VM to power off; meanwhile its loop asks Refresh,
+# NodeGroupTargetSize and NodeGroupForNode for every node. Those answers (from memory) must never queue behind
+# the deletes: the threads are started only when needed.
+_MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
