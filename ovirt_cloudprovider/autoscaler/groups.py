@@ -26,7 +26,8 @@ all groups, :mod:`~ovirt_cloudprovider.core.nodegroups` says which VM is whose).
 - ``template_node(group)`` reads the template, cluster and data center once (cached) and computes the node.
 
 Lifecycle: ``start()`` runs the background thread (the starter, and a refresh when the autoscaler has not asked for
-``idle_refresh`` seconds, so the state and readiness stay current); ``stop()`` ends it.
+``idle_refresh`` seconds, so the state and readiness stay current); ``stop()`` ends it, and from then on an increase
+or delete in flight starts no further create or removal (it ends with an error saying what was done).
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ class NodeGroups:
             created: list[GroupVm] = []
             try:
                 for _ in range(delta):
+                    self._check_stopping(f"node group {name}: {len(created)} of {delta} VMs created")
                     vm = self._create(group, ng.vm_name(group, self._suffix()), user_data)
                     created.append(vm)
                     with self._lock:
@@ -254,6 +256,11 @@ class NodeGroups:
                     log.info("node-group VMs created", extra=kv(group=name, asked=delta, created=len(created),
                                                                 vms=",".join(v.name for v in created)))
             return tuple(created)
+
+    def _check_stopping(self, done: str) -> None:
+        """No new engine change once :meth:`stop` was called (SIGTERM): the request ends with what is done."""
+        if self._stopping.is_set():
+            raise EngineTransientError(f"shutting down: {done}")
 
     def _create(self, group: NodeGroupConfig, name: str, user_data: str | None) -> GroupVm:
         try:
@@ -288,6 +295,7 @@ class NodeGroups:
         removed: list[GroupVm] = []
         try:
             for vm in decided.vms:
+                self._check_stopping(f"node group {name}: {len(removed)} of {len(decided.vms)} VMs removed")
                 self._remove(group, vm)
                 removed.append(vm)
         finally:
