@@ -12,7 +12,10 @@ Prints ``key=value`` lines:
   answers): one Refresh at ``--groups`` groups holding ``--group-vms``
   VMs in all (one paged search for every group, never one per group).
 
-    python benchmarks/autoscaler.py [--scale-up 10] [--groups 50] [--group-vms 1000]
+``--write-results`` also writes them to ``benchmarks/results/autoscaler.json`` (with the command, date, machine and
+load: benchmarks/record.py), from which ``python benchmarks/report.py --write`` makes the README's table.
+
+    python benchmarks/autoscaler.py [--scale-up 10] [--groups 50] [--group-vms 1000] [--write-results]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from record import record  # benchmarks/record.py: --write-results
 from simproc import SimProcess  # benchmarks/simproc.py (the script directory is on sys.path)
 
 from ovirt_cloudprovider.autoscaler.protocol import load
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             channel.close()
             server.stop()
-    out.update(groups=args.groups, image_lock_seconds=args.image_lock_seconds, boot_seconds=args.boot_seconds,
+    out.update(groups=args.groups, group_vms=args.group_vms, image_lock_seconds=args.image_lock_seconds,
+               boot_seconds=args.boot_seconds,
                poll_interval=args.poll_interval, scale_up=args.scale_up)
     return out
 
@@ -99,10 +104,14 @@ def main() -> int:
     ap.add_argument("--image-lock-seconds", type=float, default=1.0)
     ap.add_argument("--boot-seconds", type=float, default=1.0)
     ap.add_argument("--poll-interval", type=float, default=2.0, help="the service's starter poll (its default: 2)")
+    ap.add_argument("--write-results", action="store_true", help="also write benchmarks/results/autoscaler.json")
     args = ap.parse_args()
-    for key, value in run(args).items():
+    figures = run(args)
+    for key, value in figures.items():
         print(f"{key}={value}")
     sys.stdout.flush()
+    if args.write_results:
+        record("autoscaler", figures)
     return 0
 
 

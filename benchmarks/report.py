@@ -23,6 +23,7 @@ from typing import Any
 
 from ovirt_cloudprovider.core.settings import ControllerConfig
 from ovirt_cloudprovider.engine.paging import LISTS as ENGINE_LISTS
+from ovirt_cloudprovider.engine.provisioner import GROUP_PAGE_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 LISTS = len(ENGINE_LISTS)  # the lists a lean discovery joins
@@ -195,6 +196,26 @@ def image_table(results: Results) -> list[str]:
     return [*lines, "", *sources(results, "image")]
 
 
+# --- the autoscaler -----------------------------------------------------------------------------------------
+
+def autoscaler_table(results: Results) -> list[str]:
+    f = results["autoscaler"]["figures"]
+    n, groups, vms = f["scale_up"], f["groups"], f["group_vms"]
+    lines = ["| figure (engine simulator, its own process) | measured |", "|---|---|",
+             f"| `NodeGroupIncreaseSize(delta={n})`: the call (the creates and tags) | "
+             f"{_span(f['increase_call_seconds'], sec)} s |",
+             f"| from that call to {n} VMs `up` (simulated disk copy {sec(f['image_lock_seconds'])} s and boot "
+             f"{sec(f['boot_seconds'])} s, the starter's poll {sec(f['poll_interval'])} s) | "
+             f"{_span(f['scaleup_seconds'], sec)} s |",
+             f"| engine requests of that scale-up (creates, tags, starts, the starter's searches) | "
+             f"{_span(f['scaleup_engine_requests'], whole)} |",
+             f"| engine requests of one `Refresh` at {groups} groups holding {vms:,} VMs (one paged search, "
+             f"{GROUP_PAGE_SIZE} VMs a page, never one per group) | {_span(f['refresh_engine_requests'], whole)} |",
+             f"| that `Refresh`: its duration / the service's CPU | {_span(f['refresh_seconds'], sec)} s / "
+             f"{_span(f['refresh_service_cpu_seconds'], sec)} s |"]
+    return [*lines, "", *sources(results, "autoscaler")]
+
+
 # --- docs/sizing.md -----------------------------------------------------------------------------------------
 
 def _scales(results: Results) -> list[dict[str, Any]]:
@@ -233,7 +254,7 @@ def memory_table(results: Results) -> list[str]:
 
 
 BLOCKS: dict[str, dict[str, Callable[[Results], list[str]]]] = {
-    "README.md": {"scale": scale_table, "image": image_table},
+    "README.md": {"scale": scale_table, "image": image_table, "autoscaler": autoscaler_table},
     "docs/sizing.md": {"engine-load": engine_load_table, "time": time_table, "memory": memory_table},
 }
 

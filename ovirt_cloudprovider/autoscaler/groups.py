@@ -17,13 +17,17 @@ all groups, :mod:`~ovirt_cloudprovider.core.nodegroups` says which VM is whose).
   failure mid-way leaves the VMs already created (they count towards the target size) and is returned to the
   autoscaler, which asks again with what is still missing.
 - ``delete(group, provider_ids)`` searches first, refuses the whole request when one node is not a VM of this
-  group (another group's VM, a hand-made VM, no VM at all) or when the group would go below ``min_size``, then for
-  each VM re-reads its mark (GET by id) right before stopping it and removing it with its disks. A removal the
-  engine refuses is an error returned to the autoscaler, not a retry loop.
+  group (another group's VM, a hand-made VM, no VM at all) or is being removed by another request, or when the
+  group would go below ``min_size`` (the VMs other requests are removing count as gone), then for each VM
+  re-reads its mark (GET by id) right before stopping it and removing it with its disks. Only the decision is one
+  request at a time per group: parallel requests (the autoscaler sends one per node) wait for their power-offs
+  together. A removal the engine refuses is an error returned to the autoscaler, not a retry loop. A VM removed
+  here is no member any more, even if a search still lists it.
 - ``template_node(group)`` reads the template, cluster and data center once (cached) and computes the node.
 
 Lifecycle: ``start()`` runs the background thread (the starter, and a refresh when the autoscaler has not asked for
-``idle_refresh`` seconds, so the state and readiness stay current); ``stop()`` ends it.
+``idle_refresh`` seconds, so the state and readiness stay current); ``stop()`` ends it, and from then on an increase
+or delete in flight starts no further create or removal (it ends with an error saying what was done).
 """
 
 from __future__ import annotations
@@ -124,6 +128,9 @@ class NodeGroups:
         self._templates: dict[str, TemplateInfo] = {}
         self._pending: dict[str, float] = {}  # VM ids created here, not started yet -> when given up
         self._removing: set[str] = set()  # VM ids being stopped and removed here: never started
+        # VM ids removed here that a search may still return (one answered before the removal, or an engine still
+        # listing a VM while it removes its disks): not members; forgotten once a search no longer returns them.
+        self._gone: set[str] = set()
         self._op_locks = {name: threading.Lock() for name in self._groups}  # one change per group at a time
         self._refreshed_at: float | None = None
         self._wake = threading.Event()
@@ -169,8 +176,10 @@ class NodeGroups:
             self._on_engine(str(err))
             raise
         self._on_engine(None)
-        members = ng.members(list(self._groups.values()), vms)
         with self._lock:
+            listed = {vm.id for vm in vms}
+            self._gone &= listed
+            members = ng.members(list(self._groups.values()), [vm for vm in vms if vm.id not in self._gone])
             self._members = members
             self._owner = ng.snapshot_by_provider_id(members)
             self._refreshed_at = time.monotonic()
@@ -232,6 +241,7 @@ class NodeGroups:
             created: list[GroupVm] = []
             try:
                 for _ in range(delta):
+                    self._check_stopping(f"node group {name}: {len(created)} of {delta} VMs created")
                     vm = self._create(group, ng.vm_name(group, self._suffix()), user_data)
                     created.append(vm)
                     with self._lock:
@@ -246,6 +256,11 @@ class NodeGroups:
                     log.info("node-group VMs created", extra=kv(group=name, asked=delta, created=len(created),
                                                                 vms=",".join(v.name for v in created)))
             return tuple(created)
+
+    def _check_stopping(self, done: str) -> None:
+        """No new engine change once :meth:`stop` was called (SIGTERM): the request ends with what is done."""
+        if self._stopping.is_set():
+            raise EngineTransientError(f"shutting down: {done}")
 
     def _create(self, group: NodeGroupConfig, name: str, user_data: str | None) -> GroupVm:
         try:
@@ -263,32 +278,41 @@ class NodeGroups:
             raise
 
     def delete(self, name: str, provider_ids: Sequence[str]) -> tuple[GroupVm, ...]:
-        """Stop and remove the VMs of group ``name`` the nodes ``provider_ids`` name (all or nothing)."""
+        """Stop and remove the VMs of group ``name`` the nodes ``provider_ids`` name (all or nothing).
+
+        The decision (a search, the rules, the VMs reserved in ``_removing``) is made one request at a time per
+        group; the stops, waits and removals are not, so parallel requests (the cluster-autoscaler sends one per
+        node) power their VMs off together, and the VMs reserved by the others count as gone in each decision."""
         group = self.config(name)
         with self._op_locks[name]:
             current = self._search()[name]
-            decided = ng.deletion(group, current, list(provider_ids))
+            with self._lock:
+                decided = ng.deletion(group, current, list(provider_ids), removing=self._removing)
+                if decided.problem is None:
+                    self._removing.update(v.id for v in decided.vms)
             if decided.problem is not None:
                 raise Refused(decided.problem)
-            removed: list[GroupVm] = []
-            try:
-                for vm in decided.vms:
-                    self._remove(group, vm)
-                    removed.append(vm)
-            finally:
-                with self._lock:
-                    gone = {v.id for v in removed}
-                    self._members[name] = tuple(v for v in self._members[name] if v.id not in gone)
-                    for vm_id in gone:
-                        self._owner.pop(providerid.normalize_vm_id(vm_id), None)
-                if removed:
-                    self._on_removed(name, len(removed))
-                    log.info("node-group VMs removed", extra=kv(group=name, vms=",".join(v.name for v in removed)))
-            return tuple(removed)
+        removed: list[GroupVm] = []
+        try:
+            for vm in decided.vms:
+                self._check_stopping(f"node group {name}: {len(removed)} of {len(decided.vms)} VMs removed")
+                self._remove(group, vm)
+                removed.append(vm)
+        finally:
+            with self._lock:
+                self._removing.difference_update(v.id for v in decided.vms)
+                gone = {v.id for v in removed}
+                self._gone.update(gone)
+                self._members[name] = tuple(v for v in self._members[name] if v.id not in gone)
+                for vm_id in gone:
+                    self._owner.pop(providerid.normalize_vm_id(vm_id), None)
+            if removed:
+                self._on_removed(name, len(removed))
+                log.info("node-group VMs removed", extra=kv(group=name, vms=",".join(v.name for v in removed)))
+        return tuple(removed)
 
     def _remove(self, group: NodeGroupConfig, vm: GroupVm) -> None:
-        with self._lock:
-            self._removing.add(vm.id)
+        """Stop and remove one VM reserved in ``_removing`` by :meth:`delete`."""
         try:
             current = self._engine.get_vm(vm.id)
             if current is None:
@@ -302,7 +326,6 @@ class NodeGroups:
             self._engine.remove(vm.id)
         finally:
             with self._lock:
-                self._removing.discard(vm.id)
                 self._pending.pop(vm.id, None)
 
     def _wait_down(self, vm: GroupVm) -> None:

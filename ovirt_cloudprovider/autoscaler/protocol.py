@@ -9,6 +9,8 @@ generated is kept in the repository), and the template node as a v1.Node message
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from typing import Any
 
 import grpc
@@ -19,9 +21,20 @@ PROTO = "ovirt_cloudprovider/autoscaler/protos/externalgrpc.proto"
 SERVICE = "clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider"
 
 
+def _proto_root() -> str:
+    """The directory that holds the ``ovirt_cloudprovider`` package (PROTO is relative to it)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 @functools.cache
 def load() -> tuple[Any, Any]:
-    """(messages, services) of the externalgrpc protocol, compiled once per process."""
+    """(messages, services) of the externalgrpc protocol, compiled once per process.
+
+    grpcio-tools finds .proto files only under ``sys.path`` entries; an editable install imports the package
+    through a finder, without its checkout on ``sys.path``: then that directory is appended (last, so it shadows
+    nothing), as grpcio-tools appends its own bundled protos."""
+    if not any(os.path.isfile(os.path.join(entry or ".", PROTO)) for entry in sys.path):
+        sys.path.append(_proto_root())
     return grpc.protos_and_services(PROTO)  # type: ignore[no-any-return]
 
 

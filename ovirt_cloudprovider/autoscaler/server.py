@@ -6,8 +6,9 @@ metrics port, the node groups' background thread.
   requires a client certificate signed by that CA) or ``--insecure-grpc`` (plain gRPC, for tests), else a one-line
   :class:`~ovirt_cloudprovider.app.StartupError` (exit 2).
 - :class:`AutoscalerServer`: lifecycle ``start()`` (the metrics port, the first refresh attempt, the node groups'
-  thread, the gRPC server), run until ``stop()``; ``stop()`` ends the gRPC server (requests in flight get a
-  second), the thread, the engine session (logout, best effort) and the metrics port, within
+  thread, the gRPC server), run until ``stop()``; ``stop()`` ends the node groups' thread (from then on no new
+  create or removal starts: a scale-up or scale-down in flight ends with what it did), the gRPC server (requests in
+  flight get a second), the engine session (logout, best effort) and the metrics port, within
   :data:`SHUTDOWN_SECONDS`.
 - ``/healthz`` answers 200 while the process loop beats; ``/readyz`` once a group search succeeded and the last
   one did (within ``engine_stale_after``).
@@ -40,7 +41,11 @@ from .service import AutoscalerMetrics, CloudProvider
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 3.5
-_MAX_WORKERS = 8
+# Requests served at once. The cluster-autoscaler deletes up to --max-scale-down-parallelism nodes (default 10) at
+# once, one NodeGroupDeleteNodes each, every call waiting for its VM to power off; meanwhile its loop asks Refresh,
+# NodeGroupTargetSize and NodeGroupForNode for every node. Those answers (from memory) must never queue behind
+# the deletes: the threads are started only when needed.
+_MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,10 @@ class AutoscalerServer:
         def left(keep: float = 0.0) -> float:
             return max(0.0, deadline - keep - time.monotonic())
 
-        self.grpc.stop(grace=min(1.0, left(2.0))).wait(left(2.0))
-        self.groups.stop(timeout=min(1.0, left(1.0)))
+        # First no new engine change (an increase or delete in flight ends with what it did), then the requests
+        # in flight get their answers within the grace.
+        self.groups.stop(timeout=min(1.0, left(2.5)))
+        self.grpc.stop(grace=min(1.0, left(1.0))).wait(left(1.0))
         self.engine.close(timeout=left(0.3))
         self.health_server.stop(timeout=max(0.1, left()))
 

@@ -11,8 +11,9 @@ delete, and what a new node of a group will look like. No I/O.
 - **Names**: ``<name_prefix>-<suffix>`` (:func:`vm_name`); the suffix is chosen by the caller before the create,
   so a create that timed out is looked up by that name instead of being made twice.
 - **Scale up** (:func:`increase_problem`): a positive delta that keeps the group at or below ``max_size``.
-- **Scale down** (:func:`deletion`): every requested node must be a VM of this group (by providerID), the group
-  must stay at or above ``min_size``; otherwise the whole request is refused and nothing is removed.
+- **Scale down** (:func:`deletion`): every requested node must be a VM of this group (by providerID) that no
+  other request is removing, the group must stay at or above ``min_size`` counting the VMs other requests are
+  removing as gone; otherwise the whole request is refused and nothing is removed.
 - **Repairs** a refresh makes: a ``down`` VM of a group is started (:func:`to_start`: a restart between the
   create and the start, or a VM stopped by hand), a VM missing one of the group's tags gets it
   (:func:`missing_tags`).
@@ -23,7 +24,7 @@ delete, and what a new node of a group will look like. No I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import providerid
@@ -135,9 +136,13 @@ def increase_problem(group: NodeGroupConfig, current: int, delta: int) -> str | 
     return None
 
 
-def deletion(group: NodeGroupConfig, vms: Sequence[GroupVm], provider_ids: Sequence[str]) -> Deletion:
+def deletion(group: NodeGroupConfig, vms: Sequence[GroupVm], provider_ids: Sequence[str],
+             removing: Collection[str] = ()) -> Deletion:
     """The VMs of ``group`` (holding ``vms``) the nodes ``provider_ids`` name; refused as a whole when one of
-    them is no VM of this group or when the group would go below ``min_size``."""
+    them is no VM of this group, or is being removed by another request (VM ids in ``removing``), or when the
+    group would go below ``min_size``: the VMs other requests are removing count as gone already, so parallel
+    requests (the cluster-autoscaler sends one per node) never take the group below ``min_size`` together."""
+    busy = {providerid.normalize_vm_id(i) for i in removing}
     by_id = {providerid.normalize_vm_id(vm.id): vm for vm in vms}
     chosen: dict[str, GroupVm] = {}
     for pid in provider_ids:
@@ -146,10 +151,15 @@ def deletion(group: NodeGroupConfig, vms: Sequence[GroupVm], provider_ids: Seque
         if vm is None:
             return Deletion(problem=f"node group {group.name}: node {pid or '(no providerID)'} is not a VM of "
                                     "this node group; nothing was removed")
+        if vm_id in busy:
+            return Deletion(problem=f"node group {group.name}: VM {vm.name} ({vm.id}) is already being removed "
+                                    "by another request; nothing else was removed")
         chosen[providerid.normalize_vm_id(vm.id)] = vm
-    if len(vms) - len(chosen) < group.min_size:
-        return Deletion(problem=f"node group {group.name}: removing {len(chosen)} of its {len(vms)} VMs would go "
-                                f"below min_size {group.min_size}; nothing was removed")
+    staying = len([k for k in by_id if k not in busy])
+    if staying - len(chosen) < group.min_size:
+        pending = f" ({len(by_id) - staying} more being removed)" if staying < len(by_id) else ""
+        return Deletion(problem=f"node group {group.name}: removing {len(chosen)} of its {staying} VMs{pending} "
+                                f"would go below min_size {group.min_size}; nothing was removed")
     return Deletion(vms=tuple(chosen.values()))
 
 

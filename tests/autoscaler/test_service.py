@@ -94,6 +94,10 @@ def test_memory_answers_never_reach_the_engine(sim: EngineSimulator, scaler: Sca
         scaler.call("NodeGroupTargetSize", id="pool")
         scaler.call("NodeGroupForNode", node=scaler.node("ovirt://0e0e0e0e-0000-0000-0000-000000000001"))
         scaler.call("NodeGroupNodes", id="other")
+    # nodes of no group: a VM of none, no providerID yet (an uninitialized node), another provider's: id ""
+    for pid, name in (("ovirt://0e0e0e0e-0000-0000-0000-000000000001", "vm-1"), ("", "fresh"),
+                      ("aws:///us-east-1a/i-0123", "ec2")):
+        assert scaler.call("NodeGroupForNode", node=scaler.node(pid, name)).nodeGroup.id == ""
     assert _engine_requests(scaler) == before
     scaler.call("Refresh")
     assert _engine_requests(scaler) == before + 1  # one search for every group
@@ -189,7 +193,9 @@ def test_template_node_info_and_the_optional_calls(sim: EngineSimulator, scaler:
         grpc.StatusCode.FAILED_PRECONDITION
     assert scaler.call("GPULabel").label == "nvidia.com/gpu.present"
     assert not scaler.call("GetAvailableGPUTypes").gpuTypes
-    scaler.call("Cleanup")
+    scaler.call("Cleanup")  # the autoscaler's SIGTERM: nothing to release, the service serves its successor
+    assert [g.id for g in scaler.call("NodeGroups").nodeGroups] == ["pool", "other"]
+    assert scaler.call("NodeGroupTemplateNodeInfo", id="other").nodeBytes  # a group without nodes, again
 
 
 def test_one_search_per_refresh_for_every_group(sim: EngineSimulator, scalers: Callable[..., Scaler]) -> None:
@@ -207,3 +213,23 @@ def test_each_new_vm_is_started_once(sim: EngineSimulator, scaler: Scaler) -> No
     time.sleep(1.0)  # ten rounds of the background thread (poll 0.1 s) after the starts
     starts = [r for r in sim.requests if r.method == "POST" and r.path.endswith("/start")]
     assert len(starts) == 2 and all(r.status == 200 for r in starts)
+
+
+def test_a_create_that_times_out_but_happens(engine_sims: Callable[..., EngineSimulator],
+                                             scalers: Callable[..., Scaler]) -> None:
+    """The engine answers the create after the client gave up (the request timeout), and makes the VM then: the
+    call fails, the late VM is found by its mark at the next Refresh, counted, tagged and started, and the
+    autoscaler's retry creates only what is missing."""
+    sim = engine_sims(engine_fleet(), image_lock_seconds=0.2, boot_seconds=0.2)
+    s = scalers(config_for(sim, timeout=1.0))
+    sim.set_latency(2.0, path_prefix="/ovirt-engine/api/vms", method="POST", count=1)
+    assert _code(lambda: s.call("NodeGroupIncreaseSize", id="pool", delta=2)) == grpc.StatusCode.UNAVAILABLE
+    wait_for(lambda: len(_group_vms(sim, "pool")) == 1, 10, "the late VM made")
+    (late,) = _group_vms(sim, "pool")
+    s.call("Refresh")  # the autoscaler's next loop
+    assert s.call("NodeGroupTargetSize", id="pool").targetSize == 1
+    s.call("NodeGroupIncreaseSize", id="pool", delta=1)  # what is still missing
+    assert len(_group_vms(sim, "pool")) == 2
+    wait_for(lambda: _statuses(sim, "pool") == ["up", "up"], 10, "both VMs started")
+    assert "kubernetes" in {sim.fleet.tags[t].name for t in sim.fleet.vm(late).tag_ids}
+    assert _code(lambda: s.call("NodeGroupIncreaseSize", id="pool", delta=4)) == grpc.StatusCode.FAILED_PRECONDITION

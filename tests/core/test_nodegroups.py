@@ -53,6 +53,15 @@ def test_deletion_only_own_vms_never_below_min() -> None:
     assert ng.deletion(A, vms, [""]).problem is not None
 
 
+def test_deletion_counts_what_other_requests_are_removing_as_gone() -> None:
+    vms = (_vm(ID1, "a"), _vm(ID2, "a"), _vm(ID3, "a"))  # min 1 + 2
+    assert ng.deletion(A, vms, [f"ovirt://{ID2}"], removing=[ID1]).problem is None
+    last = ng.deletion(A, vms, [f"ovirt://{ID3}"], removing=[ID1, ID2.upper()])
+    assert last.vms == () and "of its 1 VMs (2 more being removed) would go below min_size 1" in (last.problem or "")
+    twice = ng.deletion(A, vms, [f"ovirt://{ID1}"], removing=[ID1])
+    assert twice.vms == () and "already being removed" in (twice.problem or "")
+
+
 def test_instance_states_and_repairs() -> None:
     assert ng.instance_state("image_locked") == ng.INSTANCE_CREATING
     assert ng.instance_state("powering_up") == ng.INSTANCE_CREATING

@@ -57,6 +57,8 @@ def pyproject_value(table: str, key: str) -> str:
 
 
 SCRIPT = "ovirt-cloudprovider"
+# The autoscaler's protocol compiled as the service does at start (grpc_tools and its bundled protos).
+AUTOSCALER_SMOKE = "from ovirt_cloudprovider.autoscaler.protocol import load; load()"
 ENTRY_POINT = pyproject_value("project.scripts", SCRIPT)
 
 
@@ -145,14 +147,31 @@ def labels(stage: Stage) -> dict[str, str]:
     return found
 
 
+def shell_commands(line: str) -> list[list[str]]:
+    """The simple commands of a shell line, split at ``&&``, ``||``, ``;`` and ``|`` outside quotes."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token and set(token) <= set(";&|"):
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
+
+
 def apt_packages(stage: Stage) -> set[str]:
     packages: set[str] = set()
     for instruction in stage.all("RUN"):
-        for command in re.split(r"&&|;", instruction.args):
-            words = shlex.split(command)
+        for words in shell_commands(instruction.args):
             if words[:2] == ["apt-get", "install"]:
                 packages.update(w for w in words[2:] if not w.startswith("-"))
     return packages
+
+
+def test_shell_commands_respect_quotes() -> None:
+    assert shell_commands('a -y x && python -c "import a; a.b()" ; b "c && d"|e') == [
+        ["a", "-y", "x"], ["python", "-c", "import a; a.b()"], ["b", "c && d"], ["e"]]
 
 
 # --- .containerignore semantics (moby/patternmatcher) ------------------------------------------------------
@@ -330,12 +349,31 @@ def parse_lock(text: str) -> dict[str, Locked]:
     return entries
 
 
+IMAGE_EXTRAS = ("autoscaler",)  # the extras the image installs (the autoscaler component runs from it too)
+
+
 def runtime_requirements() -> list[Requirement]:
     """pyproject.toml's [project] dependencies (a regex: tomllib is 3.11+, the project supports 3.10)."""
     text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     body = re.search(r"^\[project\]\n.*?^dependencies = \[(.*?)^\]", text, re.M | re.S)
     assert body, "pyproject.toml has no [project] dependencies"
     return [Requirement(r) for r in re.findall(r'"([^"]+)"', body.group(1))]
+
+
+def extra_requirements(extra: str) -> list[Requirement]:
+    """pyproject.toml's [project.optional-dependencies] ``extra`` (comments stripped)."""
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    table = re.search(r"^\[project\.optional-dependencies\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    assert table, "pyproject.toml has no [project.optional-dependencies]"
+    body = re.search(rf"^{re.escape(extra)} = \[(.*?)^\]", table.group(1), re.M | re.S)
+    assert body, f"pyproject.toml has no extra {extra!r}"
+    lines = (line.split("#", 1)[0] for line in body.group(1).splitlines())
+    return [Requirement(r) for line in lines for r in re.findall(r'"([^"]+)"', line)]
+
+
+def image_requirements() -> list[Requirement]:
+    """What the image installs from the lock: the dependencies and the extras of :data:`IMAGE_EXTRAS`."""
+    return runtime_requirements() + [r for extra in IMAGE_EXTRAS for r in extra_requirements(extra)]
 
 
 @pytest.fixture(scope="module")
@@ -365,10 +403,25 @@ def test_lock_pins_every_dependency_with_hashes(lock: dict[str, Locked]) -> None
     assert not re.search(r"^-[-a-z]", text, re.M), "requirements.lock: no options (index URLs, find-links)"
 
 
+def test_extra_requirements_reads_the_autoscaler_extra() -> None:
+    names = {canonicalize_name(r.name) for r in extra_requirements("autoscaler")}
+    assert names == {"grpcio", "grpcio-tools", "protobuf"}
+    with pytest.raises(AssertionError, match="no extra"):
+        extra_requirements("nope")
+
+
 def test_lock_agrees_with_pyproject(lock: dict[str, Locked]) -> None:
-    """Every runtime dependency is locked at a version its specifier allows; nothing else is at top level; every
-    other entry is required by a locked one."""
-    wanted: dict[str, Requirement] = {canonicalize_name(r.name): r for r in runtime_requirements()}
+    """Every runtime dependency, and every one of the image's extras (``autoscaler``), is locked at a version its
+    specifier allows; nothing else is at top level; every other entry is required by a locked one."""
+    header = LOCK.read_text(encoding="utf-8")[:600]
+    for extra in IMAGE_EXTRAS:
+        assert f"--extra={extra}" in header, f"requirements.lock: not compiled with --extra={extra} (README)"
+    wanted: dict[str, Requirement] = {}
+    for r in image_requirements():
+        key = str(canonicalize_name(r.name))
+        if key in wanted:  # the same package in two places: both specifiers apply
+            r = Requirement(f"{r.name}{wanted[key].specifier & r.specifier}")
+        wanted[key] = r
     for name, requirement in wanted.items():
         assert name in lock, f"requirements.lock lacks {requirement} (refresh it: README)"
         assert requirement.specifier.contains(lock[name].version, prereleases=True), \
@@ -509,6 +562,9 @@ def test_the_cuts_come_after_every_install_and_spare_the_package(stages: list[St
     site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
     keep = [site / "kubernetes" / "client" / "api_client.py", site / "kubernetes" / "__pycache__" / "x.pyc",
             site / "lxml" / "etree.so", site / "ovirt_cloudprovider" / "core" / "testing.py",
+            site / "grpc_tools" / "_proto" / "google" / "protobuf" / "duration.proto",
+            site / "grpc_tools" / "protoc.py",
+            site / "ovirt_cloudprovider" / "autoscaler" / "protos" / "k8s_node.proto",
             site / "pkg" / "tests.py", site / "lxml-6.dist-info" / "licenses" / "LICENSE.txt"]
     cut = [site / "kubernetes" / "aio" / "client" / "api_client.py", site / "websocket" / "tests" / "t.py",
            site / "pkg" / "sub" / "test" / "data.txt", site / "lxml" / "includes" / "libxml" / "tree.h",
@@ -571,6 +627,14 @@ def test_wheel_from_the_build_context(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         keys = [n for n in names if b"PRIVATE KEY-----" in zf.read(n)]
     assert keys == [], f"private key material in the wheel: {keys}"
+
+
+def test_the_image_smoke_test_runs_the_autoscaler(stages: list[Stage]) -> None:
+    """The image runs both components: the smoke test loads the externalgrpc protocol (gRPC, protobuf and the
+    google/protobuf/*.proto of grpc_tools, which the cuts must spare) and the autoscaler's --help."""
+    runs = " && ".join(r.args for r in stages[-1].all("RUN"))
+    assert f'python -c "{AUTOSCALER_SMOKE}"' in runs
+    assert f"{SCRIPT} autoscaler --help" in runs
 
 
 def test_the_image_build_fails_if_simulators_or_a_private_key_got_in(stages: list[Stage]) -> None:
@@ -640,5 +704,20 @@ def test_build_stage_install_with_all_dependencies(build_context: Path, tmp_path
                    check=True, timeout=60, cwd=tmp_path)
     subprocess.run([str(target / "bin" / SCRIPT), "--help"], check=True, timeout=60, cwd=tmp_path,
                    stdout=subprocess.DEVNULL)
+    # The autoscaler component, from the same virtualenv: the "autoscaler" extra came from the lock, and the cuts
+    # kept what grpc_tools needs to compile the protocol (its bundled google/protobuf/*.proto in _proto/).
+    grpc_tools = subprocess.run([python, "-c", "import grpc_tools, os; print(os.path.dirname(grpc_tools.__file__))"],
+                                capture_output=True, text=True, check=True, timeout=60, cwd=tmp_path).stdout.strip()
+    assert (Path(grpc_tools) / "_proto" / "google" / "protobuf" / "duration.proto").is_file(), "grpc_tools/_proto cut"
+    subprocess.run([python, "-c", AUTOSCALER_SMOKE], check=True, timeout=120, cwd=tmp_path)
+    helped = subprocess.run([str(target / "bin" / SCRIPT), "autoscaler", "--help"], capture_output=True, text=True,
+                            check=False, timeout=60, cwd=tmp_path)
+    assert helped.returncode == 0, helped.stderr
+    for flag in ("--grpc-bind-address", "--tls-cert-file", "--client-ca-file", "--insecure-grpc"):
+        assert flag in helped.stdout
+    run = subprocess.run([str(target / "bin" / SCRIPT), "autoscaler", "--config", str(tmp_path / "missing.conf"),
+                          "--insecure-grpc"], capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path)
+    assert "'autoscaler' extra" not in run.stderr, f"the autoscaler lacks its extra: {run.stderr}"
+    assert run.returncode != 0 and "missing.conf" in run.stderr, run.stderr  # it got as far as the config file
     assert subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False,
                           timeout=60).returncode != 0, "pip in the virtualenv"

@@ -60,6 +60,20 @@ def test_a_new_result_fails_the_check_until_the_documents_are_regenerated(copy: 
     assert "| 10,000 | 8,560 | 163.4 MB |" in (copy / "docs" / "sizing.md").read_text(encoding="utf-8")
 
 
+def test_the_autoscaler_figures_come_from_its_result(copy: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Autoscaling node groups"):readme.index("## Operations")]
+    assert "<!-- figures: autoscaler" in section and "`benchmarks/results/autoscaler.json`" in section
+    path = copy / "benchmarks" / "results" / "autoscaler.json"
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result["figures"]["refresh_engine_requests"] = 51  # one search per group: what it must never be
+    path.write_text(json.dumps(result), encoding="utf-8")
+    proc = report(root=copy)
+    assert proc.returncode == 1 and "README.md: the table 'autoscaler' differs" in proc.stderr
+    assert report("--write", root=copy).returncode == 0
+    assert "never one per group) | 51 |" in (copy / "README.md").read_text(encoding="utf-8")
+
+
 def test_an_edited_table_or_figure_fails_the_check(copy: Path) -> None:
     sizing = copy / "docs" / "sizing.md"
     sizing.write_text(sizing.read_text(encoding="utf-8").replace("| 94 MB |", "| 128 MB |"), encoding="utf-8")

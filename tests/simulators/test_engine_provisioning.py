@@ -99,6 +99,25 @@ def test_create_from_template_goes_through_the_engine_statuses(sim: EngineSimula
     assert 53 in codes and 113 in codes  # creation completed, removal finished
 
 
+def test_a_slow_power_off_is_powering_down_then_down(sim: EngineSimulator, conn: sdk.Connection) -> None:
+    sim.fleet.stop_seconds = 0.3
+    vms = conn.system_service().vms_service()
+    vm = vms.add(types.Vm(name="slow-off", cluster=types.Cluster(name="east-a"),
+                          template=types.Template(name="k8s-node")))
+    service = vms.vm_service(vm.id)
+    _wait_status(service, types.VmStatus.DOWN)
+    service.start()
+    _wait_status(service, types.VmStatus.UP)
+    service.stop()
+    assert service.get().status == types.VmStatus.POWERING_DOWN
+    with pytest.raises(sdk.Error) as running:
+        service.remove()
+    assert running.value.code == 409
+    _wait_status(service, types.VmStatus.DOWN)
+    service.remove(detach_only=False)
+    assert vm.id not in sim.fleet.vms
+
+
 def test_refusals(sim: EngineSimulator, conn: sdk.Connection) -> None:
     vms = conn.system_service().vms_service()
     add = types.Vm(name="dup", cluster=types.Cluster(name="east-a"), template=types.Template(name="k8s-node"))

@@ -52,9 +52,11 @@ class FaultInjection:
         with self._lock:
             self._faults.append(fault)
 
-    def set_latency(self, seconds: float, *, path_prefix: str = "/", count: int | None = None) -> None:
-        """Delay every matching request by ``seconds`` (before anything else happens)."""
-        self._add_fault(_Fault("latency", path_prefix, count, seconds=seconds))
+    def set_latency(self, seconds: float, *, path_prefix: str = "/", count: int | None = None,
+                    method: str | None = None) -> None:
+        """Delay every matching request (of ``method`` only, when given) by ``seconds`` before anything else
+        happens: a client that gives up sooner sees a timeout, and the request is still done afterwards."""
+        self._add_fault(_Fault("latency", path_prefix, count, seconds=seconds, method=method))
 
     def fail_requests(self, status: int = 503, *, count: int | None = None,
                       path_prefix: str = API_PREFIX, skip: int = 0, method: str | None = None) -> None:

@@ -220,6 +220,8 @@ class Fleet:
         # How long a VM created from a template stays image_locked, and a started VM powering_up (seconds).
         self.image_lock_seconds = 0.0
         self.boot_seconds = 0.0
+        # How long a stopped (powered off) VM stays powering_down before it is down (0: at once).
+        self.stop_seconds = 0.0
         self._pending: set[str] = set()  # ids of the VMs with a status change to come
         self.events: list[SimEvent] = []
         self._next_event_id = first_event_id
@@ -707,6 +709,8 @@ class Fleet:
                                        vm=vm, user=False)
                     elif vm.status == "powering_up" and status == "up":
                         self.set_status(vm.id, "up")
+                    elif vm.status == "powering_down" and status == "down":
+                        self.set_status(vm.id, "down")
 
     def start_vm(self, ref: str) -> SimVM:
         """The ``start`` action: ``powering_up``, then ``up`` after ``boot_seconds``."""
@@ -722,7 +726,7 @@ class Fleet:
             return vm
 
     def stop_vm(self, ref: str) -> SimVM:
-        """The ``stop`` action (power off): ``down`` at once."""
+        """The ``stop`` action (power off): ``down`` at once, or ``powering_down`` for ``stop_seconds`` first."""
         with self.lock:
             self.advance()
             vm = self.vm(ref)
@@ -731,7 +735,12 @@ class Fleet:
             if vm.status == "down":
                 raise EngineConflict("Cannot stop VM. VM is not running.")
             vm.pending.clear()
-            return self.set_status(vm.id, "down")
+            if self.stop_seconds <= 0:
+                return self.set_status(vm.id, "down")
+            if vm.status != "powering_down":
+                self.set_status(vm.id, "powering_down")
+            self._after(vm, self.stop_seconds, "down")
+            return vm
 
     def delete_vm(self, ref: str, *, detach_only: bool = False) -> None:
         """``DELETE /vms/{id}``: refused while the VM runs or is locked; its disks go with it unless

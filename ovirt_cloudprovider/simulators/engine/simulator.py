@@ -57,13 +57,15 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
         self, fleet: Fleet | None = None, *, vms: int = 0, seed: int = 0, username: str = DEFAULT_USERNAME,
         password: str = DEFAULT_PASSWORD, host: str = "127.0.0.1", port: int = 0,
         token_lifetime: float | None = None, image_lock_seconds: float | None = None,
-        boot_seconds: float | None = None,
+        boot_seconds: float | None = None, stop_seconds: float | None = None,
     ) -> None:
         self.fleet = fleet if fleet is not None else generate_fleet(vms, seed=seed)
         if image_lock_seconds is not None:
             self.fleet.image_lock_seconds = image_lock_seconds
         if boot_seconds is not None:
             self.fleet.boot_seconds = boot_seconds
+        if stop_seconds is not None:
+            self.fleet.stop_seconds = stop_seconds
         self.username = username
         self.password = password
         self.token_lifetime = token_lifetime
