@@ -75,7 +75,7 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._lost: set[str] = set()  # lose_in_search
-        self._twins: dict[str, str] = {}  # twin_in_search
+        self._twins: dict[str, tuple[str, bool]] = {}  # twin_in_search
         self._static: dict[str, _Static] = {}
         self._tokens: dict[str, _Token] = {}
         self._records: list[RequestRecord] = []
@@ -295,13 +295,14 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
 
     def _vm_and_twin(self, r: _Renderer, vm: SimVM, query: dict[str, str], follow: FollowTree) -> list[Node]:
         """A VM of a list, and its twin when :meth:`twin_in_search` garbles this search (one that names no id)."""
-        twin_id = self._twin_id(vm.id) if "search" in query and not re.search(r"\bid\s*=", query["search"]) \
+        garbled = self._twin_id(vm.id) if "search" in query and not re.search(r"\bid\s*=", query["search"]) \
             else None
-        if twin_id is None:
+        if garbled is None:
             return [r.vm(vm, follow)]
-        twin = dataclasses.replace(vm, id=twin_id, name=f"{vm.name}-twin", status="down", host_id=None,
+        twin = dataclasses.replace(vm, id=garbled[0], name=f"{vm.name}-twin", status="down", host_id=None,
                                    devices=[], pending=[])
-        return [r.vm(vm, follow), r.vm(twin, follow)]
+        pair = [r.vm(vm, follow), r.vm(twin, follow)]
+        return pair[::-1] if garbled[1] else pair
 
     # complexity: one branch per engine collection and follow= link
     def _api_body(self, parts: list[str], query: dict[str, str]) -> bytes | None:  # noqa: C901
