@@ -13,14 +13,18 @@ Each step changes one thing, then sweeps once:
   deleted, a kubelet registering a Node with the uninitialized taint (by the VM's name or FQDN);
 - leadership: a standby (``may_write`` False) and a lease lost during the next sweep (``may_write`` True for a
   few requests, then False for good);
-- a targeted sweep of a few VMs of the last complete discovery, as the loop runs on engine events.
+- a targeted sweep of a few VMs of the last complete discovery, as the loop runs on engine events (a start or
+  stop may be followed by one of that VM instead of a full sweep).
+
+Not yet: a second instance with another filter (ownership, issue 17 rule 2, is not on main yet).
 
 After every sweep: no node of a VM (or host) that exists and matches the filter is deleted (``nodes_lost``); no
 write to a foreign node (another providerID, or none and no match) (``foreign_touched``); no more writes than
-``may_write`` granted (``writes_while_standby``); no node registered or initialized for a VM outside the filter
-(``outside_filter``); no shutdown or maintenance taint added to a running VM's or up host's node, or removed from
-a stopped one's (``wrong_taints``). At the end a heal phase (glitches off, leading, a few sweeps) must converge
-to the state computed from the engine simulator's own model and the filters (``converged``).
+``may_write`` granted (``writes_while_standby``); no node registered or initialized for a VM outside the filter,
+and no targeted sweep writing to the node of one (``outside_filter``); no shutdown or maintenance taint added to
+a running VM's or up host's node, or removed from a stopped one's (``wrong_taints``). At the end a heal phase
+(glitches off, leading, a few sweeps) must converge to the state computed from the engine simulator's own model
+and the filters (``converged``).
 
 Bounded: ``OVCP_MODEL_EXAMPLES`` examples (20 by default) of at most ``OVCP_MODEL_STEPS`` steps (12),
 derandomized; ``OVCP_MODEL_SEED=N`` explores other examples. Prints
@@ -83,6 +87,11 @@ KNOWN_DEFECTS: dict[str, str] = {
     # rule 1 (helper "evidence"): a search that lost a VM or host + a proxy's HTML 404 on the GET by id confirm the
     # deletion of its node. Minimal: start(fleet_seed=0), lose_subset(mask=1), html_404_by_id() → nodes lost.
     "html_404": "rule 1: only the engine's own answer is evidence",
+    # rule 6 (helper "evidence"): a targeted sweep registers a node for a VM whose tag left the filter since the
+    # last full sweep (no VM event for that). Minimal: start(fleet_seed=0), stop_vm(k8s-worker-0002), move_worker_tag()
+    # (no sweep), start_vm(k8s-worker-0002, event=True) → the targeted sweep patches its node (the shutdown taint
+    # removed) although the VM left the filter. While disabled, a tag move is followed by a full sweep.
+    "targeted_filter": "rule 6: a targeted sweep never acts outside the filter",
     # rule 4 (helper "isolation"): an operator's shutdown=true:NoSchedule on a running VM's (or up host's) node is
     # never removed (taints matched by value). Minimal: start(fleet_seed=0), taint_node(i=1,
     # key=node.cloudprovider.kubernetes.io/shutdown, value="true") → heal: not converged. While disabled, the taints
@@ -311,11 +320,11 @@ class FleetModel(RuleBasedStateMachine):
         finally:
             cache.stop()
         writes = [r for r in self.kube.requests if r.resource is not None and r.verb in WRITE_VERBS]
-        self.check(members, before, self.nodes(), writes, fence)
+        self.check(members, before, self.nodes(), writes, fence, targeted=bool(targets))
         return report, sum(1 for r in writes if r.resource in NODE_RESOURCES)
 
     def check(self, members: Members, before: dict[str, Node], after: dict[str, Node], writes: list[Any],
-              fence: Fence) -> None:
+              fence: Fence, *, targeted: bool) -> None:
         lost, touched, outside, wrong = [], [], [], []
         for name, node in before.items():
             key = providerid.owner_key_of(pid(node))
@@ -336,11 +345,15 @@ class FleetModel(RuleBasedStateMachine):
             old = before.get(name)
             if key is not None and (old is None or not pid(old)) and members.owner(key) is None:
                 outside.append(f"{name} ({pid(node)})")
+        if targeted:  # no deletion there: a write to the node of a VM or host outside the filter is out of place
+            outside += sorted({f"{r.verb} {r.name}" for r in writes if r.resource in NODE_RESOURCES and r.name in before
+                               and members.owner(providerid.owner_key_of(pid(before[r.name]))) is None
+                               and r.name not in foreign})
         unfenced = max(0, len(writes) - fence.granted) if fence.budget is not None else 0
         MODEL.record(steps=0, nodes_lost=len(lost), foreign_touched=len(touched), writes_while_standby=unfenced,
                      outside_filter=len(outside), wrong_taints=len(wrong))
         problems = [f"{label}: {items}" for label, items in (
-            ("nodes lost", lost), ("foreign nodes touched", touched), ("registered outside the filter", outside),
+            ("nodes lost", lost), ("foreign nodes touched", touched), ("acted outside the filter", outside),
             ("wrong taints", wrong)) if items]
         if unfenced:
             problems.append(f"{len(writes)} writes while may_write granted {fence.granted}: "
@@ -405,23 +418,34 @@ class FleetModel(RuleBasedStateMachine):
         return [v for v in found if (not removable or not v.name.startswith("k8s-cp-"))
                 and (status is None or v.status == status)]
 
-    def step(self, what: str, change: Callable[[], object] | None = None) -> None:
+    def step(self, what: str, change: Callable[[], object] | None = None, *, event_for: Any = None,
+             sweep: bool = True) -> None:
+        """One step: the change, then a full sweep; with ``event_for`` (a VM whose change the engine logs) a
+        targeted sweep of it when the last complete discovery knows it (as the loop does on an engine event);
+        without ``sweep`` none (a change the engine logs no event for waits for the next timed sweep)."""
         self.steps += 1
         if change is not None:
             change()
-        self.sweep(what)
+        if event_for is not None and self.base is not None and event_for.id in {v.id for v in self.base.vms}:
+            self.sweep(what + " (targeted)", targets=[event_for.id])
+        elif sweep:
+            self.sweep(what)
+        else:
+            self.history.append(what + " (no sweep)")
 
     # --- the engine ------------------------------------------------------------------------------
 
-    @rule(i=st.integers(0, 99))
-    def start_vm(self, i: int) -> None:
+    @rule(i=st.integers(0, 99), event=st.booleans())
+    def start_vm(self, i: int, event: bool) -> None:
         vm = self.pick(self.vms(status="down"), i)
-        self.step(f"start {vm.name if vm else '-'}", (lambda: self.engine.set_status(vm.id, "up")) if vm else None)
+        self.step(f"start {vm.name if vm else '-'}", (lambda: self.engine.set_status(vm.id, "up")) if vm else None,
+                  event_for=vm if event else None)
 
-    @rule(i=st.integers(0, 99))
-    def stop_vm(self, i: int) -> None:
+    @rule(i=st.integers(0, 99), event=st.booleans())
+    def stop_vm(self, i: int, event: bool) -> None:
         vm = self.pick(self.vms(status="up"), i)
-        self.step(f"stop {vm.name if vm else '-'}", (lambda: self.engine.set_status(vm.id, "down")) if vm else None)
+        self.step(f"stop {vm.name if vm else '-'}", (lambda: self.engine.set_status(vm.id, "down")) if vm else None,
+                  event_for=vm if event else None)
 
     @rule(i=st.integers(0, 99))
     def remove_vm(self, i: int) -> None:
@@ -449,7 +473,7 @@ class FleetModel(RuleBasedStateMachine):
             worker, k8s_tag = fleet.tag("k8s-worker"), fleet.tag("kubernetes")
             parent = "root" if worker.parent_id == k8s_tag.id else "kubernetes"
             worker.parent_id = fleet.tag(parent).id
-        self.step(f"move tag k8s-worker under {parent}")
+        self.step(f"move tag k8s-worker under {parent}", sweep=not enabled("targeted_filter"))
 
     @rule(i=st.integers(0, 99), cluster=st.sampled_from(["east-a", "east-b", "west-arm"]))
     def move_cluster(self, i: int, cluster: str) -> None:
