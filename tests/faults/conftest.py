@@ -53,6 +53,35 @@ class Collector:
 FIGURES = Collector()
 
 
+@dataclass
+class ModelFigures:
+    """The model-based test's figures (``tests/faults/test_model.py``): examples run, steps taken, and what its
+    invariants counted (each must stay 0), and the examples whose heal phase converged."""
+
+    examples: int = 0
+    steps: int = 0
+    nodes_lost: int = 0
+    foreign_touched: int = 0
+    writes_while_standby: int = 0
+    outside_filter: int = 0
+    wrong_taints: int = 0
+    converged: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def line(self) -> str:
+        return (f"faults: family=model examples={self.examples} steps={self.steps} nodes_lost={self.nodes_lost} "
+                f"foreign_touched={self.foreign_touched} writes_while_standby={self.writes_while_standby} "
+                f"outside_filter={self.outside_filter} wrong_taints={self.wrong_taints} converged={self.converged}")
+
+
+MODEL = ModelFigures()
+
+
 def secret_forms(secret: str) -> list[str]:
     """Every spelling of ``secret`` that must never be seen: raw, URL-encoded (both ways), base64 (alone and in a
     Basic authorization header), JSON-escaped."""
@@ -132,10 +161,14 @@ def logtap() -> Iterator[LogTap]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not any(f.cases for f in FIGURES.families.values()):
+    if not any(f.cases for f in FIGURES.families.values()) and not MODEL.examples:
         return
     terminalreporter.section("fault-injection and fuzz figures")
     for name, f in FIGURES.families.items():
+        if not f.cases and MODEL.examples:
+            continue  # only the model ran
         terminalreporter.write_line(
             f"faults: family={name} cases={f.cases} nodes_lost={f.nodes_lost} wrong_writes={f.wrong_writes} "
             f"tracebacks={f.tracebacks} secret_sightings={f.secret_sightings}")
+    if MODEL.examples:
+        terminalreporter.write_line(MODEL.line())

@@ -402,6 +402,25 @@ def test_search_over_http_with_max_and_unknown_field(engine_sim: EngineSimulator
     assert engine_sim.request_count("/vms", method="GET", exact=True) == 4
 
 
+def test_twin_in_search_garbles_searches_only(engine_sim: EngineSimulator, sdk_conn: sdk.Connection) -> None:
+    vms = sdk_conn.system_service().vms_service()
+    first = vms.list(search="tag=kubernetes sortby name asc page 1", max=5)[0]
+    engine_sim.twin_in_search([first.id], spelling="upper")
+    page = vms.list(search="tag=kubernetes sortby name asc page 1", max=5)
+    assert [(v.id, v.name, v.status) for v in page[:2]] == [
+        (first.id, first.name, first.status), (first.id.upper(), f"{first.name}-twin", types.VmStatus.DOWN)]
+    assert len(page) == 6  # the twin comes on top of the page
+    assert [v.id for v in vms.list(search=f"tag=kubernetes and id={first.id}")] == [first.id]
+    assert vms.vm_service(first.id).get().name == first.name
+    engine_sim.twin_in_search([first.id], spelling="nodash", before=True)
+    assert [v.id for v in vms.list(search="tag=kubernetes sortby name asc page 1", max=5)[:2]] == [
+        first.id.replace("-", ""), first.id]
+    with pytest.raises(ValueError, match="spelling"):
+        engine_sim.twin_in_search([first.id], spelling="lower")
+    engine_sim.clear_faults()
+    assert len(vms.list(search="tag=kubernetes sortby name asc page 1", max=5)) == 5
+
+
 # --- events --------------------------------------------------------------------------------------
 
 def test_mutations_append_realistic_events(engine_sim: EngineSimulator) -> None:

@@ -4,10 +4,15 @@ error that echoes the credentials, a glitching search) and the request records."
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .constants import API_PREFIX, SSO_TOKEN_PATH
+
+_SPELLINGS: dict[str, Callable[[str], str]] = {
+    "same": lambda i: i, "upper": str.upper, "nodash": lambda i: i.replace("-", ""),
+    "braces": lambda i: "{" + i + "}",
+}
 
 
 @dataclass
@@ -46,6 +51,7 @@ class FaultInjection:
     _lock: threading.Lock
     _faults: list[_Fault]
     _lost: set[str]  # lose_in_search
+    _twins: dict[str, tuple[str, bool]]  # twin_in_search: VM id -> the spelling of its twin's id, twin first
     _release: threading.Event
 
     def _add_fault(self, fault: _Fault) -> None:
@@ -111,9 +117,28 @@ class FaultInjection:
         with self._lock:
             self._lost = set(ids)
 
+    def twin_in_search(self, ids: Iterable[str], *, spelling: str = "upper", before: bool = False) -> None:
+        """A garbled search (a caching proxy or a half-synced engine mixing two answers): VM searches list, right
+        after (``before``: right before) each VM of ``ids``, a second ``<vm>`` with the same UUID spelled
+        ``spelling`` (``"same"``, ``"upper"``, ``"nodash"``, ``"braces"``), another name (``<name>-twin``) and
+        status ``down``; a search that names an ``id=`` and a GET by id are not garbled. Until
+        :meth:`clear_faults`."""
+        if spelling not in _SPELLINGS:
+            raise ValueError(f"twin_in_search: spelling must be one of {sorted(_SPELLINGS)}, not {spelling!r}")
+        with self._lock:
+            self._twins = dict.fromkeys(ids, (spelling, before))
+
+    def _twin_id(self, vm_id: str) -> tuple[str, bool] | None:
+        """The id of ``vm_id``'s twin in a garbled search (:meth:`twin_in_search`) and whether it comes first, or
+        None."""
+        with self._lock:
+            twin = self._twins.get(vm_id)
+        return None if twin is None else (_SPELLINGS[twin[0]](vm_id), twin[1])
+
     def clear_faults(self) -> None:
         with self._lock:
             self._lost = set()
+            self._twins = {}
             self._faults.clear()
         self._release.set()
         self._release = threading.Event()

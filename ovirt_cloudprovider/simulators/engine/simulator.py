@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from .render import FollowError, _Renderer, parse_follow
 from .search import _HOSTS, _TEMPLATES, _VMS, _Item, _Searchable
 from .sso import SsoEndpoints, _Token
 from .writes import WriteApi
-from .xmltree import E, Node, _apache_error_html, _fault_xml, _Serializer, to_xml
+from .xmltree import E, FollowTree, Node, _apache_error_html, _fault_xml, _Serializer, to_xml
 
 
 class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
@@ -48,7 +49,8 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
     ``untag_vm``, ``set_devices``, ``set_ips`` (no event, as on a real engine), ``migrate``, ``rename``,
     ``add_event``. Faults: ``set_latency``, ``fail_requests`` (5xx HTML), ``proxy_errors`` (502 HTML, SSO
     too), ``html_not_found`` (an HTML 404 page for GETs by id), ``engine_faults`` (``<fault>``),
-    ``drop_connections``, ``hang_sso``, ``expire_tokens``, ``lose_in_search``,
+    ``drop_connections``, ``hang_sso``, ``expire_tokens``, ``lose_in_search``, ``twin_in_search`` (a garbled
+    search: a VM's twin, its id in another spelling),
     ``token_lifetime``; ``clear_faults``. Counters: ``requests``, ``request_count(path, method=, exact=)``,
     ``reset_requests``. Fixed answers: ``serve_static(path, body)``. ``write_config(path)`` writes an INI.
     """
@@ -73,6 +75,7 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._lost: set[str] = set()  # lose_in_search
+        self._twins: dict[str, tuple[str, bool]] = {}  # twin_in_search
         self._static: dict[str, _Static] = {}
         self._tokens: dict[str, _Token] = {}
         self._records: list[RequestRecord] = []
@@ -290,6 +293,17 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
             lost = set(self._lost) if not re.search(r"\bid\s*=", query["search"]) else set()
         return [x for x in found if x.id not in lost]
 
+    def _vm_and_twin(self, r: _Renderer, vm: SimVM, query: dict[str, str], follow: FollowTree) -> list[Node]:
+        """A VM of a list, and its twin when :meth:`twin_in_search` garbles this search (one that names no id)."""
+        garbled = self._twin_id(vm.id) if "search" in query and not re.search(r"\bid\s*=", query["search"]) \
+            else None
+        if garbled is None:
+            return [r.vm(vm, follow)]
+        twin = dataclasses.replace(vm, id=garbled[0], name=f"{vm.name}-twin", status="down", host_id=None,
+                                   devices=[], pending=[])
+        pair = [r.vm(vm, follow), r.vm(twin, follow)]
+        return pair[::-1] if garbled[1] else pair
+
     # complexity: one branch per engine collection and follow= link
     def _api_body(self, parts: list[str], query: dict[str, str]) -> bytes | None:  # noqa: C901
         f = self.fleet
@@ -303,7 +317,8 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
         if coll == "vms":
             follow = parse_follow(query.get("follow"))
             if not rest:
-                return to_xml(E("vms", *(r.vm(vm, follow) for vm in self._listing(_VMS, query, max_results))), ser)
+                listed = self._listing(_VMS, query, max_results)
+                return to_xml(E("vms", *(x for vm in listed for x in self._vm_and_twin(r, vm, query, follow))), ser)
             vm = f.vms.get(rest[0])
             if vm is None or len(rest) > 2:
                 return None
