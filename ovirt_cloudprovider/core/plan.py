@@ -90,7 +90,7 @@ SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``,
     reason. ``Unplannable``: planning one VM's or host's nodes raised (a datum no rule foresaw); its partial
     actions are dropped, it stays present, and the other nodes are planned as if it were not there.
 
-REGISTER (``nodes.register``)
+REGISTER (``nodes.register``, off by default)
     A running VM (``NodeSpec.running``) with no candidate node at all gets a Node: ``Action.labels``
     (the NodeSpec's labels plus ``app.kubernetes.io/managed-by=ovirt-cloudprovider``),
     ``annotations`` (``ovirt.org/vm-id``), ``taints`` (``node.kubernetes.io/not-ready:NoSchedule``, as kube-apiserver's
@@ -130,6 +130,30 @@ oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hos
     :mod:`.absence`). When the snapshot did not search hosts (``Desired.hosts_discovered``
     False: ``[filters] hosts`` unset), host nodes are not managed: left alone, with a note.
 
+Unadopted placeholders (``nodes.register`` off, ``nodes.delete`` on)
+    A managed node of this instance (its ``ovirt.org/owner``, or a legacy node without one for the default
+    instance, see :mod:`.ownership`; never another instance's) that this controller registered
+    (``app.kubernetes.io/managed-by=ovirt-cloudprovider``) and
+    that no kubelet ever adopted (:attr:`ObservedNode.kubelet_joined`: no ``status.nodeInfo.kubeletVersion``, no
+    condition with a kubelet's reason, no ``volumes.kubernetes.io/controller-managed-attach-detach`` annotation,
+    which a kubelet sets when it registers or adopts a node) is deleted (DELETE ``UnadoptedPlaceholder``, uid +
+    resourceVersion preconditions, an Event), whether its VM is present or not; it takes no other part in the
+    plan and is not counted as managed. A node a kubelet adopted is never deleted for this reason (it is an
+    ordinary managed node), nor one whose VM's record could not be planned (``Unplannable``). Its owner's
+    absence rules, the circuit breaker and the engine's confirmation do not apply: nothing runs on a node no
+    kubelet joined, and the node is not deleted because its VM is gone. (The
+    node's Lease in ``kube-node-lease`` is not read: that needs cluster-wide read access to Leases, and a
+    kubelet posts its version in the same status update that follows its adoption.)
+
+REGISTER conditions
+    The body of a REGISTER carries ``status.conditions`` = one ``Ready=False`` condition (reason
+    ``KubeletNotJoined``, written by the kube writer with the time), so that kube-controller-manager's node
+    lifecycle controller keeps ``node.kubernetes.io/not-ready:NoSchedule`` (it rebuilds NoSchedule taints from
+    conditions, and a node without a Ready condition loses that taint for its startup grace period). After its
+    grace period it sets ``Ready=Unknown`` and swaps the taint for ``node.kubernetes.io/unreachable``; no write
+    of ours ever touches a condition, nor the not-ready and unreachable taints (every taint rule keeps the
+    taints it does not own), so the planner never fights it.
+
 Plan.managed_nodes
     The number of managed nodes once the plan is applied: managed now, minus planned DELETEs, plus
     REGISTERs and INITIALIZEs that set a providerID. It equals the current count in a steady state.
@@ -154,6 +178,7 @@ from .changes import (
     address_change,
     has_ip,
     has_taint,
+    id_of_key,
     label_changes,
     maintenance_change,
     node_action,
@@ -191,6 +216,7 @@ REASON_REPLACED = "ReplacedByKubelet"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
+REASON_UNADOPTED = "UnadoptedPlaceholder"
 
 # Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
 _KIND_ORDER = {
@@ -304,9 +330,16 @@ class _Planner:
         self.unprovisioned: list[ObservedNode] = []
         self.by_fqdn: dict[str, list[ObservedNode]] = {}  # folded name / hostname → unprovisioned nodes
         self.claimed: set[str] = set()  # unprovisioned nodes that some VM matches (weakly)
+        self.unadopted: list[ObservedNode] = []  # our placeholders no kubelet adopted, with register off
+        self.unplannable: set[str] = set()  # owner keys whose planning raised
         for node in self.by_name.values():
             key = providerid.owner_key_of(node.provider_id)  # a VM id, or host/<id> (see the docstring)
             if key is not None and (desired.hosts_discovered or not providerid.is_host_key(key)):
+                # our own placeholders only: owned by this instance, or legacy ones the default instance claims
+                if not nodes.register and nodes.delete and node.registered_by_us and not node.kubelet_joined \
+                        and node.name not in self.unclaimed:
+                    self.unadopted.append(node)
+                    continue
                 self.managed.setdefault(key, []).append(node)
             elif not node.provider_id:
                 self.unprovisioned.append(node)
@@ -338,6 +371,17 @@ class _Planner:
             except Exception as exc:  # one node's unforeseen datum skips that node, never the sweep
                 self._unplannable(spec, mark, exc)
         self._absence()
+        spec_of = {_key(spec): spec for spec in specs}
+        for node in self.unadopted:
+            key = providerid.owner_key_of(node.provider_id)
+            if key in self.unplannable:
+                continue  # its VM's record could not be planned: the node is left as it is
+            self.actions.append(node_action(
+                ActionKind.DELETE, node, spec_of.get(key or ""), REASON_UNADOPTED,
+                f"Deleting placeholder node {node.name}: [nodes] register is off and no kubelet ever joined it (no "
+                "kubelet version, condition or annotation); a VM becomes a node when its kubelet registers.",
+                vm_id=id_of_key(providerid.owner_key_of(node.provider_id) or ""),
+            ))
         for skipped in sorted(self.desired.skipped, key=lambda k: (k.vm_name, k.vm_id)):
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node="", reason=REASON_SKIPPED, vm_id=skipped.vm_id, warning=True,
@@ -427,6 +471,7 @@ class _Planner:
         says why (on its node, when it has one); the node stays present (never counted absent), the others go on."""
         dropped = self.actions[mark:]
         del self.actions[mark:]
+        self.unplannable.add(_key(spec))
         self.deleting -= {a.node for a in dropped if a.kind == ActionKind.DELETE}
         self.ambiguous -= {a.node for a in dropped if a.kind == ActionKind.AMBIGUOUS}
         node = next(iter(self.managed.get(_key(spec), ())), None)

@@ -92,7 +92,9 @@ class NodesConfig:
     zone_source: str = "cluster"  # "cluster" | "datacenter" | "host" | "none"
     region_source: str = "datacenter"  # "datacenter" | "cluster" | "none"
     extra_labels: tuple[tuple[str, str], ...] = ()  # sorted by key
-    register: bool = True  # create Nodes for running VMs that have none
+    # create placeholder Nodes for running VMs that have none (opt-in: kube-controller-manager schedules onto a
+    # placeholder, and DaemonSet pods bound to one block that DaemonSet's rollouts; see the README)
+    register: bool = False
     initialize: bool = True  # initialize kubelet-registered nodes
     update: bool = True  # keep addresses and labels current
     taint_shutdown: bool = True  # taint nodes whose VM is down or suspended
