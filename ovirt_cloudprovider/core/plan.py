@@ -79,6 +79,17 @@ Writes to a matched node (the *owner*)
       one; ``unknown``, ``not_responding``, ``image_locked`` change nothing. ``Action.taints`` is the
       complete new list, other taints kept in order. Taints match by key and effect, never by value
       (:mod:`.changes`): an operator's ``shutdown=true:NoSchedule`` is ours, present, and goes when the VM runs.
+    - Out of service (``nodes.out_of_service_taint``, off by default; KEP-2268 non-graceful node shutdown):
+      ``node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`` is added (TAINT, ``OutOfServiceTaintAdded``)
+      only when the node is NotReady (its Ready condition False or Unknown since at least
+      ``nodes.out_of_service_after`` seconds before ``now``: the sweep's clock, passed in; without it, never)
+      and the engine read the VM (or host) ``down`` in this sweep and in the one before (the annotation
+      ``ovirt.org/down-reads``, set by UPDATE on a ``down`` read and removed on any other read, so a restart
+      does not forget the first read; a stale one is removed while the switch is off). Only ``down``: not
+      ``unknown``, ``not_responding``, ``suspended``, ``migrating`` or anything else; a host is ``down`` only
+      after a power-management stop or fencing. An absent VM, a failed or empty discovery never gets here. It
+      is removed (UNTAINT, ``OutOfServiceTaintRemoved``) when the VM runs again and the node is Ready. It
+      rides in the same taint list (and action) as the shutdown and maintenance rules.
     - CLEAR_ABSENT: the node's owner is present and it carries the absence counter (see :mod:`.absence`).
     Per node the actions come in the order INITIALIZE, TAINT/UNTAINT, UPDATE, CLEAR_ABSENT: at most one
     action writes ``spec`` (the taint list, the providerID) and it comes first, so an applier that
@@ -173,9 +184,11 @@ from .absence import (
 from .changes import (
     MAINTENANCE_TAINT,
     NOT_READY_TAINT,
+    OUT_OF_SERVICE_TAINT,
     REASON_UNPLANNABLE,
     SHUTDOWN_TAINT,
     address_change,
+    down_read_change,
     has_ip,
     has_taint,
     id_of_key,
@@ -183,11 +196,14 @@ from .changes import (
     maintenance_change,
     node_action,
     node_ip_addresses,
+    not_ready_for,
+    out_of_service_change,
     shutdown_change,
     taint_changes,
 )
 from .changes import describe_owner as _vm  # how messages name a node's VM or host
 from .records import (
+    ANNOTATION_DOWN_READS,
     ANNOTATION_HOST_ID,
     ANNOTATION_VM_ID,
     KIND_HOST,
@@ -217,6 +233,8 @@ REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
 REASON_UNADOPTED = "UnadoptedPlaceholder"
+REASON_OUT_OF_SERVICE_TAINTED = "OutOfServiceTaintAdded"
+REASON_OUT_OF_SERVICE_UNTAINTED = "OutOfServiceTaintRemoved"
 
 # Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
 _KIND_ORDER = {
@@ -282,14 +300,16 @@ def plan_sync(
     *,
     nodes: NodesConfig,
     controller: ControllerConfig,
+    now: float | None = None,
 ) -> Plan:
     """Plan one sweep. Call it only with the Desired of a complete, successful discovery.
 
     Pure and deterministic: actions are sorted by node name, then by kind (INITIALIZE, TAINT, UNTAINT,
     UPDATE, CLEAR_ABSENT, MARK_ABSENT, DELETE, BLOCK_DELETE, AMBIGUOUS, REGISTER, SKIP); SKIPs of VMs
-    that have no node name come last, by VM name. See the module docstring for the rules.
+    that have no node name come last, by VM name. ``now`` (seconds since the epoch, the caller's clock) is only
+    read by the out-of-service rule. See the module docstring for the rules.
     """
-    return _Planner(desired, observed, nodes, controller).plan()
+    return _Planner(desired, observed, nodes, controller, now).plan()
 
 
 class _Planner:
@@ -297,9 +317,10 @@ class _Planner:
 
     def __init__(
         self, desired: Desired, observed: Sequence[ObservedNode], nodes: NodesConfig,
-        controller: ControllerConfig,
+        controller: ControllerConfig, now: float | None,
     ) -> None:
         self.desired = desired
+        self.now = now
         self.cfg = nodes
         self.controller = controller
         self.actions: list[Action] = []
@@ -606,36 +627,61 @@ class _Planner:
                 return
             if not node.provider_id:
                 return  # not ours until initialized, and initializing is switched off
-        if self.cfg.taint_shutdown:
-            after = maintenance_change(shutdown_change(list(node.taints), spec), spec)
-            if after != list(node.taints):
-                added = len(after) > len(node.taints)
-                verb = " and ".join(taint_changes(list(node.taints), after))
-                shutdown_rule = has_taint(after, SHUTDOWN_TAINT) != has_taint(node.taints, SHUTDOWN_TAINT)
-                self.actions.append(node_action(
-                    ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
-                    (REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
-                    else (REASON_MAINTENANCE_TAINTED if added else REASON_MAINTENANCE_UNTAINTED),
-                    f"{vm} is {status_words(spec.status)}: {verb} node {node.name} ({len(after)} taint(s) now).",
-                    taints=tuple(after),
-                ))
+        self._taints(node, spec)
+        if self.cfg.out_of_service_taint:
+            down_read = down_read_change(node, spec)
+        else:  # a stale first read must not count as one when the switch is turned on again
+            down_read = ((ANNOTATION_DOWN_READS, None),) if ANNOTATION_DOWN_READS in node.annotation_map else None
+        labels: tuple[tuple[str, str | None], ...] = ()
+        addresses = None
         if self.cfg.update:
             labels = label_changes(node, spec)
             addresses = None if node_ip_problem else address_change(node, wanted, trusted=spec.addresses_trusted)
             if node_ip_problem and has_ip(spec.addresses):  # else: a silent guest agent changes nothing
                 self._node_ip_warning(node, spec, node_ip_problem, f"The addresses of node {node.name} are kept")
-            if labels or addresses is not None or vm_annotation:
-                parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
-                if addresses is not None:
-                    parts.append(f"{len(addresses)} address(es)")
-                if vm_annotation:
-                    parts.append(f"annotation {_id_annotation(spec)}")
-                self.actions.append(node_action(
-                    ActionKind.UPDATE, node, spec, REASON_UPDATED,
-                    f"Updated node {node.name} for {vm}: " + ", ".join(parts) + ".",
-                    labels=labels or None, addresses=addresses, annotations=vm_annotation,
-                ))
+        else:
+            vm_annotation = None
+        annotations = (*(vm_annotation or ()), *(down_read or ()))
+        if labels or addresses is not None or annotations:
+            parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
+            if addresses is not None:
+                parts.append(f"{len(addresses)} address(es)")
+            parts += [f"annotation {k}" if v is not None else f"-annotation {k}" for k, v in annotations]
+            self.actions.append(node_action(
+                ActionKind.UPDATE, node, spec, REASON_UPDATED,
+                f"Updated node {node.name} for {vm}: " + ", ".join(parts) + ".",
+                labels=labels or None, addresses=addresses, annotations=annotations or None,
+            ))
         self._clear_absent(node, spec)
+
+    def _taints(self, node: ObservedNode, spec: NodeSpec) -> None:
+        """TAINT / UNTAINT: the shutdown and maintenance rules (``taint_shutdown``), the out-of-service rule."""
+        before = list(node.taints)
+        after = before
+        if self.cfg.taint_shutdown:
+            after = maintenance_change(shutdown_change(after, spec), spec)
+        if self.cfg.out_of_service_taint:
+            after = out_of_service_change(after, node, spec, after=self.cfg.out_of_service_after, now=self.now)
+        if after == before:
+            return
+        added = len(after) > len(before)
+        verb = " and ".join(taint_changes(before, after))
+        tainted = has_taint(after, OUT_OF_SERVICE_TAINT)
+        if tainted != has_taint(before, OUT_OF_SERVICE_TAINT):
+            waited = not_ready_for(node, self.now)
+            why = (f"{_vm(spec)} was read down in two consecutive sweeps and node {node.name} has been NotReady "
+                   f"for {waited:.0f}s" if tainted and waited is not None
+                   else f"{_vm(spec)} is {status_words(spec.status)} and node {node.name} is Ready")
+            reason = REASON_OUT_OF_SERVICE_TAINTED if tainted else REASON_OUT_OF_SERVICE_UNTAINTED
+            message = f"{why}: {verb} node {node.name} ({len(after)} taint(s) now)."
+        else:
+            shutdown_rule = has_taint(after, SHUTDOWN_TAINT) != has_taint(before, SHUTDOWN_TAINT)
+            reason = ((REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
+                      else (REASON_MAINTENANCE_TAINTED if added else REASON_MAINTENANCE_UNTAINTED))
+            message = (f"{_vm(spec)} is {status_words(spec.status)}: {verb} node {node.name} "
+                       f"({len(after)} taint(s) now).")
+        self.actions.append(node_action(ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec, reason,
+                                        message, taints=tuple(after)))
 
     def _node_ip_warning(self, node: ObservedNode, spec: NodeSpec, problem: tuple[str, str], what: str) -> None:
         reason, why = problem

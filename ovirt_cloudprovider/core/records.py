@@ -51,6 +51,12 @@ TAINT_MAINTENANCE = "ovirt.org/maintenance"
 # kube-apiserver's TaintNodesByCondition admission puts it on every new Node; the node lifecycle controller
 # removes it once the kubelet reports Ready. We send it on the Nodes we register and never remove it.
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+# Non-graceful node shutdown (KEP-2268): Kubernetes force-detaches the volumes of a node with this taint and deletes
+# its pods at once. ``[nodes] out_of_service_taint`` puts it (value "nodeshutdown", NoExecute) on a NotReady node
+# whose VM or host the engine read ``down`` twice in a row; the annotation remembers the first of the two reads.
+TAINT_OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+OUT_OF_SERVICE_VALUE = "nodeshutdown"
+ANNOTATION_DOWN_READS = "ovirt.org/down-reads"
 # kube-controller-manager's node lifecycle controller puts it on a node whose Ready condition is Unknown.
 TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
 

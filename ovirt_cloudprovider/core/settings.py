@@ -99,6 +99,10 @@ class NodesConfig:
     update: bool = True  # keep addresses and labels current
     taint_shutdown: bool = True  # taint nodes whose VM is down or suspended
     delete: bool = True  # delete nodes whose VM is confirmed gone
+    # node.kubernetes.io/out-of-service=nodeshutdown:NoExecute on a node NotReady for at least out_of_service_after
+    # seconds whose VM (or host) the engine read down in two consecutive sweeps (opt-in: pods are deleted at once)
+    out_of_service_taint: bool = False
+    out_of_service_after: float = 60.0
 
 
 @dataclass(frozen=True)
