@@ -147,3 +147,11 @@ def test_never_for_an_absent_vm_or_an_empty_discovery() -> None:
     for want in (desired(make_spec("other")), desired()):
         p = plan(spec, node, want=want)
         assert all(a.kind not in (K.TAINT, K.UNTAINT) for a in p.actions), summary(p)
+
+
+def test_an_operators_out_of_service_taint_counts_as_present_by_key_and_effect() -> None:
+    """As kube-apiserver keys taints (and the shutdown rule matches them): an operator's
+    ``out-of-service=manual:NoExecute`` is the taint present; none is added beside it."""
+    spec = make_spec("web1", status="down")
+    manual = Taint(TAINT_OUT_OF_SERVICE, "NoExecute", "manual")
+    assert plan(spec, down_node(spec, taints=(SHUTDOWN, manual), since=3600)).actions == ()
