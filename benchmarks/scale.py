@@ -258,7 +258,9 @@ def kube_side(engine: SimProcess, kube: SimProcess, workdir: Path, args: argpars
         extra["kube_api_qps"] = args.kube_api_qps
     if args.kube_api_burst is not None:
         extra["kube_api_burst"] = args.kube_api_burst
-    config.write_text(text + "\n[controller]\n" + "".join(f"{k} = {v}\n" for k, v in extra.items()))
+    # register_s measures placeholders for every running VM: [nodes] register is opt-in
+    config.write_text(text + "\n[nodes]\nregister = true\n\n[controller]\n"
+                      + "".join(f"{k} = {v}\n" for k, v in extra.items()))
     ctl = Controller(str(config), kube.info["kubeconfig"])
     try:
         i, _, _ = ctl.wait_for("sweep started")

@@ -22,7 +22,7 @@ from record import record  # benchmarks/record.py: --write-results
 from ovirt_cloudprovider.app import run_controller
 from ovirt_cloudprovider.controller import run_sweep
 from ovirt_cloudprovider.core.records import RUNNING_STATUSES, TAINT_SHUTDOWN
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig, NodesConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube.client import load_api_client
 from ovirt_cloudprovider.kube.informer import NodeCache
@@ -35,7 +35,7 @@ def _config(engine: EngineSimulator) -> Config:
     return Config(path="<benchmark>",
                   connection=ConnectionConfig(uri=engine.url, username=engine.username, password=engine.password,
                                               ca_file=engine.ca_file, timeout=120),
-                  filters=FiltersConfig(vms="tag=kubernetes"))
+                  filters=FiltersConfig(vms="tag=kubernetes"), nodes=NodesConfig(register=True))
 
 
 def sweeps(n: int, workdir: Path, figures: dict[str, float]) -> bool:

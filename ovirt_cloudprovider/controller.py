@@ -39,7 +39,7 @@ from .core import schedule
 from .core.confirm import confirm_deletions, confirm_host_deletions, pending_deletions, pending_host_deletions
 from .core.desired import desired_nodes
 from .core.naming import skip_code
-from .core.plan import plan_sync
+from .core.plan import REASON_OUT_OF_SERVICE_TAINTED, REASON_OUT_OF_SERVICE_UNTAINTED, plan_sync
 from .core.providerid import normalize_vm_id
 from .core.records import (
     KIND_HOST,
@@ -135,7 +135,7 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
         if health:
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
-        plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
+        plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller, now=time.time())
         plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts)
         report = replace(_apply(plan, snapshot, writer=writer, may_write=may_write, start=start),
                          fleet=fleet_of(snapshot, desired, config.nodes))
@@ -189,20 +189,22 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
             return SweepReport(ok=False, error=error, seconds=time.monotonic() - start)
         targets = targets_of(vm_ids, host_ids)
         updated = fleet.updated(fresh, fresh_hosts) if fleet is not None and fleet.snapshot is base else None
-        plan = plan_targeted(updated, targets, nodes, controller=config.controller) if updated else None
+        now = time.time()  # the out-of-service rule's clock (how long a node has been NotReady)
+        plan = plan_targeted(updated, targets, nodes, controller=config.controller, now=now) if updated else None
         whole = plan is None
         if plan is None or updated is None:  # not provably equal: the whole fleet, filtered
             snapshot = replace(base, vms=tuple(fresh.get(vm.id) or vm for vm in base.vms),
                                hosts=tuple(fresh_hosts.get(h.id) or h for h in base.hosts))
             desired = desired_nodes(snapshot, config.nodes)
             plan = restrict(plan_sync(desired, nodes, nodes=replace(config.nodes, delete=False),
-                                      controller=config.controller), targets)
+                                      controller=config.controller, now=now), targets)
             updated = fleet_of(snapshot, desired, config.nodes)
         snapshot = updated.snapshot
         report = replace(_apply(plan, replace(snapshot, requests=len(fresh) + len(fresh_hosts)), writer=writer,
                                 may_write=may_write, start=start), fleet=updated)
         if metrics:
             _record_vms(metrics, snapshot)
+            _record_out_of_service(metrics, plan)
             metrics.targeted_syncs_total.labels("success" if report.ok else "failure").inc()
         _log_report("targeted sweep finished", report, whole_fleet=whole)
         return report
@@ -317,6 +319,13 @@ def _record_vms(metrics: Metrics, snapshot: Snapshot) -> None:
                       known=((s,) for s in VM_STATUSES))
 
 
+def _record_out_of_service(metrics: Metrics, plan: Plan) -> None:
+    for a in plan.actions:
+        if a.reason in (REASON_OUT_OF_SERVICE_TAINTED, REASON_OUT_OF_SERVICE_UNTAINTED):
+            change = "added" if a.reason == REASON_OUT_OF_SERVICE_TAINTED else "removed"
+            metrics.out_of_service_taints_total.labels(change, a.owner_kind).inc()
+
+
 def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, *, ok: bool, seconds: float,
             dry_run: bool) -> None:
     _record_vms(metrics, snapshot)
@@ -336,6 +345,7 @@ def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, 
             metrics.deletions_blocked_total.labels(reason_label(a.reason), a.owner_kind).inc()
         elif a.kind is ActionKind.AMBIGUOUS:
             metrics.ambiguous_matches_total.labels(a.owner_kind).inc()
+    _record_out_of_service(metrics, plan)
     metrics.sync_duration_seconds.observe(seconds)
     metrics.syncs_total.labels("success" if ok else "failure").inc()
     if ok:

@@ -1,7 +1,9 @@
 """``ovirt-cloudprovider demo``: the embedded default.
 
 Starts the loopback oVirt engine simulator with a dozen VMs in two clusters and the Kubernetes API
-simulator, runs the real controller (same code as ``run``) against them, prints the Nodes as
+simulator (with its node lifecycle mode: what kube-controller-manager does to Node taints and conditions), runs the
+real controller (same code as ``run``) against them while the kubelets of the running VMs and of the two hosts join
+(one VM has no kubelet: it gets no node, ``[nodes] register`` being off), prints the Nodes as
 ``kubectl get nodes -o wide`` would, then plays a short scenario: a VM is shut down (its node gets the
 shutdown taint) and a VM is removed (its node is deleted after the configured confirmations). The two hosts
 of cluster prod-b are nodes too (``[filters] hosts = cluster=prod-b``); one goes to maintenance and back.
@@ -31,6 +33,12 @@ from .simulators.kubeapi import NODES, KubeApiSimulator, table_cells
 GiB = 1024**3
 DELETE_AFTER = 3
 DEMO_HOSTS = "cluster=prod-b"  # its two hosts become nodes beside the VMs
+NO_KUBELET = "worker-5"  # runs, but its kubelet never joins
+# the kubelets that join: node name, VM or host name, --node-ip (the VM's eth0 address; None: no --node-ip)
+KUBELETS = (*((f"cp-{i}", f"cp-{i}", f"10.20.0.{10 + i}") for i in range(1, 4)),
+            *((f"worker-{i}", f"worker-{i}", f"10.20.1.{10 + i}") for i in range(1, 7) if f"worker-{i}" != NO_KUBELET),
+            ("worker-7", "worker-7", None), ("gpu-worker-9", "GPU_Worker 9", "10.20.1.29"),
+            ("prod-b-host1", "prod-b-host1", None), ("prod-b-host2", "prod-b-host2", None))
 
 
 def demo_fleet() -> Fleet:
@@ -132,6 +140,20 @@ def _has_taint(node: dict[str, Any] | None, key: str) -> bool:
     return bool(node) and any(t.get("key") == key for t in (node or {}).get("spec", {}).get("taints") or [])
 
 
+def _join_kubelets(engine: EngineSimulator, kube: KubeApiSimulator, o: _Out) -> None:
+    """The kubelets of the running VMs (but one) and of the two hosts register, and wait to be initialized."""
+    hosts = {h.name: h for h in engine.fleet.hosts.values()}
+    for kubelet, machine, ip in KUBELETS:
+        uuid = hosts[machine].system_uuid if machine in hosts else engine.fleet.vm(machine).id.upper()
+        kube.register_kubelet_node(kubelet, internal_ip=ip, system_uuid=uuid)
+    o.step(f"{len(KUBELETS)} kubelets joined (--cloud-provider=external): their nodes wait with the "
+           f"{TAINT_UNINITIALIZED} taint until the controller initializes them; VM {NO_KUBELET} runs but its "
+           "kubelet never joins")
+    for kubelet, _, _ in KUBELETS:
+        _wait(lambda n=kubelet: not _has_taint(_node(kube, n), TAINT_UNINITIALIZED), 15,  # type: ignore[misc]
+              f"{kubelet} to be initialized")
+
+
 def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
              stop: threading.Event | None = None) -> int:
     """Run the demo; returns the exit status. ``stop`` ends a ``keep_running`` demo (tests)."""
@@ -150,6 +172,7 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
         engine = EngineSimulator(demo_fleet()).start()
         o.step("starting the Kubernetes API simulator (127.0.0.1)")
         kube = KubeApiSimulator().start()
+        kube.start_node_lifecycle()  # kube-controller-manager's node lifecycle controller, real grace periods
         config_path = engine.write_config(str(workdir / "ovirt-cloud.conf"))
         text = Path(config_path).read_text()
         Path(config_path).write_text(text.replace("[filters]\n", f"[filters]\nhosts = {DEMO_HOSTS}\n", 1))
@@ -164,10 +187,6 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
                                               leader_elect_namespace="kube-system",
                                               metrics_bind_address="127.0.0.1:0", lease_duration=4.0,
                                               renew_deadline=3.0, retry_period=0.5))
-        kube.register_kubelet_node("cp-1", internal_ip="10.20.0.11",
-                                   system_uuid=engine.fleet.vm("cp-1").id.upper())
-        o.step("a kubelet registered node cp-1 (--cloud-provider=external): it waits with the "
-               f"{TAINT_UNINITIALIZED} taint")
         o.step(f"config: {config_path}  (filter: tag=kubernetes; hosts: {DEMO_HOSTS}; deletion after "
                f"{DELETE_AFTER} sweeps)")
         o.step("starting the controller (leader election on, sweep every 2 s, engine events every 0.5 s)")
@@ -175,10 +194,7 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
             "config": cfg, "kubeconfig": kubeconfig, "stop": stop, "identity": "demo-0",
             "on_serving": lambda host, port: serving.append((host, port))}, name="demo-controller", daemon=True)
         controller.start()
-        _wait(lambda: len(kube.list_nodes()) >= 10, 30, "the nodes")
-        _wait(lambda: _node(kube, "prod-b-host1") is not None and _node(kube, "prod-b-host2") is not None, 15,
-              "the host nodes")
-        _wait(lambda: not _has_taint(_node(kube, "cp-1"), TAINT_UNINITIALIZED), 15, "cp-1 to be initialized")
+        _join_kubelets(engine, kube, o)
         _wait(lambda: _has_taint(_node(kube, "worker-8"), TAINT_SHUTDOWN) or _node(kube, "worker-8") is None, 10,
               "the first sweep")
         time.sleep(0.5)
@@ -186,11 +202,15 @@ def run_demo(*, keep_running: bool = False, out: TextIO | None = None,
         o.block("$ kubectl get nodes -o wide")
         o.block(nodes_table(kube) + "\n")
         o.block(cloud_table(kube) + "\n")
-        o.block("  - cp-1 was registered by its kubelet and initialized (providerID, addresses, labels; "
-                "uninitialized taint removed)\n"
+        o.block("  - every node was registered by its kubelet and initialized by the controller (providerID, "
+                "addresses, labels; uninitialized taint removed)\n"
                 "  - 'GPU_Worker 9' is not a valid node name: its node is gpu-worker-9\n"
-                "  - worker-7 has no guest agent: a node without IP addresses\n"
-                "  - worker-8 is down: not registered (only running VMs get a new node)\n"
+                "  - worker-7 has no guest agent: its node keeps only the kubelet's Hostname address\n"
+                "  - worker-8 is down and has no kubelet: no node\n"
+                f"  - {NO_KUBELET} runs but no kubelet joined: no node. [nodes] register is off by default; with "
+                "register = true it would get a placeholder node (Ready=False, so kube-controller-manager keeps "
+                "it not-ready:NoSchedule, then unreachable after its grace period), and DaemonSet pods that "
+                "tolerate every taint would be bound to it and never run\n"
                 "  - docker0/cali*/lo/link-local addresses are ignored; 203.0.113.x is ExternalIP\n"
                 "  - prod-b-host1 and prod-b-host2 are the oVirt hosts of cluster prod-b (providerID "
                 "ovirt://host/<id>, their management IP)\n")

@@ -160,6 +160,14 @@ class Metrics:
         )
         for kind in KINDS:
             self.ambiguous_matches_total.labels(kind)
+        self.out_of_service_taints_total = Counter(
+            f"{PREFIX}_out_of_service_taints_total",
+            "node.kubernetes.io/out-of-service taints planned ([nodes] out_of_service_taint), by change (added, "
+            "removed) and kind of node (vm, host).", ["change", "kind"], registry=r,
+        )
+        for change in ("added", "removed"):
+            for kind in KINDS:
+                self.out_of_service_taints_total.labels(change, kind)
         self.engine_requests_total = Counter(
             f"{PREFIX}_engine_requests_total",
             "Requests to the oVirt engine by operation and HTTP status code "

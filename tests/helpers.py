@@ -28,10 +28,15 @@ def run_cli(args: Sequence[str], *, env: Mapping[str, str] | None = None, timeou
 
 
 def write_config(path: Path, *, uri: str, password: str, ca_file: str | None, vms: str = "tag=kubernetes",
-                 extra: str = "", username: str = "admin@internal") -> Path:
+                 extra: str = "", username: str = "admin@internal", register: bool = True) -> Path:
+    """An ovirt-cloud.conf; with ``register`` (placeholders are opt-in; most tests exercise them)
+    ``[nodes] register = true``."""
     text = f"[connection]\nuri = {uri}\nusername = {username}\npassword = {password}\n"
     if ca_file:
         text += f"ca_file = {ca_file}\n"
+    if register:
+        extra = extra.replace("[nodes]\n", "[nodes]\nregister = true\n", 1) if "[nodes]\n" in extra \
+            else f"{extra}\n[nodes]\nregister = true\n"
     text += f"timeout = 5\n\n[filters]\nvms = {vms}\n\n{extra}"
     path.write_text(text)
     return path

@@ -298,6 +298,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "update": _Key(_bool),
         "taint_shutdown": _Key(_bool),
         "delete": _Key(_bool),
+        "out_of_service_taint": _Key(_bool),
+        "out_of_service_after": _Key(_Seconds(0, 86400)),
     },
     "controller": {
         "instance": _Key(instance_name),

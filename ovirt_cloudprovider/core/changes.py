@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from . import providerid
 from .addresses import HOSTNAME, enforce_node_ips, parse_node_ips
 from .records import (
+    ANNOTATION_DOWN_READS,
     ANNOTATION_PROVIDED_NODE_IP,
     KIND_HOST,
     KIND_VM,
@@ -28,9 +29,11 @@ from .records import (
     LABEL_MANAGED_BY,
     LABEL_OS,
     LABEL_OVIRT_HOST,
+    OUT_OF_SERVICE_VALUE,
     RUNNING_STATUSES,
     TAINT_MAINTENANCE,
     TAINT_NOT_READY,
+    TAINT_OUT_OF_SERVICE,
     TAINT_SHUTDOWN,
     Action,
     ActionKind,
@@ -85,6 +88,7 @@ def node_action(
 SHUTDOWN_TAINT = Taint(key=TAINT_SHUTDOWN, effect="NoSchedule")
 NOT_READY_TAINT = Taint(key=TAINT_NOT_READY, effect="NoSchedule")
 MAINTENANCE_TAINT = Taint(key=TAINT_MAINTENANCE, effect="NoSchedule")
+OUT_OF_SERVICE_TAINT = Taint(key=TAINT_OUT_OF_SERVICE, effect="NoExecute", value=OUT_OF_SERVICE_VALUE)
 
 # Labels the kubelet sets and reconciles itself: we add them when missing, never overwrite them.
 KUBELET_LABELS = frozenset(
@@ -194,12 +198,55 @@ def maintenance_change(taints: list[Taint], spec: NodeSpec) -> list[Taint]:
 
 
 def taint_changes(before: list[Taint], after: list[Taint]) -> list[str]:
-    """``added taint K:NoSchedule to`` / ``removed taint K:NoSchedule from`` for each rule's taint that changed."""
+    """``added taint K:EFFECT to`` / ``removed taint K:EFFECT from`` for each rule's taint that changed."""
     parts = []
-    for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT):
+    for taint in (SHUTDOWN_TAINT, MAINTENANCE_TAINT, OUT_OF_SERVICE_TAINT):
         if has_taint(after, taint) != has_taint(before, taint):
-            parts.append(f"added taint {taint.key}:NoSchedule to" if has_taint(after, taint)
-                         else f"removed taint {taint.key}:NoSchedule from")
+            parts.append(f"added taint {taint.key}:{taint.effect} to" if has_taint(after, taint)
+                         else f"removed taint {taint.key}:{taint.effect} from")
     return parts
+
+
+def is_down(spec: NodeSpec) -> bool:
+    """The engine says the VM (or host) is off: status ``down``, nothing else (not unknown, not_responding,
+    suspended, migrating, ...). A host is ``down`` only after a power-management stop or fencing."""
+    return spec.status == "down"
+
+
+def not_ready_for(node: ObservedNode, now: float | None) -> float | None:
+    """How long the node has been NotReady (Ready False or Unknown), in seconds; None when it is Ready, has no
+    Ready condition or transition time, or the caller gave no clock."""
+    if now is None or node.ready_since is None or node.ready_status not in ("False", "Unknown"):
+        return None
+    return now - node.ready_since
+
+
+def out_of_service_change(taints: list[Taint], node: ObservedNode, spec: NodeSpec, *, after: float,
+                          now: float | None) -> list[Taint]:
+    """``taints`` with the out-of-service taint added or removed (KEP-2268, ``[nodes] out_of_service_taint``).
+
+    Added when the node has been NotReady for at least ``after`` seconds and the engine read its VM (or host)
+    ``down`` in two consecutive sweeps: this one, and the one recorded in ``ovirt.org/down-reads``. Removed when
+    the VM runs again and the node is Ready. Anything else (an unknown status, a node Ready or NotReady for less,
+    the first down read) changes nothing."""
+    present = has_taint(taints, OUT_OF_SERVICE_TAINT)  # by key and effect: an operator's counts as present
+    if not present and is_down(spec) and ANNOTATION_DOWN_READS in node.annotation_map:
+        waited = not_ready_for(node, now)
+        if waited is not None and waited >= after:
+            return [*taints, OUT_OF_SERVICE_TAINT]
+    if present and spec.status in RUNNING_STATUSES and node.ready_status == "True":
+        return without_taint(taints, OUT_OF_SERVICE_TAINT)
+    return taints
+
+
+def down_read_change(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | None], ...] | None:
+    """The ``ovirt.org/down-reads`` annotation change of this read: set when the engine reads the VM ``down`` and
+    it is missing, removed when it reads anything else; None when it is as it should be."""
+    present = ANNOTATION_DOWN_READS in node.annotation_map
+    if is_down(spec) and not present:
+        return ((ANNOTATION_DOWN_READS, "1"),)
+    if not is_down(spec) and present:
+        return ((ANNOTATION_DOWN_READS, None),)
+    return None
 
 

@@ -79,6 +79,17 @@ Writes to a matched node (the *owner*)
       one; ``unknown``, ``not_responding``, ``image_locked`` change nothing. ``Action.taints`` is the
       complete new list, other taints kept in order. Taints match by key and effect, never by value
       (:mod:`.changes`): an operator's ``shutdown=true:NoSchedule`` is ours, present, and goes when the VM runs.
+    - Out of service (``nodes.out_of_service_taint``, off by default; KEP-2268 non-graceful node shutdown):
+      ``node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`` is added (TAINT, ``OutOfServiceTaintAdded``)
+      only when the node is NotReady (its Ready condition False or Unknown since at least
+      ``nodes.out_of_service_after`` seconds before ``now``: the sweep's clock, passed in; without it, never)
+      and the engine read the VM (or host) ``down`` in this sweep and in the one before (the annotation
+      ``ovirt.org/down-reads``, set by UPDATE on a ``down`` read and removed on any other read, so a restart
+      does not forget the first read; a stale one is removed while the switch is off). Only ``down``: not
+      ``unknown``, ``not_responding``, ``suspended``, ``migrating`` or anything else; a host is ``down`` only
+      after a power-management stop or fencing. An absent VM, a failed or empty discovery never gets here. It
+      is removed (UNTAINT, ``OutOfServiceTaintRemoved``) when the VM runs again and the node is Ready. It
+      rides in the same taint list (and action) as the shutdown and maintenance rules.
     - CLEAR_ABSENT: the node's owner is present and it carries the absence counter (see :mod:`.absence`).
     Per node the actions come in the order INITIALIZE, TAINT/UNTAINT, UPDATE, CLEAR_ABSENT: at most one
     action writes ``spec`` (the taint list, the providerID) and it comes first, so an applier that
@@ -90,7 +101,7 @@ SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``,
     reason. ``Unplannable``: planning one VM's or host's nodes raised (a datum no rule foresaw); its partial
     actions are dropped, it stays present, and the other nodes are planned as if it were not there.
 
-REGISTER (``nodes.register``)
+REGISTER (``nodes.register``, off by default)
     A running VM (``NodeSpec.running``) with no candidate node at all gets a Node: ``Action.labels``
     (the NodeSpec's labels plus ``app.kubernetes.io/managed-by=ovirt-cloudprovider``),
     ``annotations`` (``ovirt.org/vm-id``), ``taints`` (``node.kubernetes.io/not-ready:NoSchedule``, as kube-apiserver's
@@ -130,6 +141,30 @@ oVirt hosts (``[filters] hosts``, NodeSpecs with ``kind="host"``, see :mod:`.hos
     :mod:`.absence`). When the snapshot did not search hosts (``Desired.hosts_discovered``
     False: ``[filters] hosts`` unset), host nodes are not managed: left alone, with a note.
 
+Unadopted placeholders (``nodes.register`` off, ``nodes.delete`` on)
+    A managed node of this instance (its ``ovirt.org/owner``, or a legacy node without one for the default
+    instance, see :mod:`.ownership`; never another instance's) that this controller registered
+    (``app.kubernetes.io/managed-by=ovirt-cloudprovider``) and
+    that no kubelet ever adopted (:attr:`ObservedNode.kubelet_joined`: no ``status.nodeInfo.kubeletVersion``, no
+    condition with a kubelet's reason, no ``volumes.kubernetes.io/controller-managed-attach-detach`` annotation,
+    which a kubelet sets when it registers or adopts a node) is deleted (DELETE ``UnadoptedPlaceholder``, uid +
+    resourceVersion preconditions, an Event), whether its VM is present or not; it takes no other part in the
+    plan and is not counted as managed. A node a kubelet adopted is never deleted for this reason (it is an
+    ordinary managed node), nor one whose VM's record could not be planned (``Unplannable``). Its owner's
+    absence rules, the circuit breaker and the engine's confirmation do not apply: nothing runs on a node no
+    kubelet joined, and the node is not deleted because its VM is gone. (The
+    node's Lease in ``kube-node-lease`` is not read: that needs cluster-wide read access to Leases, and a
+    kubelet posts its version in the same status update that follows its adoption.)
+
+REGISTER conditions
+    The body of a REGISTER carries ``status.conditions`` = one ``Ready=False`` condition (reason
+    ``KubeletNotJoined``, written by the kube writer with the time), so that kube-controller-manager's node
+    lifecycle controller keeps ``node.kubernetes.io/not-ready:NoSchedule`` (it rebuilds NoSchedule taints from
+    conditions, and a node without a Ready condition loses that taint for its startup grace period). After its
+    grace period it sets ``Ready=Unknown`` and swaps the taint for ``node.kubernetes.io/unreachable``; no write
+    of ours ever touches a condition, nor the not-ready and unreachable taints (every taint rule keeps the
+    taints it does not own), so the planner never fights it.
+
 Plan.managed_nodes
     The number of managed nodes once the plan is applied: managed now, minus planned DELETEs, plus
     REGISTERs and INITIALIZEs that set a providerID. It equals the current count in a steady state.
@@ -149,20 +184,26 @@ from .absence import (
 from .changes import (
     MAINTENANCE_TAINT,
     NOT_READY_TAINT,
+    OUT_OF_SERVICE_TAINT,
     REASON_UNPLANNABLE,
     SHUTDOWN_TAINT,
     address_change,
+    down_read_change,
     has_ip,
     has_taint,
+    id_of_key,
     label_changes,
     maintenance_change,
     node_action,
     node_ip_addresses,
+    not_ready_for,
+    out_of_service_change,
     shutdown_change,
     taint_changes,
 )
 from .changes import describe_owner as _vm  # how messages name a node's VM or host
 from .records import (
+    ANNOTATION_DOWN_READS,
     ANNOTATION_HOST_ID,
     ANNOTATION_VM_ID,
     KIND_HOST,
@@ -191,6 +232,9 @@ REASON_REPLACED = "ReplacedByKubelet"
 REASON_AMBIGUOUS = "AmbiguousMatch"
 REASON_SKIPPED = "SkippedVM"
 REASON_NAME_CONFLICT = "NodeNameConflict"
+REASON_UNADOPTED = "UnadoptedPlaceholder"
+REASON_OUT_OF_SERVICE_TAINTED = "OutOfServiceTaintAdded"
+REASON_OUT_OF_SERVICE_UNTAINTED = "OutOfServiceTaintRemoved"
 
 # Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
 _KIND_ORDER = {
@@ -256,14 +300,16 @@ def plan_sync(
     *,
     nodes: NodesConfig,
     controller: ControllerConfig,
+    now: float | None = None,
 ) -> Plan:
     """Plan one sweep. Call it only with the Desired of a complete, successful discovery.
 
     Pure and deterministic: actions are sorted by node name, then by kind (INITIALIZE, TAINT, UNTAINT,
     UPDATE, CLEAR_ABSENT, MARK_ABSENT, DELETE, BLOCK_DELETE, AMBIGUOUS, REGISTER, SKIP); SKIPs of VMs
-    that have no node name come last, by VM name. See the module docstring for the rules.
+    that have no node name come last, by VM name. ``now`` (seconds since the epoch, the caller's clock) is only
+    read by the out-of-service rule. See the module docstring for the rules.
     """
-    return _Planner(desired, observed, nodes, controller).plan()
+    return _Planner(desired, observed, nodes, controller, now).plan()
 
 
 class _Planner:
@@ -271,9 +317,10 @@ class _Planner:
 
     def __init__(
         self, desired: Desired, observed: Sequence[ObservedNode], nodes: NodesConfig,
-        controller: ControllerConfig,
+        controller: ControllerConfig, now: float | None,
     ) -> None:
         self.desired = desired
+        self.now = now
         self.cfg = nodes
         self.controller = controller
         self.actions: list[Action] = []
@@ -304,9 +351,16 @@ class _Planner:
         self.unprovisioned: list[ObservedNode] = []
         self.by_fqdn: dict[str, list[ObservedNode]] = {}  # folded name / hostname → unprovisioned nodes
         self.claimed: set[str] = set()  # unprovisioned nodes that some VM matches (weakly)
+        self.unadopted: list[ObservedNode] = []  # our placeholders no kubelet adopted, with register off
+        self.unplannable: set[str] = set()  # owner keys whose planning raised
         for node in self.by_name.values():
             key = providerid.owner_key_of(node.provider_id)  # a VM id, or host/<id> (see the docstring)
             if key is not None and (desired.hosts_discovered or not providerid.is_host_key(key)):
+                # our own placeholders only: owned by this instance, or legacy ones the default instance claims
+                if not nodes.register and nodes.delete and node.registered_by_us and not node.kubelet_joined \
+                        and node.name not in self.unclaimed:
+                    self.unadopted.append(node)
+                    continue
                 self.managed.setdefault(key, []).append(node)
             elif not node.provider_id:
                 self.unprovisioned.append(node)
@@ -338,6 +392,17 @@ class _Planner:
             except Exception as exc:  # one node's unforeseen datum skips that node, never the sweep
                 self._unplannable(spec, mark, exc)
         self._absence()
+        spec_of = {_key(spec): spec for spec in specs}
+        for node in self.unadopted:
+            key = providerid.owner_key_of(node.provider_id)
+            if key in self.unplannable:
+                continue  # its VM's record could not be planned: the node is left as it is
+            self.actions.append(node_action(
+                ActionKind.DELETE, node, spec_of.get(key or ""), REASON_UNADOPTED,
+                f"Deleting placeholder node {node.name}: [nodes] register is off and no kubelet ever joined it (no "
+                "kubelet version, condition or annotation); a VM becomes a node when its kubelet registers.",
+                vm_id=id_of_key(providerid.owner_key_of(node.provider_id) or ""),
+            ))
         for skipped in sorted(self.desired.skipped, key=lambda k: (k.vm_name, k.vm_id)):
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node="", reason=REASON_SKIPPED, vm_id=skipped.vm_id, warning=True,
@@ -427,6 +492,7 @@ class _Planner:
         says why (on its node, when it has one); the node stays present (never counted absent), the others go on."""
         dropped = self.actions[mark:]
         del self.actions[mark:]
+        self.unplannable.add(_key(spec))
         self.deleting -= {a.node for a in dropped if a.kind == ActionKind.DELETE}
         self.ambiguous -= {a.node for a in dropped if a.kind == ActionKind.AMBIGUOUS}
         node = next(iter(self.managed.get(_key(spec), ())), None)
@@ -561,36 +627,61 @@ class _Planner:
                 return
             if not node.provider_id:
                 return  # not ours until initialized, and initializing is switched off
-        if self.cfg.taint_shutdown:
-            after = maintenance_change(shutdown_change(list(node.taints), spec), spec)
-            if after != list(node.taints):
-                added = len(after) > len(node.taints)
-                verb = " and ".join(taint_changes(list(node.taints), after))
-                shutdown_rule = has_taint(after, SHUTDOWN_TAINT) != has_taint(node.taints, SHUTDOWN_TAINT)
-                self.actions.append(node_action(
-                    ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec,
-                    (REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
-                    else (REASON_MAINTENANCE_TAINTED if added else REASON_MAINTENANCE_UNTAINTED),
-                    f"{vm} is {status_words(spec.status)}: {verb} node {node.name} ({len(after)} taint(s) now).",
-                    taints=tuple(after),
-                ))
+        self._taints(node, spec)
+        if self.cfg.out_of_service_taint:
+            down_read = down_read_change(node, spec)
+        else:  # a stale first read must not count as one when the switch is turned on again
+            down_read = ((ANNOTATION_DOWN_READS, None),) if ANNOTATION_DOWN_READS in node.annotation_map else None
+        labels: tuple[tuple[str, str | None], ...] = ()
+        addresses = None
         if self.cfg.update:
             labels = label_changes(node, spec)
             addresses = None if node_ip_problem else address_change(node, wanted, trusted=spec.addresses_trusted)
             if node_ip_problem and has_ip(spec.addresses):  # else: a silent guest agent changes nothing
                 self._node_ip_warning(node, spec, node_ip_problem, f"The addresses of node {node.name} are kept")
-            if labels or addresses is not None or vm_annotation:
-                parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
-                if addresses is not None:
-                    parts.append(f"{len(addresses)} address(es)")
-                if vm_annotation:
-                    parts.append(f"annotation {_id_annotation(spec)}")
-                self.actions.append(node_action(
-                    ActionKind.UPDATE, node, spec, REASON_UPDATED,
-                    f"Updated node {node.name} for {vm}: " + ", ".join(parts) + ".",
-                    labels=labels or None, addresses=addresses, annotations=vm_annotation,
-                ))
+        else:
+            vm_annotation = None
+        annotations = (*(vm_annotation or ()), *(down_read or ()))
+        if labels or addresses is not None or annotations:
+            parts = [f"{k}={v}" if v is not None else f"-{k}" for k, v in labels]
+            if addresses is not None:
+                parts.append(f"{len(addresses)} address(es)")
+            parts += [f"annotation {k}" if v is not None else f"-annotation {k}" for k, v in annotations]
+            self.actions.append(node_action(
+                ActionKind.UPDATE, node, spec, REASON_UPDATED,
+                f"Updated node {node.name} for {vm}: " + ", ".join(parts) + ".",
+                labels=labels or None, addresses=addresses, annotations=annotations or None,
+            ))
         self._clear_absent(node, spec)
+
+    def _taints(self, node: ObservedNode, spec: NodeSpec) -> None:
+        """TAINT / UNTAINT: the shutdown and maintenance rules (``taint_shutdown``), the out-of-service rule."""
+        before = list(node.taints)
+        after = before
+        if self.cfg.taint_shutdown:
+            after = maintenance_change(shutdown_change(after, spec), spec)
+        if self.cfg.out_of_service_taint:
+            after = out_of_service_change(after, node, spec, after=self.cfg.out_of_service_after, now=self.now)
+        if after == before:
+            return
+        added = len(after) > len(before)
+        verb = " and ".join(taint_changes(before, after))
+        tainted = has_taint(after, OUT_OF_SERVICE_TAINT)
+        if tainted != has_taint(before, OUT_OF_SERVICE_TAINT):
+            waited = not_ready_for(node, self.now)
+            why = (f"{_vm(spec)} was read down in two consecutive sweeps and node {node.name} has been NotReady "
+                   f"for {waited:.0f}s" if tainted and waited is not None
+                   else f"{_vm(spec)} is {status_words(spec.status)} and node {node.name} is Ready")
+            reason = REASON_OUT_OF_SERVICE_TAINTED if tainted else REASON_OUT_OF_SERVICE_UNTAINTED
+            message = f"{why}: {verb} node {node.name} ({len(after)} taint(s) now)."
+        else:
+            shutdown_rule = has_taint(after, SHUTDOWN_TAINT) != has_taint(before, SHUTDOWN_TAINT)
+            reason = ((REASON_TAINTED if added else REASON_UNTAINTED) if shutdown_rule
+                      else (REASON_MAINTENANCE_TAINTED if added else REASON_MAINTENANCE_UNTAINTED))
+            message = (f"{_vm(spec)} is {status_words(spec.status)}: {verb} node {node.name} "
+                       f"({len(after)} taint(s) now).")
+        self.actions.append(node_action(ActionKind.TAINT if added else ActionKind.UNTAINT, node, spec, reason,
+                                        message, taints=tuple(after)))
 
     def _node_ip_warning(self, node: ObservedNode, spec: NodeSpec, problem: tuple[str, str], what: str) -> None:
         reason, why = problem

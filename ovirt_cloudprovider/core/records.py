@@ -51,6 +51,28 @@ TAINT_MAINTENANCE = "ovirt.org/maintenance"
 # kube-apiserver's TaintNodesByCondition admission puts it on every new Node; the node lifecycle controller
 # removes it once the kubelet reports Ready. We send it on the Nodes we register and never remove it.
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+# Non-graceful node shutdown (KEP-2268): Kubernetes force-detaches the volumes of a node with this taint and deletes
+# its pods at once. ``[nodes] out_of_service_taint`` puts it (value "nodeshutdown", NoExecute) on a NotReady node
+# whose VM or host the engine read ``down`` twice in a row; the annotation remembers the first of the two reads.
+TAINT_OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+OUT_OF_SERVICE_VALUE = "nodeshutdown"
+ANNOTATION_DOWN_READS = "ovirt.org/down-reads"
+# kube-controller-manager's node lifecycle controller puts it on a node whose Ready condition is Unknown.
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+
+# The Ready condition a placeholder is created with (``[nodes] register``): False, so that kube-controller-manager's
+# node lifecycle controller keeps node.kubernetes.io/not-ready:NoSchedule until a kubelet reports (a node without a
+# Ready condition loses that taint for the startup grace period).
+PLACEHOLDER_READY_REASON = "KubeletNotJoined"
+PLACEHOLDER_READY_MESSAGE = ("No kubelet has joined this node yet: it is a placeholder that ovirt-cloudprovider "
+                             "registered.")
+# Evidence that a kubelet adopted a node: the reasons of the conditions a kubelet posts (pkg/kubelet/nodestatus), and
+# the annotation a kubelet sets on the node it registers or adopts (enableControllerAttachDetach, on by default).
+KUBELET_CONDITION_REASONS = frozenset({
+    "KubeletReady", "KubeletNotReady", "KubeletHasSufficientMemory", "KubeletHasInsufficientMemory",
+    "KubeletHasNoDiskPressure", "KubeletHasDiskPressure", "KubeletHasSufficientPID", "KubeletHasInsufficientPID",
+})
+ANNOTATION_KUBELET_ATTACH_DETACH = "volumes.kubernetes.io/controller-managed-attach-detach"
 
 # oVirt VM statuses (ovirtsdk4.types.VmStatus values) by what they mean for a Node.
 RUNNING_STATUSES = frozenset(
@@ -266,6 +288,19 @@ class ObservedNode:
     taints: tuple[Taint, ...] = ()
     addresses: tuple[NodeAddress, ...] = ()
     hostname: str | None = None  # the Hostname address or kubernetes.io/hostname label, if any
+    # The Ready condition: its status ("True", "False", "Unknown"; None without one), reason, and when it last
+    # changed (lastTransitionTime as seconds since the epoch; the informer converts it, the core has no clock).
+    ready_status: str | None = None
+    ready_reason: str | None = None
+    ready_since: float | None = None
+    kubelet_version: str | None = None  # status.nodeInfo.kubeletVersion ("" and None: no kubelet ever posted)
+    kubelet_reported: bool = False  # some condition carries a kubelet's reason (KUBELET_CONDITION_REASONS)
+
+    @property
+    def kubelet_joined(self) -> bool:
+        """A kubelet registered or adopted this node: it posted its version or a condition, or set its annotation."""
+        return bool(self.kubelet_version) or self.kubelet_reported or \
+            ANNOTATION_KUBELET_ATTACH_DETACH in self.annotation_map
 
     @property
     def label_map(self) -> dict[str, str]:

@@ -92,11 +92,17 @@ class NodesConfig:
     zone_source: str = "cluster"  # "cluster" | "datacenter" | "host" | "none"
     region_source: str = "datacenter"  # "datacenter" | "cluster" | "none"
     extra_labels: tuple[tuple[str, str], ...] = ()  # sorted by key
-    register: bool = True  # create Nodes for running VMs that have none
+    # create placeholder Nodes for running VMs that have none (opt-in: kube-controller-manager schedules onto a
+    # placeholder, and DaemonSet pods bound to one block that DaemonSet's rollouts; see the README)
+    register: bool = False
     initialize: bool = True  # initialize kubelet-registered nodes
     update: bool = True  # keep addresses and labels current
     taint_shutdown: bool = True  # taint nodes whose VM is down or suspended
     delete: bool = True  # delete nodes whose VM is confirmed gone
+    # node.kubernetes.io/out-of-service=nodeshutdown:NoExecute on a node NotReady for at least out_of_service_after
+    # seconds whose VM (or host) the engine read down in two consecutive sweeps (opt-in: pods are deleted at once)
+    out_of_service_taint: bool = False
+    out_of_service_after: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ def relevant_nodes(fleet: Fleet, targets: frozenset[str],
 
 
 def plan_targeted(fleet: Fleet, targets: frozenset[str], observed: Sequence[ObservedNode], *,
-                  controller: ControllerConfig) -> Plan | None:
+                  controller: ControllerConfig, now: float | None = None) -> Plan | None:
     """The actions of ``targets``' nodes (deletion off), equal to the whole plan's (module docstring); None
     when only the whole plan can say."""
     found = None if targets & fleet.unsafe else relevant_nodes(fleet, targets, observed)
@@ -266,7 +266,7 @@ def plan_targeted(fleet: Fleet, targets: frozenset[str], observed: Sequence[Obse
             skipped.extend(entry)
     desired = Desired(nodes=tuple(specs.values()), skipped=tuple(skipped), hosts_discovered=fleet.hosts_discovered,
                       engine=fleet.snapshot.engine)
-    plan = plan_sync(desired, nodes, nodes=replace(fleet.nodes, delete=False), controller=controller)
+    plan = plan_sync(desired, nodes, nodes=replace(fleet.nodes, delete=False), controller=controller, now=now)
     return restrict(plan, targets)
 
 

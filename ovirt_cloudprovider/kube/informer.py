@@ -31,7 +31,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from ..core.records import LABEL_HOSTNAME, NodeAddress, ObservedNode, Taint
+from ..core.records import KUBELET_CONDITION_REASONS, LABEL_HOSTNAME, NodeAddress, ObservedNode, Taint
 from ..logs import kv
 from ..metrics import Metrics, observe_kube
 from .client import read_json, rfc3339
@@ -73,6 +73,19 @@ def _time_str(value: Any) -> str | None:
     if isinstance(value, str) and value:
         return value
     return None
+
+
+def _epoch(value: Any) -> float | None:
+    """An RFC 3339 time (or datetime) as seconds since the epoch; None when missing or unreadable."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _as_dict(node: Any) -> Mapping[str, Any]:
@@ -162,6 +175,8 @@ def observed_node(node: Any, shared: Shared | None = None) -> ObservedNode:
     hostname = next((a.address for a in addresses if a.type == "Hostname" and a.address), None)
     if hostname is None and labels.get(LABEL_HOSTNAME):
         hostname = same(labels[LABEL_HOSTNAME])
+    conditions = [c for c in (status.get("conditions") or ()) if isinstance(c, Mapping)]
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
     return ObservedNode(
         name=name,
         uid=str(meta.get("uid") or ""),
@@ -174,14 +189,20 @@ def observed_node(node: Any, shared: Shared | None = None) -> ObservedNode:
         taints=taints,
         addresses=addresses,
         hostname=hostname,
+        ready_status=sys.intern(str(ready.get("status") or "")) if ready is not None else None,
+        ready_reason=sys.intern(str(ready.get("reason") or "")) if ready is not None else None,
+        ready_since=_epoch(ready.get("lastTransitionTime")) if ready is not None else None,
+        kubelet_version=sys.intern(str(node_info["kubeletVersion"])) if node_info.get("kubeletVersion") else None,
+        kubelet_reported=any(c.get("reason") in KUBELET_CONDITION_REASONS for c in conditions),
     )
 
 
 def _same_view(a: ObservedNode, b: ObservedNode) -> bool:
     """Equal apart from the resourceVersion (kubelet heartbeats change only that for us)."""
     return (a.uid, a.provider_id, a.system_uuid, a.labels, a.annotations, a.taints, a.addresses,
-            a.hostname) == (b.uid, b.provider_id, b.system_uuid, b.labels, b.annotations, b.taints,
-                            b.addresses, b.hostname)
+            a.hostname, a.ready_status, a.ready_reason, a.ready_since, a.kubelet_version, a.kubelet_reported) == (
+        b.uid, b.provider_id, b.system_uuid, b.labels, b.annotations, b.taints, b.addresses, b.hostname,
+        b.ready_status, b.ready_reason, b.ready_since, b.kubelet_version, b.kubelet_reported)
 
 
 # --- the informer --------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client as k8s
@@ -43,6 +44,8 @@ from ..core.records import (
     KIND_HOST,
     LABEL_MANAGED_BY,
     MANAGED_BY_VALUE,
+    PLACEHOLDER_READY_MESSAGE,
+    PLACEHOLDER_READY_REASON,
     Action,
     ActionKind,
     ApplyResult,
@@ -52,7 +55,7 @@ from ..core.records import (
 )
 from ..logs import kv
 from ..metrics import Metrics, observe_kube
-from .client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, read_json
+from .client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, read_json, rfc3339
 from .errors import NO_ANSWER, api_status, describe_error, one_line, retry_after_seconds
 from .events import EventRecorder
 from .ratelimit import TokenBucket
@@ -103,9 +106,10 @@ class NodeWriter:
 
     Writes (the smallest that does the job):
     - REGISTER: one ``POST nodes`` (name, labels incl. ``app.kubernetes.io/managed-by``, the
-      ``ovirt.org/vm-id`` annotation, ``spec.providerID``, and the status: addresses, capacity/allocatable
-      and nodeInfo; kube-apiserver keeps a Node's status on create, as the kubelet's registration relies
-      on). 409 AlreadyExists is a conflict: the existing node (e.g. a kubelet's) is left as it is.
+      ``ovirt.org/vm-id`` annotation, ``spec.providerID``, and the status: addresses, capacity/allocatable,
+      nodeInfo and a ``Ready=False`` condition with reason ``KubeletNotJoined``; kube-apiserver keeps a Node's
+      status on create, as the kubelet's registration relies on). 409 AlreadyExists is a conflict: the existing
+      node (e.g. a kubelet's) is left as it is.
     - INITIALIZE / UPDATE / TAINT / UNTAINT / MARK_ABSENT / CLEAR_ABSENT: one strategic-merge patch of
       ``metadata.labels`` / ``metadata.annotations`` (None removes a key), ``spec.taints`` (the complete
       list: the field is atomic) and ``spec.providerID``; when the taints or the providerID change, or the owner
@@ -557,6 +561,12 @@ def _registration_status(spec: NodeSpec, addresses: Sequence[NodeAddress]) -> di
         node_info["architecture"] = info.architecture or ""
         node_info["operatingSystem"] = info.operating_system or ""
     status["nodeInfo"] = node_info
+    # Ready=False until a kubelet reports: kube-controller-manager's node lifecycle controller then keeps the
+    # not-ready:NoSchedule taint (without a Ready condition it removes it for its startup grace period)
+    now = rfc3339(datetime.now(timezone.utc))
+    status["conditions"] = [{"type": "Ready", "status": "False", "reason": PLACEHOLDER_READY_REASON,
+                             "message": PLACEHOLDER_READY_MESSAGE, "lastHeartbeatTime": now,
+                             "lastTransitionTime": now}]
     return status
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from ovirt_cloudprovider.controller import Controller
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig, NodesConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.health import HealthState
 from ovirt_cloudprovider.metrics import Metrics
@@ -20,7 +20,9 @@ def test_vm_without_id_fails_the_sweep_and_the_loop_recovers(engine_sim: EngineS
     engine_sim.serve_static("/vms", b"<vms><vm><name>x</name></vm></vms>")
     conn = ConnectionConfig(uri=engine_sim.url, username=engine_sim.username, password=engine_sim.password,
                             ca_file=engine_sim.ca_file, timeout=5)
+    # placeholders (opt-in) for the empty cache: the sweep after the fix writes
     config = Config(path="<t>", connection=conn, filters=FiltersConfig(vms="tag=kubernetes"),
+                    nodes=NodesConfig(register=True),
                     controller=replace(ControllerConfig(), sync_interval=0.5, event_poll_interval=0.2,
                                        backoff_max=0.4))
     engine, writer, metrics = EngineClient(conn), Writer(), Metrics()

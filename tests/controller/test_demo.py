@@ -35,6 +35,9 @@ def test_demo_runs_the_scenario_in_under_a_minute(tmp_path: Path) -> None:
     for name in ("cp-1", "cp-2", "cp-3", "worker-1", "worker-7", "gpu-worker-9"):
         assert re.search(rf"^{name}\s", table, re.M), name
     assert not re.search(r"^worker-8\s", table, re.M)
+    assert "kubelets joined (--cloud-provider=external)" in out
+    assert not re.search(r"^worker-5\s", table, re.M)  # it runs, but no kubelet joined and register is off
+    assert "worker-5 runs but no kubelet joined: no node" in out
     assert re.search(r"^worker-1\s.*\b10\.20\.1\.11\b.*\b203\.0\.113\.11\b", table, re.M)  # internal + external
     assert "node worker-3 got node.cloudprovider.kubernetes.io/shutdown:NoSchedule" in out
     assert "node prod-b-host1 got ovirt.org/maintenance:NoSchedule" in out

@@ -249,7 +249,8 @@ def test_rotated_password_file_is_picked_up_without_restart(tmp_path: Path, engi
     secret.write_text(PASSWORD + "\n")
     cfg = tmp_path / "rotating.conf"
     cfg.write_text(f"[connection]\nuri = {engine.url}\nusername = {engine.username}\npassword_file = {secret}\n"
-                   f"ca_file = {engine.ca_file}\ntimeout = 5\n[filters]\nvms = tag=kubernetes\n{CONTROLLER}")
+                   f"ca_file = {engine.ca_file}\ntimeout = 5\n[filters]\nvms = tag=kubernetes\n"
+                   f"[nodes]\nregister = true\n{CONTROLLER}")
     r = Replica("replica-a", cfg, kube.write_kubeconfig(tmp_path / "kc"), tmp_path, leader_elect=False)
     try:
         wait_for(lambda: running_vm_ids(engine) <= node_ids(kube), 20, "nodes", r.logs)

@@ -22,7 +22,7 @@ from kubernetes import client as k8s
 
 from ovirt_cloudprovider.controller import SweepReport, run_sweep
 from ovirt_cloudprovider.core.records import RUNNING_STATUSES, GuestNic, ObservedNode, Snapshot
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig, NodesConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.kube.writer import NodeWriter
@@ -32,6 +32,7 @@ from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.kube_types import close
 
 VMS = "tag=kubernetes"
+PLACEHOLDERS = NodesConfig(register=True)  # placeholders are opt-in; most sync tests exercise them
 
 
 class _Unset:
@@ -45,7 +46,7 @@ class World:
     """Both simulators, our clients, and a sweep() that runs one complete sweep like ``sync --once``."""
 
     def __init__(self, engine: EngineSimulator, kube: KubeApiSimulator, *, hosts: str | _Unset | None = UNSET,
-                 vms: str = VMS, **controller: Any) -> None:
+                 vms: str = VMS, nodes: NodesConfig = PLACEHOLDERS, **controller: Any) -> None:
         self.engine, self.kube = engine, kube
         filters = FiltersConfig(vms=vms) if isinstance(hosts, _Unset) else FiltersConfig(vms=vms, hosts=hosts)
         self.config = Config(
@@ -53,6 +54,7 @@ class World:
             connection=ConnectionConfig(uri=engine.url, username=engine.username, password=engine.password,
                                         ca_file=engine.ca_file, timeout=10),
             filters=filters,
+            nodes=nodes,
             controller=replace(ControllerConfig(), page_size=5, **controller))
         cfg = k8s.Configuration()
         cfg.host = kube.url

@@ -75,7 +75,8 @@ def test_every_number_has_a_range_documented_in_the_example() -> None:
         elif line.startswith("#"):
             comments.append(line.lstrip("# "))
     ranged = [(s, k) for s, keys in SCHEMA.items() for k in keys if value_range(s, k)]
-    assert len(ranged) == 14  # timeout and the thirteen numbers of [controller] (engine_concurrency: 1 to 8)
+    # timeout, [nodes] out_of_service_after and the thirteen numbers of [controller] (engine_concurrency: 1 to 8)
+    assert len(ranged) == 15
     for section, key in ranged:
         assert value_range(section, key) in documented[(section, key)], (section, key, value_range(section, key))
 

@@ -30,7 +30,7 @@ from ovirt_cloudprovider.core.records import (
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
 from tests.core.plan_builders import OWNER, absent_counter, apply_in_memory, kubelet_node, make_spec, synced_node
 
-NODES = NodesConfig()
+NODES = NodesConfig(register=True)  # the placeholder rules; register is opt-in
 
 
 def _owned(host_id: str) -> tuple[tuple[str, str], ...]:

@@ -37,7 +37,7 @@ from ovirt_cloudprovider.core.records import (
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
 from tests.core.plan_builders import absent_counter, desired, make_spec, random_world, synced_node, vm_id_for
 
-NODES = NodesConfig()
+NODES = NodesConfig(register=True)  # the placeholder rules; register is opt-in
 CONTROLLER = ControllerConfig()
 VALUED_SHUTDOWN = Taint(TAINT_SHUTDOWN, "NoSchedule", "true")
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from ovirt_cloudprovider.core.absence import deletion_limit
-from ovirt_cloudprovider.core.plan import plan_sync
+from ovirt_cloudprovider.core.plan import REASON_UNADOPTED, plan_sync
 from ovirt_cloudprovider.core.providerid import vm_id_of
 from ovirt_cloudprovider.core.records import (
     ANNOTATION_ABSENT_SWEEPS,
@@ -52,7 +52,7 @@ from tests.core.plan_builders import (
 )
 
 K = ActionKind
-NODES = NodesConfig()
+NODES = NodesConfig(register=True)  # the placeholder rules; register is opt-in
 CONTROLLER = ControllerConfig()
 
 
@@ -876,6 +876,14 @@ def test_with_the_real_desired_nodes() -> None:
 
 # --- properties on random fleets ------------------------------------------------------------------------
 
+def _check_unadopted(world: World, p: Plan, by_name: dict[str, ObservedNode]) -> None:
+    for action in p.actions:
+        if action.reason == REASON_UNADOPTED:  # only our own placeholders no kubelet joined, with register off
+            node = by_name[action.node]
+            assert action.kind == K.DELETE and not world.nodes.register and world.nodes.delete
+            assert node.registered_by_us and not node.kubelet_joined and vm_id_of(node.provider_id) is not None
+
+
 def _check_world(world: World) -> None:
     cfg = {"nodes": world.nodes, "controller": world.controller}
     p = plan(world.desired, world.observed, **cfg)  # type: ignore[arg-type]
@@ -907,7 +915,8 @@ def _check_world(world: World) -> None:
     for action in deleted:
         assert vm_id_of(by_name[action.node].provider_id) not in vm_ids
     if not vm_ids:
-        assert not present_kinds & {K.DELETE, K.MARK_ABSENT}
+        assert not {a.kind for a in p.actions if a.reason != REASON_UNADOPTED} & {K.DELETE, K.MARK_ABSENT}
+    _check_unadopted(world, p, by_name)
     for action in p.actions:
         if action.kind == K.REGISTER:
             assert action.spec is not None and action.spec.running
@@ -996,6 +1005,6 @@ def test_an_inconsistent_vm_id_is_present_but_untouched() -> None:
     desired_now = desired_nodes(Snapshot(vms=(), query="tag=k", inconsistent_ids=(spec.vm_id.upper(),)),
                                 NodesConfig())
     assert [s.vm_id for s in desired_now.skipped] == [spec.vm_id]  # canonical (issue 17, rule 5)
-    p = plan_sync(desired_now, [node], nodes=NodesConfig(), controller=ControllerConfig(delete_after_sweeps=1))
+    p = plan_sync(desired_now, [node], nodes=NODES, controller=ControllerConfig(delete_after_sweeps=1))
     assert [a.kind for a in p.actions] == [K.SKIP]
     assert not p.actions[0].writes and "two different VMs" in p.actions[0].message

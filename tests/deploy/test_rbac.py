@@ -21,7 +21,7 @@ import yaml
 
 from ovirt_cloudprovider.app import run_controller
 from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN, TAINT_UNINITIALIZED
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig, NodesConfig
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator, RbacPolicy
 from tests.helpers import REPO, wait_for
@@ -75,7 +75,7 @@ class Run:
             path="<test>",
             connection=ConnectionConfig(uri=engine.url, username=engine.username, password=engine.password,
                                         ca_file=engine.ca_file, timeout=10),
-            filters=FiltersConfig(vms="tag=kubernetes"),
+            filters=FiltersConfig(vms="tag=kubernetes"), nodes=NodesConfig(register=True),
             controller=replace(ControllerConfig(), sync_interval=1.0, event_poll_interval=0.3,
                                delete_after_sweeps=1, leader_elect=True, leader_elect_namespace=NAMESPACE,
                                metrics_bind_address="127.0.0.1:0", lease_duration=3, renew_deadline=2,

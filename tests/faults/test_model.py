@@ -60,7 +60,7 @@ from ovirt_cloudprovider.core.records import (
     TAINT_UNINITIALIZED,
     Snapshot,
 )
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig, NodesConfig
 from ovirt_cloudprovider.core.targeted import Fleet as TargetedFleet
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube.informer import NodeCache
@@ -219,7 +219,7 @@ class FleetModel(RuleBasedStateMachine):
             connection=ConnectionConfig(uri=self.engine.url, username=self.engine.username,
                                         password=self.engine.password, ca_file=self.engine.ca_file,
                                         timeout=TIMEOUT),
-            filters=FiltersConfig(vms=VMS, hosts=HOSTS),
+            filters=FiltersConfig(vms=VMS, hosts=HOSTS), nodes=NodesConfig(register=True),  # placeholders: opt-in
             controller=replace(ControllerConfig(), page_size=4, delete_after_sweeps=2, max_delete_fraction=1.0,
                                max_delete_count=0, allow_cluster_removal=True))
         cfg = k8s.Configuration()

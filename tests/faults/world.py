@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 
 from ovirt_cloudprovider.controller import SweepReport, run_sweep
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, RUNNING_STATUSES
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig
+from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, FiltersConfig, NodesConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.kube.writer import NodeWriter
@@ -90,7 +90,7 @@ class FaultWorld:
             path="<faults>",
             connection=ConnectionConfig(uri=engine.url, username=engine.username, password=password,
                                         ca_file=engine.ca_file, timeout=timeout),
-            filters=FiltersConfig(vms="tag=kubernetes"),
+            filters=FiltersConfig(vms="tag=kubernetes"), nodes=NodesConfig(register=True),
             controller=replace(ControllerConfig(), **settings))
         cfg = k8s.Configuration()
         cfg.host = kube.url

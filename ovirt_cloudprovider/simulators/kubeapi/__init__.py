@@ -16,6 +16,9 @@ for it, down to the quirks a controller trips over on a real cluster:
   ``Status`` error bodies;
 - admission as kube-apiserver's default plugins do it for Nodes (TaintNodesByCondition: a created Node
   gets the ``node.kubernetes.io/not-ready:NoSchedule`` taint);
+- optionally (``start_node_lifecycle``, ``--node-lifecycle``), what kube-controller-manager's node lifecycle
+  controller does to Node taints and conditions (``lifecycle``: taints from conditions, the startup grace period,
+  ``Ready=Unknown``, the unreachable and NoExecute taints), with the simulator's kubelets renewing their Leases;
 - bearer-token authentication, RBAC from ClusterRole/Role YAML (:class:`RbacPolicy`), fault injection,
   request counters and direct helpers for tests.
 
@@ -28,11 +31,11 @@ Status body), :class:`RequestRecord` and :class:`Denial`; the pure pieces (:func
 Modules: ``constants``, ``errors``, ``formats`` (names, labels, times, quantities), ``roundtrip`` (typed
 decoding), ``patch`` (strategic merge, JSON merge and JSON patch), ``selectors``, ``resources``,
 ``validation``, ``tables``, ``store``, ``rbac``, ``faults`` (request records, faults, watches),
-``simulator``, ``backend`` (what the HTTP side needs of the simulator), ``handler`` (HTTP), ``kubelet`` and
-``cli``.
+``simulator``, ``backend`` (what the HTTP side needs of the simulator), ``handler`` (HTTP), ``kubelet``,
+``lifecycle`` (the node lifecycle mode) and ``cli``.
 
 Run standalone with ``python -m ovirt_cloudprovider.simulators.kubeapi --port PORT [--write-kubeconfig PATH]
-[--tls] [--nodes N]``; it serves until SIGINT or SIGTERM.
+[--tls] [--nodes N] [--node-lifecycle [--startup-grace SECONDS]]``; it serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--write-kubeconfig", metavar="PATH", help="write a kubeconfig for kubectl and clients")
     ap.add_argument("--nodes", type=int, default=0, metavar="N", help="register N kubelet-like nodes")
     ap.add_argument("--history", type=int, default=1000, help="changes kept for watches (default 1000)")
+    ap.add_argument("--node-lifecycle", action="store_true",
+                    help="act on Node taints and conditions as kube-controller-manager's node lifecycle controller")
+    ap.add_argument("--startup-grace", type=float, default=60.0, metavar="SECONDS",
+                    help="the node lifecycle mode's startup grace period (default 60, as kube-controller-manager)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every request")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s")
@@ -36,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kubeapi simulator: cannot listen on {a.host}:{a.port}: {getattr(e, 'strerror', None) or e}",
               file=sys.stderr)
         return 1
+    if a.node_lifecycle:
+        sim.start_node_lifecycle(startup_grace=a.startup_grace)
     for i in range(a.nodes):
         sim.register_kubelet_node(f"node-{i + 1}", internal_ip=f"192.0.2.{(i % 250) + 1}")
     stop = threading.Event()

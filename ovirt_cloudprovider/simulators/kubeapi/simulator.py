@@ -54,6 +54,7 @@ from .faults import (
 from .formats import format_micro_time, format_time, new_uuid, utcnow
 from .handler import _Handler
 from .kubelet import kubelet_node
+from .lifecycle import NodeLifecycle
 from .patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
 from .rbac import Denial, RbacPolicy
 from .resources import LEASES, NAMESPACES, NODES, ResourceType, Selector
@@ -98,6 +99,7 @@ class KubeApiSimulator(LoopbackServer):
         self._watches: set[_Watch] = set()
         self._lock = threading.RLock()
         self._stopping = False
+        self.node_lifecycle: NodeLifecycle | None = None
         for ns in (*DEFAULT_NAMESPACES, *namespaces):
             if ("namespaces", "", ns) not in self.store.current:
                 self.create_namespace(ns)
@@ -125,6 +127,7 @@ class KubeApiSimulator(LoopbackServer):
 
     def _before_stop(self) -> None:
         self._stopping = True
+        self.stop_node_lifecycle()
         with self.store.changed:
             for w in list(self._watches):
                 w.dropped = True
@@ -324,6 +327,25 @@ class KubeApiSimulator(LoopbackServer):
             out = [copy.deepcopy(o) for _, o in self.store.snapshot("events", namespace, None)]
         return [e for e in out if (involved_name is None or e.get("involvedObject", {}).get("name") == involved_name)
                 and (reason is None or e.get("reason") == reason)]
+
+    def patch_lease(self, namespace: str, name: str, patch: Any) -> Obj:
+        """Strategic-merge-patch a Lease (a kubelet renewing its heartbeat)."""
+        req = self._admin(LEASES, "patch", namespace=namespace, name=name)
+        return self.op_patch(req, json.dumps(patch).encode(), "application/strategic-merge-patch+json")
+
+    def start_node_lifecycle(self, *, startup_grace: float = 60.0, monitor_grace: float = 50.0,
+                             period: float = 0.2, renew_interval: float = 10.0) -> NodeLifecycle:
+        """Start the node lifecycle mode: kube-controller-manager's node lifecycle controller acting on Node
+        taints and conditions (see :mod:`.lifecycle`); stopped with the server or by :meth:`stop_node_lifecycle`."""
+        self.stop_node_lifecycle()
+        self.node_lifecycle = NodeLifecycle(self, startup_grace=startup_grace, monitor_grace=monitor_grace,
+                                            period=period, renew_interval=renew_interval).start()
+        return self.node_lifecycle
+
+    def stop_node_lifecycle(self) -> None:
+        if self.node_lifecycle is not None:
+            self.node_lifecycle.stop()
+            self.node_lifecycle = None
 
     def get_lease(self, namespace: str, name: str) -> Obj | None:
         with self.store.lock:
