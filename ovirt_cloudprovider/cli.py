@@ -37,9 +37,11 @@ from .core.records import (
     ActionKind,
     Host,
     NodeSpec,
+    Snapshot,
     VirtualMachine,
 )
 from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
+from .core.vmfilter import unknown_tags
 from .engine.errors import EngineError
 from .kube.errors import KubeConfigError
 from .logs import kv, one_line, setup_logging
@@ -284,6 +286,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for vm, _, reason in found.rows:
         if reason:
             print(f"  skipped {vm.name} ({vm.id}): {reason}")
+    if _unknown_tags(config, snapshot):
+        return EXIT_FAILURE
     # A filter that matches nothing is almost always a mistake (a misspelt search field name returns an empty
     # list, not an error): a failure, so that a pre-deploy script stops here.
     empty = [] if snapshot.vms else ["the filter matched no VM; check [filters] vms"]
@@ -293,6 +297,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         _fail("; ".join(empty) + " (a typo in a search field name returns an empty list, not an error)")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _unknown_tags(config: Config, snapshot: Snapshot) -> bool:
+    """One error line per tag that ``[filters] vms`` (``tag=``) or ``[nodes] tag_labels`` names and the engine's
+    tag tree does not have (the engine answers such a search with no VM, not an error)."""
+    if snapshot.tags is None:
+        return False
+    names = [t.name for t in snapshot.tags]
+    problems = [f"{config.path}: [filters] vms: the engine has no tag {tag!r} (the condition tag={tag} matches no "
+                "VM)" for tag in unknown_tags(config.filters.vms, names)]
+    parent = config.nodes.tag_labels
+    if parent is not None and parent not in names:
+        problems.append(f"{config.path}: [nodes] tag_labels: the engine has no tag {parent!r}")
+    for problem in problems:
+        _fail(problem)
+    return bool(problems)
 
 
 def _print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:

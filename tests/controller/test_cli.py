@@ -43,8 +43,9 @@ def test_check_config_reports_login_and_search(config: Path, engine: EngineSimul
     r = run_cli(["check-config", "--config", str(config)])
     assert r.returncode == 0, r.stderr
     assert "login:   ok" in r.stdout
-    # one page, then (one request each) the clusters, data centers, hosts and instance types it joins
-    assert "12 VM(s) matched in 5 request(s)" in r.stdout
+    # one page, then (one request each) the clusters, data centers, hosts and instance types it joins, and the tag
+    # tree (the filter names a tag: is it one the engine has?)
+    assert "12 VM(s) matched in 6 request(s)" in r.stdout
     assert "4.5.5" in r.stdout  # the engine's product version
     _assert_no_secret(r.stdout, r.stderr)
 
