@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TextIO
 
@@ -241,9 +242,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     found = app.discover(config)
     hosts = found.snapshot.hosts_query is not None  # [filters] hosts: a KIND column, the hosts after the VMs
     if args.output == "json":
-        doc = [{"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in found.rows]
-        doc += [{"host": _host_json(h), "node": _node_json(spec)} for h, spec, _ in found.host_rows]
-        print(json.dumps(doc, indent=2))
+        items = itertools.chain(({"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in found.rows),
+                                ({"host": _host_json(h), "node": _node_json(spec)} for h, spec, _ in found.host_rows))
+        write_json_list(items, sys.stdout)
         return EXIT_OK
     table: list[tuple[str, ...]] = [("VM", "STATUS", "CLUSTER", "HOST", "NODE", "ADDRESSES", "NOTE")]
     for vm, spec, reason in found.rows:
@@ -254,6 +255,17 @@ def cmd_discover(args: argparse.Namespace) -> int:
             table.append(("host", h.name, h.status, h.cluster or "", "", *_node_cells(spec, reason)))
     _print_table(table)
     return EXIT_OK
+
+
+def write_json_list(items: Iterable[Any], out: TextIO) -> None:
+    """``json.dumps(list(items), indent=2)`` and a newline, written one item at a time: the document of a large
+    fleet is never built in memory at once."""
+    first = True
+    for item in items:
+        out.write("[\n  " if first else ",\n  ")
+        out.write(json.dumps(item, indent=2).replace("\n", "\n  "))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
 
 
 def _node_cells(spec: NodeSpec | None, reason: str | None) -> tuple[str, str, str]:
@@ -305,7 +317,7 @@ def _unknown_tags(config: Config, snapshot: Snapshot) -> bool:
     if snapshot.tags is None:
         return False
     names = [t.name for t in snapshot.tags]
-    problems = [f"{config.path}: [filters] vms: the engine has no tag {tag!r} (the condition tag={tag} matches no "
+    problems = [f"{config.path}: [filters] vms: the engine has no tag {tag!r} (the condition tag={tag} matched no "
                 "VM)" for tag in unknown_tags(config.filters.vms, names)]
     parent = config.nodes.tag_labels
     if parent is not None and parent not in names:

@@ -120,4 +120,4 @@ def test_check_config_fails_on_a_filter_naming_a_tag_the_engine_does_not_have(tm
     assert r.returncode == 1
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert errors == [f"ovirt-cloudprovider: error: {path}: [filters] vms: the engine has no tag 'kubernetse' (the "
-                      "condition tag=kubernetse matches no VM)"]
+                      "condition tag=kubernetse matched no VM)"]
