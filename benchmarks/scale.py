@@ -377,7 +377,8 @@ def main() -> int:
             res[f"target_{key}"] = "met" if check() else "missed"
             out(f"target_{key}", res[f"target_{key}"])
     if args.write_results:
-        record(f"scale-{n}" + ("-follow" if args.follow else ""), res)
+        record(f"scale-{n}" + (f"-hosts-{args.hosts}" if args.hosts else "") + ("-follow" if args.follow else ""),
+               res)
     return 0
 
 
