@@ -19,6 +19,11 @@ Prints ``key=value`` lines (progress goes to stderr):
     python benchmarks/scale.py --vms 1000
     python benchmarks/scale.py --vms 10000 --kube-api-qps 1000 --kube-api-burst 1000
     python benchmarks/scale.py --vms 10000 --engine-only [--follow] [--engine-concurrency 2]
+    python benchmarks/scale.py --vms 10000 --hosts 1024 --kube-api-qps 1000 --kube-api-burst 1000
+
+``--hosts N``: the engine has N hosts (OLVM documents 1,024 hosts and 10,000 VMs per engine as its largest tier)
+and the controller discovers them too (``[filters] hosts = name=*``: one paged host search per discovery, their
+nodes registered); the transfer floor then includes the host search pages.
 
 ``--write-results`` also writes the figures to ``benchmarks/results/scale-VMS.json``, from which
 ``python benchmarks/report.py --write`` regenerates the tables of README.md and docs/sizing.md.
@@ -64,6 +69,7 @@ from ovirt_cloudprovider.engine.records import vm_record
 
 API_PATH = "/ovirt-engine/api"
 VMS_PATH = API_PATH + "/vms"
+HOSTS_FILTER = "name=*"
 SSO_TOKEN_PATH = "/ovirt-engine/sso/oauth/token"
 
 
@@ -107,11 +113,13 @@ def _plain_fetch(info: dict[str, Any], queries: list[tuple[str, dict[str, str]]]
 
 
 def engine_side(engine: SimProcess, n: int, page_size: int, repeat: int, *, follow: bool = False,
-                concurrency: int = 2, parse_repeat: int = 5, save_pages: Path | None = None) -> dict[str, Any]:
+                concurrency: int = 2, parse_repeat: int = 5, save_pages: Path | None = None,
+                hosts: int | None = None) -> dict[str, Any]:
     info = engine.info
     conn = ConnectionConfig(uri=info["url"], username=info["username"], password=info["password"],
                             ca_file=info["ca_file"], timeout=300)
-    client = EngineClient(conn, page_size=page_size, lean=not follow, engine_concurrency=concurrency)
+    client = EngineClient(conn, page_size=page_size, lean=not follow, engine_concurrency=concurrency,
+                          hosts=HOSTS_FILTER if hosts else None)
     res: dict[str, Any] = {}
     try:
         client.discover("tag=kubernetes")  # warm up: SSO login, TLS session
@@ -122,7 +130,10 @@ def engine_side(engine: SimProcess, n: int, page_size: int, repeat: int, *, foll
             snap = client.discover("tag=kubernetes")
             times.append(time.perf_counter() - start)
             progress(f"discovery {i + 1}/{repeat}: {len(snap.vms)} VMs in {times[-1]:.2f} s")
-        paths = [VMS_PATH] + ([] if follow else [f"{API_PATH}/{p}" for p in LISTS])
+        # the filter names a tag: the tag tree is listed too (is it one the engine has?)
+        paths = [VMS_PATH, f"{API_PATH}/tags"] + ([] if follow else [f"{API_PATH}/{p}" for p in LISTS])
+        if hosts and follow:
+            paths.append(f"{API_PATH}/hosts")  # the host search (the lean discovery's list is there too)
         # the requests of the last discovery: its pages (each once) and lists
         sent = [(p, r["query"]) for p in paths for r in engine.call("requests", path=p)]
         res["engine_requests"] = len(sent)
@@ -131,7 +142,9 @@ def engine_side(engine: SimProcess, n: int, page_size: int, repeat: int, *, foll
         client.close()
     # the last page is short (maybe empty); the lean search also lists 4 collections and may send up to
     # engine_concurrency pages past the end
-    res["engine_requests_expected"] = math.ceil((n + 1) / page_size) + (0 if follow else len(LISTS) + concurrency)
+    res["engine_requests_expected"] = (math.ceil((n + 1) / page_size) + 1
+                                       + (0 if follow else len(LISTS) + concurrency)
+                                       + (math.ceil((hosts + 1) / page_size) if hosts else 0))
     res["discovery_s"] = statistics.median(times)
     transfers = []
     for _ in range(repeat):
@@ -161,7 +174,7 @@ def engine_side(engine: SimProcess, n: int, page_size: int, repeat: int, *, foll
 def _sdk_read(queries: list[tuple[str, dict[str, str]]], bodies: list[bytes]) -> tuple[float, float, int]:
     """CPU seconds of the SDK Reader over the pages, of SDK objects → records, and the records made."""
     start = time.process_time()
-    pages = [Reader.read(body) for body in bodies]
+    pages = [Reader.read(body) for (full, _), body in zip(queries, bodies, strict=True) if full == VMS_PATH]
     parse = time.process_time() - start
     start = time.process_time()
     mapped = sum(1 for page in pages for vm in page if vm_record(vm) is not None)
@@ -173,8 +186,8 @@ def _lean_read(queries: list[tuple[str, dict[str, str]]], bodies: list[bytes]) -
     where = "benchmark"
     start = time.process_time()
     lists = {path: read_names(body, *LISTS[path], path, where)
-             for (full, _), body in zip(queries, bodies, strict=True)
-             if (path := full.rsplit("/", 1)[1]) in LISTS}
+             for (full, query), body in zip(queries, bodies, strict=True)
+             if (path := full.rsplit("/", 1)[1]) in LISTS and "search" not in query}
     leans = [lean for (full, _), body in zip(queries, bodies, strict=True) if full == VMS_PATH
              for lean in read_vms(body, "page", where)]
     parse = time.process_time() - start
@@ -258,6 +271,8 @@ def kube_side(engine: SimProcess, kube: SimProcess, workdir: Path, args: argpars
         extra["kube_api_qps"] = args.kube_api_qps
     if args.kube_api_burst is not None:
         extra["kube_api_burst"] = args.kube_api_burst
+    if args.hosts:  # [filters] hosts: the hosts become nodes too
+        text = text.replace("[filters]\n", f"[filters]\nhosts = {HOSTS_FILTER}\n", 1)
     # register_s measures placeholders for every running VM: [nodes] register is opt-in
     config.write_text(text + "\n[nodes]\nregister = true\n\n[controller]\n"
                       + "".join(f"{k} = {v}\n" for k, v in extra.items()))
@@ -321,6 +336,9 @@ def main() -> int:
     ap.add_argument("--engine-only", action="store_true", help="only the engine side")
     ap.add_argument("--follow", action="store_true", help="the follow= search read by the SDK (the old discovery)")
     ap.add_argument("--engine-concurrency", type=int, default=2, help="[controller] engine_concurrency")
+    ap.add_argument("--hosts", type=int, default=None,
+                    help="oVirt hosts in the engine, discovered too ([filters] hosts = name=*); default: 9, not "
+                         "discovered")
     ap.add_argument("--parse-repeat", type=int, default=5,
                     help="reads of the fetched pages (parse/map figures: median CPU time, and range)")
     ap.add_argument("--write-results", action="store_true",
@@ -333,12 +351,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         workdir = Path(d)
         progress(f"starting the engine simulator with {n} VMs")
-        with SimProcess("engine", workdir, "--vms", str(n)) as engine, SimProcess("kube", workdir) as kube:
-            res: dict[str, Any] = {"vms": n, "page_size": args.page_size}
+        hosts = ("--hosts", str(args.hosts)) if args.hosts else ()
+        with SimProcess("engine", workdir, "--vms", str(n), *hosts) as engine, SimProcess("kube", workdir) as kube:
+            res: dict[str, Any] = {"vms": n, "hosts": args.hosts or 0, "page_size": args.page_size}
             if not args.skip_engine:
                 res.update(engine_side(engine, n, args.page_size, args.repeat, follow=args.follow,
                                        concurrency=args.engine_concurrency, parse_repeat=args.parse_repeat,
-                                       save_pages=args.save_pages))
+                                       save_pages=args.save_pages, hosts=args.hosts))
             if not args.engine_only:
                 progress("starting the controller")
                 res.update(kube_side(engine, kube, workdir, args))
@@ -360,7 +379,8 @@ def main() -> int:
             res[f"target_{key}"] = "met" if check() else "missed"
             out(f"target_{key}", res[f"target_{key}"])
     if args.write_results:
-        record(f"scale-{n}" + ("-follow" if args.follow else ""), res)
+        record(f"scale-{n}" + (f"-hosts-{args.hosts}" if args.hosts else "") + ("-follow" if args.follow else ""),
+               res)
     return 0
 
 

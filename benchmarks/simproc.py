@@ -27,7 +27,7 @@ REPO = HERE.parent
 def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 
-    fleet = generate_fleet(args.vms, seed=args.seed)
+    fleet = generate_fleet(args.vms, seed=args.seed, hosts=args.hosts)
     if args.template:  # a template to create VMs from (benchmarks/autoscaler.py)
         fleet.add_template(args.template, "east-a", cores=4, memory=8 * 1024**3)
     sim = EngineSimulator(fleet, image_lock_seconds=args.image_lock_seconds, boot_seconds=args.boot_seconds).start()
@@ -96,6 +96,7 @@ def main() -> int:
     ap.add_argument("kind", choices=("engine", "kube"))
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--vms", type=int, default=100)
+    ap.add_argument("--hosts", type=int, default=9)
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--history", type=int, default=100_000)
     ap.add_argument("--template", default="", help="engine: a template of that name in east-a")

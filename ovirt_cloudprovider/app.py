@@ -79,7 +79,8 @@ def engine_client(config: Config, *, metrics: Metrics | None = None) -> EngineCl
     return EngineClient(config.connection, page_size=config.controller.page_size, metrics=metrics,
                         engine_concurrency=config.controller.engine_concurrency,
                         auth_backoff_max=config.controller.backoff_max,
-                        hosts=config.filters.hosts)
+                        hosts=config.filters.hosts, tag_tree=config.nodes.tag_labels is not None,
+                        affinity_labels=config.nodes.affinity_labels)
 
 
 @dataclass(frozen=True)

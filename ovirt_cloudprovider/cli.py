@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TextIO
 
@@ -37,9 +38,11 @@ from .core.records import (
     ActionKind,
     Host,
     NodeSpec,
+    Snapshot,
     VirtualMachine,
 )
 from .core.settings import DEFAULT_CONFIG_PATH, Config, ConfigError
+from .core.vmfilter import unknown_tags
 from .engine.errors import EngineError
 from .kube.errors import KubeConfigError
 from .logs import kv, one_line, setup_logging
@@ -239,9 +242,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     found = app.discover(config)
     hosts = found.snapshot.hosts_query is not None  # [filters] hosts: a KIND column, the hosts after the VMs
     if args.output == "json":
-        doc = [{"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in found.rows]
-        doc += [{"host": _host_json(h), "node": _node_json(spec)} for h, spec, _ in found.host_rows]
-        print(json.dumps(doc, indent=2))
+        items = itertools.chain(({"vm": _vm_json(vm), "node": _node_json(spec)} for vm, spec, _ in found.rows),
+                                ({"host": _host_json(h), "node": _node_json(spec)} for h, spec, _ in found.host_rows))
+        write_json_list(items, sys.stdout)
         return EXIT_OK
     table: list[tuple[str, ...]] = [("VM", "STATUS", "CLUSTER", "HOST", "NODE", "ADDRESSES", "NOTE")]
     for vm, spec, reason in found.rows:
@@ -252,6 +255,17 @@ def cmd_discover(args: argparse.Namespace) -> int:
             table.append(("host", h.name, h.status, h.cluster or "", "", *_node_cells(spec, reason)))
     _print_table(table)
     return EXIT_OK
+
+
+def write_json_list(items: Iterable[Any], out: TextIO) -> None:
+    """``json.dumps(list(items), indent=2)`` and a newline, written one item at a time: the document of a large
+    fleet is never built in memory at once."""
+    first = True
+    for item in items:
+        out.write("[\n  " if first else ",\n  ")
+        out.write(json.dumps(item, indent=2).replace("\n", "\n  "))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
 
 
 def _node_cells(spec: NodeSpec | None, reason: str | None) -> tuple[str, str, str]:
@@ -284,6 +298,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for vm, _, reason in found.rows:
         if reason:
             print(f"  skipped {vm.name} ({vm.id}): {reason}")
+    if _unknown_tags(config, snapshot):
+        return EXIT_FAILURE
     # A filter that matches nothing is almost always a mistake (a misspelt search field name returns an empty
     # list, not an error): a failure, so that a pre-deploy script stops here.
     empty = [] if snapshot.vms else ["the filter matched no VM; check [filters] vms"]
@@ -293,6 +309,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         _fail("; ".join(empty) + " (a typo in a search field name returns an empty list, not an error)")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _unknown_tags(config: Config, snapshot: Snapshot) -> bool:
+    """One error line per tag that ``[filters] vms`` (``tag=``) or ``[nodes] tag_labels`` names and the engine's
+    tag tree does not have (the engine answers such a search with no VM, not an error)."""
+    if snapshot.tags is None:
+        return False
+    names = [t.name for t in snapshot.tags]
+    problems = [f"{config.path}: [filters] vms: the engine has no tag {tag!r} (the condition tag={tag} matched no "
+                "VM)" for tag in unknown_tags(config.filters.vms, names)]
+    parent = config.nodes.tag_labels
+    if parent is not None and parent not in names:
+        problems.append(f"{config.path}: [nodes] tag_labels: the engine has no tag {parent!r}")
+    for problem in problems:
+        _fail(problem)
+    return bool(problems)
 
 
 def _print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:

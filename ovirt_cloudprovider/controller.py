@@ -19,6 +19,12 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
   event poller backs off the same way.
 
+Every engine request of one sweep (full or targeted, the confirmations of deletions included) carries one
+``Correlation-Id`` header, a new one per sweep, logged with the sweep's lines (``correlation_id``): the engine
+writes it into engine.log, so an engine admin can find our calls. A full sweep also checks its filter against
+the engine's tag tree (core/vmfilter.unknown_tags): a ``tag=`` naming a tag the engine does not have (it matches
+nothing, without an error) is a Warning line, the metric ``filter_unknown_tags`` and a ``/readyz`` reason.
+
 Lifecycle: see :class:`Controller`.
 """
 
@@ -30,8 +36,10 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -57,7 +65,7 @@ from .core.records import (
 from .core.schedule import StepKind
 from .core.settings import Config
 from .core.targeted import Fleet, fleet_of, plan_targeted, restrict, targets_of
-from .core.vmfilter import filter_match, narrowed
+from .core.vmfilter import filter_match, narrowed, unknown_tags
 from .engine.errors import EngineError, EngineEvent, EngineLoginBackoff
 from .health import HealthState
 from .logs import kv, one_line
@@ -75,6 +83,7 @@ class _Engine(Protocol):
     def last_event_index(self) -> int: ...
     def events_since(self, index: int) -> tuple[int, Sequence[EngineEvent]]: ...
     def reset(self) -> None: ...
+    def correlated(self, correlation_id: str) -> AbstractContextManager[None]: ...
 
 
 class _Cache(Protocol):
@@ -107,6 +116,24 @@ class SweepReport:
     fleet: Fleet | None = None
 
 
+def new_correlation_id() -> str:
+    """A sweep's Correlation-Id (the engine logs it with every request of the sweep)."""
+    return f"ovirt-cloudprovider-{uuid.uuid4()}"
+
+
+def unknown_filter_tags(config: Config, snapshot: Snapshot) -> tuple[str, ...]:
+    """The tags the ``[filters] vms`` search (and ``[nodes] tag_labels``) name that the engine's tag tree, when
+    the discovery listed it, does not have."""
+    if snapshot.tags is None:
+        return ()
+    names = [t.name for t in snapshot.tags]
+    missing = list(unknown_tags(config.filters.vms, names))
+    parent = config.nodes.tag_labels
+    if parent is not None and parent not in names and parent not in missing:
+        missing.append(parent)
+    return tuple(missing)
+
+
 def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], writer: _Writer | None,
               metrics: Metrics | None = None, may_write: Callable[[], bool] = lambda: True,
               health: HealthState | None = None) -> SweepReport:
@@ -115,11 +142,34 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
     Nothing is planned after a failed discovery, so a failure never deletes, taints or rewrites a node.
     ``may_write`` is asked before every action: a replica that lost its lease stops at once.
     """
+    correlation_id = new_correlation_id()
+    with engine.correlated(correlation_id):
+        return _sweep(config=config, engine=engine, nodes=nodes, writer=writer, metrics=metrics,
+                      may_write=may_write, health=health, correlation_id=correlation_id)
+
+
+def _check_filter_tags(config: Config, snapshot: Snapshot, metrics: Metrics | None,
+                       health: HealthState | None) -> None:
+    missing = unknown_filter_tags(config, snapshot)
+    if missing:
+        log.warning(f"the engine has no tag {', '.join(repr(t) for t in missing)}: a filter naming it matches "
+                    "no VM", extra=kv(tags=",".join(missing), filter=config.filters.vms,
+                                      tag_labels=config.nodes.tag_labels))
+    if metrics:
+        metrics.filter_unknown_tags.set(len(missing))
+    if health:
+        health.filter_problem(f"the engine has no tag {', '.join(repr(t) for t in missing)} (named in [filters] "
+                              "vms or [nodes] tag_labels)" if missing else None)
+
+
+def _sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], writer: _Writer | None,
+           metrics: Metrics | None, may_write: Callable[[], bool], health: HealthState | None,
+           correlation_id: str) -> SweepReport:
     start = time.monotonic()
     if health:
         health.sweep_started()
     try:
-        log.info("sweep started", extra=kv(query=config.filters.vms or "<all VMs>"))
+        log.info("sweep started", extra=kv(query=config.filters.vms or "<all VMs>", correlation_id=correlation_id))
         try:
             snapshot = engine.discover(config.filters.vms)
         except EngineError as exc:
@@ -127,13 +177,14 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
                 health.engine_failed(str(exc))
             seconds = time.monotonic() - start
             log.error("sweep failed: discovery did not complete; no node was changed",
-                      extra=kv(error=str(exc), seconds=round(seconds, 3)))
+                      extra=kv(error=str(exc), seconds=round(seconds, 3), correlation_id=correlation_id))
             if metrics:
                 metrics.syncs_total.labels("failure").inc()
                 metrics.sync_duration_seconds.observe(seconds)
             return SweepReport(ok=False, error=str(exc), seconds=seconds)
         if health:
             health.engine_ok()
+        _check_filter_tags(config, snapshot, metrics, health)
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller, now=time.time())
         plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts)
@@ -142,7 +193,7 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
         if metrics:
             _record(metrics, snapshot, desired, plan, ok=report.ok, seconds=report.seconds,
                     dry_run=writer is None)
-        _log_report("sweep finished", report)
+        _log_report("sweep finished", report, correlation_id=correlation_id)
         return report
     finally:
         if health:
@@ -163,6 +214,17 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     The plan is that of core/targeted.py, which costs the targets, not the fleet; where it cannot prove its
     answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. Returns a
     report whose ``snapshot`` is ``base`` updated (and ``fleet`` its index)."""
+    correlation_id = new_correlation_id()
+    with engine.correlated(correlation_id):
+        return _targeted_sweep(config=config, engine=engine, base=base, vm_ids=vm_ids, nodes=nodes, writer=writer,
+                               metrics=metrics, may_write=may_write, health=health, host_ids=host_ids, fleet=fleet,
+                               correlation_id=correlation_id)
+
+
+def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: Sequence[str],
+                    nodes: Sequence[ObservedNode], writer: _Writer, metrics: Metrics | None,
+                    may_write: Callable[[], bool], health: HealthState | None, host_ids: Sequence[str],
+                    fleet: Fleet | None, correlation_id: str) -> SweepReport:
     start = time.monotonic()
     if health:
         health.sweep_started()
@@ -174,7 +236,8 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
         except EngineError as exc:
             if health:
                 health.engine_failed(str(exc))
-            log.warning("targeted sweep failed; no node was changed", extra=kv(error=str(exc)))
+            log.warning("targeted sweep failed; no node was changed",
+                        extra=kv(error=str(exc), correlation_id=correlation_id))
             if metrics:
                 metrics.targeted_syncs_total.labels("failure").inc()
             return SweepReport(ok=False, error=str(exc), seconds=time.monotonic() - start)
@@ -206,7 +269,7 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
             _record_vms(metrics, snapshot)
             _record_out_of_service(metrics, plan)
             metrics.targeted_syncs_total.labels("success" if report.ok else "failure").inc()
-        _log_report("targeted sweep finished", report, whole_fleet=whole)
+        _log_report("targeted sweep finished", report, whole_fleet=whole, correlation_id=correlation_id)
         return report
     finally:
         if health:

@@ -47,6 +47,7 @@ class HealthState:
         self._engine_error: str | None = "no contact with the engine yet"
         self._standby = False
         self._cache_synced: Callable[[], bool] = lambda: False
+        self._filter_problem: str | None = None
 
     def beat(self) -> None:
         with self._lock:
@@ -70,6 +71,11 @@ class HealthState:
         with self._lock:
             self._engine_error = reason
             self._standby = False
+
+    def filter_problem(self, problem: str | None) -> None:
+        """What is wrong with the filters as the engine sees them (a tag it does not have), None: nothing."""
+        with self._lock:
+            self._filter_problem = problem
 
     def standby(self) -> None:
         """This replica does not lead: it does not contact the engine, so the engine is no readiness check."""
@@ -96,6 +102,7 @@ class HealthState:
         now = self._clock()
         with self._lock:
             ok_at, error, standby = self._engine_ok_at, self._engine_error, self._standby
+            problem = self._filter_problem
         if standby:
             engine = (True, "engine: standby (not leading; the engine is not contacted)")
         elif error is not None:
@@ -106,6 +113,8 @@ class HealthState:
             engine = (True, f"engine: last successful contact {now - ok_at:.1f}s ago")
         synced = self._cache_synced()
         checks = [engine, (synced, "node-cache: synced" if synced else "node-cache: not synced")]
+        if problem is not None:
+            checks.append((False, f"filters: {problem}"))
         return _report(checks)
 
 

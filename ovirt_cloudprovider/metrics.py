@@ -37,6 +37,7 @@ from . import __version__
 from .core.absence import REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_EMPTY_DISCOVERY
 from .core.changes import REASON_NODE_IP_INVALID, REASON_NODE_IP_NOT_FOUND, REASON_UNPLANNABLE
 from .core.confirm import REASON_UNCONFIRMED
+from .core.metadata import NOTE_REASONS
 from .core.naming import SKIP_CODES
 from .core.ownership import REASON_OWNED_ELSEWHERE
 from .core.plan import REASON_NAME_CONFLICT
@@ -64,7 +65,7 @@ DELETION_BLOCK_REASONS = tuple(reason_label(r) for r in (
 # desired.py's skip codes (an unknown one is "other") and the planner's reasons for a SKIP of a named node
 SKIP_REASONS = tuple(sorted(SKIP_CODES | {"other"} | {reason_label(r) for r in (
     REASON_NAME_CONFLICT, REASON_NODE_IP_NOT_FOUND, REASON_NODE_IP_INVALID, REASON_OWNED_ELSEWHERE,
-    REASON_UNPLANNABLE)}))
+    REASON_UNPLANNABLE, *NOTE_REASONS)}))
 VM_STATUSES = tuple(sorted(RUNNING_STATUSES | SHUTDOWN_STATUSES | EXISTS_STATUSES))
 
 # Request latencies: engine and API server calls take from milliseconds to tens of seconds.
@@ -187,6 +188,11 @@ class Metrics:
         self.invalid_guest_ips = Gauge(
             f"{PREFIX}_invalid_guest_ips",
             "Guest-reported IP addresses that are not valid addresses, in the last discovery.", registry=r,
+        )
+        self.filter_unknown_tags = Gauge(
+            f"{PREFIX}_filter_unknown_tags",
+            "Tags that [filters] vms (tag=) or [nodes] tag_labels name and the engine does not have, in the last "
+            "full sweep (such a filter matches no VM, without an error).", registry=r,
         )
         self.kube_requests_total = Counter(
             f"{PREFIX}_kube_requests_total",

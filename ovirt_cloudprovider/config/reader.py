@@ -56,6 +56,7 @@ from .schema import (
     NODEGROUP,
     NODEGROUP_REQUIRED,
     NODEGROUP_SCHEMA,
+    OWNED_LABEL_PREFIXES,
     SCHEMA,
     Invalid,
     _Key,
@@ -561,7 +562,7 @@ def _nodes(values: _Values) -> NodesConfig:
     sources = {"topology.kubernetes.io/zone": ("zone_source", p.get("zone_source", "cluster")),
                "topology.kubernetes.io/region": ("region_source", p.get("region_source", "datacenter"))}
     for key, _value in p.get("extra_labels", ()):
-        if key in COMPUTED_LABELS:
+        if key in COMPUTED_LABELS or key.startswith(OWNED_LABEL_PREFIXES):
             raise values.error("extra_labels", f"label {key} is set by the controller and cannot be "
                                                "overridden")
         if key in sources and sources[key][1] != "none":

@@ -262,6 +262,13 @@ def object_name(value: str) -> str:
     return value
 
 
+def _tag_name(value: str) -> str | None:
+    """An oVirt tag's name (one line); empty: None."""
+    if any(c in value for c in "\n\r\t"):
+        raise Invalid("must be one tag name on one line")
+    return value.strip() or None
+
+
 def _bind_address(value: str) -> str:
     try:
         parse_bind_address(value)
@@ -293,6 +300,9 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "zone_source": _Key(_choice("cluster", "datacenter", "host", "none")),
         "region_source": _Key(_choice("datacenter", "cluster", "none")),
         "extra_labels": _Key(_labels, is_list=True),
+        "tag_labels": _Key(_tag_name),
+        "affinity_labels": _Key(_bool),
+        "host_id_label": _Key(_bool),
         "register": _Key(_bool),
         "initialize": _Key(_bool),
         "update": _Key(_bool),
@@ -384,7 +394,10 @@ SECTION_CLASSES: dict[str, type[Any]] = {
 COMPUTED_LABELS = (
     "node.kubernetes.io/instance-type", "ovirt.org/host", "ovirt.org/cluster", "ovirt.org/datacenter",
     "kubernetes.io/arch", "kubernetes.io/os", "kubernetes.io/hostname", "app.kubernetes.io/managed-by",
+    "ovirt.org/migratable", "topology.scs.community/host-id",
 )
+# Label prefixes whose labels the controller owns (core/metadata.py): extra_labels may not use them.
+OWNED_LABEL_PREFIXES = ("tags.ovirt.org/", "affinity.ovirt.org/")
 
 
 def schema_keys() -> dict[str, tuple[str, ...]]:

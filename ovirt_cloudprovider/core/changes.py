@@ -25,11 +25,13 @@ from .records import (
     KIND_HOST,
     KIND_VM,
     LABEL_ARCH,
+    LABEL_HOST_ID,
     LABEL_HOSTNAME,
     LABEL_MANAGED_BY,
     LABEL_OS,
     LABEL_OVIRT_HOST,
     OUT_OF_SERVICE_VALUE,
+    OWNED_LABEL_PREFIXES,
     RUNNING_STATUSES,
     TAINT_MAINTENANCE,
     TAINT_NOT_READY,
@@ -117,8 +119,13 @@ def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | 
             changes[key] = value
     # only the host label goes when no longer produced, and only when the VM is down or suspended: a running
     # VM has a host and every VM a cluster, so an answer without them is incomplete, not news
-    if spec.shutdown and LABEL_OVIRT_HOST in current and LABEL_OVIRT_HOST not in wanted:
-        changes[LABEL_OVIRT_HOST] = None
+    for where in (LABEL_OVIRT_HOST, LABEL_HOST_ID):
+        if spec.shutdown and where in current and where not in wanted:
+            changes[where] = None
+    # the labels under our own prefixes (tags, affinity labels: core/metadata.py) that are no longer derived go
+    for key in current:
+        if key not in wanted and key.startswith(OWNED_LABEL_PREFIXES):
+            changes[key] = None
     return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
 
 

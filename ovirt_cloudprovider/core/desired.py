@@ -18,6 +18,10 @@ Labels (sorted), each value made a valid label value (:func:`.naming.label_value
 - ``kubernetes.io/arch``: the GOARCH name of the VM's architecture (:func:`.naming.kube_arch`);
 - ``kubernetes.io/os``: windows or linux when the guest agent's OS name or the VM's OS type says so;
   omitted when unknown (OS type ``other``, no guest agent);
+- oVirt's metadata (:mod:`.metadata`): ``ovirt.org/migratable`` from the placement policy, and when configured
+  ``tags.ovirt.org/<key>`` from the tags under ``[nodes] tag_labels``, ``affinity.ovirt.org/<name>`` from its
+  affinity labels and ``topology.scs.community/host-id``; what cannot be derived is a note on the NodeSpec
+  (``label_notes``), never a skipped VM;
 - ``[nodes] extra_labels`` (they never replace a computed label).
 """
 
@@ -29,6 +33,7 @@ from collections import defaultdict
 from . import providerid
 from .addresses import garbled_ips, hostname, node_addresses
 from .hosts import with_hosts
+from .metadata import TagLabels, tag_labels, vm_metadata
 from .naming import (
     SKIP_DUPLICATE_NAME,
     SKIP_INCONSISTENT,
@@ -111,8 +116,15 @@ def kube_os(vm: VirtualMachine) -> str | None:
     return None
 
 
-def node_labels(vm: VirtualMachine, nodes: NodesConfig) -> tuple[tuple[str, str], ...]:
-    """All labels for ``vm``'s Node, sorted by key; invalid values omitted."""
+def node_labels(vm: VirtualMachine, nodes: NodesConfig,
+                tags: TagLabels | None = None) -> tuple[tuple[str, str], ...]:
+    """All labels for ``vm``'s Node, sorted by key; invalid values omitted (``tags``: the labels of the tags
+    under ``[nodes] tag_labels``, :func:`.metadata.tag_labels`)."""
+    return _labels(vm, nodes, tags)[0]
+
+
+def _labels(vm: VirtualMachine, nodes: NodesConfig,
+            tags: TagLabels | None) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
     zone = {"cluster": vm.cluster, "datacenter": vm.datacenter, "host": vm.host}.get(nodes.zone_source)
     region = {"datacenter": vm.datacenter, "cluster": vm.cluster}.get(nodes.region_source)
     candidates = {
@@ -131,20 +143,23 @@ def node_labels(vm: VirtualMachine, nodes: NodesConfig) -> tuple[tuple[str, str]
         value = label_value(raw)
         if value is not None:
             labels[key] = value
+    metadata, notes = vm_metadata(vm, nodes, tags)
+    labels.update(metadata)
     for key, value in nodes.extra_labels:
         labels.setdefault(key, value)
-    return tuple(sorted(labels.items()))
+    return tuple(sorted(labels.items())), notes
 
 
 def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig,
-              shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None) -> NodeSpec:
+              shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None,
+              tags: TagLabels | None = None) -> NodeSpec:
     """The Node ``vm`` should become under ``name`` (see :mod:`.providerid`).
 
     ``shared``: label sets seen before (VMs of one cluster, host and instance type have equal ones); an equal
     label set is taken from it, so thousands of specs hold a few dozen label tuples."""
     system_uuid = providerid.vm_uuid(vm.id) or providerid.normalize_vm_id(vm.id)
     status = vm.status.strip().lower()
-    labels = node_labels(vm, nodes)
+    labels, notes = _labels(vm, nodes, tags)
     if shared is not None:
         labels = shared.setdefault(labels, labels)
     return NodeSpec(
@@ -168,6 +183,7 @@ def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig,
             architecture=kube_arch(vm.architecture) or "",
             operating_system=kube_os(vm) or "",
         ),
+        label_notes=notes,
     )
 
 
@@ -202,10 +218,11 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
 
     specs: list[NodeSpec] = []
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+    tags = tag_labels(snapshot.tags, nodes.tag_labels)
     for name, vms in by_name.items():
         if len(vms) == 1:
             try:
-                specs.append(node_spec(vms[0], name, nodes, label_sets))
+                specs.append(node_spec(vms[0], name, nodes, label_sets, tags))
             except Exception as exc:  # as above: that VM is skipped, the others go on
                 skipped.append(SkippedVM(vms[0].id, vms[0].name, unreadable("VM", exc)))
             continue

@@ -43,6 +43,7 @@ from dataclasses import replace
 
 from . import providerid
 from .addresses import HOSTNAME, garbled_ips, hostname, node_addresses
+from .metadata import affinity
 from .naming import (
     SKIP_DUPLICATE_NAME,
     SKIP_INCONSISTENT,
@@ -63,6 +64,7 @@ from .records import (
     HOST_SHUTDOWN_STATUSES,
     KIND_HOST,
     LABEL_ARCH,
+    LABEL_HOST_ID,
     LABEL_INSTANCE_TYPE,
     LABEL_OS,
     LABEL_OVIRT_CLUSTER,
@@ -161,9 +163,18 @@ def host_labels(host: Host, nodes: NodesConfig) -> tuple[tuple[str, str], ...]:
         value = label_value(raw)
         if value is not None:
             labels[key] = value
+    if nodes.host_id_label and label_value(host.id) == host.id:
+        labels[LABEL_HOST_ID] = host.id
+    if nodes.affinity_labels:
+        labels.update(affinity(host.affinity_labels)[0])
     for key, value in nodes.extra_labels:
         labels.setdefault(key, value)
     return tuple(sorted(labels.items()))
+
+
+def host_label_notes(host: Host, nodes: NodesConfig) -> tuple[tuple[str, str], ...]:
+    """Why some of the host's affinity labels are no node labels (:mod:`.metadata`)."""
+    return tuple(affinity(host.affinity_labels)[1]) if nodes.affinity_labels else ()
 
 
 def host_node_spec(host: Host, name: str, nodes: NodesConfig) -> NodeSpec:
@@ -194,6 +205,7 @@ def host_node_spec(host: Host, name: str, nodes: NodesConfig) -> NodeSpec:
         ),
         kind=KIND_HOST,
         maintenance=status in HOST_MAINTENANCE_STATUSES,
+        label_notes=host_label_notes(host, nodes),
     )
 
 

@@ -97,7 +97,9 @@ Writes to a matched node (the *owner*)
     ones only patch labels, annotations and addresses.
 
 SKIP actions with a node name (``NodeNameConflict``, ``ProvidedNodeIPNotFound``, ``ProvidedNodeIPInvalid``,
-    ``Unplannable``) are Warning notices that write nothing; the controller counts them in ``skipped_vms`` by
+    ``Unplannable``, and ``TagLabelConflict`` / ``InvalidMetadataLabel`` for each of the NodeSpec's ``label_notes``
+    on a matched node whose labels we write: a label of oVirt's metadata that could not be derived, see
+    :mod:`.metadata`) are Warning notices that write nothing; the controller counts them in ``skipped_vms`` by
     reason. ``Unplannable``: planning one VM's or host's nodes raised (a datum no rule foresaw); its partial
     actions are dropped, it stays present, and the other nodes are planned as if it were not there.
 
@@ -616,6 +618,11 @@ class _Planner:
         vm_annotation = (None if node.annotation_map.get(_id_annotation(spec)) == spec.vm_id
                          else ((_id_annotation(spec), spec.vm_id),))
         wanted, node_ip_problem = node_ip_addresses(node, spec)
+        if self.cfg.update or (self.cfg.initialize and _needs_initialization(node)):
+            for reason, note in spec.label_notes:
+                self.actions.append(node_action(ActionKind.SKIP, node, spec, reason,
+                                                f"A label of node {node.name} for {vm} is not set: {note}.",
+                                                warning=True))
         if _needs_initialization(node):
             if self.cfg.initialize:
                 if node_ip_problem:

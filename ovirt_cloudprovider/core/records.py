@@ -24,6 +24,14 @@ LABEL_ARCH = "kubernetes.io/arch"
 LABEL_OVIRT_HOST = "ovirt.org/host"
 LABEL_OVIRT_CLUSTER = "ovirt.org/cluster"
 LABEL_OVIRT_DATACENTER = "ovirt.org/datacenter"
+# oVirt's own metadata as labels (core/metadata.py): the VM's placement policy, the host it runs on (the label the
+# Sovereign Cloud Stack standard proposes), and the prefixes of the labels made of tags and affinity labels (ours:
+# a label under them that we no longer derive is removed)
+LABEL_MIGRATABLE = "ovirt.org/migratable"
+LABEL_HOST_ID = "topology.scs.community/host-id"
+TAG_LABEL_PREFIX = "tags.ovirt.org/"
+AFFINITY_LABEL_PREFIX = "affinity.ovirt.org/"
+OWNED_LABEL_PREFIXES = (TAG_LABEL_PREFIX, AFFINITY_LABEL_PREFIX)
 # Marks a Node that this controller registered (created) itself, as opposed to a kubelet.
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "ovirt-cloudprovider"
@@ -131,6 +139,8 @@ class VirtualMachine:
     architecture: str | None = None  # "x86_64", "ppc64", "aarch64", ...
     instance_type: str | None = None  # oVirt instance type name, if the VM uses one
     guest_agent: bool = False  # True when the guest agent reported anything (devices, fqdn or OS)
+    affinity_labels: tuple[str, ...] = ()  # names of its oVirt affinity labels (sorted; read only when asked for)
+    placement: str | None = None  # placement_policy/affinity: "migratable", "user_migratable", "pinned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +178,16 @@ class Host:
     kernel: str | None = None  # from the reported kernel command line (BOOT_IMAGE=/vmlinuz-<release>)
     architecture: str | None = None  # from the cluster's CPU architecture
     nics: tuple[HostNic, ...] = ()
+    affinity_labels: tuple[str, ...] = ()  # names of its oVirt affinity labels (sorted; read only when asked for)
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """One oVirt tag of the engine's tag tree (``/tags``): its parent by id (None for the root tag)."""
+
+    id: str
+    name: str
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +210,9 @@ class Snapshot:
     hosts_query: str | None = None
     # The engine that answered (host[:port] of the API URL, never user info): the owner identity's engine.
     engine: str = ""
+    # The engine's tag tree (one list of /tags per discovery), when it was listed ([nodes] tag_labels, or a
+    # filter naming a tag); None: not listed
+    tags: tuple[Tag, ...] | None = None
 
 
 # --- Kubernetes side -------------------------------------------------------------------------------
@@ -245,6 +268,9 @@ class NodeSpec:
     # False when the engine reported an IP that is no IP at all ("::g", "999.1.1.1"): the answer is garbled, so
     # it does not replace the node's addresses
     addresses_trusted: bool = True
+    # (reason, message) for each metadata label that could not be derived (core/metadata.py): an invalid key or
+    # value, two values for one key; the planner reports them as Warning Events on the node
+    label_notes: tuple[tuple[str, str], ...] = ()
 
     @property
     def label_map(self) -> dict[str, str]:

@@ -92,6 +92,11 @@ class NodesConfig:
     zone_source: str = "cluster"  # "cluster" | "datacenter" | "host" | "none"
     region_source: str = "datacenter"  # "datacenter" | "cluster" | "none"
     extra_labels: tuple[tuple[str, str], ...] = ()  # sorted by key
+    # oVirt's metadata as labels (core/metadata.py): the tags under this parent tag (None: none), the VMs' and
+    # hosts' affinity labels, the oVirt host id (topology.scs.community/host-id)
+    tag_labels: str | None = None
+    affinity_labels: bool = False
+    host_id_label: bool = False
     # create placeholder Nodes for running VMs that have none (opt-in: kube-controller-manager schedules onto a
     # placeholder, and DaemonSet pods bound to one block that DaemonSet's rollouts; see the README)
     register: bool = False

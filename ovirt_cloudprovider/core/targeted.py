@@ -98,7 +98,7 @@ class Fleet:
         host_uuids = dict(self.host_uuids)
         fresh: list[tuple[str, Entry | None]] = []
         for asked, vm in changed_vms.items():
-            single = desired_nodes(Snapshot(vms=(vm,), query=""), self.nodes)
+            single = desired_nodes(Snapshot(vms=(vm,), query="", tags=self.snapshot.tags), self.nodes)
             fresh.append((providerid.owner_key(KIND_VM, asked), _entry_of(single)))
         for asked, host in changed_hosts.items():
             specs, skipped = desired_hosts((host,), self.nodes)

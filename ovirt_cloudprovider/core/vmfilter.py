@@ -1,5 +1,9 @@
-"""Does a VM still match the ``[filters] vms`` search? A conservative, three-valued answer; and a VM or host
-search narrowed to one object (pure).
+"""Does a VM still match the ``[filters] vms`` search? A conservative, three-valued answer; a VM or host
+search narrowed to one object; and the tags a search names that the engine does not have (pure).
+
+:func:`unknown_tags`: a ``tag=`` condition naming a tag that is not in the engine's tag tree matches no VM, and
+the engine answers it with 200 and no VM, not an error; ``check-config`` and the controller report it from the
+tag list (:attr:`~.records.Snapshot.tags`).
 
 Used only to confirm a deletion (:mod:`.confirm`): the engine still has
 the VM (a GET by id answered), so either the VM left the filter (tag removed, moved to another cluster) or the
@@ -24,6 +28,7 @@ the record does not say which tag is whose child); Kleene logic combines the thr
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from .records import VirtualMachine
 
@@ -88,8 +93,8 @@ def narrowed(query: str, object_id: str) -> str:
     return head + " or ".join(f"{p} and id={object_id}" for p in parts)
 
 
-def filter_match(query: str, vm: VirtualMachine) -> bool | None:
-    """Whether ``vm`` matches the search ``query``: True, False, or None (cannot tell). ``""`` matches all."""
+def _tokens(query: str) -> list[tuple[str, str]] | None:
+    """The search's tokens (``("op", "=")``, ``("word", "tag")``; quotes removed), None when it cannot be read."""
     tokens: list[tuple[str, str]] = []
     pos, text = 0, query.strip()
     while pos < len(text):
@@ -103,6 +108,30 @@ def filter_match(query: str, vm: VirtualMachine) -> bool | None:
             tokens.append(("word", m.group("str")[1:-1]))
         elif m.group("word"):
             tokens.append(("word", m.group("word")))
+    return tokens
+
+
+def named_tags(query: str) -> tuple[str, ...]:
+    """The tag names of the search's ``tag=`` conditions (each once, in order; a ``*`` wildcard kept)."""
+    tokens = _tokens(query) or []
+    found = [tokens[i + 2][1] for i in range(len(tokens) - 2)
+             if tokens[i][0] == "word" and tokens[i][1].lower() == "tag"
+             and tokens[i + 1] == ("op", "=") and tokens[i + 2][0] == "word"]
+    return tuple(dict.fromkeys(found))
+
+
+def unknown_tags(query: str, tag_names: Iterable[str]) -> tuple[str, ...]:
+    """The tags that ``query``'s ``tag=`` conditions name and no tag of ``tag_names`` is (or, for a pattern
+    with ``*``, matches): on the engine such a condition matches no VM, without an error."""
+    names = tuple(tag_names)
+    return tuple(t for t in named_tags(query) if not any(_wild(t, n) for n in names))
+
+
+def filter_match(query: str, vm: VirtualMachine) -> bool | None:
+    """Whether ``vm`` matches the search ``query``: True, False, or None (cannot tell). ``""`` matches all."""
+    tokens = _tokens(query)
+    if tokens is None:
+        return None
     if tokens and tokens[0][0] == "word" and tokens[0][1].lower() in ("vms:", "vm:"):
         tokens = tokens[1:]
     if not tokens:

@@ -26,9 +26,15 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
   :data:`~.errors.HOST_EVENT_CODES` (with the host's id). ``fetch_hosts`` GETs hosts by id with the same follow
   (host events, and confirming a host node's deletion; 404: None). Without it no host search is ever made
   (operations ``search_hosts``, ``get_host``).
+- **Metadata**: with ``tag_tree`` (``[nodes] tag_labels``), and whenever the VM search names a tag (``tag=``),
+  the tag tree is listed once per discovery (``/tags``, operation ``list_tags``) and the Snapshot carries it;
+  with ``affinity_labels`` the VM pages (and the host search, and the GETs by id) follow ``affinity_labels``.
+- **Correlation-Id**: inside ``with client.correlated(id):`` every API request of the calling thread carries the
+  header ``Correlation-Id: <id>`` (the engine writes it into engine.log); the controller opens one per sweep.
+  The SSO login is no API request and carries none.
 - **Metrics**: every HTTP request is counted with ``Metrics.engine_request(operation)``, operations
   ``sso_login``, ``search_vms``, ``list_clusters``, ``list_datacenters``, ``list_hosts``, ``list_instancetypes``,
-  ``get_vm``, ``get_host``, ``events``, ``api_root``, ``logout``.
+  ``list_tags``, ``get_vm``, ``get_host``, ``events``, ``api_root``, ``logout``.
 """
 
 from __future__ import annotations
@@ -37,13 +43,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ..core.addresses import invalid_ips
 from ..core.providerid import normalize_vm_id
-from ..core.records import Host, Snapshot, VirtualMachine
+from ..core.records import Host, Snapshot, Tag, VirtualMachine
 from ..core.settings import ConnectionConfig
+from ..core.vmfilter import named_tags
 from ..logs import kv
 from ..metrics import Metrics, observe_engine
 from .backoff import DEFAULT_BASE, AuthGate
@@ -61,11 +68,11 @@ from .errors import (
     EngineNotFoundError,
     scrub,
 )
-from .fastxml import LeanVm, Named, Names, joined, read_names, read_vms
-from .host_records import HOST_DISCOVERY_FOLLOW, host_record
+from .fastxml import LeanVm, Named, Names, joined, read_names, read_tags, read_vms
+from .host_records import host_follow, host_record
 from .paging import LISTS, Get, list_gets, page_get
 from .paging import run as run_pages
-from .records import DISCOVERY_FOLLOW, event_index, vm_record
+from .records import discovery_follow, event_index, vm_record
 from .sso import Sso
 
 log = logging.getLogger(__name__)
@@ -85,13 +92,18 @@ class EngineClient:
     def __init__(self, conn: ConnectionConfig, *, page_size: int = 100, metrics: Metrics | None = None,
                  event_page_size: int = EVENT_PAGE_SIZE, auth_backoff_base: float = DEFAULT_BASE,
                  auth_backoff_max: float = 300.0, hosts: str | None = None, engine_concurrency: int = 2,
-                 lean: bool = True) -> None:
+                 lean: bool = True, tag_tree: bool = False, affinity_labels: bool = False) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         if engine_concurrency < 1:
             raise ValueError("engine_concurrency must be at least 1")
         self._concurrency = engine_concurrency
         self._lean = lean  # False: the follow= search (every link inlined in each VM), read by the SDK
+        self._tag_tree = tag_tree  # list /tags in every discovery ([nodes] tag_labels)
+        self._affinity = affinity_labels  # follow the VMs' and hosts' affinity labels
+        self._follow = discovery_follow(affinity_labels)
+        self._host_follow = host_follow(affinity_labels)
+        self._correlation = threading.local()  # .id: the Correlation-Id of the calling thread's requests
         self._conn = conn
         self._page_size = page_size
         self._event_page_size = max(1, event_page_size)
@@ -135,9 +147,14 @@ class EngineClient:
         inconsistent: set[str] = set()
         requests = 0
         page = 1
+        want_tags = self._tag_tree or bool(named_tags(base))
+        tags: tuple[Tag, ...] | None = None
         with self._lock:
             if self._lean:
-                vms, inconsistent, requests = self._lean_search(base)
+                vms, inconsistent, requests, tags = self._lean_search(base, tags=want_tags)
+            elif want_tags:
+                tags = self._call("list_tags", "VM search", self._list_tags)
+                requests += 1
             while not self._lean:
                 search = f"{base} sortby name asc page {page}".strip()
                 items = self._call("search_vms", "VM search", self._search_page(search, page))
@@ -177,9 +194,24 @@ class EngineClient:
         engine = self._endpoint.identity  # whose nodes these VMs and hosts may own (core/ownership.py)
         if self._hosts is None:
             return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)),
-                            engine=engine)
+                            engine=engine, tags=tags)
         return Snapshot(vms=kept, query=base, requests=requests, inconsistent_ids=tuple(sorted(inconsistent)),
-                        hosts=hosts, hosts_query=self._hosts.strip(), engine=engine)
+                        hosts=hosts, hosts_query=self._hosts.strip(), engine=engine, tags=tags)
+
+    @contextlib.contextmanager
+    def correlated(self, correlation_id: str) -> Iterator[None]:
+        """Every API request of the calling thread inside this block carries ``Correlation-Id: <id>``."""
+        previous = getattr(self._correlation, "id", None)
+        self._correlation.id = correlation_id
+        try:
+            yield
+        finally:
+            self._correlation.id = previous
+
+    def _list_tags(self, c: Any) -> tuple[Tag, ...]:
+        """The tag tree through the SDK (the follow= search's way)."""
+        return tuple(Tag(id=str(t.id), name=t.name or "", parent_id=t.parent.id if t.parent is not None else None)
+                     for t in c.system_service().tags_service().list() if t.id)
 
     def _reuse(self, query: str, vms: dict[str, VirtualMachine]) -> dict[str, VirtualMachine]:
         """``vms`` with each VM equal to its record of the last discovery of ``query`` replaced by that record.
@@ -211,15 +243,21 @@ class EngineClient:
         if self._metrics is not None:
             self._metrics.invalid_guest_ips.set(sum(len(bad) for _, bad in current.values()))
 
-    def _lean_search(self, base: str) -> tuple[dict[str, VirtualMachine], set[str], int]:
+    def _lean_search(self, base: str, *, tags: bool
+                     ) -> tuple[dict[str, VirtualMachine], set[str], int, tuple[Tag, ...] | None]:
         """The lean discovery (:mod:`.paging`): VM pages with only their own devices and tags, the clusters,
         data centers, hosts and instance types listed once and joined in by id, read by :mod:`.fastxml`;
-        the same paging rules as the follow= search. (VMs by id, ids of two different VMs, requests sent)."""
+        the same paging rules as the follow= search. (VMs by id, ids of two different VMs, requests sent, the tag
+        tree when ``tags``)."""
         found: dict[str, LeanVm] = {}
         inconsistent: set[str] = set()
         lists: dict[str, dict[str, Named]] = {}
+        tree: list[tuple[Tag, ...]] = []
 
         def read(get: Get, body: bytes) -> bool:
+            if get.path == "tags":
+                tree.append(read_tags(body, "/tags", self._where))
+                return True
             if not get.page:
                 root, item = LISTS[get.path]
                 lists[get.path] = read_names(body, root, item, f"/{get.path}", self._where)
@@ -249,20 +287,23 @@ class EngineClient:
             found.clear()
             inconsistent.clear()
             lists.clear()
+            tree.clear()
             return run_pages(
-                c, page=lambda n: page_get(base, n, self._page_size), others=list_gets(), slots=self._concurrency,
+                c, page=lambda n: page_get(base, n, self._page_size, affinity_labels=self._affinity),
+                others=list_gets(tags=tags), slots=self._concurrency,
                 read=read, observe=lambda op: observe_engine(self._metrics, op),
                 fail=lambda exc, get: classify(exc, get.what, c, self._endpoint, self._scrub))
 
         requests = self._call("search_vms", "VM search", sweep, observe=False)
         names = Names(clusters=lists["clusters"], datacenters=lists["datacenters"], hosts=lists["hosts"],
                       instance_types=lists["instancetypes"])
-        return {vm_id: joined(lean, names, self._where) for vm_id, lean in found.items()}, inconsistent, requests
+        return ({vm_id: joined(lean, names, self._where) for vm_id, lean in found.items()}, inconsistent, requests,
+                tree[0] if tree else None)
 
     def _search_page(self, search: str, page: int) -> Callable[[Any], list[Any]]:
         def list_page(c: Any) -> list[Any]:
             items = list(c.system_service().vms_service().list(search=search, max=self._page_size,
-                                                               follow=DISCOVERY_FOLLOW))
+                                                               follow=self._follow))
             root = getattr(c, "last_root", "vms")
             if root != "vms":
                 raise EngineDataError(f"engine answer for /vms page {page} at {self._where}: the root element is "
@@ -299,7 +340,7 @@ class EngineClient:
 
                 def list_page(c: Any, search: str = search) -> list[Any]:
                     return list(c.system_service().hosts_service().list(search=search, max=self._page_size,
-                                                                        follow=HOST_DISCOVERY_FOLLOW))
+                                                                        follow=self._host_follow))
 
                 items = self._call("search_hosts", "host search", list_page)
                 requests += 1
@@ -327,7 +368,7 @@ class EngineClient:
             for vm_id in dict.fromkeys(vm_ids):
 
                 def get(c: Any, vm_id: str = vm_id) -> Any:
-                    return c.system_service().vms_service().vm_service(vm_id).get(follow=DISCOVERY_FOLLOW)
+                    return c.system_service().vms_service().vm_service(vm_id).get(follow=self._follow)
 
                 try:
                     item = self._call("get_vm", f"VM {vm_id}", get)
@@ -358,7 +399,7 @@ class EngineClient:
             for host_id in dict.fromkeys(host_ids):
 
                 def get(c: Any, host_id: str = host_id) -> Any:
-                    return c.system_service().hosts_service().host_service(host_id).get(follow=HOST_DISCOVERY_FOLLOW)
+                    return c.system_service().hosts_service().host_service(host_id).get(follow=self._host_follow)
 
                 try:
                     item = self._call("get_host", f"host {host_id}", get)
@@ -509,6 +550,7 @@ class EngineClient:
             for attempt in range(2):
                 self._check_gate()
                 conn = self._connection()
+                conn.correlation_id = getattr(self._correlation, "id", None)
                 logins_before = self._logins
                 try:
                     with observe_engine(self._metrics if observe else None, operation) as outcome:

@@ -45,6 +45,7 @@ from .errors import (
 VM_STATUSES = frozenset(str(e.value) for e in sdk.types.VmStatus)
 ARCHITECTURES = frozenset(str(e.value) for e in sdk.types.Architecture)
 REPORTED_DEVICE_TYPES = frozenset(str(e.value) for e in sdk.types.ReportedDeviceType)
+VM_AFFINITIES = frozenset(str(e.value) for e in sdk.types.VmAffinity)
 
 _CURL_TEXT_RE = re.compile(r"\((?:<[^>]*>,\s*)?(\d+),\s*['\"](.*?)['\"]\)")
 _TLS_CURL_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
@@ -71,6 +72,8 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
         self._raw = False  # in finish_get(): the caller parses the body (and reports malformed XML) itself
         self._sent_with: dict[int, str | None] = {}  # curl handle -> the token its request was sent with
         self._waiting_token: str | None = None
+        # sent as the Correlation-Id header of every request while set (the engine logs it in engine.log)
+        self.correlation_id: str | None = None
 
     def _get_access_token(self) -> str:
         sent, current = self._waiting_token, self._sso_token
@@ -79,6 +82,8 @@ class SdkConnection(sdk.Connection):  # type: ignore[misc]
         return self._login_callback()
 
     def send(self, request: Any) -> Any:
+        if self.correlation_id:
+            request.headers = {**(request.headers or {}), "Correlation-Id": self.correlation_id}
         context = super().send(request)
         self._sent_with[id(context[0])] = self._sso_token
         return context
@@ -274,5 +279,5 @@ def _transport_error(what: str, curl: tuple[int, str] | None, exc: Exception, en
     return EngineTransientError(scrub(f"{what} at {endpoint.where} failed: {reason}"))
 
 
-__all__ = ["ARCHITECTURES", "REPORTED_DEVICE_TYPES", "VM_STATUSES", "MalformedXml", "SdkConnection", "classify",
-           "engine_not_found", "open_connection", "xml_root"]
+__all__ = ["ARCHITECTURES", "REPORTED_DEVICE_TYPES", "VM_AFFINITIES", "VM_STATUSES", "MalformedXml", "SdkConnection",
+           "classify", "engine_not_found", "open_connection", "xml_root"]

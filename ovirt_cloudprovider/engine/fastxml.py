@@ -25,8 +25,8 @@ from typing import NamedTuple, cast
 
 from lxml import etree
 
-from ..core.records import GuestNic, VirtualMachine
-from .connection import ARCHITECTURES, REPORTED_DEVICE_TYPES, VM_STATUSES, MalformedXml, xml_root
+from ..core.records import GuestNic, Tag, VirtualMachine
+from .connection import ARCHITECTURES, REPORTED_DEVICE_TYPES, VM_AFFINITIES, VM_STATUSES, MalformedXml, xml_root
 from .errors import EngineDataError
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True,
@@ -197,7 +197,7 @@ def _link(el: _Element | None) -> tuple[str | None, str | None]:
 
 
 _VM = ("name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
-       "reported_devices", "tags", "instance_type")
+       "reported_devices", "tags", "instance_type", "affinity_labels", "placement_policy")
 _CLUSTER = frozenset({"data_center"})
 
 
@@ -221,6 +221,11 @@ def _vm(el: _Element) -> LeanVm:
     tags: set[str] = set()
     if "tags" in v:
         tags = {name for t in _children(v["tags"]) if t.tag == "tag" and (name := _child_text(t, "name"))}
+    affinity: set[str] = set()
+    if "affinity_labels" in v:
+        affinity = {name for t in _children(v["affinity_labels"])
+                    if t.tag == "affinity_label" and (name := _child_text(t, "name"))}
+    placement = _child_text(v.get("placement_policy"), "affinity")
     fqdn = ((_text(v["fqdn"]) if "fqdn" in v else None) or "").strip() or None
     status = _text(v["status"]) if "status" in v else None
     os_type = _child_text(v.get("os"), "type")
@@ -242,6 +247,8 @@ def _vm(el: _Element) -> LeanVm:
         architecture=sys.intern(arch) if (arch := architecture or cpu_arch) else arch,
         instance_type=it_name,
         guest_agent=bool(nics or fqdn or gos is not None),
+        affinity_labels=tuple(sorted(sys.intern(a) for a in affinity)),
+        placement=sys.intern(placement) if placement in VM_AFFINITIES else None,
     )
     return LeanVm(record, it_id)
 
@@ -298,6 +305,32 @@ def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: st
     return out
 
 
+_TAG = frozenset({"name", "parent"})
+
+
+def read_tags(body: bytes, answer: str, where: str) -> tuple[Tag, ...]:
+    """The tag tree of a ``<tags>`` answer: each tag's id, name and parent's id (in the answer's order)."""
+    root = parse(body)
+    if root.tag != "tags":
+        raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{root.tag}>, "
+                              "not <tags>")
+    out: list[Tag] = []
+    try:
+        for el in root:
+            if el.tag != "tag":
+                continue
+            tag_id = el.get("id")
+            if not tag_id:
+                raise EngineDataError(f"engine answer for {answer} at {where}: a <tag> without an id")
+            v = _fields(el, _TAG)
+            parent = v.get("parent")
+            out.append(Tag(id=tag_id, name=(_text(v["name"]) if "name" in v else None) or "",
+                           parent_id=parent.get("id") if parent is not None else None))
+    except _Unreadable as exc:
+        raise EngineDataError(f"engine answer for {answer} at {where}: {exc}") from None
+    return tuple(out)
+
+
 @dataclasses.dataclass(frozen=True)
 class Names:
     """The entities a lean discovery joins by id: clusters, data centers, hosts, instance types."""
@@ -336,4 +369,4 @@ def joined(lean: LeanVm, names: Names, where: str) -> VirtualMachine:
     return dataclasses.replace(vm, **changes) if changes else vm  # type: ignore[arg-type]
 
 
-__all__ = ["LeanVm", "Named", "Names", "joined", "parse", "read_names", "read_vm", "read_vms"]
+__all__ = ["LeanVm", "Named", "Names", "joined", "parse", "read_names", "read_tags", "read_vm", "read_vms"]

@@ -12,11 +12,17 @@ from typing import Any
 
 from ..core.hosts import kernel_of_cmdline
 from ..core.records import Host, HostNic
-from .records import cpu_count
+from .records import affinity_label_names, cpu_count
 
 # What one host search inlines per host: its NICs (with their IPs, bonds and VLANs), its cluster and the
 # cluster's data center, so that all hosts cost ceil((N + 1) / page_size) requests, never one per host.
 HOST_DISCOVERY_FOLLOW = "nics,cluster.data_center"
+
+
+def host_follow(affinity_labels: bool) -> str:
+    """The ``follow`` of a host search or GET read by :func:`host_record` (with the host's affinity labels when
+    asked for)."""
+    return f"{HOST_DISCOVERY_FOLLOW},affinity_labels" if affinity_labels else HOST_DISCOVERY_FOLLOW
 
 
 def _enum(value: Any) -> str | None:
@@ -77,7 +83,8 @@ def host_record(host: Any) -> Host:
         kernel=kernel_of_cmdline(os_.reported_kernel_cmdline) if os_ is not None else None,
         architecture=arch,
         nics=tuple(_nic(n, names) for n in raw_nics if n.name),
+        affinity_labels=affinity_label_names(host.affinity_labels),
     )
 
 
-__all__ = ["HOST_DISCOVERY_FOLLOW", "host_record"]
+__all__ = ["HOST_DISCOVERY_FOLLOW", "host_follow", "host_record"]

@@ -48,15 +48,18 @@ LISTS: dict[str, tuple[str, str]] = {
 }
 
 
-def list_gets() -> list[Get]:
-    """The GETs of the lists a lean discovery joins (one request each)."""
-    return [Get(f"list_{path}", "VM search", path) for path in LISTS]  # a failure reads "VM search at ... failed"
+def list_gets(*, tags: bool = False) -> list[Get]:
+    """The GETs of the lists a lean discovery joins (one request each), and with ``tags`` the tag tree
+    (``/tags``, read by :func:`.fastxml.read_tags`)."""
+    gets = [Get(f"list_{path}", "VM search", path) for path in LISTS]  # a failure reads "VM search at ... failed"
+    return [*gets, Get("list_tags", "VM search", "tags")] if tags else gets
 
 
-def page_get(search: str, page: int, page_size: int) -> Get:
-    """Page ``page`` of the VM search ``search`` (without ``page N``: it is added here)."""
+def page_get(search: str, page: int, page_size: int, *, affinity_labels: bool = False) -> Get:
+    """Page ``page`` of the VM search ``search`` (without ``page N``: it is added here); with
+    ``affinity_labels`` the VMs' affinity labels are inlined too."""
     query = {"search": f"{search} sortby name asc page {page}".strip(), "max": str(page_size),
-             "follow": LEAN_FOLLOW}
+             "follow": f"{LEAN_FOLLOW},affinity_labels" if affinity_labels else LEAN_FOLLOW}
     return Get("search_vms", "VM search", "vms", query, page)
 
 

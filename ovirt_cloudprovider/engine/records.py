@@ -15,6 +15,18 @@ from ..core.records import GuestNic, VirtualMachine
 # What one discovery search inlines per VM: guest-reported NICs, tags, cluster + data center, host and
 # instance type (their names), so that a whole fleet costs ceil((N + 1) / page_size) requests.
 DISCOVERY_FOLLOW = "reported_devices,tags,cluster.data_center,host,instance_type"
+# ... and the VM's affinity labels, with [nodes] affinity_labels
+AFFINITY_FOLLOW = "affinity_labels"
+
+
+def discovery_follow(affinity_labels: bool) -> str:
+    """The ``follow`` of a VM search or GET read by :func:`vm_record`."""
+    return f"{DISCOVERY_FOLLOW},{AFFINITY_FOLLOW}" if affinity_labels else DISCOVERY_FOLLOW
+
+
+def affinity_label_names(labels: Any) -> tuple[str, ...]:
+    """The names of an SDK list of ``AffinityLabel`` (sorted, each once)."""
+    return tuple(sorted({label.name for label in (labels or ()) if label is not None and label.name}))
 
 
 def _enum(value: Any) -> str | None:
@@ -73,6 +85,7 @@ def vm_record(vm: Any) -> VirtualMachine:
     tags = tuple(sorted({t.name for t in (vm.tags or ()) if t is not None and t.name}))
     fqdn = (vm.fqdn or "").strip() or None
     instance_type = vm.instance_type.name if vm.instance_type is not None else None
+    placement = vm.placement_policy.affinity if vm.placement_policy is not None else None
     return VirtualMachine(
         id=vm.id,
         name=vm.name or "",
@@ -94,7 +107,10 @@ def vm_record(vm: Any) -> VirtualMachine:
         architecture=architecture,
         instance_type=instance_type,
         guest_agent=bool(nics or fqdn or gos is not None),
+        affinity_labels=affinity_label_names(vm.affinity_labels),
+        placement=_enum(placement),
     )
 
 
-__all__ = ["DISCOVERY_FOLLOW", "event_index", "vm_record"]
+__all__ = ["AFFINITY_FOLLOW", "DISCOVERY_FOLLOW", "affinity_label_names", "discovery_follow", "event_index",
+           "vm_record"]

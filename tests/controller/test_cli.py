@@ -6,6 +6,7 @@ at any verbosity.
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ovirt_cloudprovider.cli import write_json_list
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from tests.helpers import run_cli, write_config
 
@@ -43,8 +45,9 @@ def test_check_config_reports_login_and_search(config: Path, engine: EngineSimul
     r = run_cli(["check-config", "--config", str(config)])
     assert r.returncode == 0, r.stderr
     assert "login:   ok" in r.stdout
-    # one page, then (one request each) the clusters, data centers, hosts and instance types it joins
-    assert "12 VM(s) matched in 5 request(s)" in r.stdout
+    # one page, then (one request each) the clusters, data centers, hosts and instance types it joins, and the tag
+    # tree (the filter names a tag: is it one the engine has?)
+    assert "12 VM(s) matched in 6 request(s)" in r.stdout
     assert "4.5.5" in r.stdout  # the engine's product version
     _assert_no_secret(r.stdout, r.stderr)
 
@@ -422,3 +425,9 @@ def test_a_kubeconfig_token_with_a_line_break_is_one_line_never_printed(config: 
     assert len(errors) == 1 and kubeconfig in errors[0] and "token" in errors[0], r.stderr
     assert token not in r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+@pytest.mark.parametrize("doc", [[], [{"vm": {"name": "a\nb", "ips": []}, "node": None}], [{"a": {}}, {"b": [1, "x"]}]])
+def test_discover_json_is_written_item_by_item_as_one_document(doc: list[object]) -> None:
+    """``discover -o json`` streams its list (a 10,000-VM document is never built at once): the same text."""
+    out = io.StringIO()
+    write_json_list(iter(doc), out)
+    assert out.getvalue() == json.dumps(doc, indent=2) + "\n"

@@ -64,8 +64,8 @@ def test_running_tagged_vms_become_nodes_and_second_sweep_writes_nothing(world: 
     paths = sorted(r.path.rsplit("/", 1)[1] for r in world.engine.requests[engine_before:])
     # 12 VMs, page size 5: pages of 5, 5, 2 and the two sent (engine_concurrency 2) before the short one was
     # read; each list it joins once; never a request per VM
-    assert paths == ["clusters", "datacenters", "events", "hosts", "instancetypes"] + ["vms"] * 5 \
-        or paths == ["clusters", "datacenters", "hosts", "instancetypes"] + ["vms"] * 5
+    assert paths == ["clusters", "datacenters", "events", "hosts", "instancetypes", "tags"] + ["vms"] * 5 \
+        or paths == ["clusters", "datacenters", "hosts", "instancetypes", "tags"] + ["vms"] * 5
 
 
 def test_shutdown_taints_and_start_untaints(world: World) -> None:

@@ -63,7 +63,8 @@ def expected_record(fleet: Fleet, vm: SimVM) -> VirtualMachine:
         cpus=vm.sockets * vm.cores * vm.threads, memory_bytes=vm.memory, os_type=vm.os_type,
         guest_os=f"{g.distribution} {g.version}" if g else None, kernel=g.kernel if g else None,
         architecture=g.architecture if g else cluster.architecture, instance_type=it,
-        guest_agent=bool(nics or fqdn or g),
+        guest_agent=bool(nics or fqdn or g), placement=vm.placement,
+        affinity_labels=tuple(sorted(fleet.affinity_labels[a].name for a in vm.affinity_label_ids)),
     )
 
 
@@ -127,7 +128,9 @@ def test_paging_request_count_of_the_follow_search(engine_sims: Sims, engine_con
     snap = client.discover("tag=kubernetes")
     assert len(snap.vms) == vms
     assert requests == math.ceil((vms + 1) / page_size)
-    assert snap.requests == requests == sim.request_count("/vms", method="GET", exact=True)
+    assert requests == sim.request_count("/vms", method="GET", exact=True)
+    # the tag tree, listed once because the filter names a tag (core/vmfilter.unknown_tags)
+    assert snap.requests == requests + 1 and sim.request_count("/tags", method="GET", exact=True) == 1
     assert sim.request_count("/vms/") == 0  # never one request per VM
     searches = [r.query for r in sim.requests if r.path == API_PREFIX + "/vms"]
     assert [q["search"] for q in searches] == [f"tag=kubernetes sortby name asc page {p}"
@@ -158,7 +161,7 @@ def test_paging_request_count_of_the_lean_search(engine_sims: Sims, engine_conn_
     assert all(q["search"].startswith("tag=kubernetes sortby name asc page ") for q in searches)
     assert all(q["max"] == str(page_size) and q["follow"] == LEAN_FOLLOW for q in searches)
     lists = sorted(r.path.rsplit("/", 1)[1] for r in sim.requests if r.path != API_PREFIX + "/vms")
-    assert lists == ["clusters", "datacenters", "hosts", "instancetypes"]
+    assert lists == ["clusters", "datacenters", "hosts", "instancetypes", "tags"]  # tags: the filter names one
     assert all(not r.query for r in sim.requests if r.path != API_PREFIX + "/vms")
 
 
@@ -170,10 +173,10 @@ def test_discovery_of_1000_vms(engine_sims: Sims, engine_conn_for: ConnFor, clie
     sim.reset_requests()
     snap = client.discover("tag=kubernetes")
     pages = sim.request_count("/vms", exact=True)
-    assert len(snap.vms) == 1000 and 11 <= pages <= 11 + 2 and snap.requests == pages + 4 == len(sim.requests)
+    assert len(snap.vms) == 1000 and 11 <= pages <= 11 + 2 and snap.requests == pages + 5 == len(sim.requests)
     assert metric(metrics, "search_vms", "200") == pages and metric(metrics, "sso_login", "200") == 1
     assert all(metric(metrics, f"list_{path}", "200") == 1
-               for path in ("clusters", "datacenters", "hosts", "instancetypes"))
+               for path in ("clusters", "datacenters", "hosts", "instancetypes", "tags"))
 
 
 def test_filter_with_sortby_or_page_is_refused(engine_client: EngineClient) -> None:
@@ -204,6 +207,7 @@ def test_recorded_vm_list_maps_to_our_records(engine_sim: EngineSimulator, engin
         fqdn="dhcp-8-199.lab.eng.tlv2.redhat.com", cluster=None, cluster_id="1c273044-e6ca-492f-9ac2-47381b626808",
         host=None, host_id="ce40bb38-f10a-43f3-8e15-d0ffad692a19", cpus=2, memory_bytes=2 * 1024**3, os_type="other",
         guest_os="CentOS Linux 7", kernel="3.10.0-957.27.2.el7.x86_64", architecture="x86_64", guest_agent=True,
+        placement="migratable",
     )
     assert (off.status, off.fqdn, off.host_id, off.cpus, off.memory_bytes, off.guest_agent, off.guest_os) == (
         "down", None, None, 1, 1024**3, False, None)

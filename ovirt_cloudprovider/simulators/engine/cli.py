@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     parser.add_argument("--vms", type=int, default=10, help="Kubernetes-tagged VMs to generate (default 10)")
     parser.add_argument("--untagged", type=int, default=0, help="other VMs that the filter does not match")
+    parser.add_argument("--hosts", type=int, default=9,
+                        help="oVirt hosts, shared out over the three clusters (default 9; OLVM's largest tier: 1024)")
     parser.add_argument("--seed", type=int, default=0, help="fleet generator seed")
     parser.add_argument("--username", default=DEFAULT_USERNAME)
     parser.add_argument("--password", default=DEFAULT_PASSWORD)
@@ -44,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    fleet = generate_fleet(args.vms, seed=args.seed, untagged=args.untagged)
+    fleet = generate_fleet(args.vms, seed=args.seed, untagged=args.untagged, hosts=args.hosts)
     # a template to try a node group with (see the README's autoscaler section)
     fleet.add_template(TEMPLATE_NAME, next(iter(fleet.clusters.values())).name,
                        description="Kubernetes node (cloud-init joins the cluster)")
@@ -60,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.write_config:
             sim.write_config(args.write_config)
         written = f"; config written to {args.write_config}" if args.write_config else ""
-        print(f"oVirt engine simulator: {sim.url} ({len(fleet.vms)} VMs, template {TEMPLATE_NAME}, "
+        print(f"oVirt engine simulator: {sim.url} ({len(fleet.vms)} VMs, {len(fleet.hosts)} hosts, "
+              f"template {TEMPLATE_NAME}, "
               f"user {sim.username}, "
               f"CA {sim.ca_file}){written}", flush=True)
         while not stop.wait(0.5):

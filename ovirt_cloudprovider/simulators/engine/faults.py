@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .constants import API_PREFIX, SSO_TOKEN_PATH
 
@@ -35,6 +35,7 @@ class RequestRecord:
     query: dict[str, str]
     status: int  # 0 when the connection was dropped or the request hung
     time: float
+    headers: dict[str, str] = field(default_factory=dict)  # the request's headers (names lower case)
 
 
 @dataclass

@@ -49,12 +49,13 @@ def _guest_os(rng: random.Random, arch: str) -> tuple[str, GuestOS]:
 
 
 def generate_fleet(
-    n: int, seed: int = 0, *, untagged: int = 0, control_plane: int = 3, quirks: bool = True,
+    n: int, seed: int = 0, *, untagged: int = 0, control_plane: int = 3, quirks: bool = True, hosts: int = 9,
 ) -> Fleet:
     """A realistic, deterministic fleet: ``n`` VMs tagged for Kubernetes plus ``untagged`` other VMs.
 
     Layout: data centers ``dc-east`` (clusters ``east-a``, ``east-b``, x86_64) and ``dc-west`` (cluster
-    ``west-arm``, aarch64), three hosts per cluster; tags ``kubernetes`` with the children
+    ``west-arm``, aarch64), ``hosts`` hosts (9: three per cluster) shared out over the clusters; tags
+    ``kubernetes`` with the children
     ``k8s-control-plane`` and ``k8s-worker``, plus an unrelated ``backup``. Of the ``n`` Kubernetes VMs the
     first ``control_plane`` are ``k8s-cp-N`` (tag ``k8s-control-plane``, always up); the others are
     ``k8s-worker-NNNN`` tagged ``kubernetes`` or ``k8s-worker`` (so ``tag=kubernetes`` matches all ``n``).
@@ -71,8 +72,8 @@ def generate_fleet(
         west = fleet.add_datacenter("dc-west", description="West data center")
         clusters = [fleet.add_cluster("east-a", east.id), fleet.add_cluster("east-b", east.id),
                     fleet.add_cluster("west-arm", west.id, architecture="aarch64")]
-        for c in clusters:
-            for h in range(1, 4):
+        for i, c in enumerate(clusters):  # cluster by cluster: the default fleet is that of three per cluster
+            for h in range(1, max(1, hosts) // len(clusters) + (i < max(1, hosts) % len(clusters)) + 1):
                 fleet.add_host(f"{c.name}-host{h:02d}", c.id)
         k8s = fleet.add_tag("kubernetes", description="Kubernetes nodes")
         fleet.add_tag("k8s-control-plane", parent=k8s.name)

@@ -20,7 +20,8 @@ class _Served(Protocol):
 
     def _handle(self, h: _Handler, method: str, path: str, query: dict[str, str], body: bytes) -> int: ...
 
-    def _record(self, method: str, path: str, query: dict[str, str], status: int) -> None: ...
+    def _record(self, method: str, path: str, query: dict[str, str], status: int,
+                headers: dict[str, str]) -> None: ...
 
 
 class _Drop(Exception):
@@ -77,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Count this request (status 0: no answer). Done before the client can see an answer."""
         if not self._recorded:
             method, path, query = self._request_info
-            self.sim._record(method, path, query, status)
+            self.sim._record(method, path, query, status, {k.lower(): v for k, v in self.headers.items()})
             self._recorded = True
 
     def send(self, status: int, body: bytes, content_type: str | None,

@@ -110,6 +110,7 @@ class SimHost:
     kernel: str = "4.18.0-513.5.1.el8_9.x86_64"
     nics: list[SimHostNic] = field(default_factory=list)
     tag_ids: set[str] = field(default_factory=set)
+    affinity_label_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +119,12 @@ class SimTag:
     name: str
     parent_id: str | None = ROOT_TAG_ID
     description: str = ""
+
+
+@dataclass
+class SimAffinityLabel:
+    id: str
+    name: str
 
 
 @dataclass
@@ -181,6 +188,8 @@ class SimVM:
     custom_script: str | None = None  # cloud-init user data of the initialization (create from template)
     host_name: str | None = None  # the initialization's host name
     disk_ids: list[str] = field(default_factory=list)  # disks copied from the template
+    affinity_label_ids: list[str] = field(default_factory=list)
+    placement: str = "migratable"  # placement_policy/affinity: migratable, user_migratable, pinned
     pending: list[tuple[float, str]] = field(default_factory=list)  # (monotonic due time, next status)
 
 
@@ -214,6 +223,7 @@ class Fleet:
         self.hosts: dict[str, SimHost] = {}
         self.tags: dict[str, SimTag] = {ROOT_TAG_ID: SimTag(ROOT_TAG_ID, "root", None, "root")}
         self.instance_types: dict[str, SimInstanceType] = {}
+        self.affinity_labels: dict[str, SimAffinityLabel] = {}
         self.vms: dict[str, SimVM] = {}
         self.templates: dict[str, SimTemplate] = {}
         self.disks: dict[str, str | None] = {}  # disk id -> the VM it is attached to (None: floating)
@@ -389,6 +399,29 @@ class Fleet:
             t = SimTag(self._uuid(), name, parent_id, description or name)
             self.tags[t.id] = t
             return t
+
+    def set_affinity_labels(self, ref: str, names: Iterable[str], *, host: bool = False) -> None:
+        """Give a VM (or, with ``host``, a host) exactly these affinity labels (created when new). A real
+        engine logs no event for it."""
+        with self.lock:
+            target: SimVM | SimHost = self.host(ref) if host else self.vm(ref)
+            ids: list[str] = []
+            for name in names:
+                label = next((a for a in self.affinity_labels.values() if a.name == name), None)
+                if label is None:
+                    label = SimAffinityLabel(self._uuid(), name)
+                    self.affinity_labels[label.id] = label
+                ids.append(label.id)
+            target.affinity_label_ids = ids
+
+    def set_placement(self, ref: str, affinity: str) -> SimVM:
+        """A VM's placement policy (``migratable``, ``user_migratable``, ``pinned``)."""
+        if affinity not in ("migratable", "user_migratable", "pinned"):
+            raise ValueError(f"no placement affinity {affinity!r}")
+        with self.lock:
+            vm = self.vm(ref)
+            vm.placement = affinity
+            return vm
 
     def add_instance_type(self, name: str, *, sockets: int, cores: int, memory: int) -> SimInstanceType:
         with self.lock:

@@ -50,7 +50,7 @@ _TEMPLATE_LINKS = ("cdroms", "diskattachments", "watchdogs", "graphicsconsoles",
                    "tags")
 _MAC_POOL_ID = "58ca604b-017d-0374-0220-00000000014e"
 _VM_FOLLOWABLE: dict[str, Any] = {
-    "reported_devices": {}, "tags": {}, "nics": {}, "instance_type": {}, "template": {},
+    "reported_devices": {}, "tags": {}, "nics": {}, "instance_type": {}, "template": {}, "affinity_labels": {},
     "original_template": {}, "cluster": {"data_center": {}}, "host": {"cluster": {"data_center": {}}},
 }
 
@@ -90,6 +90,7 @@ class _Renderer:
     def __init__(self, fleet: Fleet) -> None:
         self.f = fleet
         self._shared: dict[tuple[str, str, str], Node] = {}
+        self._on_host: dict[str | None, int] | None = None
 
     def _memo(self, key: tuple[str, str, str], build: Callable[[], Node]) -> Node:
         node = self._shared.get(key)
@@ -137,7 +138,7 @@ class _Renderer:
             base = f"{API_PREFIX}/hosts/{h.id}"
             c = self.f.clusters.get(h.cluster_id)
             x86 = c is None or c.architecture == "x86_64"
-            n_vms = sum(1 for v in self.f.vms.values() if v.host_id == h.id)
+            n_vms = self._vms_on(h.id)
             return E(
                 "host", _actions(base, ("refresh", "install", "activate", "deactivate", "upgrade", "fence")),
                 T("name", h.name), T("comment", ""), *_links(base, _HOST_LINKS), T("address", h.address),
@@ -165,9 +166,33 @@ class _Renderer:
                 self.cluster(c, follow["cluster"]) if c and "cluster" in follow
                 else R("cluster", "clusters", h.cluster_id),
                 self.host_nics(h, "nics") if "nics" in follow else None,
+                self.affinity_labels(h.affinity_label_ids) if "affinity_labels" in follow else None,
                 href=base, id=h.id,
             )
         return self._memo(("host", h.id, _follow_key(follow)), build)
+
+    def _vms_on(self, host_id: str) -> int:
+        """How many VMs run on the host (counted once per answer for all hosts: a host list of a large fleet)."""
+        if self._on_host is None:
+            counts: dict[str | None, int] = {}
+            for v in self.f.vms.values():
+                counts[v.host_id] = counts.get(v.host_id, 0) + 1
+            self._on_host = counts
+        return self._on_host.get(host_id, 0)
+
+    def affinity_labels(self, ids: list[str]) -> Node:
+        """``<affinity_labels>`` as a follow inlines them (the AffinityLabel type of the API model: name,
+        read_only, has_implicit_affinity_group, links to its hosts and VMs)."""
+        items = []
+        for label_id in ids:
+            label = self.f.affinity_labels.get(label_id)
+            if label is None:
+                continue
+            base = f"{API_PREFIX}/affinitylabels/{label.id}"
+            items.append(E("affinity_label", T("name", label.name), *_links(base, ("hosts", "vms")),
+                           T("has_implicit_affinity_group", False), T("read_only", False), href=base,
+                           id=label.id))
+        return E("affinity_labels", *items)
 
     def host_nics(self, h: SimHost, tag: str = "host_nics") -> Node:
         """``/hosts/{id}/nics`` in the recorded shape (``host_*_nics.xml``); ``<nics>`` when inlined by follow."""
@@ -326,7 +351,8 @@ class _Renderer:
             E("migration", T("auto_converge", "inherit"), T("compressed", "inherit")),
             T("migration_downtime", -1), T("multi_queues_enabled", True), T("origin", "ovirt"),
             E("os", E("boot", E("devices", T("device", "hd"))), T("type", vm.os_type)),
-            E("placement_policy", T("affinity", "migratable")),
+            E("placement_policy", T("affinity", vm.placement),
+              E("hosts", R("host", "hosts", vm.host_id)) if vm.placement == "pinned" and vm.host_id else None),
             R("small_icon", "icons", "8ebc8e0c-38a3-ff89-b043-1e5ec6e4c9a3"),
             E("sso", E("methods", ("method", (("id", "guest_agent"),), None))),
             T("start_paused", False), T("stateless", False),
@@ -348,6 +374,7 @@ class _Renderer:
             else R("original_template", "templates", vm.template_id),
             self.reported_devices(vm) if "reported_devices" in follow else None,
             self.vm_tags(vm) if "tags" in follow else None,
+            self.affinity_labels(vm.affinity_label_ids) if "affinity_labels" in follow else None,
             self.template("template", vm.template_id) if "template" in follow
             else R("template", "templates", vm.template_id),
         ]

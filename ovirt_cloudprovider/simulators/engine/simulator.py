@@ -31,7 +31,7 @@ from .constants import (
 from .faults import FaultInjection, RequestRecord, _Fault, _Static
 from .generate import generate_fleet
 from .handler import _Drop, _Handler
-from .model import Fleet, GuestDevice, SimEvent, SimHost, SimTemplate, SimVM
+from .model import Fleet, GuestDevice, SimEvent, SimHost, SimTag, SimTemplate, SimVM
 from .render import FollowError, _Renderer, parse_follow
 from .search import _HOSTS, _TEMPLATES, _VMS, _Item, _Searchable
 from .sso import SsoEndpoints, _Token
@@ -146,6 +146,15 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
     def set_tags(self, ref: str, tags: Iterable[str]) -> SimVM:
         return self.fleet.set_tags(ref, tags)
 
+    def add_tag(self, name: str, *, parent: str | None = None) -> SimTag:
+        return self.fleet.add_tag(name, parent=parent)
+
+    def set_affinity_labels(self, ref: str, names: Iterable[str], *, host: bool = False) -> None:
+        self.fleet.set_affinity_labels(ref, names, host=host)
+
+    def set_placement(self, ref: str, affinity: str) -> SimVM:
+        return self.fleet.set_placement(ref, affinity)
+
     def tag_vm(self, ref: str, tag: str) -> SimVM:
         return self.fleet.tag_vm(ref, tag)
 
@@ -206,9 +215,10 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
             self._records.clear()
 
 
-    def _record(self, method: str, path: str, query: dict[str, str], status: int) -> None:
+    def _record(self, method: str, path: str, query: dict[str, str], status: int,
+                headers: dict[str, str] | None = None) -> None:
         with self._lock:
-            self._records.append(RequestRecord(method, path, query, status, time.time()))
+            self._records.append(RequestRecord(method, path, query, status, time.time(), dict(headers or {})))
 
     # --- request handling ------------------------------------------------------------------------
 
@@ -341,7 +351,8 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
             node = (E("clusters", *(r.cluster(x, follow) for x in f.clusters.values())) if not rest
                     else (r.cluster(c, follow) if c else None))
         elif coll == "hosts":
-            follow = parse_follow(query.get("follow"), {"cluster": {"data_center": {}}, "nics": {}})
+            follow = parse_follow(query.get("follow"), {"cluster": {"data_center": {}}, "nics": {},
+                                                         "affinity_labels": {}})
             if not rest:
                 return to_xml(E("hosts", *(r.host(x, follow) for x in self._listing(_HOSTS, query, max_results))), ser)
             h = f.hosts.get(rest[0])
