@@ -16,10 +16,10 @@ COMPONENT_OVERLAY = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - ../deploy
+  - ../ovirt-cloudprovider/deploy
 components:
-  - ../deploy/components/grafana-dashboard
-"""
+  - ../ovirt-cloudprovider/deploy/components/grafana-dashboard
+"""  # laid out as deploy/README.md says: the overlay next to the clone
 
 
 def dashboard() -> dict[str, Any]:
