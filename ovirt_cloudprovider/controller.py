@@ -71,7 +71,7 @@ class _Engine(Protocol):
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]: ...
     def vm_ids_matching(self, query: str) -> frozenset[str]: ...
     def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]: ...
-    def discover_hosts(self, query: str) -> tuple[tuple[Host, ...], int]: ...
+    def host_ids_matching(self, query: str) -> frozenset[str]: ...
     def last_event_index(self) -> int: ...
     def events_since(self, index: int) -> tuple[int, Sequence[EngineEvent]]: ...
     def reset(self) -> None: ...
@@ -241,9 +241,9 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str 
         found = engine.fetch_vms(vm_ids)
         for vm_id, vm in found.items():
             if vm is None or filter_match(query, vm) is not True:
-                answer = engine.discover(narrowed(query, vm_id))
-                # a VM the narrowed answer holds twice (inconsistent) is returned too: it exists
-                researched |= {v.id for v in answer.vms} | set(answer.inconsistent_ids)
+                # one light search, ids only (a VM it holds twice is returned too): never a discovery, which
+                # would cost the lists and the host search and reset what the client keeps about the fleet
+                researched |= engine.vm_ids_matching(narrowed(query, vm_id))
     except EngineError as exc:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
@@ -261,7 +261,7 @@ def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> P
         found = engine.fetch_hosts(host_ids)
         for host_id in found:
             if query is not None and researched is not None:  # for a 404 too: the second answer
-                researched |= {h.id for h in engine.discover_hosts(narrowed(query, host_id))[0]}
+                researched |= engine.host_ids_matching(narrowed(query, host_id))
     except EngineError as exc:
         log.warning("could not confirm host deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_host_deletions(plan, query=query or "", found={}, error=str(exc))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 import ssl
 import urllib.parse
 import urllib.request
@@ -113,6 +114,43 @@ def test_a_host_is_deleted_only_on_the_engines_own_404_and_an_empty_narrowed_sea
         for _ in range(2):
             assert world.sweep().ok
         assert name not in world.host_nodes()
+def test_a_confirmation_is_one_get_and_one_light_search_each_and_keeps_the_fleets_state(
+        engine: EngineSimulator, kube: KubeApiSimulator, caplog: pytest.LogCaptureFixture) -> None:
+    """Confirming a deletion asks the engine two light questions per VM or host (a GET by id, one search narrowed
+    to it: ids only, no follow, no lists, no host search) and leaves what the client keeps about the fleet (the
+    invalid guest IPs gauge and the log-once state) as the full discovery left it."""
+    with World(engine, kube, hosts="cluster=east-a", delete_after_sweeps=2, max_delete_fraction=1.0,
+               max_delete_count=0) as world:
+        world.client.close()
+        world.client = EngineClient(world.config.connection, page_size=5, metrics=world.metrics,
+                                    hosts="cluster=east-a")
+        up = running(engine)
+        kept, gone = up[0], up[-1]
+        engine.set_ips(kept.id, ["abc", "10.0.0.5"])  # one invalid guest IP in the fleet
+        caplog.set_level(logging.WARNING)
+        world.converge()
+        host = _east_a_host(engine)
+        engine.remove_vm(gone.id)
+        engine.remove_host(host.id)
+        assert world.sweep().ok
+        engine.reset_requests()
+        report = world.sweep()
+        assert report.ok and report.snapshot is not None
+        assert world.node_of(gone.id) is None and host.name not in world.host_nodes()
+        api = [r for r in engine.requests if r.path.startswith(API)]
+        narrowed = [r for r in api if "id=" in r.query.get("search", "")]
+        assert sorted(r.path for r in narrowed) == [f"{API}/hosts", f"{API}/vms"]
+        assert all("follow" not in r.query for r in narrowed)
+        assert engine.request_count(f"/vms/{gone.id}", method="GET") == 1
+        assert engine.request_count(f"/hosts/{host.id}", method="GET") == 1
+        assert engine.request_count("/clusters", exact=True) == 1  # the discovery's list only
+        assert len(api) - report.snapshot.requests == 4  # 2 per confirmation (before: 1 GET + 6 for a VM's)
+        assert world.metrics.registry.get_sample_value("ovirt_cloudprovider_invalid_guest_ips") == 1
+        assert world.sweep().ok
+        logged = [r for r in caplog.records if "reports invalid IP addresses" in r.getMessage()]
+        assert len(logged) == 1  # logged once, not again after a confirmation forgot it
+
+
 # --- rule 5 ----------------------------------------------------------------------------------------------
 
 def _vm_list(sim: EngineSimulator) -> ET.Element:
