@@ -11,10 +11,11 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   that waits for initialization. When the events only say that a few known VMs started, stopped, were
   suspended or migrated, or that known hosts changed status (maintenance, activation, failure, up), the early
   sweep is *targeted*: those VMs and hosts are fetched by id (one GET each instead of the paged searches; a VM
-  whose record cannot tell whether it still matches the filter: one search narrowed to it, and one that may
-  have left the filter makes it a full sweep, with no write) and only their nodes are planned
-  (core/targeted.py: at the cost of those few, not of the fleet; the whole fleet when it cannot prove the same
-  answer), with deletion off; anything else (a removal, a tag change, missed events) is a full sweep;
+  whose record cannot tell whether it still matches the filter: one search narrowed to it; a host: always
+  ``[filters] hosts`` narrowed to it; one that may have left its filter makes it a full sweep, with no write)
+  and only their nodes are planned (core/targeted.py: at the cost of those few, not of the fleet; the whole
+  fleet when it cannot prove the same answer), with deletion off; anything else (a removal, a tag change,
+  missed events) is a full sweep;
 - never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
   only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
   event poller backs off the same way.
@@ -157,8 +158,9 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     when the caller has it) and apply the actions for their nodes. Deletion is off here (it needs complete
     discoveries); a VM or host the engine no longer has keeps its old record until the next full sweep. The
     last discovery's membership is no evidence that a VM still matches the filter: a refreshed VM whose record
-    does not match, or cannot tell and the search narrowed to it does not return it, fails the targeted sweep
-    without a write (the controller then sweeps in full).
+    does not match, or cannot tell and the search narrowed to it does not return it, and a refreshed host that
+    ``[filters] hosts`` narrowed to it does not return, fail the targeted sweep without a write (the controller
+    then sweeps in full).
 
     The plan is that of core/targeted.py, which costs the targets, not the fleet; where it cannot prove its
     answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. Returns a
@@ -171,6 +173,7 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
             fresh = engine.fetch_vms(vm_ids) if vm_ids else {}
             fresh_hosts = engine.fetch_hosts(host_ids) if host_ids else {}
             outside = _outside_the_filter(engine, config.filters.vms, fresh)
+            outside += _hosts_outside_the_filter(engine, config.filters.hosts, fresh_hosts)
         except EngineError as exc:
             if health:
                 health.engine_failed(str(exc))
@@ -181,8 +184,7 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
         if health:
             health.engine_ok()
         if outside:  # the last full discovery's membership is no evidence: a full sweep decides, nothing is written
-            error = (f"VM(s) {', '.join(outside)} may no longer match the filter {config.filters.vms!r}; a full "
-                     "sweep decides")
+            error = f"{', '.join(outside)} may no longer match the filter; a full sweep decides"
             log.info("targeted sweep not applied; no node was changed", extra=kv(error=error))
             if metrics:
                 metrics.targeted_syncs_total.labels("failure").inc()
@@ -224,7 +226,20 @@ def _outside_the_filter(engine: _Engine, query: str, fresh: Mapping[str, Virtual
         if match is None:
             match = normalize_vm_id(vm_id) in engine.vm_ids_matching(narrowed(query, vm_id))
         if not match:
-            outside.append(vm_id)
+            outside.append(f"VM {vm_id} ({query!r})")
+    return outside
+
+
+def _hosts_outside_the_filter(engine: _Engine, query: str | None, fresh: Mapping[str, Host | None]) -> list[str]:
+    """The refreshed hosts that may no longer match ``[filters] hosts`` (issue 17, rule 6, for hosts): the
+    engine's host search narrowed to the host does not return it (one search request, ids only; a host record
+    has no veto, see core/confirm.py). A host the engine no longer has keeps its old record, as for VMs."""
+    outside: list[str] = []
+    for host_id, host in fresh.items():
+        if host is None:
+            continue
+        if query is None or normalize_vm_id(host_id) not in engine.host_ids_matching(narrowed(query, host_id)):
+            outside.append(f"host {host_id} ({query!r})")
     return outside
 
 
