@@ -481,10 +481,11 @@ class Controller:
                                                       hosts=len(step.host_ids)))
         base = self._snapshot
         report = self._survive("targeted sweep", functools.partial(
-            run_targeted_sweep, config=self.config, engine=self.engine, base=base, vm_ids=step.vm_ids,
-            host_ids=step.host_ids, fleet=self._fleet, nodes=self.cache.nodes(), writer=self.writer,
-            metrics=self.metrics, may_write=self.may_write, health=self.health)) if base is not None \
-            else SweepReport(ok=False, error="no complete discovery yet")
+            run_targeted_sweep, config=self.config, engine=self.engine, base=base,
+            vm_ids=self._spelled_as(step.vm_ids, (vm.id for vm in base.vms)),
+            host_ids=self._spelled_as(step.host_ids, (h.id for h in base.hosts)), fleet=self._fleet,
+            nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics, may_write=self.may_write,
+            health=self.health)) if base is not None else SweepReport(ok=False, error="no complete discovery yet")
         ok = report.ok and report.fleet is not None
         if report.ok and report.fleet is not None:
             self._snapshot, self._fleet = report.fleet.snapshot, report.fleet
@@ -494,10 +495,19 @@ class Controller:
 
     @staticmethod
     def _known(snapshot: Snapshot, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
-        """Every target is a VM or host of ``snapshot`` (host targets only when it searched hosts)."""
-        if host_ids and (snapshot.hosts_query is None or not set(host_ids) <= {h.id for h in snapshot.hosts}):
+        """Every target is a VM or host of ``snapshot`` (host targets only when it searched hosts); ids compared
+        canonically (core/providerid.py)."""
+        if host_ids and (snapshot.hosts_query is None or not {normalize_vm_id(i) for i in host_ids}
+                         <= {normalize_vm_id(h.id) for h in snapshot.hosts}):
             return False
-        return not vm_ids or set(vm_ids) <= {vm.id for vm in snapshot.vms}
+        return not vm_ids or {normalize_vm_id(i) for i in vm_ids} <= {normalize_vm_id(vm.id) for vm in snapshot.vms}
+
+    @staticmethod
+    def _spelled_as(ids: Sequence[str], known: Iterable[str]) -> tuple[str, ...]:
+        """``ids`` as ``known`` (the snapshot's records) spell them, so that the targeted sweep refreshes those
+        records; an id it does not know stays as it is."""
+        spelling = {normalize_vm_id(i): i for i in known}
+        return tuple(dict.fromkeys(spelling.get(normalize_vm_id(i), i) for i in ids))
 
     def _survive(self, what: str, sweep: Callable[[], SweepReport]) -> SweepReport:
         """Run ``sweep``; an error that is no engine error (a bug) fails that sweep, with its backoff, instead

@@ -16,6 +16,7 @@ import base64
 import copy
 import logging
 import ssl
+import threading
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -23,13 +24,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovirt_cloudprovider.controller import run_targeted_sweep
+from ovirt_cloudprovider.controller import Controller, run_targeted_sweep
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, RUNNING_STATUSES, TAINT_SHUTDOWN
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW
+from ovirt_cloudprovider.health import HealthState
+from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, SimHost, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.world import World, running, taint_keys
+from tests.helpers import wait_for
 
 API = "/ovirt-engine/api"
 
@@ -200,6 +204,33 @@ def test_an_upper_case_twin_is_inconsistent_and_counts_no_absence(single_page: W
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["metadata"]["name"] == vm.name
     assert _absent(world.node_of(dropped.id)) is None  # an inconsistent answer counts no absence at all
+
+
+def test_an_event_naming_a_known_vm_in_another_spelling_is_a_targeted_sweep(engine: EngineSimulator,
+                                                                           kube: KubeApiSimulator) -> None:
+    """Which targets the last discovery knows is decided on canonical ids (core/providerid.py), as everywhere."""
+    with World(engine, kube, sync_interval=600, event_poll_interval=0) as world:
+        cache = NodeCache(world.api)
+        cache.start()
+        ctl = Controller(config=world.config, engine=world.client, cache=cache, writer=world.writer,
+                         metrics=world.metrics, health=HealthState(), debounce=0.05)
+        stop = threading.Event()
+        thread = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: world.metrics.syncs_total.labels("success")._value.get() >= 1, 10, "the first sweep")
+            vm = running(engine)[0]
+            engine.set_status(vm.id, "down")
+            ctl.trigger("the VM stopped", vm_ids=[vm.id.upper()])
+            wait_for(lambda: world.metrics.targeted_syncs_total.labels("success")._value.get() >= 1
+                     or world.metrics.syncs_total.labels("success")._value.get() >= 2, 10, "the sweep it triggers")
+            assert TAINT_SHUTDOWN in taint_keys(world.node_of(vm.id))
+            assert world.metrics.targeted_syncs_total.labels("success")._value.get() == 1
+            assert world.metrics.syncs_total.labels("success")._value.get() == 1  # no full sweep for it
+        finally:
+            stop.set()
+            thread.join(5)
+            cache.stop()
 
 
 # --- rule 6 ----------------------------------------------------------------------------------------------
