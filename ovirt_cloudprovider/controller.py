@@ -40,6 +40,7 @@ from .core import schedule
 from .core.confirm import confirm_deletions, confirm_host_deletions, pending_deletions, pending_host_deletions
 from .core.desired import desired_nodes
 from .core.naming import skip_code
+from .core.ownership import unowned_names
 from .core.plan import plan_sync
 from .core.providerid import normalize_vm_id
 from .core.records import (
@@ -137,7 +138,8 @@ def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode],
             health.engine_ok()
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller)
-        plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts)
+        plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts,
+                                  unowned=unowned_names(nodes))
         report = replace(_apply(plan, snapshot, writer=writer, may_write=may_write, start=start),
                          fleet=fleet_of(snapshot, desired, config.nodes))
         if metrics:
@@ -243,11 +245,13 @@ def _hosts_outside_the_filter(engine: _Engine, query: str | None, fresh: Mapping
     return outside
 
 
-def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str | None) -> Plan:
+def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str | None, *,
+                       unowned: frozenset[str] = frozenset()) -> Plan:
     """Ask the engine about every VM and host whose node the plan deletes as absent (core.confirm): a GET by
     id, and, for one that is gone (the engine's own 404) or may have left the filter, its filter searched
-    narrowed to it: two independent answers before a deletion."""
-    plan = _confirm_host_deletions(plan, engine, host_query)
+    narrowed to it: two independent answers before a deletion. ``unowned``: the nodes that record no owner
+    (deleted only when their VM or host is gone)."""
+    plan = _confirm_host_deletions(plan, engine, host_query, unowned=unowned)
     vm_ids = pending_deletions(plan)
     if not vm_ids:
         return plan
@@ -262,10 +266,11 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str 
     except EngineError as exc:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
-    return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched))
+    return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched), unowned=unowned)
 
 
-def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> Plan:
+def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None, *,
+                            unowned: frozenset[str] = frozenset()) -> Plan:
     """Ask the engine about every host whose node the plan deletes as absent (core.confirm): a GET by id, and
     ``[filters] hosts`` searched narrowed to it (None: not searched, blocked)."""
     host_ids = pending_host_deletions(plan)
@@ -281,7 +286,7 @@ def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> P
         log.warning("could not confirm host deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_host_deletions(plan, query=query or "", found={}, error=str(exc))
     return confirm_host_deletions(plan, query=query or "", found=found,
-                                  researched=None if researched is None else frozenset(researched))
+                                  researched=None if researched is None else frozenset(researched), unowned=unowned)
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
