@@ -113,7 +113,8 @@ class NodeWriter:
       precondition, so a concurrent change (a kubelet's
       or the node lifecycle controller's taint) is never overwritten: 409 is a conflict. Then, when
       ``action.addresses`` is set, a ``nodes/status`` patch that replaces ``status.addresses`` with
-      exactly that list.
+      exactly that list. 404 (the node was deleted since planning) is a conflict of that node too, never a
+      failed sweep: the next sweep plans without it.
     - DELETE: ``DELETE`` with uid and resourceVersion preconditions; 404 is success (already gone),
       409 a conflict (the node changed since planning: not deleted).
     - A write the API refuses for that node (400 BadRequest, 422 Invalid: its validation or an admission
@@ -379,16 +380,19 @@ class NodeWriter:
             patch["metadata"] = metadata
         if spec:
             patch["spec"] = spec
+        # 404: the node was deleted since planning: that node's conflict (re-planned next sweep), never the sweep's
         if patch:
             self._request(
                 "patch_node", action,
-                lambda: self._api.patch_node(action.node, patch, content_type=CONTENT_SMP, timeout=self._timeout))
+                lambda: self._api.patch_node(action.node, patch, content_type=CONTENT_SMP, timeout=self._timeout),
+                conflict=(409, 404))
         if action.addresses is not None:
             status = {"status": {"addresses": [_address_body(a) for a in action.addresses]}}
             self._request(
                 "patch_node_status", action,
                 lambda: self._api.patch_node_status(action.node, status, content_type=CONTENT_MERGE,
-                                                    timeout=self._timeout))
+                                                    timeout=self._timeout),
+                conflict=(409, 404))
         return action.uid
 
     def _delete(self, action: Action) -> str | None:
@@ -426,7 +430,8 @@ class NodeWriter:
                 if status == 404 and gone_ok:
                     raise _AlreadyGone() from None
                 if status in conflict:
-                    raise _Failed(CONFLICT, describe_error(exc), status) from None
+                    gone = "the node no longer exists (deleted since planning): " if status == 404 else ""
+                    raise _Failed(CONFLICT, gone + describe_error(exc), status) from None
                 retryable = status == 429 or status >= 500 or status == 0
                 if not retryable or attempt >= self._attempts:
                     raise _Failed(ERROR, describe_error(exc), status) from None
