@@ -30,7 +30,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client as k8s
@@ -146,7 +145,9 @@ class NodeWriter:
 
     Concurrency: ``apply`` groups the actions by node (the planner sorts them by node, and orders the
     actions of one node so that the one carrying the resourceVersion precondition comes first); up to
-    ``workers`` nodes are written at once, the actions of one node in order by one worker. ``limiter``
+    ``workers`` nodes are written at once, the actions of one node in order by one worker (daemon threads,
+    started by each ``apply`` and joined before it returns: a request hung at shutdown does not keep the
+    process alive past its shutdown deadline). ``limiter``
     (a :class:`~.ratelimit.TokenBucket`, None = unlimited) is taken before every request, retries and
     Events included.
 
@@ -205,23 +206,33 @@ class NodeWriter:
             for group in groups.values():
                 self._apply_group(group, run)
         else:
-            # one task per worker, each taking the next node's group from one shared iterator: a Future per node
-            # would hold ~1.7 KB for every node of a large registration until the pool drained
+            # one task per worker, each taking the next node's group from one shared iterator: a task per node
+            # would hold memory for every node of a large registration until the pool drained
             pending = iter(groups.values())
             lock = threading.Lock()
+            crashed: list[BaseException] = []
 
             def work() -> None:
-                while True:
-                    with lock:
-                        group = next(pending, None)
-                    if group is None:
-                        return
-                    self._apply_group(group, run)
+                try:
+                    while True:
+                        with lock:
+                            group = next(pending, None)
+                        if group is None:
+                            return
+                        self._apply_group(group, run)
+                except BaseException as exc:  # re-raised in apply's thread, as a Future's result() would
+                    crashed.append(exc)
 
-            workers = min(self._workers, len(groups))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node-writer") as pool:
-                for future in [pool.submit(work) for _ in range(workers)]:
-                    future.result()
+            # daemon threads (a ThreadPoolExecutor's are joined at interpreter exit): a request hung at shutdown
+            # (read timeout 30 s) never holds the process beyond the shutdown deadline; apply still waits for them
+            workers = [threading.Thread(target=work, name=f"node-writer_{i}", daemon=True)
+                       for i in range(min(self._workers, len(groups)))]
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join()
+            if crashed:
+                raise crashed[0]
         tally = run.tally
         return ApplyResult(
             applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
