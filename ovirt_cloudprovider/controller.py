@@ -11,10 +11,11 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   that waits for initialization. When the events only say that a few known VMs started, stopped, were
   suspended or migrated, or that known hosts changed status (maintenance, activation, failure, up), the early
   sweep is *targeted*: those VMs and hosts are fetched by id (one GET each instead of the paged searches; a VM
-  whose record cannot tell whether it still matches the filter: one search narrowed to it, and one that may
-  have left the filter makes it a full sweep, with no write) and only their nodes are planned
-  (core/targeted.py: at the cost of those few, not of the fleet; the whole fleet when it cannot prove the same
-  answer), with deletion off; anything else (a removal, a tag change, missed events) is a full sweep;
+  whose record cannot tell whether it still matches the filter: one search narrowed to it; a host: always
+  ``[filters] hosts`` narrowed to it; one that may have left its filter makes it a full sweep, with no write)
+  and only their nodes are planned (core/targeted.py: at the cost of those few, not of the fleet; the whole
+  fleet when it cannot prove the same answer), with deletion off; anything else (a removal, a tag change,
+  missed events) is a full sweep;
 - never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
   only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
   event poller backs off the same way.
@@ -47,6 +48,7 @@ from .core import schedule
 from .core.confirm import confirm_deletions, confirm_host_deletions, pending_deletions, pending_host_deletions
 from .core.desired import desired_nodes
 from .core.naming import skip_code
+from .core.ownership import unowned_names
 from .core.plan import REASON_OUT_OF_SERVICE_TAINTED, REASON_OUT_OF_SERVICE_UNTAINTED, plan_sync
 from .core.providerid import normalize_vm_id
 from .core.records import (
@@ -79,7 +81,7 @@ class _Engine(Protocol):
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]: ...
     def vm_ids_matching(self, query: str) -> frozenset[str]: ...
     def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]: ...
-    def discover_hosts(self, query: str) -> tuple[tuple[Host, ...], int]: ...
+    def host_ids_matching(self, query: str) -> frozenset[str]: ...
     def last_event_index(self) -> int: ...
     def events_since(self, index: int) -> tuple[int, Sequence[EngineEvent]]: ...
     def reset(self) -> None: ...
@@ -187,7 +189,8 @@ def _sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], wr
         _check_filter_tags(config, snapshot, metrics, health)
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller, now=time.time())
-        plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts)
+        plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts,
+                                  unowned=unowned_names(nodes))
         report = replace(_apply(plan, snapshot, writer=writer, may_write=may_write, start=start),
                          fleet=fleet_of(snapshot, desired, config.nodes))
         if metrics:
@@ -208,8 +211,9 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     when the caller has it) and apply the actions for their nodes. Deletion is off here (it needs complete
     discoveries); a VM or host the engine no longer has keeps its old record until the next full sweep. The
     last discovery's membership is no evidence that a VM still matches the filter: a refreshed VM whose record
-    does not match, or cannot tell and the search narrowed to it does not return it, fails the targeted sweep
-    without a write (the controller then sweeps in full).
+    does not match, or cannot tell and the search narrowed to it does not return it, and a refreshed host that
+    ``[filters] hosts`` narrowed to it does not return, fail the targeted sweep without a write (the controller
+    then sweeps in full).
 
     The plan is that of core/targeted.py, which costs the targets, not the fleet; where it cannot prove its
     answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. Returns a
@@ -233,6 +237,7 @@ def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: 
             fresh = engine.fetch_vms(vm_ids) if vm_ids else {}
             fresh_hosts = engine.fetch_hosts(host_ids) if host_ids else {}
             outside = _outside_the_filter(engine, config.filters.vms, fresh)
+            outside += _hosts_outside_the_filter(engine, config.filters.hosts, fresh_hosts)
         except EngineError as exc:
             if health:
                 health.engine_failed(str(exc))
@@ -244,8 +249,7 @@ def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: 
         if health:
             health.engine_ok()
         if outside:  # the last full discovery's membership is no evidence: a full sweep decides, nothing is written
-            error = (f"VM(s) {', '.join(outside)} may no longer match the filter {config.filters.vms!r}; a full "
-                     "sweep decides")
+            error = f"{', '.join(outside)} may no longer match the filter; a full sweep decides"
             log.info("targeted sweep not applied; no node was changed", extra=kv(error=error))
             if metrics:
                 metrics.targeted_syncs_total.labels("failure").inc()
@@ -289,15 +293,30 @@ def _outside_the_filter(engine: _Engine, query: str, fresh: Mapping[str, Virtual
         if match is None:
             match = normalize_vm_id(vm_id) in engine.vm_ids_matching(narrowed(query, vm_id))
         if not match:
-            outside.append(vm_id)
+            outside.append(f"VM {vm_id} ({query!r})")
     return outside
 
 
-def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str | None) -> Plan:
+def _hosts_outside_the_filter(engine: _Engine, query: str | None, fresh: Mapping[str, Host | None]) -> list[str]:
+    """The refreshed hosts that may no longer match ``[filters] hosts`` (issue 17, rule 6, for hosts): the
+    engine's host search narrowed to the host does not return it (one search request, ids only; a host record
+    has no veto, see core/confirm.py). A host the engine no longer has keeps its old record, as for VMs."""
+    outside: list[str] = []
+    for host_id, host in fresh.items():
+        if host is None:
+            continue
+        if query is None or normalize_vm_id(host_id) not in engine.host_ids_matching(narrowed(query, host_id)):
+            outside.append(f"host {host_id} ({query!r})")
+    return outside
+
+
+def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str | None, *,
+                       unowned: frozenset[str] = frozenset()) -> Plan:
     """Ask the engine about every VM and host whose node the plan deletes as absent (core.confirm): a GET by
     id, and, for one that is gone (the engine's own 404) or may have left the filter, its filter searched
-    narrowed to it: two independent answers before a deletion."""
-    plan = _confirm_host_deletions(plan, engine, host_query)
+    narrowed to it: two independent answers before a deletion. ``unowned``: the nodes that record no owner
+    (deleted only when their VM or host is gone)."""
+    plan = _confirm_host_deletions(plan, engine, host_query, unowned=unowned)
     vm_ids = pending_deletions(plan)
     if not vm_ids:
         return plan
@@ -306,16 +325,17 @@ def _confirm_deletions(plan: Plan, engine: _Engine, query: str, host_query: str 
         found = engine.fetch_vms(vm_ids)
         for vm_id, vm in found.items():
             if vm is None or filter_match(query, vm) is not True:
-                answer = engine.discover(narrowed(query, vm_id))
-                # a VM the narrowed answer holds twice (inconsistent) is returned too: it exists
-                researched |= {v.id for v in answer.vms} | set(answer.inconsistent_ids)
+                # one light search, ids only (a VM it holds twice is returned too): never a discovery, which
+                # would cost the lists and the host search and reset what the client keeps about the fleet
+                researched |= engine.vm_ids_matching(narrowed(query, vm_id))
     except EngineError as exc:
         log.warning("could not confirm deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_deletions(plan, query=query, found={}, error=str(exc))
-    return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched))
+    return confirm_deletions(plan, query=query, found=found, researched=frozenset(researched), unowned=unowned)
 
 
-def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> Plan:
+def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None, *,
+                            unowned: frozenset[str] = frozenset()) -> Plan:
     """Ask the engine about every host whose node the plan deletes as absent (core.confirm): a GET by id, and
     ``[filters] hosts`` searched narrowed to it (None: not searched, blocked)."""
     host_ids = pending_host_deletions(plan)
@@ -326,12 +346,12 @@ def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None) -> P
         found = engine.fetch_hosts(host_ids)
         for host_id in found:
             if query is not None and researched is not None:  # for a 404 too: the second answer
-                researched |= {h.id for h in engine.discover_hosts(narrowed(query, host_id))[0]}
+                researched |= engine.host_ids_matching(narrowed(query, host_id))
     except EngineError as exc:
         log.warning("could not confirm host deletions; none is applied this sweep", extra=kv(error=str(exc)))
         return confirm_host_deletions(plan, query=query or "", found={}, error=str(exc))
     return confirm_host_deletions(plan, query=query or "", found=found,
-                                  researched=None if researched is None else frozenset(researched))
+                                  researched=None if researched is None else frozenset(researched), unowned=unowned)
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
@@ -539,10 +559,11 @@ class Controller:
                                                       hosts=len(step.host_ids)))
         base = self._snapshot
         report = self._survive("targeted sweep", functools.partial(
-            run_targeted_sweep, config=self.config, engine=self.engine, base=base, vm_ids=step.vm_ids,
-            host_ids=step.host_ids, fleet=self._fleet, nodes=self.cache.nodes(), writer=self.writer,
-            metrics=self.metrics, may_write=self.may_write, health=self.health)) if base is not None \
-            else SweepReport(ok=False, error="no complete discovery yet")
+            run_targeted_sweep, config=self.config, engine=self.engine, base=base,
+            vm_ids=self._spelled_as(step.vm_ids, (vm.id for vm in base.vms)),
+            host_ids=self._spelled_as(step.host_ids, (h.id for h in base.hosts)), fleet=self._fleet,
+            nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics, may_write=self.may_write,
+            health=self.health)) if base is not None else SweepReport(ok=False, error="no complete discovery yet")
         ok = report.ok and report.fleet is not None
         if report.ok and report.fleet is not None:
             self._snapshot, self._fleet = report.fleet.snapshot, report.fleet
@@ -552,10 +573,19 @@ class Controller:
 
     @staticmethod
     def _known(snapshot: Snapshot, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
-        """Every target is a VM or host of ``snapshot`` (host targets only when it searched hosts)."""
-        if host_ids and (snapshot.hosts_query is None or not set(host_ids) <= {h.id for h in snapshot.hosts}):
+        """Every target is a VM or host of ``snapshot`` (host targets only when it searched hosts); ids compared
+        canonically (core/providerid.py)."""
+        if host_ids and (snapshot.hosts_query is None or not {normalize_vm_id(i) for i in host_ids}
+                         <= {normalize_vm_id(h.id) for h in snapshot.hosts}):
             return False
-        return not vm_ids or set(vm_ids) <= {vm.id for vm in snapshot.vms}
+        return not vm_ids or {normalize_vm_id(i) for i in vm_ids} <= {normalize_vm_id(vm.id) for vm in snapshot.vms}
+
+    @staticmethod
+    def _spelled_as(ids: Sequence[str], known: Iterable[str]) -> tuple[str, ...]:
+        """``ids`` as ``known`` (the snapshot's records) spell them, so that the targeted sweep refreshes those
+        records; an id it does not know stays as it is."""
+        spelling = {normalize_vm_id(i): i for i in known}
+        return tuple(dict.fromkeys(spelling.get(normalize_vm_id(i), i) for i in ids))
 
     def _survive(self, what: str, sweep: Callable[[], SweepReport]) -> SweepReport:
         """Run ``sweep``; an error that is no engine error (a bug) fails that sweep, with its backoff, instead

@@ -44,7 +44,9 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
       the ones not blocked as ClusterVanished are blocked as CircuitBreaker.
 
 Confirmation: see :mod:`.confirm` (between planning and applying, the controller asks the engine about every
-    VM and host whose node is due for deletion; a DELETE here is a candidate, not yet a decision).
+    VM and host whose node is due for deletion; a DELETE here is a candidate, not yet a decision). An unowned
+    (legacy) node, which only the default instance counts absent (:mod:`.ownership`), is deleted there only when
+    its VM or host is gone, never because it left the filter.
 
 One bad datum affects one node: a node whose counter cannot be read counts 0 (only up to nine ASCII digits are a
     number), and a node whose absence rules raise gets a SKIP ``Unplannable`` Warning instead, neither marked nor

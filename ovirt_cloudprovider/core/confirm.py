@@ -18,6 +18,13 @@ Confirmation (:func:`confirm_deletions`, applied by the controller between plann
     (Warning) this sweep, counter unchanged. A search that lost VMs by accident
     (paging shift, engine glitch) therefore never deletes a live VM's node.
 
+Unowned (legacy) nodes (``unowned``: no ``ovirt.org/owner`` recorded, see :mod:`.ownership`)
+    Only the default instance counts them absent, and for them only the first of those answers deletes: the VM
+    or host is gone (the engine's own 404 and the narrowed search empty). One that still exists but left this
+    instance's filter is never deleted (BLOCK_DELETE ``DeletionUnconfirmed``, naming the missing owner): after
+    a filter split during the upgrade it may be a VM or host of a new instance that has not adopted it yet.
+    ``VMLeftFilter`` and ``HostLeftFilter`` need the ownership recorded on the node.
+
 Hosts (:func:`confirm_host_deletions`)
     The DELETE of an absent host's node needs the same positive evidence: the controller GETs the host by id.
     The engine's own 404 and ``[filters] hosts`` narrowed to it returning nothing: the DELETE goes ahead. The
@@ -44,17 +51,22 @@ REASON_LEFT_FILTER = "VMLeftFilter"
 REASON_HOST_LEFT_FILTER = "HostLeftFilter"
 REASON_UNCONFIRMED = "DeletionUnconfirmed"
 
+# why a legacy node (no owner recorded) is not deleted when its VM or host left the filter
+_LEGACY = ("a node of a release before owners were recorded: after a filter split it may be another instance's, "
+           "which adopts it; it is deleted only when the engine confirms that its VM or host is gone")
+
 
 def confirm_deletions(
     plan: Plan, *, query: str, found: Mapping[str, VirtualMachine | None], error: str | None = None,
-    researched: frozenset[str] | None = None,
+    researched: frozenset[str] | None = None, unowned: frozenset[str] = frozenset(),
 ) -> Plan:
     """``plan`` with every DELETE of an absent VM's node (``DeletedNode``) confirmed or blocked.
 
     ``found``: the engine's answer to a GET of each such VM by id (None: the engine's own 404); ``error``: why
     the engine could not be asked (then every such DELETE is blocked); ``researched``: the VM ids that the
-    search narrowed to each VM (found or 404) returned (None: not asked, so nothing is deleted). See the module
-    docstring.
+    search narrowed to each VM (found or 404) returned (None: not asked, so nothing is deleted); ``unowned``:
+    the names of the nodes that record no owner (legacy: deleted only when the VM is gone, never as
+    ``VMLeftFilter``). See the module docstring.
     """
     actions: list[Action] = []
     unblocked = 0
@@ -89,6 +101,12 @@ def confirm_deletions(
             continue
         local = filter_match(query, vm)
         verdict: bool | None = None if returned is None else (local is True or returned)
+        if verdict is False and action.node in unowned:
+            actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,
+                                   message=f"{base}: VM {vm.name} still exists but no longer matches the filter "
+                                   f"{query!r}, and the node records no owner ({_LEGACY})."))
+            unblocked += 1
+            continue
         if verdict is False:
             actions.append(replace(
                 action, reason=REASON_LEFT_FILTER,
@@ -123,13 +141,14 @@ def pending_host_deletions(plan: Plan) -> tuple[str, ...]:
 
 
 def confirm_host_deletions(plan: Plan, *, query: str, found: Mapping[str, Host | None], error: str | None = None,
-                           researched: frozenset[str] | None = None) -> Plan:
+                           researched: frozenset[str] | None = None, unowned: frozenset[str] = frozenset()) -> Plan:
     """``plan`` with every DELETE of an absent host's node confirmed or blocked.
 
     ``found``: the engine's answer to a GET of each such host by id (None: the engine's own 404); ``error``:
     why the engine could not be asked (then every such DELETE is blocked); ``researched``: the host ids that
     the search ``query`` narrowed to each host (found or 404) returned (None: not asked, so nothing is
-    deleted). See the module docstring."""
+    deleted); ``unowned``: the names of the nodes that record no owner (never deleted as ``HostLeftFilter``).
+    See the module docstring."""
     actions: list[Action] = []
     blocked = 0
     returned = None if researched is None else {providerid.normalize_vm_id(r) for r in researched}
@@ -146,7 +165,8 @@ def confirm_host_deletions(plan: Plan, *, query: str, found: Mapping[str, Host |
             actions.append(replace(action, message=action.message[:-1] + "; the engine confirms the host no longer "
                                    f"exists (404) and its search {search!r} returns nothing."))
             continue
-        if error is None and host is not None and returned is not None and not listed:
+        if error is None and host is not None and returned is not None and not listed \
+                and action.node not in unowned:
             actions.append(replace(
                 action, reason=REASON_HOST_LEFT_FILTER,
                 message=f"Deleting node {action.node}: host {host.name} ({host_id}) still exists (status "
@@ -161,6 +181,8 @@ def confirm_host_deletions(plan: Plan, *, query: str, found: Mapping[str, Host |
                else f"the engine answers 404 for it, but its search {search!r} still returns it" if host is None
                else f"host {host.name} still exists (status {host.status}) and the engine was not asked whether "
                     "it left the filter" if returned is None
+               else f"host {host.name} still exists (status {host.status}) but no longer matches the filter "
+                    f"{query!r}, and the node records no owner ({_LEGACY})" if not listed
                else f"host {host.name} still exists (status {host.status}) and matches the filter, so the search "
                     "lost it")
         actions.append(replace(action, kind=ActionKind.BLOCK_DELETE, reason=REASON_UNCONFIRMED, warning=True,

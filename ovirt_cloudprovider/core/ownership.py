@@ -35,6 +35,12 @@ Upgrade: how legacy nodes get an owner without a window in which they can be del
       ``delete_after_sweeps`` sweeps and the engine's confirmation. An instance with another name never counts a
       legacy node absent, so a new instance (another filter, another engine) can never delete the old nodes,
       whenever it starts, even before the upgraded default instance has adopted them.
+    - And the default instance deletes a legacy node only when its VM or host is gone (the engine's own 404
+      and the search narrowed to it empty: :mod:`.confirm`), never because it left the filter (``VMLeftFilter``,
+      ``HostLeftFilter`` need an owner recorded): when the upgrade splits the filter, the VMs and hosts that
+      move to a new instance still exist, so their nodes wait, whichever instance starts first, until the new
+      instance adopts them. A legacy node whose VM left every filter stays (a ``DeletionUnconfirmed`` Warning
+      each sweep) until an operator deletes it.
     - Hence the one rule for operators: every additional instance gets its own name (a second engine's instance
       too). Two instances with the default name in one namespace share one Lease, so only one of them runs.
 """
@@ -121,6 +127,21 @@ def is_ours(node: ObservedNode, owner: Owner) -> bool:
     return recorded_owner(node) == (owner.instance, owner.engine)
 
 
+def unowned_names(observed: Iterable[ObservedNode]) -> frozenset[str]:
+    """The names of the nodes of ``observed`` that record no owner (legacy, kubelet, foreign), and of those
+    whose owner cannot be read (the stricter answer: such a node is deleted only when its VM or host is gone;
+    :func:`partition` holds it anyway)."""
+    names: set[str] = set()
+    for node in observed:
+        try:
+            unowned = recorded_owner(node) is None
+        except Exception:  # one node's datum never stops the sweep (rule 4)
+            unowned = True
+        if unowned:
+            names.add(node.name)
+    return frozenset(names)
+
+
 def partition(observed: Iterable[ObservedNode], owner: Owner) -> Partition:
     """Split ``observed`` into this instance's nodes, unowned nodes and other instances' nodes."""
     ours: list[ObservedNode] = []
@@ -143,4 +164,4 @@ def partition(observed: Iterable[ObservedNode], owner: Owner) -> Partition:
 
 
 __all__ = ["REASON_OWNED_ELSEWHERE", "Owner", "Partition", "describe", "is_ours", "partition", "recorded_owner",
-           "valid_instance"]
+           "unowned_names", "valid_instance"]

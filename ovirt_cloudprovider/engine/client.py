@@ -15,8 +15,10 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
   more sent before the short page was read, and 4 lists per discovery; never one request per VM. With
   ``lean=False`` it is the follow= search (``follow=reported_devices,tags,cluster.data_center,host,
   instance_type``, one page at a time, read by the SDK), exactly ``ceil((N + 1) / page_size)`` requests.
-  ``fetch_vms`` GETs a few VMs by id with that ``follow``; ``vm_ids_matching`` asks one search (no ``follow``,
-  no lists) which VM ids it returns (a targeted sweep's check that a VM still matches the filter).
+  ``fetch_vms`` GETs a few VMs by id with that ``follow``; ``vm_ids_matching`` (and ``host_ids_matching``) asks
+  one search (no ``follow``, no lists, no host search) which VM (host) ids it returns: a targeted sweep's check
+  that a VM still matches the filter, and the narrowed search that confirms a deletion. It changes nothing the
+  client keeps about the fleet (the invalid guest IPs gauge and what was logged, the records reused).
 - **Events**: ``/events?from=<index>&max=<n>`` (newest first; ``max`` drops the *older* ones, so the highest
   index is tracked, not the last item). Only the AuditLogType codes in
   :data:`~.errors.NODE_EVENT_CODES` are returned.
@@ -218,8 +220,8 @@ class EngineClient:
 
         Records are frozen, so an equal one is the same VM; while the last Snapshot is still held (the
         controller keeps it for targeted sweeps), an unchanged fleet then costs one set of records, not two.
-        Only the search of the first query asked (the controller's ``[filters] vms``) is remembered: the
-        narrowed searches that confirm deletions reuse it without replacing it."""
+        Only the search of the first query asked (the controller's ``[filters] vms``) is remembered: another
+        query's discovery reuses it without replacing it."""
         if self._previous_query is None:
             self._previous_query = query
         previous = self._previous
@@ -388,6 +390,18 @@ class EngineClient:
             return list(c.system_service().vms_service().list(search=base, max=self._page_size))
 
         items = self._call("search_vms", "VM search", search)
+        return frozenset(normalize_vm_id(str(item.id)) for item in items if getattr(item, "id", None))
+
+    def host_ids_matching(self, query: str) -> frozenset[str]:
+        """The ids (canonical) of the hosts the host search ``query`` returns, in one request without ``follow``:
+        as :meth:`vm_ids_matching`, for a host search narrowed to one host (confirming a host node's deletion).
+        Raises EngineError."""
+        base = query.strip()
+
+        def search(c: Any) -> list[Any]:
+            return list(c.system_service().hosts_service().list(search=base, max=self._page_size))
+
+        items = self._call("search_hosts", "host search", search)
         return frozenset(normalize_vm_id(str(item.id)) for item in items if getattr(item, "id", None))
 
     def fetch_hosts(self, host_ids: Sequence[str]) -> dict[str, Host | None]:

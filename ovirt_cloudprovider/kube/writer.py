@@ -30,7 +30,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -117,7 +116,8 @@ class NodeWriter:
       precondition, so a concurrent change (a kubelet's
       or the node lifecycle controller's taint) is never overwritten: 409 is a conflict. Then, when
       ``action.addresses`` is set, a ``nodes/status`` patch that replaces ``status.addresses`` with
-      exactly that list.
+      exactly that list. 404 (the node was deleted since planning) is a conflict of that node too, never a
+      failed sweep: the next sweep plans without it.
     - DELETE: ``DELETE`` with uid and resourceVersion preconditions; 404 is success (already gone),
       409 a conflict (the node changed since planning: not deleted).
     - A write the API refuses for that node (400 BadRequest, 422 Invalid: its validation or an admission
@@ -149,7 +149,9 @@ class NodeWriter:
 
     Concurrency: ``apply`` groups the actions by node (the planner sorts them by node, and orders the
     actions of one node so that the one carrying the resourceVersion precondition comes first); up to
-    ``workers`` nodes are written at once, the actions of one node in order by one worker. ``limiter``
+    ``workers`` nodes are written at once, the actions of one node in order by one worker (daemon threads,
+    started by each ``apply`` and joined before it returns: a request hung at shutdown does not keep the
+    process alive past its shutdown deadline). ``limiter``
     (a :class:`~.ratelimit.TokenBucket`, None = unlimited) is taken before every request, retries and
     Events included.
 
@@ -208,23 +210,33 @@ class NodeWriter:
             for group in groups.values():
                 self._apply_group(group, run)
         else:
-            # one task per worker, each taking the next node's group from one shared iterator: a Future per node
-            # would hold ~1.7 KB for every node of a large registration until the pool drained
+            # one task per worker, each taking the next node's group from one shared iterator: a task per node
+            # would hold memory for every node of a large registration until the pool drained
             pending = iter(groups.values())
             lock = threading.Lock()
+            crashed: list[BaseException] = []
 
             def work() -> None:
-                while True:
-                    with lock:
-                        group = next(pending, None)
-                    if group is None:
-                        return
-                    self._apply_group(group, run)
+                try:
+                    while True:
+                        with lock:
+                            group = next(pending, None)
+                        if group is None:
+                            return
+                        self._apply_group(group, run)
+                except BaseException as exc:  # re-raised in apply's thread, as a Future's result() would
+                    crashed.append(exc)
 
-            workers = min(self._workers, len(groups))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="node-writer") as pool:
-                for future in [pool.submit(work) for _ in range(workers)]:
-                    future.result()
+            # daemon threads (a ThreadPoolExecutor's are joined at interpreter exit): a request hung at shutdown
+            # (read timeout 30 s) never holds the process beyond the shutdown deadline; apply still waits for them
+            workers = [threading.Thread(target=work, name=f"node-writer_{i}", daemon=True)
+                       for i in range(min(self._workers, len(groups)))]
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join()
+            if crashed:
+                raise crashed[0]
         tally = run.tally
         return ApplyResult(
             applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
@@ -383,16 +395,19 @@ class NodeWriter:
             patch["metadata"] = metadata
         if spec:
             patch["spec"] = spec
+        # 404: the node was deleted since planning: that node's conflict (re-planned next sweep), never the sweep's
         if patch:
             self._request(
                 "patch_node", action,
-                lambda: self._api.patch_node(action.node, patch, content_type=CONTENT_SMP, timeout=self._timeout))
+                lambda: self._api.patch_node(action.node, patch, content_type=CONTENT_SMP, timeout=self._timeout),
+                conflict=(409, 404))
         if action.addresses is not None:
             status = {"status": {"addresses": [_address_body(a) for a in action.addresses]}}
             self._request(
                 "patch_node_status", action,
                 lambda: self._api.patch_node_status(action.node, status, content_type=CONTENT_MERGE,
-                                                    timeout=self._timeout))
+                                                    timeout=self._timeout),
+                conflict=(409, 404))
         return action.uid
 
     def _delete(self, action: Action) -> str | None:
@@ -430,7 +445,8 @@ class NodeWriter:
                 if status == 404 and gone_ok:
                     raise _AlreadyGone() from None
                 if status in conflict:
-                    raise _Failed(CONFLICT, describe_error(exc), status) from None
+                    gone = "the node no longer exists (deleted since planning): " if status == 404 else ""
+                    raise _Failed(CONFLICT, gone + describe_error(exc), status) from None
                 retryable = status == 429 or status >= 500 or status == 0
                 if not retryable or attempt >= self._attempts:
                     raise _Failed(ERROR, describe_error(exc), status) from None

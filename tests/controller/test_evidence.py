@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 import ssl
+import threading
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -22,13 +24,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from ovirt_cloudprovider.controller import run_targeted_sweep
+from ovirt_cloudprovider.controller import Controller, run_targeted_sweep
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, RUNNING_STATUSES, TAINT_SHUTDOWN
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.engine.records import DISCOVERY_FOLLOW
+from ovirt_cloudprovider.health import HealthState
+from ovirt_cloudprovider.kube.informer import NodeCache
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, SimHost, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.world import World, running, taint_keys
+from tests.helpers import wait_for
 
 API = "/ovirt-engine/api"
 
@@ -113,6 +118,43 @@ def test_a_host_is_deleted_only_on_the_engines_own_404_and_an_empty_narrowed_sea
         for _ in range(2):
             assert world.sweep().ok
         assert name not in world.host_nodes()
+def test_a_confirmation_is_one_get_and_one_light_search_each_and_keeps_the_fleets_state(
+        engine: EngineSimulator, kube: KubeApiSimulator, caplog: pytest.LogCaptureFixture) -> None:
+    """Confirming a deletion asks the engine two light questions per VM or host (a GET by id, one search narrowed
+    to it: ids only, no follow, no lists, no host search) and leaves what the client keeps about the fleet (the
+    invalid guest IPs gauge and the log-once state) as the full discovery left it."""
+    with World(engine, kube, hosts="cluster=east-a", delete_after_sweeps=2, max_delete_fraction=1.0,
+               max_delete_count=0) as world:
+        world.client.close()
+        world.client = EngineClient(world.config.connection, page_size=5, metrics=world.metrics,
+                                    hosts="cluster=east-a")
+        up = running(engine)
+        kept, gone = up[0], up[-1]
+        engine.set_ips(kept.id, ["abc", "10.0.0.5"])  # one invalid guest IP in the fleet
+        caplog.set_level(logging.WARNING)
+        world.converge()
+        host = _east_a_host(engine)
+        engine.remove_vm(gone.id)
+        engine.remove_host(host.id)
+        assert world.sweep().ok
+        engine.reset_requests()
+        report = world.sweep()
+        assert report.ok and report.snapshot is not None
+        assert world.node_of(gone.id) is None and host.name not in world.host_nodes()
+        api = [r for r in engine.requests if r.path.startswith(API)]
+        narrowed = [r for r in api if "id=" in r.query.get("search", "")]
+        assert sorted(r.path for r in narrowed) == [f"{API}/hosts", f"{API}/vms"]
+        assert all("follow" not in r.query for r in narrowed)
+        assert engine.request_count(f"/vms/{gone.id}", method="GET") == 1
+        assert engine.request_count(f"/hosts/{host.id}", method="GET") == 1
+        assert engine.request_count("/clusters", exact=True) == 1  # the discovery's list only
+        assert len(api) - report.snapshot.requests == 4  # 2 per confirmation (before: 1 GET + 6 for a VM's)
+        assert world.metrics.registry.get_sample_value("ovirt_cloudprovider_invalid_guest_ips") == 1
+        assert world.sweep().ok
+        logged = [r for r in caplog.records if "reports invalid IP addresses" in r.getMessage()]
+        assert len(logged) == 1  # logged once, not again after a confirmation forgot it
+
+
 # --- rule 5 ----------------------------------------------------------------------------------------------
 
 def _vm_list(sim: EngineSimulator) -> ET.Element:
@@ -162,6 +204,33 @@ def test_an_upper_case_twin_is_inconsistent_and_counts_no_absence(single_page: W
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["metadata"]["name"] == vm.name
     assert _absent(world.node_of(dropped.id)) is None  # an inconsistent answer counts no absence at all
+
+
+def test_an_event_naming_a_known_vm_in_another_spelling_is_a_targeted_sweep(engine: EngineSimulator,
+                                                                           kube: KubeApiSimulator) -> None:
+    """Which targets the last discovery knows is decided on canonical ids (core/providerid.py), as everywhere."""
+    with World(engine, kube, sync_interval=600, event_poll_interval=0) as world:
+        cache = NodeCache(world.api)
+        cache.start()
+        ctl = Controller(config=world.config, engine=world.client, cache=cache, writer=world.writer,
+                         metrics=world.metrics, health=HealthState(), debounce=0.05)
+        stop = threading.Event()
+        thread = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: world.metrics.syncs_total.labels("success")._value.get() >= 1, 10, "the first sweep")
+            vm = running(engine)[0]
+            engine.set_status(vm.id, "down")
+            ctl.trigger("the VM stopped", vm_ids=[vm.id.upper()])
+            wait_for(lambda: world.metrics.targeted_syncs_total.labels("success")._value.get() >= 1
+                     or world.metrics.syncs_total.labels("success")._value.get() >= 2, 10, "the sweep it triggers")
+            assert TAINT_SHUTDOWN in taint_keys(world.node_of(vm.id))
+            assert world.metrics.targeted_syncs_total.labels("success")._value.get() == 1
+            assert world.metrics.syncs_total.labels("success")._value.get() == 1  # no full sweep for it
+        finally:
+            stop.set()
+            thread.join(5)
+            cache.stop()
 
 
 # --- rule 6 ----------------------------------------------------------------------------------------------

@@ -184,6 +184,29 @@ def test_upgrade_a_new_instance_never_deletes_or_touches_the_old_nodes(
     assert {owner(final[f"ovirt://{vm_id}"])[0] for vm_id in infra} == {HYPERVISORS}
 
 
+def test_upgrade_the_default_instance_never_deletes_a_split_off_vms_legacy_node(
+        engine: EngineSimulator, kube: KubeApiSimulator, infra: list[str], vms_world: World, hv_world: World) -> None:
+    """The filter split the other way round: the upgraded default instance runs first, and the infra VMs it no
+    longer searches for still run (the new instance will take them over). Their unowned nodes count absent for
+    it, but such a node is deleted only when its VM is gone (the engine's 404 and the narrowed search empty),
+    never because the VM left this instance's filter: only an owned node can leave a filter."""
+    with World(engine, kube, vms="tag=kubernetes or tag=infra", **NO_BREAKER) as old:
+        old.converge()
+    gone = next(vm for vm in engine.fleet.vms.values() if vm.name.startswith("k8s-")
+                and f"ovirt://{vm.id}" in nodes(kube))
+    engine.remove_vm(gone.id)
+    strip_owners(kube, absent=2)
+    rounds([vms_world], 4)  # only the upgraded default instance, every legacy node one sweep from deletion
+    final = nodes(kube)
+    assert {f"ovirt://{vm_id}" for vm_id in infra} <= set(final), "a running VM's legacy node was deleted"
+    assert f"ovirt://{gone.id}" not in final  # a VM that is really gone still loses its legacy node
+    assert not [e for e in kube.list_events() if e["reason"] == "VMLeftFilter"]
+    blocked = [e for e in kube.list_events() if e["reason"] == "DeletionUnconfirmed"]
+    assert blocked and all("records no owner" in e["message"] for e in blocked)
+    rounds([hv_world], 1)  # the new instance takes them over
+    assert {owner(nodes(kube)[f"ovirt://{vm_id}"])[0] for vm_id in infra} == {HYPERVISORS}
+
+
 def test_a_name_taken_by_another_instances_node_is_not_registered(
         engine: EngineSimulator, kube: KubeApiSimulator, vms_world: World, hv_world: World) -> None:
     """The hypervisors' instance owns a node named like one of the default instance's VMs: that VM gets no node,

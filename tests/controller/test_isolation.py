@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ovirt_cloudprovider.cli import sync_summary
+from ovirt_cloudprovider.controller import run_sweep
 from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
@@ -138,6 +139,28 @@ def test_a_write_the_api_refuses_for_one_node_skips_that_node_only(world: World)
     assert any(e.get("reason") == "WriteRefused" and e.get("type") == "Warning" for e in events), events
     assert world.sweep().ok  # the API no longer refuses: the node gets its taint on the next sweep
     assert len(taints_of(world.kube.get_node(name), TAINT_SHUTDOWN)) == 1
+
+
+def test_a_node_deleted_between_planning_and_writing_concerns_that_node_only(world: World) -> None:
+    """The API's 404 for a patch (the node was deleted after the cache was read): that node is gone, a conflict
+    re-planned next sweep, never a failed sweep; the other node is tainted."""
+    world.converge()
+    vms = running(world.engine)
+    gone, other = vms[0], vms[1]
+    name = world.node_of(gone.id)["metadata"]["name"]  # type: ignore[index]
+    world.engine.set_status(gone.id, "down")
+    world.engine.set_status(other.id, "down")
+    with world.synced_nodes() as nodes:
+        assert world.kube.delete_node(name)  # deleted by someone after planning's view, before the write
+        report = run_sweep(config=world.config, engine=world.client, nodes=nodes, writer=world.writer,
+                           metrics=world.metrics)
+    assert report.ok, report.error
+    assert report.plan is not None
+    writes = [a for a in report.plan.actions if a.node == name and a.writes]
+    assert report.failed == 0 and report.conflicts == len(writes) >= 1  # each of that node's writes, nothing else
+    assert action_count(world, "taint", "conflict") == 1 and action_count(world, "taint", "error") == 0
+    assert len(taints_of(world.node_of(other.id), TAINT_SHUTDOWN)) == 1
+    assert world.sweep().ok  # re-planned without the node
 
 
 def test_a_5xx_storm_still_fails_the_sweep(world: World) -> None:

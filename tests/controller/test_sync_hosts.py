@@ -277,10 +277,26 @@ def test_a_targeted_host_sweep_taints_maintenance_with_one_get(world: World) -> 
     report = targeted()
     assert report.ok and report.counts == {"taint": 1}
     assert world.engine.request_count("/hosts/", method="GET") == 1
-    assert world.engine.request_count("/hosts", exact=True) == 0
+    searches = [r.query for r in world.engine.requests if r.path.endswith("/api/hosts")]
+    assert searches == [{"search": f"{HOSTS} and id={host.id}", "max": "5"}]  # one light search: still in the filter
     assert TAINT_MAINTENANCE in taint_keys(world.host_nodes()[host.name])
     assert report.fleet is not None
     assert {h.id: h.status for h in report.fleet.snapshot.hosts}[host.id] == "maintenance"
+
+
+@pytest.mark.parametrize("how", ["cluster", "tag"])
+def test_a_targeted_sweep_never_writes_a_host_that_left_the_filter(request: pytest.FixtureRequest,
+                                                                   how: str) -> None:
+    w: World = request.getfixturevalue("world" if how == "cluster" else "tagged")
+    w.converge()
+    host = east_a_hosts(w.engine)[0]
+    targeted = _targeted(w, [host.id])
+    _leave_the_filter(w, host.id, how)  # no host event says so
+    w.engine.set_host_status(host.id, "maintenance")  # this one does: a targeted sweep of the host
+    w.kube.reset_counts()
+    report = targeted()
+    assert w.kube.writes("nodes") == 0 and TAINT_MAINTENANCE not in taint_keys(w.host_nodes()[host.name])
+    assert not report.ok and "full sweep" in (report.error or "") and host.id in (report.error or "")
 
 
 def _leave_the_filter(world: World, host_id: str, how: str) -> None:

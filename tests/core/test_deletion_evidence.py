@@ -281,3 +281,31 @@ def test_a_host_deletion_without_evidence_is_blocked(found: dict[str, Host | Non
     assert why in action.message
     # the node stays, and it is a host's node: both counts keep it (managed_nodes_by_kind{kind="host"})
     assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes + 1, p.managed_hosts + 1)
+
+
+# --- unowned (legacy) nodes: deleted only when the VM or host is gone ------------------------------------
+
+def test_an_unowned_node_whose_vm_left_the_filter_is_not_deleted() -> None:
+    p, vm_id = _one_delete()
+    node = next(a.node for a in p.actions if a.kind is K.DELETE)
+    found = {vm_id: _vm(vm_id, tags=())}
+    out = confirm_deletions(p, query="tag=kubernetes", found=found, researched=frozenset(), unowned=frozenset({node}))
+    action = out.actions[0]
+    assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
+    assert "records no owner" in action.message and out.managed_nodes == p.managed_nodes + 1
+    gone = confirm_deletions(p, query="tag=kubernetes", found={vm_id: None}, researched=frozenset(),
+                             unowned=frozenset({node}))
+    assert [(a.kind, a.reason) for a in gone.actions] == [(K.DELETE, "DeletedNode")]  # really gone: it goes
+
+
+def test_an_unowned_node_whose_host_left_the_filter_is_not_deleted() -> None:
+    p = _host_delete()
+    out = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: _host()}, researched=frozenset(),
+                                 unowned=frozenset({"metal3"}))
+    action = out.actions[1]
+    assert (action.kind, action.reason, action.warning) == (K.BLOCK_DELETE, "DeletionUnconfirmed", True)
+    assert "records no owner" in action.message and "no longer matches the filter" in action.message
+    assert (out.managed_nodes, out.managed_hosts) == (p.managed_nodes + 1, p.managed_hosts + 1)
+    gone = confirm_host_deletions(p, query=HOST_QUERY, found={HOST_ID: None}, researched=frozenset(),
+                                  unowned=frozenset({"metal3"}))
+    assert (gone.actions[1].kind, gone.actions[1].reason) == (K.DELETE, "DeletedNode")

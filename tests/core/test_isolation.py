@@ -20,8 +20,10 @@ from ovirt_cloudprovider.core.changes import REASON_UNPLANNABLE, maintenance_cha
 from ovirt_cloudprovider.core.desired import desired_nodes
 from ovirt_cloudprovider.core.hosts import desired_hosts
 from ovirt_cloudprovider.core.naming import skip_code
+from ovirt_cloudprovider.core.ownership import unowned_names
 from ovirt_cloudprovider.core.plan import plan_sync
 from ovirt_cloudprovider.core.records import (
+    ANNOTATION_OWNER,
     KIND_HOST,
     TAINT_MAINTENANCE,
     TAINT_SHUTDOWN,
@@ -35,7 +37,15 @@ from ovirt_cloudprovider.core.records import (
     VirtualMachine,
 )
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
-from tests.core.plan_builders import absent_counter, desired, make_spec, random_world, synced_node, vm_id_for
+from tests.core.plan_builders import (
+    absent_counter,
+    desired,
+    make_spec,
+    random_world,
+    synced_node,
+    vm_id_for,
+    with_annotation,
+)
 
 NODES = NodesConfig(register=True)  # the placeholder rules; register is opt-in
 CONTROLLER = ControllerConfig()
@@ -157,3 +167,14 @@ def test_an_absent_node_whose_absence_cannot_be_planned_is_left_alone_and_the_ot
         ("bad", ActionKind.SKIP, REASON_UNPLANNABLE), ("gone", ActionKind.MARK_ABSENT, "VMAbsent")]
     skip = next(a for a in plan.actions if a.node == "bad")
     assert skip.warning and skip.uid == "uid-bad" and "RuntimeError" in skip.message
+
+
+def test_a_node_whose_owner_cannot_be_read_counts_as_unowned_for_confirmation() -> None:
+    """core.ownership.unowned_names (the nodes confirm.py deletes only when their VM is gone) reads each node's
+    owner guarded: an unreadable one is the stricter answer, unowned, and the others are read."""
+    broken = replace(synced_node(make_spec("bad")), annotations=ExplodingPairs())
+    owned = with_annotation(synced_node(make_spec("owned")), ANNOTATION_OWNER, "ovirt-cloudprovider")
+    legacy = replace(owned, name="legacy", annotations=tuple(
+        (k, v) for k, v in owned.annotations if k != ANNOTATION_OWNER))
+    assert unowned_names([broken, owned, legacy]) == {"bad", "legacy"}
+

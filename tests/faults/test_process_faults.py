@@ -215,3 +215,30 @@ def test_sigterm_exits_within_5s_and_releases_the_lease(moment: str, start: Call
     assert elapsed < 5.0, f"took {elapsed:.1f}s"
     assert holder(kube) is None
     FIGURES.record("process")
+
+
+def test_sigterm_exits_within_5s_with_node_writes_hung_in_the_writers_pool(
+        start: Callable[..., Replica], engine: EngineSimulator, kube: KubeApiSimulator) -> None:
+    """SIGTERM → exit 0 within 5 s, the Lease released, while the writer's pool threads wait for node patches the
+    API does not answer (their read timeout is 30 s): the shutdown deadline does not wait for them."""
+    seed_cluster(engine, kube)
+    a = start("replica-a")
+    wait_for(lambda: holder(kube) == "replica-a" and converged(engine, kube), 30, "replica-a leading", a.logs)
+    kube.set_latency(60.0, verb="patch", resource="nodes")  # every node patch hangs
+    sweeps = a.logs().count("sweep triggered")
+    ups = [v.id for v in engine.fleet.vms.values() if v.status == "up" and v.name.startswith("k8s-")][:2]
+    for vm_id in ups:  # two nodes to taint: two of the pool's threads in flight
+        engine.set_status(vm_id, "down")
+    wait_for(lambda: a.logs().count("sweep triggered") > sweeps, 15, "a sweep for the stopped VMs", a.logs)
+    time.sleep(1.5)  # its two patches are sent (and hang)
+    t0 = time.monotonic()
+    a.proc.send_signal(signal.SIGTERM)
+    try:
+        code = a.proc.wait(10)
+    finally:
+        kube.set_latency(0, verb="patch", resource="nodes")
+    elapsed = time.monotonic() - t0
+    assert code == 0, a.logs()[-2000:]
+    assert elapsed < 5.0, f"took {elapsed:.1f}s"
+    assert holder(kube) is None
+    FIGURES.record("process")

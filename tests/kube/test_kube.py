@@ -637,11 +637,14 @@ class TestNodeWriterFaults:
         assert sample(metrics, "actions_total", kind="update", result="error") == 1
         assert sample(metrics, "kube_requests_total", operation="patch_node", code="503") == 4
 
-    def test_update_of_a_missing_node_fails_without_retry(self, kubeapi: KubeApiSimulator,
-                                                          writer: NodeWriter) -> None:
+    def test_update_of_a_missing_node_is_that_nodes_conflict_without_retry(self, kubeapi: KubeApiSimulator,
+                                                                           writer: NodeWriter) -> None:
+        # deleted since planning: that node's conflict (re-planned next sweep), never a failed action of the sweep
         result = writer.apply([Action(kind=ActionKind.UPDATE, node="ghost", reason="LabelsChanged", message="l",
                                       labels=((LABEL_ZONE, "z"),))])
-        assert result.failed == 1 and result.errors[0].startswith("ghost: update: HTTP 404 NotFound")
+        assert (result.failed, result.conflicts) == (0, 1)
+        assert result.errors[0].startswith("ghost: update: the node no longer exists (deleted since planning): "
+                                           "HTTP 404 NotFound")
         assert counted(kubeapi, verb="patch") == 1
 
     def test_event_failure_does_not_fail_the_action(self, kubeapi: KubeApiSimulator, writer: NodeWriter) -> None:
