@@ -39,7 +39,8 @@ def test_check_config_and_discover_warn(tmp_path: Path, engine_sim: EngineSimula
     cfg = write_config(tmp_path / "c.conf", uri=engine_sim.url, password=engine_sim.password,
                        ca_file=engine_sim.ca_file, vms="tga=kubernetes")
     proc = run_cli([command, "--config", str(cfg)])
-    assert proc.returncode == 0, proc.stderr
+    # check-config fails on a filter that matches nothing (a pre-deploy script must not pass); discover lists none
+    assert proc.returncode == (1 if command == "check-config" else 0), proc.stderr
     out = proc.stdout + proc.stderr
     assert "warning: [filters] vms: unknown VM search field 'tga' (did you mean 'tag'?)" in out, out
 
@@ -67,5 +68,6 @@ def test_check_config_warns_about_a_host_field(tmp_path: Path, engine_sim: Engin
     cfg = write_config(tmp_path / "c.conf", uri=engine_sim.url, password=engine_sim.password,
                        ca_file=engine_sim.ca_file, vms="tag=kubernetes\nhosts = clustr=east-a")
     proc = run_cli(["check-config", "--config", str(cfg)])
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the hosts filter matches no host: check-config fails
     assert "warning: [filters] hosts: unknown host search field 'clustr' (did you mean 'cluster'?)" in proc.stdout
+    assert "the hosts filter matched no host" in proc.stderr
