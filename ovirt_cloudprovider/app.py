@@ -147,7 +147,7 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
                    on_serving: Callable[[str, int], None] | None = None) -> int:
     """Start every component, run until ``stop``, then shut down in order within a few seconds.
 
-    Returns the exit status (0 after ``stop``, 1 when the loop ended by itself). Raises
+    Returns the exit status (0 after ``stop``, 1 when the loop or the leader elector ended by itself). Raises
     :class:`StartupError` when the metrics address cannot be bound. ``event_repeat_interval``: an Event repeated
     within this many seconds is not written again. ``on_serving(host, port)`` is called once the metrics and
     health port is bound (the port an address with port 0 got: the demo prints it).
@@ -190,14 +190,22 @@ def run_controller(config: Config, *, kubeconfig: str | None, stop: threading.Ev
     if on_serving is not None:
         on_serving(host, server.port)
     cache.start()
+    election: threading.Thread | None = None
     if elector is not None:
-        threading.Thread(target=elector.run, args=(stop,), name="leader-election", daemon=True).start()
+        election = threading.Thread(target=elector.run, args=(stop,), name="leader-election", daemon=True)
+        election.start()
     loop = threading.Thread(target=controller.run, args=(stop,), name="controller", daemon=True)
     loop.start()
     try:
         while not stop.wait(0.5):
             if not loop.is_alive():
                 log.error("controller loop ended unexpectedly")
+                stop.set()
+                return EXIT_FAILURE
+            if election is not None and elector is not None and not election.is_alive() and not stop.is_set():
+                # as kube-controller-manager: the process ends so that the pod restarts (kube/leader.py)
+                log.error("leader election ended unexpectedly, exiting",
+                          extra=kv(error=elector.failure or "the elector stopped"))
                 stop.set()
                 return EXIT_FAILURE
     finally:

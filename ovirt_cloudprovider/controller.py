@@ -413,8 +413,10 @@ def _record(metrics: Metrics, snapshot: Snapshot, desired: Desired, plan: Plan, 
             dry_run: bool) -> None:
     _record_vms(metrics, snapshot)
     # VMs and hosts desired.py could not turn into a node (invalid-name, duplicate-name, no-fqdn, ...), and those
-    # whose node name is taken by a node that is not theirs (node-name-conflict)
-    skipped = Counter((skip_code(s), s.kind) for s in desired.skipped)
+    # whose node name is taken by a node that is not theirs (node-name-conflict); a duplicate-name VM or host the
+    # planner let keep its node (core/plan.py, contested names) is not skipped
+    shown = {(a.owner_kind, a.vm_id) for a in plan.actions if a.kind is ActionKind.SKIP and not a.node}
+    skipped = Counter((skip_code(s), s.kind) for s in desired.skipped if (s.kind, s.vm_id) in shown)
     skipped.update((reason_label(a.reason), a.owner_kind) for a in plan.actions
                    if a.kind is ActionKind.SKIP and a.node)
     metrics.set_gauge(metrics.skipped_vms, {k: n for k, n in skipped.items()}, known=metrics.known_skipped())

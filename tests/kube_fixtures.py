@@ -11,7 +11,8 @@
 - ``kubectl``: ``kubectl(sim, *args, token=None) -> CompletedProcess`` running the real kubectl against
   ``sim`` with a private cache directory; the test is skipped when kubectl is not on PATH.
 
-Helpers for code that builds its own clients: :func:`api_client` and :func:`write_kubeconfig`.
+Helpers for code that builds its own clients: :func:`api_client`, :func:`write_kubeconfig` and
+:func:`write_rotating_kubeconfig` (a token fetched again before every request, from a file a test rewrites).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
@@ -36,6 +39,32 @@ def write_kubeconfig(sim: KubeApiSimulator, directory: Path, token: str | None =
     directory.mkdir(parents=True, exist_ok=True)
     suffix = f"-{abs(hash(token)) % 10**8}" if token else ""
     return sim.write_kubeconfig(directory / f"kubeconfig-{sim.port}{suffix}.yaml", token=token)
+
+
+EXEC_PLUGIN = """import datetime, json, pathlib, sys
+expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)  # "expired": re-run each time
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+                  "status": {"token": pathlib.Path(sys.argv[1]).read_text(),
+                             "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}))
+"""
+
+
+def write_rotating_kubeconfig(sim: KubeApiSimulator, directory: Path) -> tuple[str, Path]:
+    """A kubeconfig for ``sim`` whose token comes from an exec credential plugin that reads a file and says the
+    token expires within the client's skew (5 min), so the client runs it again before every request: what a
+    token rotated while the process runs looks like (the in-cluster token file is re-read every minute). Returns
+    the kubeconfig's path and the token file (holding ``sim``'s token), which the test rewrites."""
+    directory.mkdir(parents=True, exist_ok=True)
+    token_file = directory / "token"
+    token_file.write_text(sim.token or "")
+    plugin = directory / "token-plugin.py"
+    plugin.write_text(EXEC_PLUGIN)
+    path = Path(sim.write_kubeconfig(directory / "kubeconfig-rotating.yaml"))
+    doc = yaml.safe_load(path.read_text())
+    doc["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                                        "command": sys.executable, "args": [str(plugin), str(token_file)]}}
+    path.write_text(yaml.safe_dump(doc))
+    return str(path), token_file
 
 
 def api_client(sim: KubeApiSimulator, token: str | None = None) -> client.ApiClient:

@@ -2,9 +2,10 @@
 
 Node name (``[nodes] name_source``): the VM name (default), its FQDN, or the FQDN's first label, made a
 valid node name as :mod:`.naming` says; when it cannot be, the VM is skipped, and so are all VMs whose names end
-up equal (both are named in the reason): a name is never guessed. A skipped VM's ``reason`` starts with a stable
-short code (:mod:`.naming`). One bad datum affects one VM: a VM whose name or NodeSpec derivation raises is
-skipped as ``unreadable``, the others go on.
+up equal (both are named in the reason): a name is never guessed. Their NodeSpecs go to ``Desired.contested``:
+the planner, which sees the nodes, keeps the one whose providerID the node of that name already carries. A
+skipped VM's ``reason`` starts with a stable short code (:mod:`.naming`). One bad datum affects one VM: a VM
+whose name or NodeSpec derivation raises is skipped as ``unreadable``, the others go on.
 
 Labels (sorted), each value made a valid label value (:func:`.naming.label_value`) or omitted:
 
@@ -217,6 +218,7 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
             skipped.append(SkippedVM(safe_text(vm.id), safe_text(vm.name), unreadable("VM", exc)))
 
     specs: list[NodeSpec] = []
+    contested: list[NodeSpec] = []  # the NodeSpecs of the duplicate-name VMs, for the planner (Desired.contested)
     label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
     tags = tag_labels(snapshot.tags, nodes.tag_labels)
     for name, vms in by_name.items():
@@ -230,15 +232,31 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
         reason = (f"{SKIP_DUPLICATE_NAME}: VMs {listed} map to the same node name {quote(name)}; rename "
                   "all but one")
         skipped.extend(SkippedVM(vm.id, vm.name, reason) for vm in vms)
+        contested.extend(_contested(vms, name, nodes, label_sets, tags))
     desired = Desired(
         nodes=tuple(sorted(specs, key=lambda spec: spec.name)),
         skipped=tuple(sorted(skipped, key=lambda s: (s.vm_name, s.vm_id))),
         inconsistent=bool(inconsistent),
         engine=snapshot.engine,
+        contested=tuple(sorted(contested, key=lambda spec: (spec.name, spec.vm_id))),
     )
     if snapshot.hosts_query is not None:  # [filters] hosts is set: the hosts' nodes too (core/hosts.py)
         return with_hosts(desired, snapshot.hosts, nodes)
     return desired
+
+
+def _contested(vms: list[VirtualMachine], name: str, nodes: NodesConfig,
+               shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
+               tags: TagLabels | None) -> list[NodeSpec]:
+    """The NodeSpecs of VMs that map to one node name (all skipped as duplicate-name); a VM whose NodeSpec raises
+    has none, so it can never keep the name."""
+    found: list[NodeSpec] = []
+    for vm in vms:
+        try:
+            found.append(node_spec(vm, name, nodes, shared, tags))
+        except Exception:  # it stays skipped as duplicate-name, which is what it is
+            continue
+    return found
 
 
 def _name_vm(vm: VirtualMachine, system_uuid: str | None, nodes: NodesConfig, inconsistent: dict[str, None],

@@ -25,7 +25,8 @@ host's id and name), so every planning rule applies to hosts unchanged; ownershi
   ``down`` → the shutdown taint; every other status (``non_responsive``, ``connecting``, ``initializing``,
   ``installing``, ``unassigned``, ``error``, one we do not know) → exists, no change.
 - Names: a host whose node name equals another host's or a VM's is skipped, and so is the other one
-  (``duplicate-name``): a name is never guessed, and a VM and a host never share a node.
+  (``duplicate-name``): a name is never guessed, and a VM and a host never share a node. A host and VM(s) that
+  share a name are ``Desired.contested``: the planner keeps the one whose providerID that node already carries.
 - Ids are compared canonically: a host listed twice with the same record counts once (a page shift's repeat); two
   different records of one id, in any spelling (a garbled search), make that id inconsistent (``inconsistent``):
   neither record is used, its node is left as it is, and the planner counts no absence in that sweep (as for VMs).
@@ -281,15 +282,17 @@ def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) ->
     host_skipped += [SkippedVM(host_id, "", f"{SKIP_INCONSISTENT}: the engine answered with two different hosts of "
                                             f"id {quote(host_id)}; its node is left as it is until the answer is "
                                             "consistent", kind=KIND_HOST) for host_id in sorted(twins)]
-    vm_names = {spec.name: spec for spec in desired.nodes}
+    vm_names = {spec.name: spec for spec in (*desired.nodes, *desired.contested)}
     clash = {spec.name for spec in host_specs if spec.name in vm_names}
     vm_specs = [spec for spec in desired.nodes if spec.name not in clash]
     skipped = list(desired.skipped) + host_skipped
+    contested = [*desired.contested]  # every NodeSpec of a shared name, for the planner (Desired.contested)
     for spec in [s for s in desired.nodes if s.name in clash] + [s for s in host_specs if s.name in clash]:
         vm, host = vm_names[spec.name], next(h for h in host_specs if h.name == spec.name)
         reason = (f"{SKIP_DUPLICATE_NAME}: VM {quote(vm.vm_name)} ({vm.vm_id}) and host {quote(host.vm_name)} "
                   f"({host.vm_id}) map to the same node name {quote(spec.name)}; rename one")
         skipped.append(SkippedVM(spec.vm_id, spec.vm_name, reason, kind=spec.kind))
+        contested.append(spec)
     specs = vm_specs + [spec for spec in host_specs if spec.name not in clash]
     return Desired(
         nodes=tuple(sorted(specs, key=lambda spec: (spec.name, spec.kind))),
@@ -297,6 +300,7 @@ def with_hosts(desired: Desired, hosts: tuple[Host, ...], nodes: NodesConfig) ->
         hosts_discovered=True,
         inconsistent=desired.inconsistent or bool(twins),
         engine=desired.engine,
+        contested=tuple(sorted(contested, key=lambda spec: (spec.name, spec.kind, spec.vm_id))),
     )
 
 

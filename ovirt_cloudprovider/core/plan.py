@@ -26,6 +26,13 @@ Owner (see :mod:`.ownership`)
     NodeSpec), and REGISTER and INITIALIZE record it too. An unowned node with a providerID (legacy) counts absent
     only for the default instance; for any other it is neither marked, deleted, cleared nor counted as managed.
 
+Contested names (``Desired.contested``)
+    VMs and hosts whose node names are equal are all skipped as ``duplicate-name`` by :mod:`.desired` and
+    :mod:`.hosts`, which do not see nodes. When the node of that name (one this instance may plan) already carries
+    the providerID of exactly one of them, that one keeps it and is planned as usual (a rename of another tenant's
+    VM never freezes its node); the others stay skipped, their SKIP saying which VM keeps the node. With no node
+    of that name, or one carrying no contender's providerID, all stay skipped: a name is never guessed.
+
 Matching a VM (NodeSpec) to nodes
     1. providerID: managed nodes whose VM id is the VM's id. Authoritative.
     2. systemUUID, name, FQDN: unprovisioned nodes whose ``status.nodeInfo.systemUUID`` equals the VM id
@@ -374,7 +381,8 @@ class _Planner:
     # -- entry point --
 
     def plan(self) -> Plan:
-        specs = sorted(self.desired.nodes, key=lambda s: (s.name, s.vm_id))
+        kept = self._uncontested()
+        specs = sorted([*self.desired.nodes, *kept.values()], key=lambda s: (s.name, s.vm_id))
         weak = self._weak_matches(specs)
         claims: dict[str, list[tuple[NodeSpec, list[str]]]] = {}
         for spec in specs:
@@ -405,16 +413,40 @@ class _Planner:
                 "kubelet version, condition or annotation); a VM becomes a node when its kubelet registers.",
                 vm_id=id_of_key(providerid.owner_key_of(node.provider_id) or ""),
             ))
+        kept_keys = {_key(spec) for spec in kept.values()}
+        names = {providerid.owner_key(spec.kind, spec.vm_id): spec.name for spec in self.desired.contested}
         for skipped in sorted(self.desired.skipped, key=lambda k: (k.vm_name, k.vm_id)):
+            key = providerid.owner_key(skipped.kind, skipped.vm_id)
+            if key in kept_keys:
+                continue  # it keeps the node that carries its providerID, planned above
+            winner = kept.get(names.get(key, ""))
+            keeps = (f"; node {winner.name} carries the providerID of {_vm(winner)}, which keeps it"
+                     if winner is not None else "")
             self.actions.append(Action(
                 kind=ActionKind.SKIP, node="", reason=REASON_SKIPPED, vm_id=skipped.vm_id, warning=True,
                 owner_kind=skipped.kind,
                 message=f"{'host' if skipped.kind == KIND_HOST else 'VM'} {skipped.vm_name} ({skipped.vm_id}) "
-                        f"cannot become a node: {skipped.reason}.",
+                        f"cannot become a node: {skipped.reason}{keeps}.",
             ))
         managed, hosts = self._managed_after()
         return Plan(actions=tuple(sorted(self.actions, key=_sort_key)), managed_nodes=managed,
                     managed_hosts=hosts, notes=tuple(self.notes))
+
+    def _uncontested(self) -> dict[str, NodeSpec]:
+        """node name → the one contested NodeSpec (``Desired.contested``: VMs and hosts skipped as duplicate-name)
+        that keeps it: the node of that name (ours to plan) already carries its providerID. The others stay
+        skipped; with no such node, or one of no contender, all do (a name is never guessed)."""
+        groups: dict[str, list[NodeSpec]] = {}
+        for spec in self.desired.contested:
+            groups.setdefault(spec.name, []).append(spec)
+        kept: dict[str, NodeSpec] = {}
+        for name, group in sorted(groups.items()):
+            node = self.by_name.get(name)
+            key = providerid.owner_key_of(node.provider_id) if node is not None else None
+            holders = [spec for spec in group if _key(spec) == key]
+            if len(group) > 1 and len(holders) == 1 and key in self.managed:
+                kept[name] = holders[0]
+        return kept
 
     # -- matching --
 

@@ -298,6 +298,9 @@ class Desired:
     # VM's node is counted absent in this sweep (issue 17, rule 5)
     inconsistent: bool = False
     engine: str = ""  # the Snapshot's engine (core/ownership.py)
+    # the NodeSpecs of the VMs and hosts skipped as duplicate-name (each also in ``skipped``): the planner keeps the
+    # one whose providerID the node of that name already carries, the others stay skipped (core/plan.py)
+    contested: tuple[NodeSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

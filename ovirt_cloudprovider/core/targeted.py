@@ -17,7 +17,9 @@ of the targets (:func:`targets_of`). :func:`plan_targeted` reaches that result a
   without a providerID, those whose providerID names a target, and those named like a target's node. That
   is everything a target's actions depend on: a node without a providerID is ambiguous when two NodeSpecs
   match it and claimed when one does (all those NodeSpecs are in), a target's own nodes and the node its
-  name would take are in; nothing another NodeSpec plans touches a target's nodes. Observed nodes with a
+  name would take are in; nothing another NodeSpec plans touches a target's nodes. The contested NodeSpecs
+  (``Desired.contested``, duplicate names) and the nodes of their names are always in: the planner decides from
+  that node which contender keeps the name, and a kept one may claim a node without a providerID. Observed nodes with a
   repeated name give None (the planner keeps one of them by uid; the whole plan is then the safe path), and
   so does a target that :meth:`Fleet.updated` could not re-derive.
 
@@ -85,6 +87,7 @@ class Fleet:
     host_uuids: Mapping[str, frozenset[str]]  # a host NodeSpec's SMBIOS uuid → owner keys
     unsafe: frozenset[str]  # owners that cannot be re-derived alone (listed twice, duplicate names, inconsistent)
     duplicate_names: bool  # some node name has several owners
+    contested: tuple[NodeSpec, ...] = ()  # Desired.contested: every targeted plan sees them all (few)
 
     def updated(self, vms: Mapping[str, VirtualMachine | None] = {},
                 hosts: Mapping[str, Host | None] = {}) -> Fleet | None:
@@ -209,7 +212,7 @@ def fleet_of(snapshot: Snapshot, desired: Desired, nodes: NodesConfig) -> Fleet:
         unsafe |= {key for key, n in counts.items() if n > 1}
     return Fleet(snapshot=snapshot, nodes=nodes, hosts_discovered=desired.hosts_discovered, entries=entries,
                  names=names, fqdns=fqdns, host_uuids=host_uuids, unsafe=frozenset(unsafe),
-                 duplicate_names=duplicate_names)
+                 duplicate_names=duplicate_names, contested=desired.contested)
 
 
 def _hex_of(key: str) -> str:
@@ -232,6 +235,7 @@ def relevant_nodes(fleet: Fleet, targets: frozenset[str],
     them weakly; None when observed names repeat."""
     hexes = {_hex_of(k) for k in targets}
     target_names = {e.name for k in targets if isinstance(e := fleet.entries.get(k), NodeSpec)}
+    target_names |= {spec.name for spec in fleet.contested}  # which contender keeps a name is read off its node
     seen: set[str] = set()
     nodes: list[ObservedNode] = []
     claimants: set[str] = set()
@@ -265,7 +269,7 @@ def plan_targeted(fleet: Fleet, targets: frozenset[str], observed: Sequence[Obse
         elif entry is not None and key in targets:
             skipped.extend(entry)
     desired = Desired(nodes=tuple(specs.values()), skipped=tuple(skipped), hosts_discovered=fleet.hosts_discovered,
-                      engine=fleet.snapshot.engine)
+                      engine=fleet.snapshot.engine, contested=fleet.contested)
     plan = plan_sync(desired, nodes, nodes=replace(fleet.nodes, delete=False), controller=controller, now=now)
     return restrict(plan, targets)
 

@@ -1,4 +1,4 @@
-"""What the engine package raises and reports, importable without the SDK (stdlib only).
+"""What the engine package raises and reports, importable without the SDK (stdlib and :mod:`..logs` only).
 
 - :class:`EngineError` and its subclasses: ``str()`` is one line (what failed, where, why) and never
   contains the password or the session token (:func:`scrub` is the last line of defence);
@@ -20,6 +20,8 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from ..logs import redact
 
 # oVirt AuditLogType codes (ovirt-engine .../core/common/AuditLogType.java, each checked there with the command
 # that logs it) of events that can change a Node:
@@ -147,9 +149,10 @@ def scrub(message: str, *secrets: str | None) -> str:
     Messages are built without secrets; this only guards text that comes from the engine or from libraries.
     Only a whole value is masked (the secret, URL-encoded or base64, between separators such as blanks, quotes,
     ``=``, ``&``, ``:``): a secret that happens to be part of a word ("admin" in "admin@internal") is left alone,
-    so that no mask ever tells what the password is.
+    so that no mask ever tells what the password is. Any HTTP credential (``Bearer``/``Basic``/``Authorization``
+    value) is masked too (:func:`..logs.redact`, their one owner).
     """
-    message = " ".join(message.split())
+    message = redact(" ".join(message.split()))
     for secret in secrets:
         if not secret:
             continue

@@ -15,6 +15,12 @@
   before every request it sends.
 - :meth:`release` on shutdown writes ``holderIdentity: ""`` and ``leaseDurationSeconds: 1`` (client-go's
   ``ReleaseOnCancel``), so a standby takes over at its next retry instead of after a lease duration.
+- An unexpected exception (not a request error: a bug, or a datum or library failure no rule foresaw) ends
+  :meth:`run`: leadership ends at once (the fence), one error line says why (:attr:`LeaderElector.failure`; the
+  traceback only with ``-v``), and the process exits 1 (``app.run_controller``), so that the pod restarts. That is
+  what client-go does: ``LeaderElector.Run`` does not recover a panic (``runtime.HandleCrash`` re-panics) and
+  kube-controller-manager exits when it stops leading (``klog.Fatalf("leaderelection lost")``). A replica whose
+  elector died would otherwise stay a silent standby forever: no Lease taken, ``/healthz`` 200.
 """
 
 from __future__ import annotations
@@ -111,6 +117,7 @@ class LeaderElector:
         self._observed_at = 0.0  # monotonic time we saw the spec change
         self._closed = False
         self._failing = False
+        self._failure: str | None = None  # why run() ended by itself (an unexpected exception)
         self._last_holder: str | None = None
         if metrics is not None:
             metrics.leader.set(0)
@@ -139,24 +146,40 @@ class LeaderElector:
         with self._lock:
             return self._observed_spec.get("holderIdentity") or None
 
+    @property
+    def failure(self) -> str | None:
+        """Why :meth:`run` ended by itself (an unexpected exception, one line), None while it runs or after ``stop``."""
+        with self._lock:
+            return self._failure
+
     def run(self, stop: threading.Event) -> None:
-        """Acquire and renew the Lease until ``stop`` is set (or :meth:`release` was called)."""
+        """Acquire and renew the Lease until ``stop`` is set (or :meth:`release` was called), or until an
+        unexpected exception ends it (:attr:`failure`; see the module docstring): the caller must then exit."""
         log.info("leader election started", extra=kv(lease=f"{self.namespace}/{self.name}",
                                                      identity=self.identity))
         try:
-            while not stop.is_set():
-                with self._lock:
-                    if self._closed:
-                        break
-                attempt_at = time.monotonic()
-                with self._io:
-                    if self._closed:
-                        break
-                    ok = self._try_acquire_or_renew(attempt_at)
-                self._after_attempt(ok, attempt_at)
-                stop.wait(self._next_wait())
+            self._run(stop)
+        except Exception as exc:  # no request error: a bug or something no rule foresaw (module docstring)
+            failure = f"{type(exc).__name__}: {one_line(exc)}"
+            with self._lock:
+                self._failure = failure
+            log.error("leader election failed", exc_info=True,
+                      extra=kv(lease=f"{self.namespace}/{self.name}", error=failure))
         finally:
             self._set_leading(False, "elector stopped")
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            with self._lock:
+                if self._closed:
+                    break
+            attempt_at = time.monotonic()
+            with self._io:
+                if self._closed:
+                    break
+                ok = self._try_acquire_or_renew(attempt_at)
+            self._after_attempt(ok, attempt_at)
+            stop.wait(self._next_wait())
 
     def release(self, timeout: float = 2.0) -> bool:
         """Give the Lease up if we hold it; bounded by ``timeout`` seconds. True when nothing is held

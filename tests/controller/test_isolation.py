@@ -15,7 +15,7 @@ import pytest
 
 from ovirt_cloudprovider.cli import sync_summary
 from ovirt_cloudprovider.controller import run_sweep
-from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN
+from ovirt_cloudprovider.core.records import ANNOTATION_ABSENT_SWEEPS, TAINT_MAINTENANCE, TAINT_SHUTDOWN, ActionKind
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.world import World, poisoned_sweep, running
@@ -187,3 +187,22 @@ def test_a_record_that_raises_skips_that_vm_and_its_node_is_not_absent(world: Wo
     assert skipped_count(world, "unreadable") == 1
     assert report.plan is not None
     assert any(a.vm_id == bad.id and "unreadable" in a.message for a in report.plan.actions)
+
+
+def test_a_vm_renamed_onto_another_vms_node_name_never_freezes_that_node(world: World) -> None:
+    """One tenant renames VM B so that its node name is VM A's (``k8s-cp-0`` → ``k8s_cp_0``): A's node carries A's
+    providerID, so A keeps it and is planned as usual; only B is skipped, with a reason naming the conflict."""
+    world.converge()
+    a, b = [vm for vm in running(world.engine) if vm.status == "up"][:2]
+    world.engine.rename(b.id, a.name.replace("-", "_"))
+    assert world.sweep().ok
+    world.engine.set_status(a.id, "down")
+    for _ in range(2):
+        report = world.sweep()
+        assert report.ok, report.error
+    assert len(taints_of(world.kube.get_node(a.name), TAINT_SHUTDOWN)) == 1
+    assert report.plan is not None
+    skips = {act.vm_id: act.message for act in report.plan.actions if act.kind is ActionKind.SKIP and not act.node}
+    assert a.id not in skips
+    assert "duplicate-name" in skips[b.id] and a.name in skips[b.id] and a.id in skips[b.id]
+    assert skipped_count(world, "duplicate-name") == 1

@@ -23,6 +23,7 @@ from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, http_get, wait_for, write_config
+from tests.kube_fixtures import write_rotating_kubeconfig
 
 PASSWORD = "run-Test-pa55"
 LEASE_NS, LEASE_NAME = "kube-system", "ovirt-cloudprovider"
@@ -286,3 +287,25 @@ def test_kubelet_registered_node_is_initialized_within_seconds(replicas: Callabl
         "initialization", r.logs)
     assert time.monotonic() - t0 < 4
     assert (kube.get_node("late-joiner") or {})["spec"].get("providerID") == f"ovirt://{vm.id}"
+
+
+def test_a_leader_elector_that_dies_ends_the_process(tmp_path: Path, engine: EngineSimulator) -> None:
+    """An unexpected error in the elector (here: the Kubernetes token rotated to a value http.client refuses as a
+    header, a ValueError, no request error) used to kill its thread only: the replica stayed up forever as a silent
+    standby, /healthz 200. As kube-controller-manager, the process exits 1 with one error line, and the pod
+    restarts."""
+    cfg = write_config(tmp_path / "ovirt-cloud.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file,
+                       extra=CONTROLLER)
+    with KubeApiSimulator(token="run-kube-token") as kube:
+        kubeconfig, token_file = write_rotating_kubeconfig(kube, tmp_path / "kube")
+        r = Replica("replica-a", cfg, kubeconfig, tmp_path)
+        try:
+            wait_for(lambda: holder(kube) == "replica-a", 20, "leadership", r.logs)
+            token_file.write_text("r0tated-S3cret\nrest")
+            code = wait_for(lambda: r.proc.poll() is not None, 20, "the process to exit", r.logs) and r.proc.returncode
+        finally:
+            r.stop()
+    logs = r.logs()
+    assert code == 1, logs
+    assert "leader election failed" in logs and "leader election ended unexpectedly" in logs, logs
+    assert "Traceback" not in logs and "r0tated-S3cret" not in logs

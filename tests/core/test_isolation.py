@@ -178,3 +178,25 @@ def test_a_node_whose_owner_cannot_be_read_counts_as_unowned_for_confirmation() 
         (k, v) for k, v in owned.annotations if k != ANNOTATION_OWNER))
     assert unowned_names([broken, owned, legacy]) == {"bad", "legacy"}
 
+
+def test_a_vm_renamed_onto_another_vms_node_name_leaves_that_vm_its_node() -> None:
+    """VM B renamed so that its node name is VM A's: the node carries A's providerID, so A is planned as usual
+    (here: shut down, its node tainted) and only B is skipped, its reason naming the conflict. With no node of
+    that name yet, or one that carries neither VM's providerID, both stay skipped: the name is never guessed."""
+    a, b = vm("k8s-cp-0"), vm("k8s-cp-1")
+    before = desired_nodes(Snapshot(vms=(a, b), query=""), NODES)
+    observed = tuple(synced_node(spec) for spec in before.nodes)
+    renamed = desired_nodes(Snapshot(vms=(replace(a, status="down"), replace(b, name="k8s_cp_0")), query=""), NODES)
+    plan = plan_sync(renamed, observed, nodes=NODES, controller=CONTROLLER)
+    assert [(x.kind, x.node, x.vm_id) for x in plan.actions if x.kind is not ActionKind.SKIP] == [
+        (ActionKind.TAINT, "k8s-cp-0", a.id)]
+    skips = [x for x in plan.actions if x.kind is ActionKind.SKIP]
+    assert [(x.node, x.vm_id) for x in skips] == [("", b.id)]
+    assert "duplicate-name" in skips[0].message and "node k8s-cp-0 carries the providerID of VM k8s-cp-0" in \
+        skips[0].message
+    for nodes in ((), tuple(n for n in observed if n.name != "k8s-cp-0"),
+                  (replace(observed[0], provider_id="aws:///i-0abc"),)):
+        plan = plan_sync(renamed, nodes, nodes=NODES, controller=CONTROLLER)
+        assert {x.vm_id for x in plan.actions if x.kind is ActionKind.SKIP and not x.node} == {a.id, b.id}
+        assert not [x for x in plan.actions if x.vm_id in (a.id, b.id) and x.writes and x.kind is not
+                    ActionKind.MARK_ABSENT]

@@ -17,6 +17,7 @@ import pytest
 from ovirt_cloudprovider.core.settings import ConnectionConfig
 from ovirt_cloudprovider.engine.client import EngineClient
 from ovirt_cloudprovider.engine.errors import EngineError, scrub
+from ovirt_cloudprovider.logs import JsonFormatter, TextFormatter, kv, one_line
 from ovirt_cloudprovider.simulators.engine import SSO_TOKEN_PATH, EngineSimulator
 
 ConnFor = Callable[..., ConnectionConfig]
@@ -89,3 +90,21 @@ def test_scrub_masks_only_whole_echoed_values() -> None:
         assert form not in echoed, echoed
         assert echoed.startswith("bad request: username=admin%40internal&password=")
     assert "s3cr3t-Value" not in scrub("answer: {'password': 's3cr3t-Value'}", "s3cr3t-Value")
+
+
+@pytest.mark.parametrize("text", [
+    "Invalid header value b'Bearer tok3n-V4lue\\ntail'",
+    "request headers {'authorization': 'bearer tok3n-V4lue'}",
+    "Authorization: Basic dG9rM24tVjRsdWU6eA==",
+    "got Authorization=tok3n-V4lue from the proxy",
+    '{"Authorization": "tok3n-V4lue"}',
+])
+def test_scrub_and_logs_mask_every_http_credential(text: str, caplog: pytest.LogCaptureFixture) -> None:
+    """One owner (logs.redact) for HTTP credentials, used by the engine's scrub, one_line and every log line."""
+    for got in (scrub(text), one_line(text)):
+        assert "tok3n-V4lue" not in got and "dG9rM24tVjRsdWU6eA" not in got and "<redacted>" in got, got
+    caplog.set_level(logging.INFO)
+    logging.getLogger("ovirt_cloudprovider.test").info(text, extra=kv(error=text))
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(caplog.records[-1])
+        assert "tok3n-V4lue" not in line and "dG9rM24tVjRsdWU6eA" not in line, line

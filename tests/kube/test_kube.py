@@ -40,9 +40,11 @@ from ovirt_cloudprovider.kube.client import load_api_client
 from ovirt_cloudprovider.kube.errors import KubeConfigError
 from ovirt_cloudprovider.kube.informer import NodeCache, Shared, observed_node
 from ovirt_cloudprovider.kube.writer import NodeWriter
+from ovirt_cloudprovider.logs import TextFormatter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, wait_for
+from tests.kube_fixtures import write_rotating_kubeconfig
 from tests.kube_types import close, meta
 
 DUAL_STACK = (NodeAddress("InternalIP", "10.0.0.5"), NodeAddress("InternalIP", "fd00::5"),
@@ -200,6 +202,31 @@ class TestLoadApiClient:
         with pytest.raises(KubeConfigError, match=r"in-cluster configuration .*serviceaccount/token") as e:
             load_api_client(None, environ=env)
         assert "\n" not in str(e.value)
+
+
+def test_a_token_rotated_to_a_bad_value_is_never_logged(kubeapi_tls: KubeApiSimulator, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The credential is fetched again while the process runs (an exec plugin whose token expires, as the in-cluster
+    token file is re-read every minute); rotated to a value with a line break, every request fails in http.client
+    with ``Invalid header value b'Bearer <token>\\n...'``, which the informer logs. The token is never in the line."""
+    path, token_file = write_rotating_kubeconfig(kubeapi_tls, tmp_path)
+    api = load_api_client(path)
+    cache = NodeCache(api, backoff_initial=0.05)
+    caplog.set_level(logging.INFO)
+    try:
+        cache.start()
+        assert cache.wait_synced(10)
+        secret = "s3cr3t-r0tated"
+        token_file.write_text(f"{secret}\ntail-0f-it")
+        kubeapi_tls.drop_watches()
+        formatter = TextFormatter()
+        lines = wait_for(lambda: [formatter.format(r) for r in caplog.records if "informer" in r.getMessage()],
+                         timeout=10, what="the informer's failure")
+    finally:
+        cache.stop()
+        close(api)
+    assert any("Invalid header value" in line and "<redacted>" in line for line in lines), lines
+    assert not any(secret in line or "tail-0f-it" in line for line in lines), lines
 
 
 # --- observed_node -------------------------------------------------------------------------------------

@@ -6,24 +6,29 @@ Durations: lease 2 s, renew deadline 1.5 s, retry 0.3 s.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypedDict, cast
 
 import pytest
 from kubernetes import client as k8s
 
 from ovirt_cloudprovider.core.records import Action, ApplyResult
+from ovirt_cloudprovider.kube.client import load_api_client
 from ovirt_cloudprovider.kube.leader import LeaderElector
 from ovirt_cloudprovider.kube.ratelimit import TokenBucket
 from ovirt_cloudprovider.kube.writer import NodeWriter
+from ovirt_cloudprovider.logs import TextFormatter
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from ovirt_cloudprovider.simulators.kubeapi.faults import WRITE_VERBS
 from tests.helpers import REPO, wait_for
 from tests.kube.test_kube import register, spec_for
-from tests.kube_types import wire
+from tests.kube_fixtures import write_rotating_kubeconfig
+from tests.kube_types import close, wire
 
 NS = "kube-system"
 LEASE = "ovirt-cloudprovider"
@@ -331,3 +336,27 @@ def test_no_retry_after_the_fence_in_an_error_storm(kubeapi: KubeApiSimulator, r
     result = results[0]
     assert result.applied == 0 and result.interrupted == 3
     assert kubeapi.list_nodes() == []
+
+
+def test_an_unexpected_error_ends_the_elector_with_its_reason_and_leadership(
+        kubeapi_sims: Callable[..., KubeApiSimulator], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An exception that is no request error (here: the token rotated to a value http.client refuses as a header,
+    a ValueError) ends ``run``: leadership and the fence end at once, ``failure`` says why in one line without the
+    token, and one error line is logged (the traceback only with -v); app.run_controller then exits 1."""
+    sim = kubeapi_sims(tls=True, token="leader-test-token")
+    path, token_file = write_rotating_kubeconfig(sim, tmp_path)
+    api = load_api_client(path)
+    caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.kube.leader")
+    r = Replica(api, "replica-a")
+    try:
+        assert wait_for(lambda: r.leading, timeout=5)
+        token_file.write_text("r0tated-S3cret\nrest")
+        r.thread.join(5)
+        assert not r.thread.is_alive() and not r.leading and r.gauge == 0 and r.calls == ["started", "stopped"]
+        assert r.elector.failure is not None and r.elector.failure.startswith("ValueError: Invalid header value")
+        errors = [TextFormatter().format(rec) for rec in caplog.records if rec.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "leader election failed" in errors[0] and "Traceback" not in errors[0], errors
+        assert "r0tated-S3cret" not in r.elector.failure + errors[0]
+    finally:
+        r.kill()
+        close(api)
