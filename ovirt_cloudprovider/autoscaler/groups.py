@@ -92,14 +92,23 @@ def random_suffix() -> str:
 
 
 def read_user_data(path: str | None) -> str | None:
-    """The cloud-init user data of a group, read at each creation (at most 1 MiB); never logged."""
+    """The cloud-init user data of a group, read at each creation (at most 1 MiB, UTF-8); never logged. A file that
+    cannot be read (gone, unreadable, not UTF-8) refuses the creation with one line naming it (never a traceback,
+    never its content)."""
     if path is None:
         return None
-    with open(path, "rb") as f:
-        data = f.read(MAX_USER_DATA_BYTES + 1)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_USER_DATA_BYTES + 1)
+    except OSError as err:
+        raise Refused(f"user_data_file {path} cannot be read: {err.strerror or type(err).__name__}; "
+                      "no VM was created") from None
     if len(data) > MAX_USER_DATA_BYTES:
         raise Refused(f"user_data_file {path} is larger than 1 MiB")
-    return data.decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(f"user_data_file {path} is not UTF-8 text; no VM was created") from None
 
 
 class NodeGroups:

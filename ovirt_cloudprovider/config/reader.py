@@ -607,6 +607,10 @@ def _nodegroup(path: str, values: _Values) -> NodeGroupConfig:
                                                  f"{err.strerror or type(err).__name__}") from None
         if len(data) > _MAX_USER_DATA_BYTES:
             raise values.error("user_data_file", "larger than 1 MiB")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise values.error("user_data_file", f"{p['user_data_file']} is not UTF-8 text") from None
     return NodeGroupConfig(name=values.section.split()[1], **p)
 
 

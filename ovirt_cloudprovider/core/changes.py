@@ -241,7 +241,14 @@ def out_of_service_change(taints: list[Taint], node: ObservedNode, spec: NodeSpe
         waited = not_ready_for(node, now)
         if waited is not None and waited >= after:
             return [*taints, OUT_OF_SERVICE_TAINT]
-    if present and spec.status in RUNNING_STATUSES and node.ready_status == "True":
+    return out_of_service_removal(taints, node, spec)
+
+
+def out_of_service_removal(taints: list[Taint], node: ObservedNode, spec: NodeSpec) -> list[Taint]:
+    """``taints`` without the out-of-service taint when the VM runs again and the node is Ready, else unchanged.
+    Applied whether ``[nodes] out_of_service_taint`` is on or off: one put on while it was on (the runbook says to
+    turn it off when an engine reads running VMs ``down``) must not keep a running, Ready node out of service."""
+    if has_taint(taints, OUT_OF_SERVICE_TAINT) and spec.status in RUNNING_STATUSES and node.ready_status == "True":
         return without_taint(taints, OUT_OF_SERVICE_TAINT)
     return taints
 

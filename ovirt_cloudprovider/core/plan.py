@@ -95,7 +95,8 @@ Writes to a matched node (the *owner*)
       does not forget the first read; a stale one is removed while the switch is off). Only ``down``: not
       ``unknown``, ``not_responding``, ``suspended``, ``migrating`` or anything else; a host is ``down`` only
       after a power-management stop or fencing. An absent VM, a failed or empty discovery never gets here. It
-      is removed (UNTAINT, ``OutOfServiceTaintRemoved``) when the VM runs again and the node is Ready. It
+      is removed (UNTAINT, ``OutOfServiceTaintRemoved``) when the VM runs again and the node is Ready, with the
+      switch on or off (one put on before the switch was turned off must not outlive the outage). It
       rides in the same taint list (and action) as the shutdown and maintenance rules.
     - CLEAR_ABSENT: the node's owner is present and it carries the absence counter (see :mod:`.absence`).
     Per node the actions come in the order INITIALIZE, TAINT/UNTAINT, UPDATE, CLEAR_ABSENT: at most one
@@ -207,6 +208,7 @@ from .changes import (
     node_ip_addresses,
     not_ready_for,
     out_of_service_change,
+    out_of_service_removal,
     shutdown_change,
     taint_changes,
 )
@@ -701,6 +703,8 @@ class _Planner:
             after = maintenance_change(shutdown_change(after, spec), spec)
         if self.cfg.out_of_service_taint:
             after = out_of_service_change(after, node, spec, after=self.cfg.out_of_service_after, now=self.now)
+        else:  # switched off: a taint put on while it was on still goes when the VM runs and the node is Ready
+            after = out_of_service_removal(after, node, spec)
         if after == before:
             return
         added = len(after) > len(before)

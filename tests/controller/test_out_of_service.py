@@ -122,3 +122,35 @@ def test_never_on_a_failed_discovery(cluster: tuple[World, NodeLifecycle, list[A
     world.engine.stop()
     world.failed_sweeps(2)
     assert OUT_OF_SERVICE not in taints(kube, vm.name)
+
+
+def test_a_taint_put_on_before_the_switch_was_turned_off_goes_when_the_vm_runs_again(
+        cluster: tuple[World, NodeLifecycle, list[Any]]) -> None:
+    # The runbook says to turn out_of_service_taint off when the engine reads running VMs down; the taints it had
+    # put on stayed forever (NoExecute on a running, Ready node: its pods evicted, its volumes force-detachable).
+    world, lifecycle, vms = cluster
+    kube, engine, vm = world.kube, world.engine, vms[0]
+    engine.set_status(vm.name, "down")
+    lifecycle.stop_kubelet(vm.name)
+    assert world.sweep().ok
+    wait_for(lambda: ready(kube, vm.name) == "Unknown", timeout=5, what="the node NotReady")
+    time.sleep(0.6)
+    settled(kube, lifecycle)
+    assert world.sweep().ok
+    assert OUT_OF_SERVICE in taints(kube, vm.name)
+    world.close()
+    with World(engine, kube, nodes=NodesConfig()) as switched_off:  # out_of_service_taint = false
+        settled(kube, lifecycle)
+        assert switched_off.sweep().ok
+        assert OUT_OF_SERVICE in taints(kube, vm.name)  # still down and NotReady: kept
+        engine.set_status(vm.name, "up")
+        lifecycle.resume_kubelet(vm.name)
+        kube.update_node_status(vm.name, ready=True)
+        wait_for(lambda: ready(kube, vm.name) == "True", timeout=5, what="the node Ready")
+        settled(kube, lifecycle)
+        assert switched_off.sweep().ok
+        assert OUT_OF_SERVICE not in taints(kube, vm.name)
+        assert "OutOfServiceTaintRemoved" in reasons(kube, vm.name)
+        kube.reset_counts()
+        assert switched_off.sweep().ok
+        assert kube.writes("nodes") == 0

@@ -91,3 +91,11 @@ def test_no_group_is_fine_for_the_controller(tmp_path: Path) -> None:
 ])
 def test_mistakes_are_one_line_naming_section_and_key(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in _error(tmp_path, "\n" + text)
+
+
+def test_user_data_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    # A binary user_data_file passed check-config and then failed every scale-up with INTERNAL.
+    (tmp_path / "join.bin").write_bytes(b"\xff\xfe secret-token")
+    text = _error(tmp_path, "\n[nodegroup pool-a]\ntemplate = t\ncluster = c\nmax_size = 2\n"
+                            "user_data_file = join.bin\n")
+    assert "[nodegroup pool-a] user_data_file:" in text and "is not UTF-8 text" in text
