@@ -312,13 +312,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _unknown_tags(config: Config, snapshot: Snapshot) -> bool:
-    """One error line per tag that ``[filters] vms`` (``tag=``) or ``[nodes] tag_labels`` names and the engine's
-    tag tree does not have (the engine answers such a search with no VM, not an error)."""
+    """One error line per tag that ``[filters] vms`` or ``[filters] hosts`` (``tag=``) or ``[nodes] tag_labels``
+    names and the engine's tag tree does not have (the engine answers such a search with nothing, not an error)."""
     if snapshot.tags is None:
         return False
     names = [t.name for t in snapshot.tags]
     problems = [f"{config.path}: [filters] vms: the engine has no tag {tag!r} (the condition tag={tag} matched no "
                 "VM)" for tag in unknown_tags(config.filters.vms, names)]
+    problems += [f"{config.path}: [filters] hosts: the engine has no tag {tag!r} (the condition tag={tag} matched "
+                 "no host)" for tag in unknown_tags(config.filters.hosts or "", names)]
     parent = config.nodes.tag_labels
     if parent is not None and parent not in names:
         problems.append(f"{config.path}: [nodes] tag_labels: the engine has no tag {parent!r}")

@@ -23,8 +23,10 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
 Every engine request of one sweep (full or targeted, the confirmations of deletions included) carries one
 ``Correlation-Id`` header, a new one per sweep, logged with the sweep's lines (``correlation_id``): the engine
 writes it into engine.log, so an engine admin can find our calls. A full sweep also checks its filter against
-the engine's tag tree (core/vmfilter.unknown_tags): a ``tag=`` naming a tag the engine does not have (it matches
-nothing, without an error) is a Warning line, the metric ``filter_unknown_tags`` and a ``/readyz`` reason.
+the engine's tag tree (core/vmfilter.unknown_tags): a ``tag=`` of ``[filters] vms`` or ``[filters] hosts`` naming a
+tag the engine does not have (it matches nothing, without an error) is a Warning line, the metric
+``filter_unknown_tags`` and a ``/readyz`` reason; meanwhile no node of that kind is counted absent (core/absence.py,
+``UnknownFilterTag``), and a sweep that blocked any says so in one more Warning line.
 
 Lifecycle: see :class:`Controller`.
 """
@@ -45,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .core import schedule
+from .core.absence import REASON_UNKNOWN_FILTER_TAG
 from .core.confirm import confirm_deletions, confirm_host_deletions, pending_deletions, pending_host_deletions
 from .core.desired import desired_nodes
 from .core.naming import skip_code
@@ -124,16 +127,16 @@ def new_correlation_id() -> str:
 
 
 def unknown_filter_tags(config: Config, snapshot: Snapshot) -> tuple[str, ...]:
-    """The tags the ``[filters] vms`` search (and ``[nodes] tag_labels``) name that the engine's tag tree, when
-    the discovery listed it, does not have."""
+    """The tags the ``[filters] vms`` and ``[filters] hosts`` searches (and ``[nodes] tag_labels``) name that the
+    engine's tag tree, when the discovery listed it, does not have (each once)."""
     if snapshot.tags is None:
         return ()
     names = [t.name for t in snapshot.tags]
-    missing = list(unknown_tags(config.filters.vms, names))
+    missing = [*unknown_tags(config.filters.vms, names), *unknown_tags(config.filters.hosts or "", names)]
     parent = config.nodes.tag_labels
-    if parent is not None and parent not in names and parent not in missing:
+    if parent is not None and parent not in names:
         missing.append(parent)
-    return tuple(missing)
+    return tuple(dict.fromkeys(missing))
 
 
 def run_sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], writer: _Writer | None,
@@ -156,12 +159,24 @@ def _check_filter_tags(config: Config, snapshot: Snapshot, metrics: Metrics | No
     if missing:
         log.warning(f"the engine has no tag {', '.join(repr(t) for t in missing)}: a filter naming it matches "
                     "no VM", extra=kv(tags=",".join(missing), filter=config.filters.vms,
-                                      tag_labels=config.nodes.tag_labels))
+                                      hosts_filter=config.filters.hosts, tag_labels=config.nodes.tag_labels))
     if metrics:
         metrics.filter_unknown_tags.set(len(missing))
     if health:
         health.filter_problem(f"the engine has no tag {', '.join(repr(t) for t in missing)} (named in [filters] "
-                              "vms or [nodes] tag_labels)" if missing else None)
+                              "vms, [filters] hosts or [nodes] tag_labels)" if missing else None)
+
+
+def _log_unknown_tag_blocks(plan: Plan, desired: Desired, correlation_id: str) -> None:
+    """One Warning line for a sweep whose filter names a tag the engine does not have and that therefore counted
+    no absence of that kind (core/absence.py); the blocked nodes' own lines are at the same level."""
+    blocked = Counter(a.owner_kind for a in plan.actions
+                      if a.kind is ActionKind.BLOCK_DELETE and a.reason == REASON_UNKNOWN_FILTER_TAG)
+    if blocked:
+        tags = dict.fromkeys((*desired.vm_filter_unknown_tags, *desired.host_filter_unknown_tags))
+        log.warning("deletions blocked: the filter names a tag the engine does not have",
+                    extra=kv(tags=",".join(tags), vm_nodes=blocked[KIND_VM], host_nodes=blocked[KIND_HOST],
+                             reason=REASON_UNKNOWN_FILTER_TAG, correlation_id=correlation_id))
 
 
 def _sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], writer: _Writer | None,
@@ -189,6 +204,7 @@ def _sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], wr
         _check_filter_tags(config, snapshot, metrics, health)
         desired = desired_nodes(snapshot, config.nodes)
         plan = plan_sync(desired, nodes, nodes=config.nodes, controller=config.controller, now=time.time())
+        _log_unknown_tag_blocks(plan, desired, correlation_id)
         plan = _confirm_deletions(plan, engine, config.filters.vms, config.filters.hosts,
                                   unowned=unowned_names(nodes))
         report = replace(_apply(plan, snapshot, writer=writer, may_write=may_write, start=start),

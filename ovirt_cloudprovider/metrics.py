@@ -34,7 +34,12 @@ from prometheus_client import (
 )
 
 from . import __version__
-from .core.absence import REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_EMPTY_DISCOVERY
+from .core.absence import (
+    REASON_CIRCUIT_BREAKER,
+    REASON_CLUSTER_VANISHED,
+    REASON_EMPTY_DISCOVERY,
+    REASON_UNKNOWN_FILTER_TAG,
+)
 from .core.changes import REASON_NODE_IP_INVALID, REASON_NODE_IP_NOT_FOUND, REASON_UNPLANNABLE
 from .core.confirm import REASON_UNCONFIRMED
 from .core.metadata import NOTE_REASONS
@@ -61,7 +66,8 @@ KINDS = (KIND_VM, KIND_HOST)
 SYNC_RESULTS = ("success", "failure")
 ACTION_RESULTS = ("success", "error", "conflict", "refused")  # kube/writer.py's per-action results
 DELETION_BLOCK_REASONS = tuple(reason_label(r) for r in (
-    REASON_EMPTY_DISCOVERY, REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_UNCONFIRMED))
+    REASON_EMPTY_DISCOVERY, REASON_CIRCUIT_BREAKER, REASON_CLUSTER_VANISHED, REASON_UNCONFIRMED,
+    REASON_UNKNOWN_FILTER_TAG))
 # desired.py's skip codes (an unknown one is "other") and the planner's reasons for a SKIP of a named node
 SKIP_REASONS = tuple(sorted(SKIP_CODES | {"other"} | {reason_label(r) for r in (
     REASON_NAME_CONFLICT, REASON_NODE_IP_NOT_FOUND, REASON_NODE_IP_INVALID, REASON_OWNED_ELSEWHERE,
@@ -191,8 +197,9 @@ class Metrics:
         )
         self.filter_unknown_tags = Gauge(
             f"{PREFIX}_filter_unknown_tags",
-            "Tags that [filters] vms (tag=) or [nodes] tag_labels name and the engine does not have, in the last "
-            "full sweep (such a filter matches no VM, without an error).", registry=r,
+            "Tags that [filters] vms or [filters] hosts (tag=) or [nodes] tag_labels name and the engine does not "
+            "have, in the last full sweep (such a filter matches no VM, without an error; no node of that kind is "
+            "counted absent meanwhile).", registry=r,
         )
         self.kube_requests_total = Counter(
             f"{PREFIX}_kube_requests_total",

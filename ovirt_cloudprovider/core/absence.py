@@ -22,6 +22,18 @@ Deletion (``nodes.delete``), N = ``controller.delete_after_sweeps`` (at least 1)
     - inconsistent discovery: when the VM answer held two different records of one id (in any spelling,
       ``Desired.inconsistent``), no VM's node is counted absent in this sweep (nothing marked, nothing deleted,
       counters left as they are): an answer that contradicts itself is no evidence of an absence.
+    - unknown filter tag: while ``[filters] vms`` names a tag (``tag=``) that the discovery's tag tree does not
+      have (``Desired.vm_filter_unknown_tags``: a tag renamed or removed; the engine answers such a search with
+      the other conditions' VMs, or none, without an error), no VM's node is counted absent: every absent VM's
+      node gets BLOCK_DELETE ``UnknownFilterTag`` (Warning), nothing is marked or deleted, counters are left as
+      they are. The VMs missing from that answer may be the renamed tag's, unchanged: their absence is data the
+      controller does not understand, and it never deletes for that (no ``VMLeftFilter`` follows). The same
+      for hosts with ``[filters] hosts`` (``host_filter_unknown_tags``, per kind as below). Decided: a VM
+      really removed meanwhile waits too (telling it apart needs a GET per absent node per sweep, and a wrong
+      guess deletes): its node stays until the filter names tags the engine has again (``check-config``, the
+      Warning, ``filter_unknown_tags`` and ``/readyz`` say so), then its absence is counted and it goes after N
+      sweeps as usual. Applied before the empty-discovery rule (it is the cause of such an empty answer). The
+      controller logs one Warning line per sweep that blocked any.
     - empty discovery: when the snapshot holds no VM at all (no NodeSpec, no skipped VM), every absent
       node gets BLOCK_DELETE ``EmptyDiscovery`` and nothing is marked: an empty answer never advances a
       counter.
@@ -85,6 +97,7 @@ REASON_DELETED = "DeletedNode"
 REASON_EMPTY_DISCOVERY = "EmptyDiscovery"
 REASON_CIRCUIT_BREAKER = "CircuitBreaker"
 REASON_CLUSTER_VANISHED = "ClusterVanished"
+REASON_UNKNOWN_FILTER_TAG = "UnknownFilterTag"
 
 
 def deletion_limit(managed: int, controller: ControllerConfig) -> int:
@@ -167,6 +180,8 @@ class _Absence:
                         self.actions.append(cleared)
         absent = self._countable(absent)
         if absent and delete:
+            absent = self._understood(absent)
+        if absent and delete:
             self._absent(absent, present)
         return self.actions, self.notes
 
@@ -186,6 +201,28 @@ class _Absence:
         self.notes.append("InconsistentDiscovery: the engine's VM answer held two different VMs of one id; no "
                           "VM's node is counted absent in this sweep")
         return [(key, node) for key, node in absent if providerid.is_host_key(key)]
+
+    def _understood(self, absent: list[tuple[str, ObservedNode]]) -> list[tuple[str, ObservedNode]]:
+        """``absent`` without the nodes of a kind whose filter names a tag the engine does not have: those are
+        blocked (``UnknownFilterTag``), neither marked nor deleted."""
+        kept = absent
+        for host_kind, tags, section in ((False, self.desired.vm_filter_unknown_tags, "[filters] vms"),
+                                         (True, self.desired.host_filter_unknown_tags, "[filters] hosts")):
+            blocked = [(key, node) for key, node in kept if providerid.is_host_key(key) == host_kind]
+            if not tags or not blocked:
+                continue
+            named = ", ".join(repr(t) for t in tags)
+            things = "hosts" if host_kind else "VMs"
+            self.notes.append(f"{REASON_UNKNOWN_FILTER_TAG}: {section} names tag(s) {named} that the engine does not "
+                              f"have; {len(blocked)} absent node(s) not counted absent")
+            for key, node in blocked:
+                self._block(node, id_of_key(key), REASON_UNKNOWN_FILTER_TAG,
+                            f"Deletion of node {node.name} ({who_key(key)}) is blocked: {section} names tag(s) "
+                            f"{named} that the engine does not have (renamed or removed?), so {things} missing "
+                            "from its answer may only be the ones that tag selected; their absence is not counted "
+                            "until the filter names tags the engine has.")
+            kept = [(key, node) for key, node in kept if providerid.is_host_key(key) != host_kind]
+        return kept
 
     def _absent(self, absent: list[tuple[str, ObservedNode]], present: set[str]) -> None:
         n = max(1, self.controller.delete_after_sweeps)

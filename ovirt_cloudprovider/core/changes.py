@@ -122,9 +122,11 @@ def label_changes(node: ObservedNode, spec: NodeSpec) -> tuple[tuple[str, str | 
     for where in (LABEL_OVIRT_HOST, LABEL_HOST_ID):
         if spec.shutdown and where in current and where not in wanted:
             changes[where] = None
-    # the labels under our own prefixes (tags, affinity labels: core/metadata.py) that are no longer derived go
+    # the labels under our own prefixes (tags, affinity labels: core/metadata.py) that are no longer derived go,
+    # except under a prefix the NodeSpec could not derive this sweep (an unknown [nodes] tag_labels parent)
     for key in current:
-        if key not in wanted and key.startswith(OWNED_LABEL_PREFIXES):
+        if key not in wanted and key.startswith(OWNED_LABEL_PREFIXES) \
+                and not (spec.kept_label_prefixes and key.startswith(spec.kept_label_prefixes)):
             changes[key] = None
     return tuple(sorted(changes.items(), key=lambda kv: kv[0]))
 

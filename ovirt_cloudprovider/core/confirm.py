@@ -18,6 +18,11 @@ Confirmation (:func:`confirm_deletions`, applied by the controller between plann
     (Warning) this sweep, counter unchanged. A search that lost VMs by accident
     (paging shift, engine glitch) therefore never deletes a live VM's node.
 
+A filter naming a tag the engine does not have
+    Never reaches this module: while ``[filters] vms`` (or ``[filters] hosts``) names one, :mod:`.absence` counts
+    no node of that kind absent (``UnknownFilterTag``), so no DELETE is planned to confirm, and no
+    ``VMLeftFilter`` or ``HostLeftFilter`` can follow from a search the controller does not understand.
+
 Unowned (legacy) nodes (``unowned``: no ``ovirt.org/owner`` recorded, see :mod:`.ownership`)
     Only the default instance counts them absent, and for them only the first of those answers deletes: the VM
     or host is gone (the engine's own 404 and the narrowed search empty). One that still exists but left this

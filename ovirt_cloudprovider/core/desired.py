@@ -22,14 +22,20 @@ Labels (sorted), each value made a valid label value (:func:`.naming.label_value
 - oVirt's metadata (:mod:`.metadata`): ``ovirt.org/migratable`` from the placement policy, and when configured
   ``tags.ovirt.org/<key>`` from the tags under ``[nodes] tag_labels``, ``affinity.ovirt.org/<name>`` from its
   affinity labels and ``topology.scs.community/host-id``; what cannot be derived is a note on the NodeSpec
-  (``label_notes``), never a skipped VM;
+  (``label_notes``), never a skipped VM; while the tag tree lacks the ``[nodes] tag_labels`` parent, the
+  NodeSpec keeps the node's ``tags.ovirt.org/`` labels as they are (``kept_label_prefixes``);
 - ``[nodes] extra_labels`` (they never replace a computed label).
+
+The filters' tags: when the discovery listed the tag tree, ``Desired.vm_filter_unknown_tags`` and
+``host_filter_unknown_tags`` are the ``tag=`` names of ``[filters] vms`` and ``[filters] hosts`` that it does not
+have (:func:`.vmfilter.unknown_tags`; :mod:`.absence` counts no absence of that kind while there are any).
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import replace
 
 from . import providerid
 from .addresses import garbled_ips, hostname, node_addresses
@@ -62,6 +68,7 @@ from .records import (
     LABEL_ZONE,
     RUNNING_STATUSES,
     SHUTDOWN_STATUSES,
+    TAG_LABEL_PREFIX,
     Desired,
     NodeInfo,
     NodeSpec,
@@ -70,6 +77,7 @@ from .records import (
     VirtualMachine,
 )
 from .settings import NodesConfig
+from .vmfilter import unknown_tags
 
 _GIB = 1024**3
 _MIB = 1024**2
@@ -185,6 +193,9 @@ def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig,
             operating_system=kube_os(vm) or "",
         ),
         label_notes=notes,
+        # [nodes] tag_labels names a parent the tag tree lacks (or the tree was not listed): no tag label is known,
+        # so the node's tags.ovirt.org/ labels stay as they are (core/metadata.py)
+        kept_label_prefixes=(TAG_LABEL_PREFIX,) if nodes.tag_labels is not None and tags is None else (),
     )
 
 
@@ -241,8 +252,12 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
         contested=tuple(sorted(contested, key=lambda spec: (spec.name, spec.vm_id))),
     )
     if snapshot.hosts_query is not None:  # [filters] hosts is set: the hosts' nodes too (core/hosts.py)
-        return with_hosts(desired, snapshot.hosts, nodes)
-    return desired
+        desired = with_hosts(desired, snapshot.hosts, nodes)
+    if snapshot.tags is None:  # the tag tree was not listed: nothing is known about the filters' tags
+        return desired
+    names = [t.name for t in snapshot.tags]
+    return replace(desired, vm_filter_unknown_tags=unknown_tags(snapshot.query, names),
+                   host_filter_unknown_tags=unknown_tags(snapshot.hosts_query or "", names))
 
 
 def _contested(vms: list[VirtualMachine], name: str, nodes: NodesConfig,

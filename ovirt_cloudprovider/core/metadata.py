@@ -14,7 +14,10 @@
   ``topology.scs.community/host-id`` = the id of the oVirt host the VM runs on.
 
 Labels under ``tags.ovirt.org/`` and ``affinity.ovirt.org/`` are ours: :mod:`.changes` removes one that is no
-longer derived.
+longer derived. Not while the parent is unknown: when ``[nodes] tag_labels`` names a tag the engine's tag tree
+does not have (renamed or removed) or the tree was not listed, no tag label is derived and the NodeSpec keeps
+``tags.ovirt.org/`` (``NodeSpec.kept_label_prefixes``): the nodes' tag labels are left as they are, never all
+stripped because of a tree the controller does not understand.
 """
 
 from __future__ import annotations
@@ -61,9 +64,10 @@ class TagLabels:
 
 
 def tag_labels(tags: Sequence[Tag] | None, parent: str | None) -> TagLabels | None:
-    """The label of every tag under ``parent`` in the tag tree ``tags`` (None: no parent configured, or the tree
-    was not listed). A parent that is not in the tree gives an empty TagLabels."""
-    if parent is None or tags is None:
+    """The label of every tag under ``parent`` in the tag tree ``tags``; None when there is no parent configured,
+    the tree was not listed, or the parent is not in it (renamed or removed: what the tags mean is not known, so
+    :mod:`.desired` keeps the labels under ``tags.ovirt.org/`` as they are rather than removing them)."""
+    if parent is None or tags is None or not any(t.name == parent for t in tags):
         return None
     children: dict[str | None, list[Tag]] = defaultdict(list)
     for tag in tags:

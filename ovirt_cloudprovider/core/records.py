@@ -271,6 +271,9 @@ class NodeSpec:
     # (reason, message) for each metadata label that could not be derived (core/metadata.py): an invalid key or
     # value, two values for one key; the planner reports them as Warning Events on the node
     label_notes: tuple[tuple[str, str], ...] = ()
+    # the prefixes of our own labels that could not be derived this sweep (``tags.ovirt.org/`` while the tag tree
+    # lacks the ``[nodes] tag_labels`` parent): the node's labels under them are left as they are, not removed
+    kept_label_prefixes: tuple[str, ...] = ()
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -301,6 +304,10 @@ class Desired:
     # the NodeSpecs of the VMs and hosts skipped as duplicate-name (each also in ``skipped``): the planner keeps the
     # one whose providerID the node of that name already carries, the others stay skipped (core/plan.py)
     contested: tuple[NodeSpec, ...] = ()
+    # the tags that [filters] vms / [filters] hosts name (tag=) and the engine's tag tree does not have (a tag
+    # renamed or removed): while there are any, no node of that kind is counted absent (core/absence.py)
+    vm_filter_unknown_tags: tuple[str, ...] = ()
+    host_filter_unknown_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
   :data:`~.errors.HOST_EVENT_CODES` (with the host's id). ``fetch_hosts`` GETs hosts by id with the same follow
   (host events, and confirming a host node's deletion; 404: None). Without it no host search is ever made
   (operations ``search_hosts``, ``get_host``).
-- **Metadata**: with ``tag_tree`` (``[nodes] tag_labels``), and whenever the VM search names a tag (``tag=``),
+- **Metadata**: with ``tag_tree`` (``[nodes] tag_labels``), and whenever the VM or host search names a tag (``tag=``),
   the tag tree is listed once per discovery (``/tags``, operation ``list_tags``) and the Snapshot carries it;
   with ``affinity_labels`` the VM pages (and the host search, and the GETs by id) follow ``affinity_labels``.
 - **Correlation-Id**: inside ``with client.correlated(id):`` every API request of the calling thread carries the
@@ -149,7 +149,7 @@ class EngineClient:
         inconsistent: set[str] = set()
         requests = 0
         page = 1
-        want_tags = self._tag_tree or bool(named_tags(base))
+        want_tags = self._tag_tree or bool(named_tags(base)) or bool(named_tags(self._hosts or ""))
         tags: tuple[Tag, ...] | None = None
         with self._lock:
             if self._lean:

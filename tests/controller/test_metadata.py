@@ -18,7 +18,7 @@ from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.controller.world import World, running
 from tests.helpers import run_cli, write_config
 
-NODES = NodesConfig(tag_labels="k8s-labels", affinity_labels=True, host_id_label=True)
+NODES = NodesConfig(register=True, tag_labels="k8s-labels", affinity_labels=True, host_id_label=True)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def test_known_label_values_are_zero_from_the_start() -> None:
         (("kind", "vm"),): 0.0, (("kind", "host"),): 0.0}
     assert series(m, "ambiguous_matches_total") == {(("kind", "vm"),): 0.0, (("kind", "host"),): 0.0}
     blocked = series(m, "deletions_blocked_total")
-    assert len(blocked) == 4 * 2 and set(blocked.values()) == {0.0}
+    assert len(blocked) == 5 * 2 and set(blocked.values()) == {0.0}
     assert value(m, "deletions_blocked_total", reason="circuit-breaker", kind="host") == 0.0
     assert value(m, "deletions_blocked_total", reason="empty-discovery", kind="vm") == 0.0
     actions = series(m, "actions_total")
@@ -88,7 +88,7 @@ def test_label_values_are_the_ones_the_planner_and_the_writer_use() -> None:
     assert reason_label("CircuitBreaker") == "circuit-breaker"
     assert reason_label("NodeNameConflict") == "node-name-conflict"
     assert DELETION_BLOCK_REASONS == ("empty-discovery", "circuit-breaker", "cluster-vanished",
-                                      "deletion-unconfirmed")
+                                      "deletion-unconfirmed", "unknown-filter-tag")
     assert {"invalid-name", "duplicate-name", "no-fqdn", "node-name-conflict", "unreadable", "unplannable",
             "other"} <= set(SKIP_REASONS)
     assert {writer.SUCCESS, writer.CONFLICT, writer.ERROR, writer.REFUSED} == set(ACTION_RESULTS)

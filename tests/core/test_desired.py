@@ -6,11 +6,13 @@ import random
 import re
 import string
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from ovirt_cloudprovider.config.schema import label_key_problem, label_value_problem
+from ovirt_cloudprovider.core.changes import label_changes
 from ovirt_cloudprovider.core.desired import desired_nodes, instance_type, kube_os, node_labels, node_name
 from ovirt_cloudprovider.core.naming import (
     SKIP_DUPLICATE_NAME,
@@ -30,8 +32,10 @@ from ovirt_cloudprovider.core.records import (
     NodeAddress,
     NodeInfo,
     NodeSpec,
+    ObservedNode,
     SkippedVM,
     Snapshot,
+    Tag,
     VirtualMachine,
 )
 from ovirt_cloudprovider.core.settings import NodesConfig
@@ -446,3 +450,27 @@ def test_vm_nodes_carry_the_kind_label_as_host_nodes_do() -> None:
     assert dict(spec.labels)["ovirt.org/kind"] == "vm"
     overridden = NodesConfig(extra_labels=(("ovirt.org/kind", "other"),))
     assert dict(node_labels(VM_ON, overridden))["ovirt.org/kind"] == "vm"  # computed labels win
+
+
+def test_the_filters_unknown_tags_and_an_unknown_tag_labels_parent() -> None:
+    """A tag the tree lacks: named by a filter, it is on Desired (core/absence.py counts no absence of that kind);
+    as the [nodes] tag_labels parent, no tag label is derived and the node's tags.ovirt.org/ labels are kept."""
+    tree = (Tag("r", "root", None), Tag("p", "k8s-labels", "r"), Tag("s", "ssd", "p"), Tag("k", "kubernetes", "r"))
+    vm = machine("web1", tags=("kubernetes", "ssd"))
+    nodes = NodesConfig(tag_labels="k8s-labels")
+    query = Snapshot(vms=(vm,), query="tag=kubernetes or tag=gpu*", hosts_query="tag=metal", tags=tree)
+    want = desired_nodes(query, nodes)
+    assert want.vm_filter_unknown_tags == ("gpu*",) and want.host_filter_unknown_tags == ("metal",)
+    assert desired_nodes(replace(query, tags=None), nodes).vm_filter_unknown_tags == ()  # not listed: not known
+    spec = want.nodes[0]
+    assert spec.label_map["tags.ovirt.org/ssd"] == "true" and spec.kept_label_prefixes == ()
+    node = ObservedNode(name="web1", uid="u", resource_version="1",
+                        labels=(("tags.ovirt.org/gpu", "a100"), ("tags.ovirt.org/ssd", "true")))
+    # understood: the stale label goes
+    assert [c for c in label_changes(node, spec) if c[0].startswith("tags.")] == [("tags.ovirt.org/gpu", None)]
+    for tags in (tree[:1] + tree[2:], None):  # the parent renamed or removed; the tree not listed
+        lost = desired_nodes(replace(query, tags=tags), nodes).nodes[0]
+        assert not any(k.startswith("tags.ovirt.org/") for k in lost.label_map)
+        assert lost.kept_label_prefixes == ("tags.ovirt.org/",)
+        assert not any(k.startswith("tags.ovirt.org/") for k, _ in label_changes(node, lost))
+    assert desired_nodes(replace(query, tags=None), NodesConfig()).nodes[0].kept_label_prefixes == ()

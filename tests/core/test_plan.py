@@ -702,6 +702,21 @@ def test_counter_values(value: str, expected: ActionKind) -> None:
         assert p.actions[0].annotations == ((ANNOTATION_ABSENT_SWEEPS, "1"),)
 
 
+def test_a_vm_filter_naming_an_unknown_tag_counts_no_vm_absent() -> None:
+    """A tag of [filters] vms renamed or removed: absent VMs' nodes are blocked, neither marked nor deleted, even
+    those due; present ones are written as usual; the other kind's absence is still counted."""
+    present = make_spec("web0")
+    due, fresh = absent_counter(synced_node(make_spec("web1")), 2), synced_node(make_spec("web2"))
+    want = replace(desired(present), vm_filter_unknown_tags=("gpu-workers",))
+    p = plan(want, [synced_node(present), due, fresh])
+    assert kinds(p) == [("web1", K.BLOCK_DELETE), ("web2", K.BLOCK_DELETE)]
+    assert all(a.reason == "UnknownFilterTag" and a.warning and "'gpu-workers'" in a.message for a in p.actions)
+    assert any(note.startswith("UnknownFilterTag: [filters] vms") for note in p.notes)
+    assert plan(replace(want, vm_filter_unknown_tags=(), host_filter_unknown_tags=("metal",)),
+                [synced_node(present), fresh]).actions[0].kind is K.MARK_ABSENT
+    assert plan(want, [synced_node(present), due], nodes=replace(NODES, delete=False)).actions == ()
+
+
 def test_placeholder_of_a_gone_vm_follows_the_same_rule() -> None:
     placeholder = synced_node(make_spec("gone"), placeholder=True)
     plans, _ = sweeps(desired(make_spec("web1")), (placeholder,), 3)

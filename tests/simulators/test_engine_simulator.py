@@ -358,6 +358,21 @@ def test_tag_search_matches_child_tags(fleet: Fleet) -> None:
     assert len(search_vms(fleet, "")) == 50
 
 
+def test_a_renamed_or_removed_tag_matches_nothing_under_its_old_name() -> None:
+    own = generate_fleet(6, seed=11, untagged=2)
+    workers = {v.name for v in search_vms(own, "tag=k8s-worker")}
+    assert workers
+    own.rename_tag("k8s-worker", "workers")  # the VMs keep the tag, under its new name
+    assert search_vms(own, "tag=k8s-worker") == [] and {v.name for v in search_vms(own, "tag=workers")} == workers
+    assert {v.name for v in search_vms(own, "tag=kubernetes")} >= workers  # still a child of kubernetes
+    with pytest.raises(ValueError, match="exists"):
+        own.rename_tag("workers", "kubernetes")
+    own.remove_tag("kubernetes")  # with the tags under it, detached from every VM
+    assert search_vms(own, "tag=kubernetes") == search_vms(own, "tag=workers") == []
+    assert not any(t.name in ("kubernetes", "workers") for t in own.tags.values())
+    assert all(set(v.tag_ids) <= set(own.tags) for v in own.vms.values())
+
+
 def test_name_status_and_or_and_sorting(fleet: Fleet) -> None:
     assert names(search_vms(fleet, "name=k8s-cp-* sortby name desc")) == ["k8s-cp-2", "k8s-cp-1", "k8s-cp-0"]
     up = {v.name for v in fleet.vms.values() if v.status == "up"}

@@ -400,6 +400,28 @@ class Fleet:
             self.tags[t.id] = t
             return t
 
+    def rename_tag(self, ref: str, new_name: str) -> SimTag:
+        """Rename a tag (by id or name); its VMs and hosts keep it, under the new name, and a search naming the old
+        name matches nothing from now on. Tag names are unique on a real engine (ValueError if taken)."""
+        with self.lock:
+            tag = self.tag(ref)
+            if any(t.name == new_name and t.id != tag.id for t in self.tags.values()):
+                raise ValueError(f"a tag named {new_name!r} exists")
+            tag.name = new_name
+            return tag
+
+    def remove_tag(self, ref: str) -> None:
+        """Remove a tag (by id or name) and the tags under it, as the engine does, detaching them from every VM
+        and host."""
+        with self.lock:
+            gone = self.tag_descendants([self.tag(ref).id])
+            for tid in gone:
+                del self.tags[tid]
+            for vm in self.vms.values():
+                vm.tag_ids = [t for t in vm.tag_ids if t not in gone]
+            for host in self.hosts.values():
+                host.tag_ids -= gone
+
     def set_affinity_labels(self, ref: str, names: Iterable[str], *, host: bool = False) -> None:
         """Give a VM (or, with ``host``, a host) exactly these affinity labels (created when new). A real
         engine logs no event for it."""

@@ -47,10 +47,10 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
     rotated password), ``fleet``, ``logins`` / ``logouts`` / ``active_tokens``.
     Fleet mutations (events included): ``add_vm``, ``remove_vm``, ``set_status``, ``set_tags``, ``tag_vm``,
     ``untag_vm``, ``set_devices``, ``set_ips`` (no event, as on a real engine), ``migrate``, ``rename``,
-    ``add_event``. Faults: ``set_latency``, ``fail_requests`` (5xx HTML), ``proxy_errors`` (502 HTML, SSO
-    too), ``html_not_found`` (an HTML 404 page for GETs by id), ``engine_faults`` (``<fault>``),
-    ``drop_connections``, ``hang_sso``, ``expire_tokens``, ``lose_in_search``, ``twin_in_search`` (a garbled
-    search: a VM's twin, its id in another spelling),
+    ``add_event``; tags: ``add_tag``, ``rename_tag``, ``remove_tag`` (no VM event). Faults: ``set_latency``,
+    ``fail_requests`` (5xx HTML), ``proxy_errors`` (502 HTML, SSO too), ``html_not_found`` (an HTML 404 page for
+    GETs by id), ``engine_faults`` (``<fault>``), ``drop_connections``, ``hang_sso``, ``expire_tokens``,
+    ``lose_in_search``, ``twin_in_search`` (a garbled search: a VM's twin, its id in another spelling),
     ``token_lifetime``; ``clear_faults``. Counters: ``requests``, ``request_count(path, method=, exact=)``,
     ``reset_requests``. Fixed answers: ``serve_static(path, body)``. ``write_config(path)`` writes an INI.
     """
@@ -148,6 +148,12 @@ class EngineSimulator(WriteApi, FaultInjection, SsoEndpoints, LoopbackServer):
 
     def add_tag(self, name: str, *, parent: str | None = None) -> SimTag:
         return self.fleet.add_tag(name, parent=parent)
+
+    def rename_tag(self, ref: str, new_name: str) -> SimTag:
+        return self.fleet.rename_tag(ref, new_name)
+
+    def remove_tag(self, ref: str) -> None:
+        self.fleet.remove_tag(ref)
 
     def set_affinity_labels(self, ref: str, names: Iterable[str], *, host: bool = False) -> None:
         self.fleet.set_affinity_labels(ref, names, host=host)
