@@ -21,6 +21,7 @@ load: benchmarks/record.py), from which ``python benchmarks/report.py --write`` 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import tempfile
 import time
@@ -36,17 +37,17 @@ from ovirt_cloudprovider.autoscaler.protocol import load
 from ovirt_cloudprovider.autoscaler.server import AutoscalerServer, GrpcSettings
 from ovirt_cloudprovider.config import load_config
 from ovirt_cloudprovider.core.nodegroups import mark
-from ovirt_cloudprovider.core.settings import Config, NodeGroupConfig
+from ovirt_cloudprovider.core.settings import AutoscalerConfig, Config, NodeGroupConfig
 
 TEMPLATE = "k8s-node"
 
 
-def _config(path: str, groups: int) -> Config:
+def _config(path: str, groups: int, key_file: Path) -> Config:
     base = load_config(path)
     nodegroups = [NodeGroupConfig(name="up", template=TEMPLATE, cluster="east-a", max_size=100, tags=("kubernetes",))]
     nodegroups += [NodeGroupConfig(name=f"g{i}", template=TEMPLATE, cluster="east-a", max_size=1000)
                    for i in range(groups)]
-    return replace(base, nodegroups=tuple(nodegroups),
+    return replace(base, nodegroups=tuple(nodegroups), autoscaler=AutoscalerConfig(mark_key_file=str(key_file)),
                    controller=replace(base.controller, metrics_bind_address="127.0.0.1:0"))
 
 
@@ -55,7 +56,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, SimProcess(
             "engine", Path(tmp), "--vms", "20", "--template", TEMPLATE, "--image-lock-seconds",
             str(args.image_lock_seconds), "--boot-seconds", str(args.boot_seconds)) as engine:
-        server = AutoscalerServer(_config(engine.info["config"], args.groups),
+        key = secrets.token_bytes(32)
+        (Path(tmp) / "mark-key").write_bytes(key)
+        server = AutoscalerServer(_config(engine.info["config"], args.groups, Path(tmp) / "mark-key"),
                                   GrpcSettings(address="127.0.0.1:0", insecure=True),
                                   poll_interval=args.poll_interval)
         server.start()
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stub.NodeGroupIncreaseSize(pb.NodeGroupIncreaseSizeRequest(id="up", delta=args.scale_up), timeout=120)
             out["increase_call_seconds"] = round(time.monotonic() - started, 3)
             deadline = started + 300
-            while engine.call("statuses", description=mark("up")).get("up", 0) < args.scale_up:
+            while engine.call("statuses", description=mark("up") + ":").get("up", 0) < args.scale_up:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the VMs never came up")
                 time.sleep(0.05)
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["scaleup_engine_requests"] = engine.call("api_requests") - before
             per_group = args.group_vms // args.groups
             for i in range(args.groups):
-                engine.call("create_described", prefix=f"g{i}", description=mark(f"g{i}"), n=per_group)
+                engine.call("create_group_vms", group=f"g{i}", key_hex=key.hex(), n=per_group)
             before = engine.call("api_requests")
             started, cpu = time.monotonic(), time.process_time()
             stub.Refresh(pb.RefreshRequest(), timeout=120)

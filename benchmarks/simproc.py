@@ -34,17 +34,22 @@ def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     config = sim.write_config(str(Path(args.workdir) / "ovirt-cloud.conf"))
 
     def statuses(description: str) -> dict[str, int]:
+        """VM statuses of the VMs whose description starts with ``description``."""
         fleet.advance()
         counts: dict[str, int] = {}
         for vm in list(fleet.vms.values()):
-            if vm.description == description:
+            if vm.description.startswith(description):
                 counts[vm.status] = counts.get(vm.status, 0) + 1
         return counts
 
-    def create_described(prefix: str, description: str, n: int) -> int:
+    def create_group_vms(group: str, key_hex: str, n: int) -> int:
+        """``n`` running VMs of node group ``group`` as the autoscaler makes them (slot names, signed marks)."""
+        from ovirt_cloudprovider.core.nodegroups import signed_mark
+
         for i in range(n):
-            vm = fleet.create_vm(f"{prefix}-{i:05d}", cluster="east-a", template=args.template,
-                                 description=description)
+            name = f"{group}-{i}"
+            vm = fleet.create_vm(name, cluster="east-a", template=args.template,
+                                 description=signed_mark(bytes.fromhex(key_hex), group, name))
             sim.set_status(vm.id, "up")  # running group VMs: a Refresh finds nothing to repair
         return n
 
@@ -59,7 +64,7 @@ def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         "set_status": lambda vm, status: sim.set_status(vm, status).status,
         "vms": lambda: [[vm.id, vm.name, vm.status] for vm in sim.fleet.vms.values()],
         "statuses": statuses,
-        "create_described": create_described,
+        "create_group_vms": create_group_vms,
         "api_requests": lambda: sim.request_count("/ovirt-engine/api"),
         "stop": sim.stop,
     }

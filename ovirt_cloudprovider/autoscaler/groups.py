@@ -4,25 +4,34 @@
 all groups, :mod:`~ovirt_cloudprovider.core.nodegroups` says which VM is whose). The rules:
 
 - ``group_for``, ``target_size``, ``nodes``, ``groups`` answer from memory, never from the engine.
+- Ownership: a VM is a member of a group only when its signed mark verifies under the mark key and it is in the
+  group's cluster, from the group's template, named ``<name_prefix>-<slot>`` (:func:`~ovirt_cloudprovider.core.
+  nodegroups.ownership_problem`; the template's and cluster's ids are read once per group and cached). A VM that
+  claims a group but fails this is never touched: it is logged once (a warning naming it and why) and counted in
+  :meth:`unverified`.
 - ``refresh()`` is one group search (the cluster-autoscaler calls Refresh once per loop); the repairs it finds
   needed are made by the background thread, not in the call: a ``down`` VM of a group is started (a restart
   between a create and its start, a VM stopped by hand) and a VM missing one of its group's tags gets it. A repair
   that fails is logged, never raised: the next round tries again. A VM this process is removing is never started.
 - ``increase(group, delta)`` searches first (the engine is the truth: another replica or a restart may have
   created VMs since the last refresh), refuses to go above ``max_size``, then creates the VMs one by one from the
-  template with the ownership mark, each under a name chosen before its create: when a create fails without an
-  answer (a timeout, a dropped connection) or with 409 "name in use" (curl resent it after a dropped answer),
-  the VM is looked up by that name and counted if it is this group's, so it is never made twice. The new VMs are
+  template with the signed mark, each in a free slot ``<name_prefix>-<n>`` (n below ``max_size``): when a create
+  fails without an answer (a timeout, a dropped connection) or with 409 "name in use" (curl resent it after a
+  dropped answer, or another replica created that slot first), the VM is looked up by that name and counted if it
+  is this group's, so it is never made twice, and two replicas together never exceed ``max_size`` (the engine's
+  unique VM names decide). A slot whose name a VM that is not this group's holds is skipped. The new VMs are
   tagged, and started by the background starter as soon as the engine has copied their disks (``down``). A
   failure mid-way leaves the VMs already created (they count towards the target size) and is returned to the
   autoscaler, which asks again with what is still missing.
 - ``delete(group, provider_ids)`` searches first, refuses the whole request when one node is not a VM of this
   group (another group's VM, a hand-made VM, no VM at all) or is being removed by another request, or when the
   group would go below ``min_size`` (the VMs other requests are removing count as gone), then for each VM
-  re-reads its mark (GET by id) right before stopping it and removing it with its disks. Only the decision is one
-  request at a time per group: parallel requests (the autoscaler sends one per node) wait for their power-offs
-  together. A removal the engine refuses is an error returned to the autoscaler, not a retry loop. A VM removed
-  here is no member any more, even if a search still lists it.
+  re-reads it (GET by id) and verifies its ownership again right before stopping it and removing it with its
+  disks. Only the decision is one request at a time per group: parallel requests (the autoscaler sends one per
+  node) wait for their power-offs together. A removal the engine refuses is an error returned to the autoscaler,
+  not a retry loop. A VM removed here is no member any more, even if a search still lists it. The ``min_size``
+  guard is this process's: two replicas deleting at the same time could together go below it (the engine has no
+  lock to take), so the deployments run exactly one replica (``strategy: Recreate``).
 - ``template_node(group)`` reads the template, cluster and data center once (cached) and computes the node.
 
 Lifecycle: ``start()`` runs the background thread (the starter, and a refresh when the autoscaler has not asked for
@@ -36,8 +45,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import secrets
-import string
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +60,6 @@ from ..logs import kv
 
 log = logging.getLogger(__name__)
 
-_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 MAX_USER_DATA_BYTES = 1024 * 1024
 
 
@@ -64,7 +70,7 @@ class Engine(Protocol):
     def get_vm(self, vm_id: str) -> GroupVm | None: ...
     def find_vm(self, name: str) -> GroupVm | None: ...
     def template(self, group: NodeGroupConfig) -> TemplateInfo: ...
-    def create(self, group: NodeGroupConfig, name: str, user_data: str | None) -> GroupVm: ...
+    def create(self, group: NodeGroupConfig, name: str, user_data: str | None, description: str) -> GroupVm: ...
     def tag(self, vm_id: str, tag: str) -> None: ...
     def start(self, vm_id: str) -> None: ...
     def stop(self, vm_id: str) -> None: ...
@@ -84,11 +90,6 @@ class Refused(Exception):
 class Instance:
     provider_id: str
     state: int  # ng.INSTANCE_*
-
-
-def random_suffix() -> str:
-    """5 random lowercase letters and digits (as Kubernetes' generateName)."""
-    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
 
 
 def read_user_data(path: str | None) -> str | None:
@@ -114,8 +115,7 @@ def read_user_data(path: str | None) -> str | None:
 class NodeGroups:
     """The node groups of one autoscaler process. Thread-safe; see the module docstring for the rules."""
 
-    def __init__(self, groups: Sequence[NodeGroupConfig], nodes: NodesConfig, engine: Engine, *,
-                 suffix: Callable[[], str] = random_suffix,
+    def __init__(self, groups: Sequence[NodeGroupConfig], nodes: NodesConfig, engine: Engine, *, mark_key: bytes,
                  user_data: Callable[[str | None], str | None] = read_user_data,
                  poll_interval: float = 2.0, stop_timeout: float = 120.0, idle_refresh: float = 60.0,
                  on_engine: Callable[[str | None], None] = lambda error: None,
@@ -124,7 +124,9 @@ class NodeGroups:
         self._groups = {g.name: g for g in groups}
         self._nodes = nodes
         self._engine = engine
-        self._suffix = suffix
+        if len(mark_key) < ng.MARK_KEY_MIN_BYTES:
+            raise ValueError(f"the mark key must have at least {ng.MARK_KEY_MIN_BYTES} bytes")
+        self._key = mark_key
         self._user_data = user_data
         self._poll = poll_interval
         self._stop_timeout = stop_timeout
@@ -135,6 +137,8 @@ class NodeGroups:
         self._members: dict[str, tuple[GroupVm, ...]] = {name: () for name in self._groups}
         self._owner: dict[str, str] = {}  # normalised VM id -> group
         self._templates: dict[str, TemplateInfo] = {}
+        self._unverified: dict[str, int] = {name: 0 for name in self._groups}  # at the last search
+        self._warned: set[str] = set()  # VM ids whose failed ownership was logged (once per VM)
         self._pending: dict[str, float] = {}  # VM ids created here, not started yet -> when given up
         self._removing: set[str] = set()  # VM ids being stopped and removed here: never started
         # VM ids removed here that a search may still return (one answered before the removal, or an engine still
@@ -175,11 +179,31 @@ class NodeGroups:
         return tuple(Instance(vm.provider_id, ng.INSTANCE_DELETING if vm.id in removing
                               else ng.instance_state(vm.status)) for vm in vms)
 
+    def unverified(self, name: str) -> int:
+        """VMs claiming group ``name`` whose ownership did not verify at the last search (never touched)."""
+        with self._lock:
+            return self._unverified.get(name, 0)
+
     # --- the engine ----------------------------------------------------------------------------------
+
+    def _place(self, group: NodeGroupConfig) -> TemplateInfo:
+        """The group's template and cluster as the engine knows them (read once, then cached)."""
+        with self._lock:
+            info = self._templates.get(group.name)
+        if info is None:
+            info = self._engine.template(group)
+            with self._lock:
+                self._templates[group.name] = info
+        return info
+
+    def _verify(self, group: NodeGroupConfig, vm: GroupVm) -> str | None:
+        """Why ``vm`` is not a VM of ``group`` (see :func:`ng.ownership_problem`), or None."""
+        return ng.ownership_problem(group, vm, self._key, self._place(group))
 
     def _search(self) -> dict[str, tuple[GroupVm, ...]]:
         """One group search; the state replaced by its answer."""
         try:
+            places = {name: self._place(group) for name, group in self._groups.items()}
             vms = self._engine.group_vms()
         except EngineError as err:
             self._on_engine(str(err))
@@ -188,11 +212,21 @@ class NodeGroups:
         with self._lock:
             listed = {vm.id for vm in vms}
             self._gone &= listed
-            members = ng.members(list(self._groups.values()), [vm for vm in vms if vm.id not in self._gone])
+            found = ng.members(list(self._groups.values()), [vm for vm in vms if vm.id not in self._gone],
+                               self._key, places)
+            members = found.groups
             self._members = members
             self._owner = ng.snapshot_by_provider_id(members)
+            self._unverified = {name: 0 for name in self._groups}
+            for vm, _ in found.unverified:
+                self._unverified[vm.group] += 1
+            news = [(vm, why) for vm, why in found.unverified if vm.id not in self._warned]
+            self._warned = {vm.id for vm, _ in found.unverified}
             self._refreshed_at = time.monotonic()
             self.refreshed = True
+        for vm, why in news:
+            log.warning("a VM claims a node group but is not its; it is never touched",
+                        extra=kv(group=vm.group, vm=vm.name, vm_id=vm.id, reason=why))
         return members
 
     def refresh(self) -> None:
@@ -247,22 +281,34 @@ class NodeGroups:
             if problem is not None:
                 raise Refused(problem, "invalid" if delta <= 0 else "precondition")
             user_data = self._user_data(group.user_data_file)
-            created: list[GroupVm] = []
+            slots = iter(ng.free_slots(group, (v.name for v in current)))
+            created: list[GroupVm] = []  # made here, or found made by another replica in the slot
+            made = 0
             try:
-                for _ in range(delta):
+                while len(created) < delta:
                     self._check_stopping(f"node group {name}: {len(created)} of {delta} VMs created")
-                    vm = self._create(group, ng.vm_name(group, self._suffix()), user_data)
+                    slot = next(slots, None)
+                    if slot is None:
+                        raise Refused(f"node group {name}: {len(created)} of {delta} VMs created; every other name "
+                                      f"{group.prefix}-0..{group.max_size - 1} is held by a VM that is not this "
+                                      "group's")
+                    vm, new = self._create(group, ng.slot_name(group, slot), user_data)
+                    if vm is None:
+                        continue
                     created.append(vm)
+                    made += new
                     with self._lock:
-                        self._members[name] = (*self._members[name], vm)
+                        self._members[name] = (*(v for v in self._members[name] if v.id != vm.id), vm)
                         self._owner[providerid.normalize_vm_id(vm.id)] = name
                         self._pending[vm.id] = time.monotonic() + max(600.0, self._stop_timeout)
                     self._wake.set()
-                    self._tag(group, vm, group.tags)
+                    self._tag(group, vm, ng.missing_tags(group, vm))
             finally:
+                if made:
+                    self._on_created(name, made)
                 if created:
-                    self._on_created(name, len(created))
-                    log.info("node-group VMs created", extra=kv(group=name, asked=delta, created=len(created),
+                    log.info("node-group VMs created", extra=kv(group=name, asked=delta, created=made,
+                                                                counted=len(created) - made,
                                                                 vms=",".join(v.name for v in created)))
             return tuple(created)
 
@@ -271,20 +317,34 @@ class NodeGroups:
         if self._stopping.is_set():
             raise EngineTransientError(f"shutting down: {done}")
 
-    def _create(self, group: NodeGroupConfig, name: str, user_data: str | None) -> GroupVm:
+    def _create(self, group: NodeGroupConfig, name: str, user_data: str | None) -> tuple[GroupVm | None, bool]:
+        """The VM in the slot ``name``: (the VM, True) when created here, (the VM, False) when a create without a
+        usable answer or another replica made it, (None, False) when a VM that is not this group's (or one being
+        removed here) holds the name: the caller takes the next slot."""
         try:
-            return self._engine.create(group, name, user_data)
+            return self._engine.create(group, name, user_data, ng.signed_mark(self._key, group.name, name)), True
         except EngineError as err:
             # No answer (the create may have happened), or 409 "name in use" (curl resends a request whose reused
-            # connection died without an answer: the first one did it). The name was chosen before: look it up.
+            # connection died without an answer: the first one did it; or another replica took this slot). The name
+            # was chosen before: look it up.
             if not isinstance(err, EngineTransientError) and err.code != 409:
                 raise
             found = self._engine.find_vm(name)
-            if found is not None and found.group == group.name:
-                log.info("a create without a usable answer happened; counted once",
-                         extra=kv(group=group.name, vm=name, error=str(err)))
-                return found
-            raise
+            if found is None:
+                raise
+            problem = self._verify(group, found)
+            with self._lock:
+                leaving = found.id in self._gone or found.id in self._removing
+            if problem is None and not leaving:
+                log.info("the VM of this name exists already (a create without a usable answer, or another "
+                         "replica's); counted once", extra=kv(group=group.name, vm=name, error=str(err)))
+                return found, False
+            if err.code != 409:
+                raise
+            log.warning("a VM that is not this group's (or is being removed) holds the name; next slot",
+                        extra=kv(group=group.name, vm=name, vm_id=found.id,
+                                 reason=problem or "being removed by this autoscaler"))
+            return None, False
 
     def delete(self, name: str, provider_ids: Sequence[str]) -> tuple[GroupVm, ...]:
         """Stop and remove the VMs of group ``name`` the nodes ``provider_ids`` name (all or nothing).
@@ -326,9 +386,10 @@ class NodeGroups:
             current = self._engine.get_vm(vm.id)
             if current is None:
                 return  # already gone
-            if current.group != group.name:  # the mark is re-read right before the removal
-                raise Refused(f"node group {group.name}: VM {current.name} ({vm.id}) no longer carries this group's "
-                              "mark; it was not removed")
+            problem = self._verify(group, current)  # the VM is re-read and verified right before the removal
+            if problem is not None:
+                raise Refused(f"node group {group.name}: VM {current.name} ({vm.id}) is no longer this group's "
+                              f"({problem}); it was not removed")
             if current.status != "down":
                 self._engine.stop(vm.id)
                 self._wait_down(vm)
@@ -351,13 +412,7 @@ class NodeGroups:
 
     def template_node(self, name: str) -> TemplateNode:
         group = self.config(name)
-        with self._lock:
-            info = self._templates.get(name)
-        if info is None:
-            info = self._engine.template(group)
-            with self._lock:
-                self._templates[name] = info
-        return ng.template_node(group, info, self._nodes)
+        return ng.template_node(group, self._place(group), self._nodes)
 
     # --- the background thread -------------------------------------------------------------------
 
@@ -391,4 +446,4 @@ class NodeGroups:
             self._wake.clear()
 
 
-__all__ = ["Engine", "Instance", "NodeGroups", "Refused", "random_suffix", "read_user_data"]
+__all__ = ["Engine", "Instance", "NodeGroups", "Refused", "read_user_data"]

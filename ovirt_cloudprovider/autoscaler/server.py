@@ -26,8 +26,9 @@ import grpc
 
 from .. import __version__
 from ..app import StartupError
+from ..config import read_mark_key
 from ..config.schema import parse_bind_address
-from ..core.settings import Config
+from ..core.settings import Config, ConfigError
 from ..engine.errors import EngineError
 from ..engine.provisioner import Provisioner
 from ..health import HealthServer, HealthState
@@ -99,12 +100,17 @@ class AutoscalerServer:
         if not config.nodegroups:
             raise StartupError(f"{config.path}: no [nodegroup NAME] section: the autoscaler has no node group to "
                                "serve")
+        try:
+            mark_key = read_mark_key(config)
+        except ConfigError as err:
+            raise StartupError(str(err)) from None
         self.config = config
         self.metrics = Metrics()
         self.health = HealthState(engine_stale_after=max(3 * idle_refresh, 180.0))
         self.engine = engine or Provisioner(config.connection, metrics=self.metrics,
                                             auth_backoff_max=config.controller.backoff_max)
-        self.groups = NodeGroups(config.nodegroups, config.nodes, self.engine, poll_interval=poll_interval,
+        self.groups = NodeGroups(config.nodegroups, config.nodes, self.engine, mark_key=mark_key,
+                                 poll_interval=poll_interval,
                                  idle_refresh=idle_refresh, on_engine=self._engine_state,
                                  on_created=lambda g, n: self.am.vms_created_total.labels(g).inc(n),
                                  on_removed=lambda g, n: self.am.vms_removed_total.labels(g).inc(n))

@@ -60,7 +60,11 @@ class AutoscalerMetrics:
             registry=registry)
         self.size = Gauge(f"{PREFIX}_nodegroup_size", "VMs of a node group in the engine (its target size).",
                           ["group"], registry=registry)
+        self.unverified = Gauge(
+            f"{PREFIX}_nodegroup_unverified_vms", "VMs claiming a node group at the last search whose ownership did "
+            "not verify (signed mark, cluster, template, name): never touched.", ["group"], registry=registry)
         for g in groups.configs():
+            self.unverified.labels(g.name).set_function(functools.partial(groups.unverified, g.name))
             self.vms_created_total.labels(g.name)
             self.vms_removed_total.labels(g.name)
             self.size.labels(g.name).set_function(functools.partial(groups.target_size, g.name))

@@ -40,8 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.nodegroups import MARK_KEY_MIN_BYTES
 from ..core.settings import (
     LEGACY_DEFAULT_USERNAME,
+    AutoscalerConfig,
     Config,
     ConfigError,
     ConnectionConfig,
@@ -90,6 +92,33 @@ def resolve_password(conn: ConnectionConfig) -> str:
         return conn.password
     raise ConfigError("no password configured (set password or password_file)", section="connection",
                       key="password")
+
+
+def read_mark_key(config: Config) -> bytes:
+    """The autoscaler's mark key: the bytes of ``[autoscaler] mark_key_file`` (one trailing newline dropped), at
+    least :data:`MARK_KEY_MIN_BYTES`. Raises :class:`ConfigError` naming the section and key (never the key)."""
+    path = config.autoscaler.mark_key_file
+    if not path:
+        raise ConfigError("missing: the autoscaler signs the ownership marks of its VMs with this key (a file of "
+                          f"at least {MARK_KEY_MIN_BYTES} random bytes, e.g. `head -c 32 /dev/urandom | base64`)",
+                          path=config.path, section="autoscaler", key="mark_key_file")
+    try:
+        return _mark_key(path)
+    except Invalid as err:
+        raise ConfigError(err.problem, path=config.path, section="autoscaler", key="mark_key_file") from None
+
+
+def _mark_key(path: str) -> bytes:
+    try:
+        data = _read_regular_file(path, _MAX_SECRET_FILE_BYTES + 1)
+    except OSError as err:
+        raise Invalid(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
+    if len(data) > _MAX_SECRET_FILE_BYTES:
+        raise Invalid(f"{path} is too large to hold a key")
+    data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
+    if len(data) < MARK_KEY_MIN_BYTES:
+        raise Invalid(f"{path} holds {len(data)} bytes; a mark key needs at least {MARK_KEY_MIN_BYTES}")
+    return data
 
 
 # --- reading files -----------------------------------------------------------------------------------
@@ -588,6 +617,17 @@ def _controller(values: _Values) -> ControllerConfig:
     return ControllerConfig(**p)
 
 
+def _autoscaler(path: str, values: _Values) -> AutoscalerConfig:
+    p = dict(values.parsed)
+    if "mark_key_file" in p:
+        p["mark_key_file"] = _resolve_path(path, p["mark_key_file"])
+        try:
+            _mark_key(p["mark_key_file"])
+        except Invalid as err:
+            raise values.error("mark_key_file", err.problem) from None
+    return AutoscalerConfig(**p)
+
+
 _MAX_USER_DATA_BYTES = 1024 * 1024
 
 
@@ -642,6 +682,7 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
         filters=_filters(path, parsed["filters"], notices),
         nodes=_nodes(parsed["nodes"]),
         controller=_controller(parsed["controller"]),
+        autoscaler=_autoscaler(path, parsed["autoscaler"]),
         nodegroups=_nodegroups(path, sections),
         notices=tuple(notices),
     )

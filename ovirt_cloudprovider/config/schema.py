@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core.settings import (
     DEFAULT_API_PATH,
+    AutoscalerConfig,
     ConnectionConfig,
     ControllerConfig,
     FiltersConfig,
@@ -332,6 +333,9 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "kube_api_qps": _Key(_Rate()),
         "kube_api_burst": _Key(_Integer(1, 100000)),
     },
+    "autoscaler": {
+        "mark_key_file": _Key(_text),
+    },
 }
 # ``[nodegroup NAME]`` sections (any number; NAME a DNS label of at most 40 characters): the autoscaler's node groups.
 NODEGROUP = "nodegroup"
@@ -386,7 +390,7 @@ NODEGROUP_REQUIRED = ("template", "cluster", "max_size")
 
 SECTION_CLASSES: dict[str, type[Any]] = {
     "connection": ConnectionConfig, "filters": FiltersConfig, "nodes": NodesConfig,
-    "controller": ControllerConfig,
+    "controller": ControllerConfig, "autoscaler": AutoscalerConfig,
 }
 
 # Labels core/desired.py computes itself; extra_labels may not set them (zone/region only when their

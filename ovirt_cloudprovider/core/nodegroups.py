@@ -1,15 +1,22 @@
 """The autoscaler's node groups, decided purely: ownership marks, VM names, target sizes, what to start, tag and
 delete, and what a new node of a group will look like. No I/O.
 
-- **Ownership**: a VM belongs to node group ``NAME`` when its description is exactly the mark
-  ``ovirt-cloudprovider-nodegroup:NAME`` (:func:`mark`), written when the VM is created, so the engine keeps it:
-  a restarted service or a second replica finds the same groups, and a VM created just before a crash is found
-  too. One search (:data:`MARK_SEARCH`) finds the VMs of every group at once. A VM whose mark names a group that
-  is not configured belongs to no group and is never touched.
+- **Ownership**: a VM belongs to node group ``NAME`` when its description is the signed mark
+  ``ovirt-cloudprovider-nodegroup:NAME:<MAC>`` (:func:`signed_mark`), written when the VM is created, so the
+  engine keeps it: a restarted service or a second replica finds the same groups, and a VM created just before a
+  crash is found too. The MAC is HMAC-SHA256 under the autoscaler's mark key (``[autoscaler] mark_key_file``) over
+  the group and the VM's name: whoever may edit a VM's description but does not hold the key cannot write a mark
+  that verifies, nor move one to a VM of another name. And the VM must also be where the group puts its VMs
+  (:func:`ownership_problem`): in the group's cluster, made from the group's template (``template`` or
+  ``original_template``, any version of it), named ``<name_prefix>-<slot>``. A VM that fails any of these is in no
+  group and never touched (not counted, mapped, started, tagged or removed). One search (:data:`MARK_SEARCH`)
+  finds the VMs of every group at once. A VM whose mark names a group that is not configured belongs to no group.
 - **Target size** of a group = its VMs in the engine, whatever their status (a VM being created counts, so a
   retried or repeated increase never creates more than asked).
-- **Names**: ``<name_prefix>-<suffix>`` (:func:`vm_name`); the suffix is chosen by the caller before the create,
-  so a create that timed out is looked up by that name instead of being made twice.
+- **Names**: ``<name_prefix>-<slot>``, the slot a number from 0 to ``max_size`` - 1 (:func:`slot_name`,
+  :func:`free_slots`): the engine refuses a second VM of the same name (409), so two replicas (or a retry after a
+  lost answer) never create more than ``max_size`` VMs: the loser of a race for a slot looks the name up and counts
+  the winner's VM instead of creating another.
 - **Scale up** (:func:`increase_problem`): a positive delta that keeps the group at or below ``max_size``.
 - **Scale down** (:func:`deletion`): every requested node must be a VM of this group (by providerID) that no
   other request is removing, the group must stay at or above ``min_size`` counting the VMs other requests are
@@ -24,6 +31,8 @@ delete, and what a new node of a group will look like. No I/O.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +45,9 @@ from .settings import NodeGroupConfig, NodesConfig
 MARK_PREFIX = "ovirt-cloudprovider-nodegroup:"
 # The one engine search that finds the VMs of every node group (the description field, a trailing wildcard).
 MARK_SEARCH = f"description={MARK_PREFIX}*"
+# The shortest mark key accepted (bytes): 256 bits, as HMAC-SHA256's output.
+MARK_KEY_MIN_BYTES = 32
+_MAC_CONTEXT = b"ovirt-cloudprovider nodegroup mark v1"
 
 # InstanceStatus.InstanceState of the externalgrpc protocol.
 INSTANCE_RUNNING, INSTANCE_CREATING, INSTANCE_DELETING = 1, 2, 3
@@ -55,8 +67,11 @@ class GroupVm:
     id: str
     name: str
     status: str  # an ovirtsdk4.types.VmStatus value
-    group: str  # the group its mark names
+    group: str  # the group its mark names ("" when its description is no mark)
     tags: tuple[str, ...] = ()
+    mac: str = ""  # the MAC of its mark ("" when none)
+    cluster_id: str = ""  # the engine's cluster of the VM
+    template_ids: tuple[str, ...] = ()  # its template and original template, as the engine reports them
 
     @property
     def provider_id(self) -> str:
@@ -75,6 +90,8 @@ class TemplateInfo:
     os_type: str | None  # the template's OS type (rhel_9x64, other_linux...)
     cluster: str
     datacenter: str | None
+    cluster_id: str = ""  # the group's cluster's id
+    template_ids: tuple[str, ...] = ()  # every version of the group's template (what a group VM's template is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,34 +114,112 @@ class Deletion:
 
 
 def mark(group: str) -> str:
-    """The description of every VM of ``group``: its ownership mark."""
+    """The public part of the mark of every VM of ``group`` (``ovirt-cloudprovider-nodegroup:NAME``)."""
     return MARK_PREFIX + group
 
 
-def group_of(description: str | None) -> str | None:
-    """The group a VM's description marks it as a member of, or None (not exactly a mark)."""
+def mark_mac(key: bytes, group: str, name: str) -> str:
+    """HMAC-SHA256 under ``key`` over ``group`` and the VM name ``name`` (hex)."""
+    message = b"\0".join((_MAC_CONTEXT, group.encode("utf-8"), name.encode("utf-8")))
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def signed_mark(key: bytes, group: str, name: str) -> str:
+    """The description of the VM ``name`` of ``group``: ``ovirt-cloudprovider-nodegroup:GROUP:MAC``."""
+    return f"{mark(group)}:{mark_mac(key, group, name)}"
+
+
+def parse_mark(description: str | None) -> tuple[str, str] | None:
+    """(group, MAC) of a description that has the shape of a mark (the MAC "" when it has none), or None."""
     text = description or ""
     if not text.startswith(MARK_PREFIX):
         return None
-    name = text[len(MARK_PREFIX):]
-    return name if name and name == name.strip() and " " not in name else None
+    group, _, mac = text[len(MARK_PREFIX):].partition(":")
+    if not group or group != group.strip() or " " in group:
+        return None
+    return group, mac
+
+
+def group_of(description: str | None) -> str | None:
+    """The group a VM's description claims it for (verified by :func:`ownership_problem`, not here), or None."""
+    parsed = parse_mark(description)
+    return parsed[0] if parsed is not None else None
+
+
+def slot_name(group: NodeGroupConfig, slot: int) -> str:
+    """``<name_prefix>-<slot>``: the name of the VM of ``group`` in ``slot`` (and of its node)."""
+    return f"{group.prefix}-{slot}"
 
 
 def vm_name(group: NodeGroupConfig, suffix: str) -> str:
-    """``<name_prefix>-<suffix>``: the name of a new VM of ``group`` (and of its node)."""
+    """``<name_prefix>-<suffix>``."""
     return f"{group.prefix}-{suffix}"
 
 
-def members(groups: Sequence[NodeGroupConfig], vms: Iterable[GroupVm]) -> dict[str, tuple[GroupVm, ...]]:
-    """The VMs of each configured group (sorted by name); a VM marked for an unknown group is in none."""
+def slot_of(group: NodeGroupConfig, name: str) -> int | None:
+    """The slot of the VM name ``name`` in ``group`` (``<name_prefix>-<n>``, n without leading zeros), or None."""
+    head = group.prefix + "-"
+    if not name.startswith(head):
+        return None
+    rest = name[len(head):]
+    if not rest.isascii() or not rest.isdigit() or (len(rest) > 1 and rest[0] == "0") or len(rest) > 6:
+        return None
+    return int(rest)
+
+
+def free_slots(group: NodeGroupConfig, taken_names: Iterable[str]) -> list[int]:
+    """The slots 0 .. ``max_size`` - 1 whose names are not in ``taken_names``, lowest first."""
+    taken = {s for s in (slot_of(group, n) for n in taken_names) if s is not None}
+    return [s for s in range(group.max_size) if s not in taken]
+
+
+def ownership_problem(group: NodeGroupConfig, vm: GroupVm, key: bytes, place: TemplateInfo) -> str | None:
+    """Why ``vm`` is not a VM of ``group`` (its mark does not verify under ``key``, or it is not in the group's
+    cluster, not made from its template, not named ``<name_prefix>-<slot>``), or None when it is."""
+    if vm.group != group.name:
+        return f"its mark names {vm.group or 'no group'}"
+    if not vm.mac or not hmac.compare_digest(vm.mac, mark_mac(key, group.name, vm.name)):
+        return "its mark does not verify (not written by this autoscaler's mark key for this VM name)"
+    if slot_of(group, vm.name) is None:
+        return f"its name is not {group.prefix}-<number>"
+    if not place.cluster_id or vm.cluster_id != place.cluster_id:
+        return f"it is not in the cluster {group.cluster}"
+    if not set(vm.template_ids) & set(place.template_ids):
+        return f"it was not made from the template {group.template}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """The VMs of each configured group, and the VMs that claim a configured group but are not its (with why)."""
+
+    groups: dict[str, tuple[GroupVm, ...]]
+    unverified: tuple[tuple[GroupVm, str], ...] = ()
+
+
+def members(groups: Sequence[NodeGroupConfig], vms: Iterable[GroupVm], key: bytes,
+            places: Mapping[str, TemplateInfo]) -> Membership:
+    """The VMs of each configured group (sorted by name) whose ownership verifies (:func:`ownership_problem`; a
+    group without a place in ``places`` has none); a VM marked for an unknown group is in none, and is not listed
+    as unverified either (another autoscaler's)."""
+    by_name = {g.name: g for g in groups}
     out: dict[str, list[GroupVm]] = {g.name: [] for g in groups}
+    unverified: list[tuple[GroupVm, str]] = []
     seen: set[str] = set()
     for vm in vms:
-        key = providerid.normalize_vm_id(vm.id)
-        if vm.group in out and key not in seen:
-            seen.add(key)
-            out[vm.group].append(vm)
-    return {name: tuple(sorted(found, key=lambda v: (v.name, v.id))) for name, found in out.items()}
+        vm_key = providerid.normalize_vm_id(vm.id)
+        group = by_name.get(vm.group)
+        if group is None or vm_key in seen:
+            continue
+        seen.add(vm_key)
+        place = places.get(group.name)
+        problem = ownership_problem(group, vm, key, place) if place is not None else "its group's template is unknown"
+        if problem is None:
+            out[group.name].append(vm)
+        else:
+            unverified.append((vm, problem))
+    return Membership({name: tuple(sorted(found, key=lambda v: (v.name, v.id))) for name, found in out.items()},
+                      tuple(unverified))
 
 
 def increase_problem(group: NodeGroupConfig, current: int, delta: int) -> str | None:
@@ -215,19 +310,28 @@ __all__ = [
     "INSTANCE_CREATING",
     "INSTANCE_DELETING",
     "INSTANCE_RUNNING",
+    "MARK_KEY_MIN_BYTES",
     "MARK_PREFIX",
     "MARK_SEARCH",
     "Deletion",
     "GroupVm",
+    "Membership",
     "TemplateInfo",
     "TemplateNode",
     "deletion",
+    "free_slots",
     "group_of",
     "increase_problem",
     "instance_state",
     "mark",
+    "mark_mac",
     "members",
     "missing_tags",
+    "ownership_problem",
+    "parse_mark",
+    "signed_mark",
+    "slot_name",
+    "slot_of",
     "snapshot_by_provider_id",
     "template_node",
     "to_start",

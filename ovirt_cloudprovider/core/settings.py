@@ -135,6 +135,15 @@ class ControllerConfig:
 
 
 @dataclass(frozen=True)
+class AutoscalerConfig:
+    """The ``[autoscaler]`` section: what only the autoscaler (``ovirt-cloudprovider autoscaler``) reads."""
+
+    # The key (at least 32 bytes) the ownership marks of its VMs are signed with (HMAC-SHA256); never logged.
+    # Required by the autoscaler; keep it: VMs signed with another key are never touched.
+    mark_key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeGroupConfig:
     """One ``[nodegroup NAME]`` section: a group of VMs the autoscaler creates from one template."""
 
@@ -163,6 +172,7 @@ class Config:
     filters: FiltersConfig = FiltersConfig()
     nodes: NodesConfig = NodesConfig()
     controller: ControllerConfig = ControllerConfig()
+    autoscaler: AutoscalerConfig = AutoscalerConfig()
     nodegroups: tuple[NodeGroupConfig, ...] = ()  # the [nodegroup NAME] sections (only the autoscaler uses them)
     # What the reader noticed while parsing, for the caller to log; not part of the configuration's value.
     notices: tuple[Notice, ...] = field(default=(), compare=False)

@@ -9,8 +9,9 @@ classification and request metrics) with the requests the autoscaler needs. It r
 - ``get_vm(id)`` / ``find_vm(name)``: one VM by id (re-reading its mark before a removal) or by name (a create
   that timed out: did it happen?).
 - ``template(group)``: the template (its version), the cluster and the cluster's data center: what a new VM gets.
-- ``create(group, name, user_data)``: ``POST /vms`` from the template in the group's cluster, with the ownership
-  mark as description and the cloud-init user data and host name as its initialization; ``tag``, ``start``
+- ``create(group, name, user_data, description)``: ``POST /vms`` from the template in the group's cluster, with
+  the signed ownership mark (made by the caller, who holds the key) as description and the cloud-init user data
+  and host name as its initialization; ``tag``, ``start``
   (with cloud-init), ``stop`` and ``remove`` (with its disks).
 
 Operations counted in ``engine_requests_total``: ``search_group_vms``, ``get_vm``, ``find_vm``,
@@ -24,7 +25,7 @@ from typing import Any
 
 import ovirtsdk4.types as types
 
-from ..core.nodegroups import MARK_SEARCH, GroupVm, TemplateInfo, group_of, mark
+from ..core.nodegroups import MARK_SEARCH, GroupVm, TemplateInfo, parse_mark
 from ..core.settings import NodeGroupConfig
 from .client import EngineClient
 from .errors import EngineDataError, EngineFaultError
@@ -33,11 +34,18 @@ GROUP_PAGE_SIZE = 500
 _MIB = 1024**2
 
 
+def _ref_id(item: Any, attr: str) -> str:
+    ref = getattr(item, attr, None)
+    return str(ref.id) if ref is not None and getattr(ref, "id", None) else ""
+
+
 def _group_vm(item: Any) -> GroupVm:
     status = getattr(item, "status", None)
     tags = getattr(item, "tags", None) or ()
+    group, mac = parse_mark(getattr(item, "description", None)) or ("", "")
+    templates = tuple(dict.fromkeys(t for t in (_ref_id(item, "template"), _ref_id(item, "original_template")) if t))
     return GroupVm(id=str(item.id), name=str(item.name or ""), status=str(status.value) if status else "unknown",
-                   group=group_of(getattr(item, "description", None)) or "",
+                   group=group, mac=mac, cluster_id=_ref_id(item, "cluster"), template_ids=templates,
                    tags=tuple(sorted(str(t.name) for t in tags if getattr(t, "name", None))))
 
 
@@ -102,6 +110,7 @@ class Provisioner(EngineClient):
 
         found = [t for t in self._call("get_template", f"template {group.template}", templates)
                  if t.name == group.template]
+        versions = tuple(str(t.id) for t in found if t.id)
         if group.template_version is not None:
             found = [t for t in found if t.version is not None and t.version.version_number == group.template_version]
         if not found:
@@ -130,14 +139,14 @@ class Provisioner(EngineClient):
         return TemplateInfo(id=str(tpl.id), name=str(tpl.name), cpus=cpus, memory_bytes=tpl.memory,
                             architecture=str(arch.value) if arch is not None else None,
                             os_type=tpl.os.type if tpl.os is not None else None, cluster=group.cluster,
-                            datacenter=datacenter)
+                            datacenter=datacenter, cluster_id=str(cluster.id or ""), template_ids=versions)
 
-    def create(self, group: NodeGroupConfig, name: str, user_data: str | None) -> GroupVm:
-        """``POST /vms``: a VM ``name`` of ``group`` from its template, marked, with its cloud-init initialization
-        (status ``image_locked`` while its disks are copied)."""
+    def create(self, group: NodeGroupConfig, name: str, user_data: str | None, description: str) -> GroupVm:
+        """``POST /vms``: a VM ``name`` of ``group`` from its template, marked (``description``), with its cloud-init
+        initialization (status ``image_locked`` while its disks are copied)."""
         version = types.TemplateVersion(version_number=group.template_version) if group.template_version else None
         vm = types.Vm(
-            name=name, description=mark(group.name), comment="created by the ovirt-cloudprovider autoscaler",
+            name=name, description=description, comment="created by the ovirt-cloudprovider autoscaler",
             cluster=types.Cluster(name=group.cluster), template=types.Template(name=group.template, version=version),
             initialization=types.Initialization(custom_script=user_data, host_name=name),
         )

@@ -13,12 +13,23 @@ import pytest
 
 from ovirt_cloudprovider.autoscaler.protocol import load
 from ovirt_cloudprovider.autoscaler.server import AutoscalerServer, GrpcSettings
-from ovirt_cloudprovider.core.settings import Config, ConnectionConfig, ControllerConfig, NodeGroupConfig
+from ovirt_cloudprovider.core.nodegroups import mark
+from ovirt_cloudprovider.core.settings import (
+    AutoscalerConfig,
+    Config,
+    ConnectionConfig,
+    ControllerConfig,
+    NodeGroupConfig,
+)
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
+from tests.helpers import REPO
 
 GIB = 1024**3
 POOL = NodeGroupConfig(name="pool", template="k8s-node", cluster="east-a", min_size=1, max_size=5,
                        tags=("kubernetes",))
+# The tests' mark key (a random 32 bytes, hex): what [autoscaler] mark_key_file names in the tests' configurations.
+MARK_KEY_FILE = REPO / "tests" / "autoscaler" / "mark-key"
+MARK_KEY = MARK_KEY_FILE.read_bytes().rstrip(b"\n")
 OTHER = NodeGroupConfig(name="other", template="k8s-node", cluster="east-a", max_size=3, tags=("kubernetes",))
 
 
@@ -59,7 +70,12 @@ def config_for(engine: EngineSimulator, *groups: NodeGroupConfig, timeout: float
                                                              password=engine.password, ca_file=engine.ca_file,
                                                              timeout=timeout),
                   controller=replace(ControllerConfig(), metrics_bind_address="127.0.0.1:0"),
-                  nodegroups=groups or (POOL, OTHER))
+                  autoscaler=AutoscalerConfig(mark_key_file=str(MARK_KEY_FILE)), nodegroups=groups or (POOL, OTHER))
+
+
+def is_marked(description: str, group: str) -> bool:
+    """Whether ``description`` is a mark of ``group`` signed with the tests' key (whatever the VM's name)."""
+    return description.startswith(mark(group) + ":")
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from typing import Any
 
 import grpc
 
-from ovirt_cloudprovider.core.nodegroups import mark
 from ovirt_cloudprovider.core.settings import NodeGroupConfig
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
-from tests.autoscaler.conftest import POOL, Scaler, config_for, engine_fleet
+from tests.autoscaler.conftest import POOL, Scaler, config_for, engine_fleet, is_marked
 from tests.helpers import wait_for
 
 BIG = NodeGroupConfig(name="big", template="k8s-node", cluster="east-a", min_size=0, max_size=20)
@@ -23,7 +22,7 @@ BIG = NodeGroupConfig(name="big", template="k8s-node", cluster="east-a", min_siz
 
 def _vms(sim: EngineSimulator, group: str) -> list[str]:
     sim.fleet.advance()
-    return sorted(v.id for v in sim.fleet.vms.values() if v.description == mark(group))
+    return sorted(v.id for v in sim.fleet.vms.values() if is_marked(v.description, group))
 
 
 def _statuses(sim: EngineSimulator, ids: list[str]) -> list[str]:

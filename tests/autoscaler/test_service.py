@@ -13,22 +13,21 @@ from dataclasses import replace
 import grpc
 import pytest
 
-from ovirt_cloudprovider.core.nodegroups import mark
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
-from tests.autoscaler.conftest import OTHER, POOL, Scaler, config_for, engine_fleet
+from tests.autoscaler.conftest import OTHER, POOL, Scaler, config_for, engine_fleet, is_marked
 from tests.controller.world import World
 from tests.helpers import wait_for
 
 
 def _group_vms(sim: EngineSimulator, group: str) -> list[str]:
     sim.fleet.advance()
-    return sorted(v.id for v in sim.fleet.vms.values() if v.description == mark(group))
+    return sorted(v.id for v in sim.fleet.vms.values() if is_marked(v.description, group))
 
 
 def _statuses(sim: EngineSimulator, group: str) -> list[str]:
     sim.fleet.advance()
-    return sorted(v.status for v in sim.fleet.vms.values() if v.description == mark(group))
+    return sorted(v.status for v in sim.fleet.vms.values() if is_marked(v.description, group))
 
 
 def _code(call: Callable[[], object]) -> grpc.StatusCode:

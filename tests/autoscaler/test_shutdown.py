@@ -15,19 +15,20 @@ from pathlib import Path
 import grpc
 
 from ovirt_cloudprovider.autoscaler.protocol import load
-from ovirt_cloudprovider.core.nodegroups import mark
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
+from tests.autoscaler.conftest import MARK_KEY_FILE, is_marked
 from tests.helpers import wait_for
 
 
 def _group_vms(sim: EngineSimulator, group: str) -> int:
-    return sum(1 for v in list(sim.fleet.vms.values()) if v.description == mark(group))
+    return sum(1 for v in list(sim.fleet.vms.values()) if is_marked(v.description, group))
 
 
 def test_sigterm_during_a_scale_up_stops_creating(tmp_path: Path, sim: EngineSimulator) -> None:
     conf = sim.write_config(str(tmp_path / "ovirt.conf"))
     with open(conf, "a") as f:
-        f.write("\n[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 5\n")
+        f.write(f"\n[autoscaler]\nmark_key_file = {MARK_KEY_FILE}\n"
+                "[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 5\n")
     proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", "autoscaler", "--config", conf,
                              "--insecure-grpc", "--grpc-bind-address", "127.0.0.1:0", "--metrics-bind-address",
                              "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)

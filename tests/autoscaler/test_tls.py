@@ -13,7 +13,7 @@ import pytest
 
 from ovirt_cloudprovider.autoscaler.server import grpc_settings
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
-from tests.autoscaler.conftest import Scaler, config_for
+from tests.autoscaler.conftest import MARK_KEY_FILE, Scaler, config_for
 
 
 def _openssl(*args: str) -> None:
@@ -68,6 +68,31 @@ def test_refuses_to_start_without_tls(tmp_path: Path, sim: EngineSimulator, flag
     assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("key", "message"), [
+    (None, "[autoscaler] mark_key_file: missing"),
+    (b"short\n", "[autoscaler] mark_key_file: {path} holds 5 bytes; a mark key needs at least 32"),
+    ("gone", "[autoscaler] mark_key_file: cannot read {path}: No such file or directory"),
+])
+def test_refuses_to_start_without_a_good_mark_key(tmp_path: Path, sim: EngineSimulator, key: bytes | str | None,
+                                                 message: str) -> None:
+    """The mark key signs the ownership marks: without one (or with a short one) the autoscaler does not start, in
+    one line naming the section and key (the key itself never shown)."""
+    conf = sim.write_config(str(tmp_path / "ovirt.conf"))
+    path = tmp_path / "mark-key"
+    if isinstance(key, bytes):
+        path.write_bytes(key)
+    with open(conf, "a") as f:
+        if key is not None:
+            f.write(f"\n[autoscaler]\nmark_key_file = {path}\n")
+        f.write("\n[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 2\n")
+    proc = subprocess.run([sys.executable, "-m", "ovirt_cloudprovider", "autoscaler", "--config", conf,
+                           "--insecure-grpc", "--grpc-bind-address", "127.0.0.1:0",
+                           "--metrics-bind-address", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert message.format(path=path) in proc.stderr and proc.stderr.count("\n") == 1
+    assert "short" not in proc.stderr
+
+
 def test_refuses_a_config_without_node_groups(tmp_path: Path, sim: EngineSimulator) -> None:
     conf = sim.write_config(str(tmp_path / "ovirt.conf"))
     proc = subprocess.run([sys.executable, "-m", "ovirt_cloudprovider", "autoscaler", "--config", conf,
@@ -83,7 +108,8 @@ def test_the_command_serves_and_stops_on_sigterm(tmp_path: Path, sim: EngineSimu
     from ovirt_cloudprovider.autoscaler.protocol import load
     conf = sim.write_config(str(tmp_path / "ovirt.conf"))
     with open(conf, "a") as f:
-        f.write("\n[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 2\n")
+        f.write(f"\n[autoscaler]\nmark_key_file = {MARK_KEY_FILE}\n"
+                "[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 2\n")
     proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", "autoscaler", "--config", conf,
                              "--insecure-grpc", "--grpc-bind-address", "127.0.0.1:0", "--metrics-bind-address",
                              "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)

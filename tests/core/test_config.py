@@ -640,10 +640,10 @@ def test_bad_bind_addresses(value: str) -> None:
     ("[Node]\nregister = no\n", "[Node]: unknown section on line 1 (did you mean [nodes]?)"),
     ("[global]\nx = 1\n",
      "[global]: unknown section on line 1 (known sections: [connection], [filters], [nodes], [controller], "
-     "[nodegroup NAME])"),
+     "[autoscaler], [nodegroup NAME])"),
     ("[DEFAULT]\ntimeout = 5\n",
      "[DEFAULT]: unknown section on line 1 (known sections: [connection], [filters], [nodes], [controller], "
-     "[nodegroup NAME])"),
+     "[autoscaler], [nodegroup NAME])"),
     (CONNECTION + "pasword = x\n", "[connection] pasword: unknown key on line 5 (did you mean password?)"),
     (CONNECTION + "ca-fil = x\n", "[connection] ca-fil: unknown key on line 5 (did you mean ca_file?)"),
     (CONNECTION + "[nodes]\npage_size = 10\n", "[nodes] page_size: unknown key on line 6 (it belongs in [controller])"),

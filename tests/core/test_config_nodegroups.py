@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ovirt_cloudprovider.config import load_config
+from ovirt_cloudprovider.config import load_config, read_mark_key
 from ovirt_cloudprovider.core.settings import ConfigError, NodeGroupConfig
 
 CONNECTION = """[connection]
@@ -99,3 +99,22 @@ def test_user_data_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     text = _error(tmp_path, "\n[nodegroup pool-a]\ntemplate = t\ncluster = c\nmax_size = 2\n"
                             "user_data_file = join.bin\n")
     assert "[nodegroup pool-a] user_data_file:" in text and "is not UTF-8 text" in text
+
+
+def test_the_mark_key_file(tmp_path: Path) -> None:
+    """``[autoscaler] mark_key_file``: relative to the configuration file, checked at load (at least 32 bytes,
+    one trailing newline dropped), read by ``read_mark_key``; a problem is one line that never shows the key."""
+    path = tmp_path / "ovirt-cloud.conf"
+    path.write_text(CONNECTION + "[autoscaler]\nmark_key_file = mark-key\n")
+    (tmp_path / "mark-key").write_bytes(b"s3cret-" * 5 + b"\n")
+    config = load_config(str(path), {})
+    assert config.autoscaler.mark_key_file == str(tmp_path / "mark-key")
+    assert read_mark_key(config) == b"s3cret-" * 5
+    (tmp_path / "mark-key").write_bytes(b"s3cret-" * 4 + b"\n")  # 28 bytes
+    with pytest.raises(ConfigError) as short:
+        load_config(str(path), {})
+    assert str(short.value) == (f"{path}: [autoscaler] mark_key_file: {tmp_path / 'mark-key'} holds 28 bytes; a mark "
+                                "key needs at least 32")
+    path.write_text(CONNECTION)
+    with pytest.raises(ConfigError, match=r"\[autoscaler\] mark_key_file: missing"):
+        read_mark_key(load_config(str(path), {}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ovirt_cloudprovider.core import nodegroups as ng
 from ovirt_cloudprovider.core.nodegroups import GroupVm, TemplateInfo
 from ovirt_cloudprovider.core.settings import NodeGroupConfig, NodesConfig
@@ -9,30 +11,67 @@ from ovirt_cloudprovider.core.settings import NodeGroupConfig, NodesConfig
 A = NodeGroupConfig(name="a", template="t", cluster="east-a", min_size=1, max_size=3, tags=("k8s", "auto"))
 B = NodeGroupConfig(name="b", template="t", cluster="east-a", max_size=2, name_prefix="bee")
 ID1, ID2, ID3 = ("11111111-1111-1111-1111-11111111111" + str(i) for i in range(1, 4))
+KEY = b"0123456789abcdef" * 2
+PLACE = TemplateInfo(id="t1", name="t", cpus=None, memory_bytes=None, architecture=None, os_type=None,
+                     cluster="east-a", datacenter=None, cluster_id="c1", template_ids=("t1", "t2"))
+PLACES = {"a": PLACE, "b": PLACE}
+_PREFIX = {"a": "a", "b": "bee"}
 
 
-def _vm(vm_id: str, group: str, status: str = "up", tags: tuple[str, ...] = ()) -> GroupVm:
-    return GroupVm(id=vm_id, name=f"{group}-{vm_id[-1]}", status=status, group=group, tags=tags)
+def _vm(vm_id: str, group: str, status: str = "up", tags: tuple[str, ...] = (), *, name: str | None = None,
+        key: bytes = KEY, cluster: str = "c1", templates: tuple[str, ...] = ("t1",)) -> GroupVm:
+    """A VM of ``group`` as the autoscaler makes it (signed with KEY, in its cluster, from its template), or not."""
+    name = name or f"{_PREFIX.get(group, group)}-{vm_id[-1]}"
+    return GroupVm(id=vm_id, name=name, status=status, group=group, tags=tags, mac=ng.mark_mac(key, group, name),
+                   cluster_id=cluster, template_ids=templates)
 
 
 def test_mark_round_trip() -> None:
     assert ng.mark("a") == "ovirt-cloudprovider-nodegroup:a"
     assert ng.group_of(ng.mark("a")) == "a"
+    signed = ng.signed_mark(KEY, "a", "a-0")
+    assert ng.parse_mark(signed) == ("a", ng.mark_mac(KEY, "a", "a-0"))
+    assert ng.parse_mark(ng.mark("a")) == ("a", "")
+    assert len(ng.mark_mac(KEY, "a", "a-0")) == 64
+    assert ng.mark_mac(KEY, "a", "a-0") != ng.mark_mac(KEY, "a", "a-1") != ng.mark_mac(KEY[::-1], "a", "a-1")
     for other in (None, "", "ovirt-cloudprovider-nodegroup:", "ovirt-cloudprovider-nodegroup:a b", "a",
                   "ovirt-cloudprovider-nodegroup: a"):
         assert ng.group_of(other) is None
     assert ng.MARK_SEARCH == "description=ovirt-cloudprovider-nodegroup:*"
 
 
-def test_names_use_the_prefix() -> None:
-    assert ng.vm_name(A, "x1y2z") == "a-x1y2z" and ng.vm_name(B, "x1y2z") == "bee-x1y2z"
+def test_names_use_the_prefix_and_a_slot_below_max_size() -> None:
+    assert ng.vm_name(A, "x1y2z") == "a-x1y2z" and ng.slot_name(B, 1) == "bee-1"
+    assert [ng.slot_of(B, n) for n in ("bee-0", "bee-12", "bee-01", "bee-", "bee-x", "b-1", "bee-1-1")] == [
+        0, 12, None, None, None, None, None]
+    assert ng.free_slots(A, ["a-1", "hand-made", "a-7"]) == [0, 2]
 
 
 def test_members_drop_unknown_groups_and_duplicates() -> None:
     vms = [_vm(ID1, "a"), _vm(ID2, "zzz"), _vm(ID3, "b"), _vm(ID1.upper(), "a")]
-    got = ng.members([A, B], vms)
-    assert {k: [v.id for v in vs] for k, vs in got.items()} == {"a": [ID1], "b": [ID3]}
-    assert ng.snapshot_by_provider_id(got) == {ID1: "a", ID3: "b"}
+    got = ng.members([A, B], vms, KEY, PLACES)
+    assert {k: [v.id for v in vs] for k, vs in got.groups.items()} == {"a": [ID1], "b": [ID3]}
+    assert got.unverified == ()  # another autoscaler's group is none of ours
+    assert ng.snapshot_by_provider_id(got.groups) == {ID1: "a", ID3: "b"}
+
+
+def test_only_a_verified_mark_in_the_groups_place_makes_a_member() -> None:
+    forged = [
+        (GroupVm(id=ID1, name="a-1", status="down", group="a"), "does not verify"),  # the old, unsigned mark
+        (_vm(ID1, "a", key=b"x" * 32), "does not verify"),  # another key
+        (replace(_vm(ID2, "a"), id=ID1, name="a-9"), "does not verify"),  # a mark copied onto a VM of another name
+        (_vm(ID1, "a", name="tenant-a"), "is not a-<number>"),  # signed (a leaked key) but not named as the group's
+        (_vm(ID1, "a", cluster="c2"), "not in the cluster east-a"),
+        (_vm(ID1, "a", templates=("blank",)), "not made from the template t"),
+        (_vm(ID1, "b"), "names b"),
+    ]
+    for vm, why in forged:
+        assert why in (ng.ownership_problem(A, vm, KEY, PLACE) or ""), vm
+    assert ng.ownership_problem(A, _vm(ID1, "a", templates=("blank", "t2")), KEY, PLACE) is None  # original_template
+    got = ng.members([A, B], [forged[0][0], _vm(ID2, "a")], KEY, PLACES)
+    assert [v.id for v in got.groups["a"]] == [ID2] and [(v.id, "verify" in w) for v, w in got.unverified] == [
+        (ID1, True)]
+    assert ng.members([A], [_vm(ID2, "a")], KEY, {}).groups["a"] == ()  # no known place: no member
 
 
 def test_increase_bounds() -> None:

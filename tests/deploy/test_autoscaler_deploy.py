@@ -4,8 +4,9 @@ Rendered with ``kubectl kustomize`` through overlays laid out as deploy/README.m
 ``autoscaler`` overlay among them) and with the chart; every rendering validates against the Kubernetes schemas,
 the controller's objects pass the controller's own checks unchanged, and the autoscaler's objects pass
 ``autoscaler_problems``: hardened like the controller, mTLS wired to a Secret of its own, engine credentials in a
-Secret of its own (never the controller's), no Kubernetes API access at all (no token, no role bound), Services
-and the PodDisruptionBudget selecting exactly its pods, the critical-pods quota counting it. The default renders
+Secret of its own (never the controller's), no Kubernetes API access at all (no token, no role bound), exactly one
+replica with strategy Recreate (the min_size guard of deletions is one process's), Services selecting exactly its
+pods, the critical-pods quota counting it. The default renders
 hold no autoscaler object. The documents' pieces (the node-group configuration, the user data, the cert-manager
 certificates, the cluster-autoscaler's cloud-config) are checked against the rendered objects.
 
@@ -64,7 +65,7 @@ AUTOSCALER_SECRET = "ovirt-cloud-autoscaler-config"
 TLS_SECRET = "ovirt-cloudprovider-autoscaler-tls"
 GRPC_PORT = 8086
 POD_LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "autoscaler"}
-AUTOSCALER_KINDS = ["Deployment", "Service", "Service", "ServiceAccount"]  # + a PodDisruptionBudget with 2 replicas
+AUTOSCALER_KINDS = ["Deployment", "Service", "Service", "ServiceAccount"]
 # What the cluster-autoscaler's externalgrpc provider reads from its --cloud-config (cloudConfig in
 # cluster-autoscaler/cloudprovider/externalgrpc/externalgrpc_cloud_provider.go, kubernetes/autoscaler).
 CLOUD_CONFIG_KEYS = {"address", "key", "cert", "cacert", "grpc_timeout"}
@@ -81,9 +82,11 @@ AUTOSCALER_FILES = {
     **CONFIG_FILES,
     "autoscaler.conf": "[connection]\nuri = https://engine.example.com/ovirt-engine/api\n"
     "username = k8s-autoscaler@internal\npassword_file = /etc/ovirt/password\nca_file = /etc/ovirt/ca.pem\n\n"
+    "[autoscaler]\nmark_key_file = /etc/ovirt/mark-key\n\n"
     "[nodegroup workers]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 3\n"
     "user_data_file = /etc/ovirt/workers-user-data.yaml\n",
     "autoscaler-password": "not-a-real-password-either\n",
+    "mark-key": "bm90LWEtcmVhbC1tYXJrLWtleS1qdXN0LWZvci10ZXN0cw==\n",
     "workers-user-data.yaml": "#cloud-config\nruncmd:\n  - kubeadm join --config /etc/kubernetes/join.yaml\n",
 }
 
@@ -123,8 +126,11 @@ def autoscaler_pod_problems(objs: list[Obj]) -> list[str]:  # noqa: C901
     pod = spec["template"]["spec"]
     labels = spec["template"]["metadata"].get("labels", {})
     problems: list[str] = []
-    if spec.get("replicas") not in (1, 2):
-        problems.append(f"replicas must be 1 or 2, not {spec.get('replicas')!r}")
+    if spec.get("replicas") != 1:
+        problems.append(f"replicas must be 1 (two replicas' deletions could together go below min_size), not "
+                        f"{spec.get('replicas')!r}")
+    if spec.get("strategy", {}).get("type") != "Recreate":
+        problems.append("strategy must be Recreate: a rolling update would run two replicas at once")
     if not selects(spec["selector"], labels):
         problems.append("the autoscaler's selector does not select its own pods")
     for key, value in {**POD_LABELS, **COMMON_LABELS}.items():
@@ -236,12 +242,12 @@ def autoscaler_command_problems(objs: list[Obj]) -> list[str]:
 # complexity: a checklist: one independent check per cross-object rule
 def autoscaler_wiring_problems(objs: list[Obj]) -> list[str]:  # noqa: C901
     """The autoscaler's objects next to the controller's: one namespace, the common labels, a ServiceAccount no
-    role is bound to, the gRPC ClusterIP Service and the metrics Service selecting exactly its pods, a
-    PodDisruptionBudget with two replicas, the critical-pods quota counting both Deployments."""
+    role is bound to, the gRPC ClusterIP Service and the metrics Service selecting exactly its pods, the
+    critical-pods quota counting both Deployments."""
     problems: list[str] = []
     ours = autoscaler_part(objs)
     deployment = autoscaler_deployment(objs)
-    kinds = sorted(AUTOSCALER_KINDS + ["PodDisruptionBudget"] * (deployment["spec"].get("replicas", 1) > 1))
+    kinds = sorted(AUTOSCALER_KINDS)
     if sorted(obj["kind"] for obj in ours) != kinds:
         problems.append(f"the autoscaler's objects are {sorted(o['kind'] for o in ours)}, not {kinds}")
     namespace = one(controller_part(objs), "Deployment")["metadata"]["namespace"]
@@ -279,12 +285,8 @@ def autoscaler_wiring_problems(objs: list[Obj]) -> list[str]:  # noqa: C901
     metrics = [s for s in services.values() if [p.get("name") for p in s["spec"]["ports"]] == ["metrics"]]
     if len(metrics) != 1 or metrics[0]["spec"].get("clusterIP") != "None":
         problems.append("one headless Service with the port 'metrics' must publish every replica's metrics")
-    pdbs = by_kind(ours, "PodDisruptionBudget")
-    if deployment["spec"].get("replicas", 1) > 1 and not any(
-            selects(p["spec"].get("selector", {}), labels) and p["spec"].get("maxUnavailable") == 1 for p in pdbs):
-        problems.append("two replicas need a PodDisruptionBudget with maxUnavailable 1 selecting them")
     for quota in by_kind(objs, "ResourceQuota"):
-        needed = sum(d["spec"]["replicas"] + int(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"])
+        needed = sum(d["spec"]["replicas"] + int(d["spec"]["strategy"].get("rollingUpdate", {}).get("maxSurge", 0))
                      for d in by_kind(objs, "Deployment")
                      if d["spec"]["template"]["spec"].get("priorityClassName") == "system-cluster-critical")
         if int(quota["spec"]["hard"]["pods"]) < needed:
@@ -373,7 +375,7 @@ def test_the_component_adds_exactly_its_objects_and_the_quota(renderings: dict[s
     objs = copy.deepcopy(renderings["component"])
     assert controller_part(objs) != base  # the quota
     quota = one(objs, "ResourceQuota")
-    assert quota["spec"]["hard"]["pods"] == "6"
+    assert quota["spec"]["hard"]["pods"] == "5"
     quota["spec"]["hard"]["pods"] = one(base, "ResourceQuota")["spec"]["hard"]["pods"]
     assert sorted(controller_part(objs), key=_kind_name) == sorted(base, key=_kind_name)
     assert {o["metadata"]["name"] for o in autoscaler_part(objs)} == {AUTOSCALER, f"{AUTOSCALER}-metrics"}
@@ -404,6 +406,7 @@ def test_the_readme_overlay_generates_both_secrets(renderings: dict[str, list[Ob
     config = load_config(str(tmp_path / Path(DEFAULT_CONFIG_PATH).name), environ={})
     (group,) = config.nodegroups
     assert group.user_data_file and Path(group.user_data_file).is_file()
+    assert config.autoscaler.mark_key_file and Path(config.autoscaler.mark_key_file).is_file()
     assert config.connection.username != "k8s@internal"  # not the controller's user
 
 
@@ -468,8 +471,10 @@ BREAKAGES: list[tuple[str, Callable[[list[Obj]], Any], str]] = [
     ("headless-grpc", lambda o: _autoscaler_obj(o, "Service")["spec"].update(clusterIP="None"), "ClusterIP"),
     ("service-selects-controller", lambda o: _autoscaler_obj(o, "Service")["spec"]["selector"].update(
         {"app.kubernetes.io/component": "controller"}), "does not select exactly"),
-    ("two-without-pdb", lambda o: autoscaler_deployment(o)["spec"].update(replicas=2), "PodDisruptionBudget"),
-    ("quota", lambda o: one(o, "ResourceQuota")["spec"]["hard"].update(pods="4"), "quota"),
+    ("two-replicas", lambda o: autoscaler_deployment(o)["spec"].update(replicas=2), "replicas must be 1"),
+    ("rolling", lambda o: autoscaler_deployment(o)["spec"].update(strategy={"type": "RollingUpdate"}),
+     "strategy must be Recreate"),
+    ("quota", lambda o: one(o, "ResourceQuota")["spec"]["hard"].update(pods="3"), "quota"),
     ("probe", lambda o: _pod(o)["containers"][0]["readinessProbe"]["httpGet"].update(path="/healthz"),
      "readinessProbe"),
     ("image", lambda o: _pod(o)["containers"][0].update(image="example.com/other:1"), "not the controller's"),
@@ -554,7 +559,7 @@ def test_readme_node_group_configuration_loads(tmp_path: Path) -> None:
     assert {"name": "cloud-provider", "value": "external"} in join["nodeRegistration"]["kubeletExtraArgs"]
     mount = str(Path(DEFAULT_CONFIG_PATH).parent)
     files = {"ovirt-cloud.conf": conf, "password": "x\n", "ca.pem": CONFIG_FILES["ca.pem"],
-             "workers-user-data.yaml": user_data}
+             "mark-key": AUTOSCALER_FILES["mark-key"], "workers-user-data.yaml": user_data}
     generated = yaml.safe_load(readme_overlay("autoscaler"))["secretGenerator"]
     keys = {entry.split("=", 1)[0] for g in generated if g["name"] == AUTOSCALER_SECRET for entry in g["files"]}
     assert keys == set(files), "the README's overlay does not generate the files the configuration names"
@@ -565,11 +570,13 @@ def test_readme_node_group_configuration_loads(tmp_path: Path) -> None:
     assert (group.name, group.template, group.min_size, group.max_size) == ("workers", "k8s-node", 1, 10)
     assert group.tags == ("kubernetes",)
     assert group.user_data_file == str(tmp_path / "workers-user-data.yaml")
+    assert config.autoscaler.mark_key_file == str(tmp_path / "mark-key")
 
 
 def test_readme_says_what_it_may_delete() -> None:
     text = README.read_text(encoding="utf-8")
     section = text.split("\n## Autoscaling node groups (cluster-autoscaler)\n", 1)[1].split("\n## ", 1)[0]
-    for needed in ("min_size", "ovirt-cloudprovider-nodegroup:", "never more", "error", "hand-made VM"):
+    for needed in ("min_size", "ovirt-cloudprovider-nodegroup:", "never more", "error", "hand-made VM", "mark_key_file",
+                   "forged", "strategy: Recreate"):
         assert needed in section, needed
     assert "components/autoscaler" in text.split("\n## Install in a cluster\n", 1)[1].split("\n## ", 1)[0]

@@ -81,7 +81,7 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], str, bool]] = {
     "second-instance": ({"instance": "hypervisors"}, "ovirt-cloudprovider-hypervisors", True),
     "single-replica": ({"replicaCount": 1, "leaderElection": {"enabled": False}}, NAMESPACE, False),
     "autoscaler": ({"autoscaler": {"enabled": True}}, NAMESPACE, True),
-    "autoscaler-placed": ({"autoscaler": {"enabled": True, "replicaCount": 2,
+    "autoscaler-placed": ({"autoscaler": {"enabled": True,
                                           "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
                                           "config": {"existingSecret": "my-autoscaler"},
                                           "tls": {"secretName": "my-autoscaler-tls"}},
@@ -286,13 +286,12 @@ def test_autoscaler_values(renders: dict[str, list[Obj]]) -> None:
     ours = autoscaler_part(objs)
     deployment = one(ours, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    assert deployment["spec"]["replicas"] == 2
-    assert one(ours, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1  # with two replicas only
-    assert by_kind(autoscaler_part(renders["autoscaler"]), "PodDisruptionBudget") == []
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert by_kind(ours, "PodDisruptionBudget") == []
     assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
     assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == {"my-autoscaler",
                                                                                    "my-autoscaler-tls"}
-    assert one(objs, "ResourceQuota")["spec"]["hard"]["pods"] == "7"  # 4 + 2 replicas + 1 surge
+    assert one(objs, "ResourceQuota")["spec"]["hard"]["pods"] == "5"  # 4 + its one pod (Recreate: never two)
     assert {o["metadata"]["namespace"] for o in ours} == {"infra"}
     assert by_kind(objs, "Namespace")[0]["metadata"]["name"] == "infra"
 

@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ovirt_cloudprovider.core.nodegroups import GroupVm, mark
+from ovirt_cloudprovider.core.nodegroups import GroupVm, signed_mark
 from ovirt_cloudprovider.core.settings import ConnectionConfig, NodeGroupConfig
 from ovirt_cloudprovider.engine.errors import EngineFaultError
 from ovirt_cloudprovider.engine.provisioner import Provisioner
 from ovirt_cloudprovider.metrics import Metrics
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 
+KEY = b"k" * 32
 GROUP = NodeGroupConfig(name="pool-a", template="k8s-node", cluster="east-a", max_size=5, tags=("autoscaled",))
 
 
@@ -48,9 +49,13 @@ def _wait(prov: Provisioner, vm_id: str, status: str) -> GroupVm:
 
 def test_create_start_stop_remove(sim: EngineSimulator, prov: Provisioner) -> None:
     assert prov.group_vms() == ()
-    vm = prov.create(GROUP, "pool-a-x1y2z", "#cloud-config\n")
-    assert vm.status == "image_locked" and vm.group == "pool-a" and vm.name == "pool-a-x1y2z"
-    assert sim.fleet.vm(vm.id).description == mark("pool-a")
+    description = signed_mark(KEY, "pool-a", "pool-a-0")
+    vm = prov.create(GROUP, "pool-a-0", "#cloud-config\n", description)
+    assert vm.status == "image_locked" and vm.group == "pool-a" and vm.name == "pool-a-0"
+    assert sim.fleet.vm(vm.id).description == description and description.endswith(":" + vm.mac)
+    # what the ownership check compares: the VM's cluster and template as the engine reports them
+    info = prov.template(GROUP)
+    assert vm.cluster_id == info.cluster_id and set(vm.template_ids) <= set(info.template_ids)
     assert sim.fleet.vm(vm.id).custom_script == "#cloud-config\n"
     prov.tag(vm.id, "autoscaled")
     assert [v.id for v in prov.group_vms()] == [vm.id]
@@ -58,7 +63,7 @@ def test_create_start_stop_remove(sim: EngineSimulator, prov: Provisioner) -> No
     _wait(prov, vm.id, "down")
     prov.start(vm.id)
     _wait(prov, vm.id, "up")
-    found = prov.find_vm("pool-a-x1y2z")
+    found = prov.find_vm("pool-a-0")
     assert found is not None and found.id == vm.id
     assert prov.find_vm("pool-a-nope") is None
     disks = list(sim.fleet.vm(vm.id).disk_ids)
@@ -76,6 +81,8 @@ def test_template_info(prov: Provisioner) -> None:
     v2 = prov.template(NodeGroupConfig(name="b", template="k8s-node", template_version=2, cluster="east-a",
                                        max_size=1))
     assert v2.cpus == 8 and v2.id != info.id
+    assert set(info.template_ids) == set(v2.template_ids) == {info.id, v2.id}  # every version of the template
+    assert info.cluster_id and info.cluster_id == v2.cluster_id
     with pytest.raises(EngineFaultError, match="no template 'nope'"):
         prov.template(NodeGroupConfig(name="c", template="nope", cluster="east-a", max_size=1))
     with pytest.raises(EngineFaultError, match="no cluster 'mars'"):
@@ -83,9 +90,9 @@ def test_template_info(prov: Provisioner) -> None:
 
 
 def test_refusals_are_engine_errors(prov: Provisioner) -> None:
-    vm = prov.create(GROUP, "pool-a-aaaaa", None)
+    vm = prov.create(GROUP, "pool-a-1", None, "x")
     with pytest.raises(EngineFaultError) as dup:
-        prov.create(GROUP, "pool-a-aaaaa", None)
+        prov.create(GROUP, "pool-a-1", None, "x")
     assert dup.value.code == 409
     with pytest.raises(EngineFaultError) as locked:
         prov.start(vm.id)
