@@ -17,6 +17,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +75,69 @@ def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     return info, ops
 
 
+class Joins:
+    """Kubelets joining (for benchmarks/join.py): each Node is created as a kubelet with
+    ``--cloud-provider=external`` registers it (the uninitialized taint, no providerID), one after another in a
+    thread, and the time (time.monotonic, the same clock in every process) of its create and of the first change
+    that initialized it (providerID set, the taint gone) is kept; a thread follows the store's changes."""
+
+    def __init__(self, sim: Any) -> None:
+        self.sim = sim
+        self.created: dict[str, float] = {}
+        self.initialized: dict[str, float] = {}
+        self.waiting: set[str] = set()
+        self.lock = threading.Lock()
+        self.stopped = False
+        with sim.store.lock:
+            self.rv = sim.store.rv
+        threading.Thread(target=self._follow, name="joins", daemon=True).start()
+
+    def join(self, kubelets: list[list[str]], lease: bool = True) -> int:
+        """Start creating the nodes of ``kubelets`` ([name, systemUUID] each) in a thread; returns at once."""
+        with self.lock:
+            self.waiting |= {name for name, _ in kubelets}
+
+        def create() -> None:
+            for name, system_uuid in kubelets:
+                self.created[name] = time.monotonic()
+                self.sim.register_kubelet_node(name, system_uuid=system_uuid, lease=lease)
+
+        threading.Thread(target=create, name="kubelets", daemon=True).start()
+        return len(kubelets)
+
+    def times(self) -> dict[str, list[float | None]]:
+        """name → [created, initialized (None: not yet)] of every node joined so far."""
+        with self.lock:
+            return {name: [self.created.get(name), self.initialized.get(name)] for name in self.waiting}
+
+    def _follow(self) -> None:
+        store = self.sim.store
+        while not self.stopped:
+            with store.lock:
+                events = store.events_after(self.rv)
+                if not events:
+                    store.changed.wait(0.05)
+                    events = store.events_after(self.rv)
+                if events:
+                    self.rv = events[-1].rv
+            for ev in events:
+                if ev.key[0] != "nodes" or ev.obj is None:
+                    continue
+                spec = ev.obj.get("spec") or {}
+                done = spec.get("providerID") and not any(
+                    t.get("key") == "node.cloudprovider.kubernetes.io/uninitialized" for t in spec.get("taints") or [])
+                name = ev.key[2]
+                with self.lock:
+                    if done and name in self.waiting and name not in self.initialized:
+                        self.initialized[name] = time.monotonic()
+
+
 def _kube_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 
     sim = KubeApiSimulator(history=args.history).start()
     kubeconfig = sim.write_kubeconfig(Path(args.workdir) / "kubeconfig")
+    joins = Joins(sim)
 
     def taints(name: str) -> list[str]:
         node = sim.get_node(name) or {}
@@ -91,6 +151,8 @@ def _kube_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         "provider_ids": lambda: {n["metadata"]["name"]: (n.get("spec") or {}).get("providerID", "")
                                  for n in sim.list_nodes()},
         "taints": taints,
+        "join": joins.join,
+        "join_times": joins.times,
         "stop": sim.stop,
     }
     return {"url": sim.url, "kubeconfig": kubeconfig}, ops

@@ -15,7 +15,10 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   ``[filters] hosts`` narrowed to it; one that may have left its filter makes it a full sweep, with no write)
   and only their nodes are planned (core/targeted.py: at the cost of those few, not of the fleet; the whole
   fleet when it cannot prove the same answer), with deletion off; anything else (a removal, a tag change,
-  missed events) is a full sweep;
+  missed events) is a full sweep. A node that waits for initialization (a kubelet joining) whose systemUUID
+  names a VM or host of the last discovery is a targeted sweep of those too (core/targeted.py
+  ``Fleet.joining``): refreshed when few, planned from the last discovery in a burst (core/schedule.py), and a
+  VM whose record was too old for the kubelet's ``--node-ip`` is refreshed after; any other is a full sweep;
 - never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
   only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
   event poller backs off the same way.
@@ -69,7 +72,7 @@ from .core.records import (
 )
 from .core.schedule import StepKind
 from .core.settings import Config
-from .core.targeted import Fleet, fleet_of, plan_targeted, restrict, targets_of
+from .core.targeted import Fleet, fleet_of, plan_targeted, restrict, stale_for, targets_of
 from .core.vmfilter import filter_match, narrowed, unknown_tags
 from .engine.errors import EngineError, EngineEvent, EngineLoginBackoff
 from .health import HealthState
@@ -222,14 +225,16 @@ def _sweep(*, config: Config, engine: _Engine, nodes: Sequence[ObservedNode], wr
 def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: Sequence[str],
                        nodes: Sequence[ObservedNode], writer: _Writer, metrics: Metrics | None = None,
                        may_write: Callable[[], bool] = lambda: True, health: HealthState | None = None,
-                       host_ids: Sequence[str] = (), fleet: Fleet | None = None) -> SweepReport:
+                       host_ids: Sequence[str] = (), fleet: Fleet | None = None,
+                       cached_vm_ids: Sequence[str] = (), cached_host_ids: Sequence[str] = ()) -> SweepReport:
     """Refresh only ``vm_ids`` and ``host_ids`` (of ``base``, the last complete discovery; ``fleet`` its index
-    when the caller has it) and apply the actions for their nodes. Deletion is off here (it needs complete
-    discoveries); a VM or host the engine no longer has keeps its old record until the next full sweep. The
-    last discovery's membership is no evidence that a VM still matches the filter: a refreshed VM whose record
-    does not match, or cannot tell and the search narrowed to it does not return it, and a refreshed host that
-    ``[filters] hosts`` narrowed to it does not return, fail the targeted sweep without a write (the controller
-    then sweeps in full).
+    when the caller has it) and apply the actions for their nodes and for those of ``cached_vm_ids`` and
+    ``cached_host_ids`` (a burst of joining kubelets), which are planned from ``base`` as it is. Deletion is off
+    here (it needs complete discoveries); a VM or host the engine no longer has keeps its old record until the
+    next full sweep. The last discovery's membership is no evidence that a VM still matches the filter: a
+    refreshed VM whose record does not match, or cannot tell and the search narrowed to it does not return it,
+    and a refreshed host that ``[filters] hosts`` narrowed to it does not return, fail the targeted sweep without
+    a write (the controller then sweeps in full).
 
     The plan is that of core/targeted.py, which costs the targets, not the fleet; where it cannot prove its
     answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. Returns a
@@ -238,13 +243,15 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     with engine.correlated(correlation_id):
         return _targeted_sweep(config=config, engine=engine, base=base, vm_ids=vm_ids, nodes=nodes, writer=writer,
                                metrics=metrics, may_write=may_write, health=health, host_ids=host_ids, fleet=fleet,
+                               cached_vm_ids=cached_vm_ids, cached_host_ids=cached_host_ids,
                                correlation_id=correlation_id)
 
 
 def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: Sequence[str],
                     nodes: Sequence[ObservedNode], writer: _Writer, metrics: Metrics | None,
                     may_write: Callable[[], bool], health: HealthState | None, host_ids: Sequence[str],
-                    fleet: Fleet | None, correlation_id: str) -> SweepReport:
+                    fleet: Fleet | None, cached_vm_ids: Sequence[str], cached_host_ids: Sequence[str],
+                    correlation_id: str) -> SweepReport:
     start = time.monotonic()
     if health:
         health.sweep_started()
@@ -270,7 +277,7 @@ def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: 
             if metrics:
                 metrics.targeted_syncs_total.labels("failure").inc()
             return SweepReport(ok=False, error=error, seconds=time.monotonic() - start)
-        targets = targets_of(vm_ids, host_ids)
+        targets = targets_of([*vm_ids, *cached_vm_ids], [*host_ids, *cached_host_ids])
         updated = fleet.updated(fresh, fresh_hosts) if fleet is not None and fleet.snapshot is base else None
         now = time.time()  # the out-of-service rule's clock (how long a node has been NotReady)
         plan = plan_targeted(updated, targets, nodes, controller=config.controller, now=now) if updated else None
@@ -294,6 +301,12 @@ def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: 
     finally:
         if health:
             health.sweep_finished()
+
+
+def _reasons(reasons: Sequence[str], shown: int = 5) -> str:
+    """A sweep's triggers for its log line: the first few and how many more (a burst of kubelets is thousands)."""
+    more = f"; and {len(reasons) - shown} more" if len(reasons) > shown else ""
+    return "; ".join(reasons[:shown]) + more
 
 
 def _outside_the_filter(engine: _Engine, query: str, fresh: Mapping[str, VirtualMachine | None]) -> list[str]:
@@ -518,9 +531,20 @@ class Controller:
         self._wake.set()
 
     def on_node_event(self, event_type: str, node: ObservedNode) -> None:
-        """Node watch callback: a node that waits for its cloud provider starts a sweep."""
-        if event_type in ("ADDED", "MODIFIED") and node.waits_for_cloud_provider:
-            self.trigger(f"node {node.name} waits for initialization")
+        """Node watch callback: a node that waits for its cloud provider starts a sweep: a targeted one of the
+        VMs and hosts that may claim it when its systemUUID names one of the last complete discovery
+        (core/targeted.py ``Fleet.joining``; core/schedule.py says when they are refreshed), else a full one."""
+        if event_type not in ("ADDED", "MODIFIED") or not node.waits_for_cloud_provider:
+            return
+        fleet = self._fleet  # replaced whole by the loop, never changed: read once
+        targets = fleet.joining(node) if fleet is not None else None
+        reason = f"node {node.name} waits for initialization"
+        if targets is None:
+            self.trigger(reason)
+            return
+        with self._lock:
+            self._schedule = self._schedule.trigger(reason, vm_ids=targets[0], host_ids=targets[1], joining=True)
+        self._wake.set()
 
     def on_started_leading(self) -> None:
         self.trigger("became leader")
@@ -553,7 +577,7 @@ class Controller:
         return self._snapshot is not None and self._known(self._snapshot, vm_ids, host_ids)
 
     def _full_sweep(self, step: schedule.Step) -> None:
-        log.info("sweep triggered", extra=kv(reasons="; ".join(step.reasons)))
+        log.info("sweep triggered", extra=kv(reasons=_reasons(step.reasons)))
         self._start_event_index()
         self._fleet = None  # the old index is not kept while the sweep builds its own (a targeted sweep
         # before the next complete discovery indexes self._snapshot again)
@@ -573,20 +597,27 @@ class Controller:
         # only the snapshot is kept (for targeted sweeps), not the plan
 
     def _targeted_sweep(self, step: schedule.Step) -> None:
-        log.info("targeted sweep triggered", extra=kv(reasons="; ".join(step.reasons), vms=len(step.vm_ids),
-                                                      hosts=len(step.host_ids)))
+        log.info("targeted sweep triggered", extra=kv(
+            reasons=_reasons(step.reasons), vms=len(step.vm_ids), hosts=len(step.host_ids),
+            cached=len(step.cached_vm_ids) + len(step.cached_host_ids)))
         base = self._snapshot
         report = self._survive("targeted sweep", functools.partial(
             run_targeted_sweep, config=self.config, engine=self.engine, base=base,
             vm_ids=self._spelled_as(step.vm_ids, (vm.id for vm in base.vms)),
             host_ids=self._spelled_as(step.host_ids, (h.id for h in base.hosts)), fleet=self._fleet,
+            cached_vm_ids=self._spelled_as(step.cached_vm_ids, (vm.id for vm in base.vms)),
+            cached_host_ids=self._spelled_as(step.cached_host_ids, (h.id for h in base.hosts)),
             nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics, may_write=self.may_write,
             health=self.health)) if base is not None else SweepReport(ok=False, error="no complete discovery yet")
         ok = report.ok and report.fleet is not None
         if report.ok and report.fleet is not None:
             self._snapshot, self._fleet = report.fleet.snapshot, report.fleet
+        # joining nodes planned from the last discovery whose --node-ip it did not report yet: their VMs refreshed
+        stale = stale_for(report.plan, step.cached_vm_ids) if report.plan is not None else ()
         with self._lock:  # a failure asks for a full sweep (with its backoff)
             self._schedule = self._schedule.targeted_finished(time.monotonic(), ok=ok)
+            if stale:
+                self._schedule = self._schedule.trigger("joining nodes' VMs refreshed", vm_ids=stale)
         # its plan is not kept while the next sweep plans (10k actions of a registration)
 
     @staticmethod

@@ -15,15 +15,26 @@ Full sweeps
 
 Early sweeps (triggers)
     A trigger asks for an early sweep: with VM or host ids (engine status events of known VMs and hosts) a
-    *targeted* one of those, without (any other engine event, a node waiting for initialization, becoming
+    *targeted* one of those (and joining nodes' owners, below), without (any other engine event, becoming
     leader, a failed targeted sweep) a full one. Triggers collect until a sweep takes them, so a burst
     becomes one sweep. An early sweep runs no sooner than ``not_before``: the end of the last sweep plus
     ``debounce``, or after a failed full sweep its backoff (early triggers do not shorten a backoff). It is
     targeted only when the periodic full sweep is not due yet, no pending trigger asked for a full one,
     every target is in the last complete discovery (the ``known`` question, answered by the loop's data),
-    and there are 1 to ``max_targeted`` of them; else it is full. A full sweep answers every pending
+    and there are 1 to ``max_targeted`` of them to refresh (joining nodes' owners not counted); else it is
+    full. A full sweep answers every pending
     trigger. A targeted sweep's failure is itself a trigger for a full sweep (after the debounce); it
     does not count as a backoff failure.
+
+Joining nodes
+    A node that waits for initialization and whose systemUUID names a VM or host of the last complete discovery
+    is a *joining* trigger for that owner (and every other owner that may claim the node): a targeted sweep
+    too, but the owners are not counted against ``max_targeted`` and need not be refreshed. When the refreshed
+    and joining targets together are at most ``max_targeted`` every one is refreshed (a GET each, as the
+    upstream node controller makes one cloud call per node); with more (a burst of kubelets) the joining ones
+    are planned from the last complete discovery (``Step.cached_vm_ids`` / ``cached_host_ids``), so that a
+    thousand kubelets cost one planning of a thousand nodes, not a thousand engine calls or a paged search.
+    Any other node waiting for initialization is a trigger for a full sweep.
 
 Never two sweeps at once
     A sweep step marks the schedule as sweeping until :meth:`Schedule.full_finished` or
@@ -95,8 +106,10 @@ class Step:
 
     kind: StepKind
     reasons: tuple[str, ...] = ()  # a sweep's triggers, sorted ("periodic" for the timer alone)
-    vm_ids: tuple[str, ...] = ()  # a targeted sweep's VMs and hosts, sorted
+    vm_ids: tuple[str, ...] = ()  # a targeted sweep's VMs and hosts to refresh, sorted
     host_ids: tuple[str, ...] = ()
+    cached_vm_ids: tuple[str, ...] = ()  # a targeted sweep's VMs and hosts planned from the last discovery, sorted
+    cached_host_ids: tuple[str, ...] = ()
     seconds: float = 0.0  # a wait's length
     why: str = ""  # a wait's reason (WAIT_*)
 
@@ -131,6 +144,8 @@ class Schedule:
     reasons: frozenset[str] = frozenset()  # pending triggers
     vm_targets: frozenset[str] = frozenset()
     host_targets: frozenset[str] = frozenset()
+    joining_vms: frozenset[str] = frozenset()  # owners of joining nodes (refreshed only when few)
+    joining_hosts: frozenset[str] = frozenset()
     needs_full: bool = False  # a pending trigger that only a full sweep answers
     failures: int = 0  # consecutive failed full sweeps
     sweeping: StepKind | None = None  # the sweep in flight
@@ -140,9 +155,14 @@ class Schedule:
         """A trigger is pending."""
         return bool(self.reasons)
 
-    def trigger(self, reason: str, *, vm_ids: Iterable[str] = (), host_ids: Iterable[str] = ()) -> Schedule:
-        """Ask for an early sweep: targeted for ``vm_ids`` and ``host_ids`` when given, else full."""
+    def trigger(self, reason: str, *, vm_ids: Iterable[str] = (), host_ids: Iterable[str] = (),
+                joining: bool = False) -> Schedule:
+        """Ask for an early sweep: targeted for ``vm_ids`` and ``host_ids`` when given (``joining``: the owners
+        of a node waiting for initialization), else full."""
         ids, hosts = frozenset(vm_ids), frozenset(host_ids)
+        if joining and (ids or hosts):
+            return replace(self, reasons=self.reasons | {reason}, joining_vms=self.joining_vms | ids,
+                           joining_hosts=self.joining_hosts | hosts)
         if ids or hosts:
             return replace(self, reasons=self.reasons | {reason}, vm_targets=self.vm_targets | ids,
                            host_targets=self.host_targets | hosts)
@@ -172,15 +192,22 @@ class Schedule:
     def _sweep(self, now: float, known: Known) -> tuple[Schedule, Step]:
         reasons = tuple(sorted(self.reasons)) or (REASON_PERIODIC,)
         vm_ids, host_ids = tuple(sorted(self.vm_targets)), tuple(sorted(self.host_targets))
-        count = len(vm_ids) + len(host_ids)
-        targeted = (now < self.next_full and not self.needs_full and 0 < count <= self.timing.max_targeted
-                    and known(vm_ids, host_ids))
+        cached_vms = tuple(sorted(self.joining_vms - self.vm_targets))
+        cached_hosts = tuple(sorted(self.joining_hosts - self.host_targets))
+        count, joining = len(vm_ids) + len(host_ids), len(cached_vms) + len(cached_hosts)
+        targeted = (now < self.next_full and not self.needs_full and count + joining > 0
+                    and count <= self.timing.max_targeted
+                    and known(tuple(sorted({*vm_ids, *cached_vms})), tuple(sorted({*host_ids, *cached_hosts}))))
         kind = StepKind.TARGETED if targeted else StepKind.FULL
         taken = replace(self, reasons=frozenset(), vm_targets=frozenset(), host_targets=frozenset(),
-                        needs_full=False, sweeping=kind)
-        if targeted:
-            return taken, Step(kind, reasons=reasons, vm_ids=vm_ids, host_ids=host_ids)
-        return taken, Step(kind, reasons=reasons)
+                        joining_vms=frozenset(), joining_hosts=frozenset(), needs_full=False, sweeping=kind)
+        if not targeted:
+            return taken, Step(kind, reasons=reasons)
+        if count + joining <= self.timing.max_targeted:  # few: every one refreshed
+            return taken, Step(kind, reasons=reasons, vm_ids=tuple(sorted({*vm_ids, *cached_vms})),
+                               host_ids=tuple(sorted({*host_ids, *cached_hosts})))
+        return taken, Step(kind, reasons=reasons, vm_ids=vm_ids, host_ids=host_ids, cached_vm_ids=cached_vms,
+                           cached_host_ids=cached_hosts)
 
     def full_finished(self, now: float, *, ok: bool, jitter: float) -> Schedule:
         """A full sweep ended at ``now``: ``ok`` (also when interrupted: nothing failed) → the next one after the

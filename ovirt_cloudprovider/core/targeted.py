@@ -23,6 +23,11 @@ of the targets (:func:`targets_of`). :func:`plan_targeted` reaches that result a
   repeated name give None (the planner keeps one of them by uid; the whole plan is then the safe path), and
   so does a target that :meth:`Fleet.updated` could not re-derive.
 
+The targets of a node that waits for initialization (a kubelet joining) are :meth:`Fleet.joining`: every owner
+that may claim it, when its systemUUID names one of them; the controller plans them from the last complete
+discovery when a burst of kubelets joins (core/schedule.py), the plan is then the whole plan over that discovery;
+:func:`stale_for` names those whose record was too old to initialize their node (the controller refreshes them).
+
 ``Plan.managed_nodes`` and ``Plan.notes`` of a targeted plan concern only the nodes it looked at.
 """
 
@@ -32,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from . import providerid
+from .changes import REASON_NODE_IP_NOT_FOUND
 from .desired import desired_nodes
 from .hosts import desired_hosts
 from .naming import SKIP_DUPLICATE_NAME, SKIP_INCONSISTENT, skip_code
@@ -40,6 +46,7 @@ from .records import (
     KIND_HOST,
     KIND_VM,
     Action,
+    ActionKind,
     Desired,
     Host,
     NodeSpec,
@@ -150,6 +157,34 @@ class Fleet:
         return found
 
 
+    def joining(self, node: ObservedNode) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The VM ids and host ids (as this discovery spells them) of every owner that may claim ``node``, a node
+        waiting for its cloud provider, when its systemUUID names one of them (a VM's id, a host's SMBIOS
+        uuid): the targets of a targeted sweep that plans it. None when it names none (no systemUUID, or a
+        machine this discovery does not have: only a new discovery can say) or one of them cannot be planned
+        alone (:attr:`unsafe`)."""
+        forms = providerid.uuid_forms(node.system_uuid) if node.system_uuid else ()
+        if not any(isinstance(self.entries.get(f), NodeSpec) or f in self.host_uuids for f in forms):
+            return None
+        keys = self.claimants(node)
+        if not keys or keys & self.unsafe:
+            return None
+        vm_ids: list[str] = []
+        host_ids: list[str] = []
+        for key in sorted(keys):
+            entry = self.entries.get(key)
+            if not isinstance(entry, NodeSpec):
+                return None
+            if entry.kind != KIND_HOST:
+                vm_ids.append(entry.vm_id)
+                continue
+            spelled = [h.id for h in self.snapshot.hosts if providerid.owner_key(KIND_HOST, h.id) == key]
+            if not spelled:
+                return None
+            host_ids.append(spelled[0])
+        return tuple(vm_ids), tuple(host_ids)
+
+
 def _entry_of(single: Desired) -> Entry | None:
     """The one owner's entry in the Desired of a discovery of that owner alone."""
     if len(single.nodes) + len(single.skipped) != 1:
@@ -252,6 +287,15 @@ def relevant_nodes(fleet: Fleet, targets: frozenset[str],
     return nodes, claimants
 
 
+def stale_for(plan: Plan, vm_ids: Iterable[str]) -> tuple[str, ...]:
+    """Of ``vm_ids`` (planned from the last discovery, not refreshed), those whose node ``plan`` could not
+    initialize because the record does not report the kubelet's ``--node-ip`` (ProvidedNodeIPNotFound): a
+    record older than the VM's addresses, worth refreshing."""
+    keys = {providerid.owner_key(KIND_VM, i): i for i in vm_ids}
+    return tuple(sorted({keys[k] for a in plan.actions if a.kind == ActionKind.SKIP
+                         and a.reason == REASON_NODE_IP_NOT_FOUND and (k := owner_of(a)) in keys}))
+
+
 def plan_targeted(fleet: Fleet, targets: frozenset[str], observed: Sequence[ObservedNode], *,
                   controller: ControllerConfig, now: float | None = None) -> Plan | None:
     """The actions of ``targets``' nodes (deletion off), equal to the whole plan's (module docstring); None
@@ -274,4 +318,4 @@ def plan_targeted(fleet: Fleet, targets: frozenset[str], observed: Sequence[Obse
     return restrict(plan, targets)
 
 
-__all__ = ["Fleet", "fleet_of", "owner_of", "plan_targeted", "relevant_nodes", "restrict", "targets_of"]
+__all__ = ["Fleet", "fleet_of", "owner_of", "plan_targeted", "relevant_nodes", "restrict", "stale_for", "targets_of"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN
+from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN, TAINT_UNINITIALIZED
 from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_fleet
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO, http_get, wait_for, write_config
@@ -309,3 +309,31 @@ def test_a_leader_elector_that_dies_ends_the_process(tmp_path: Path, engine: Eng
     assert code == 1, logs
     assert "leader election failed" in logs and "leader election ended unexpectedly" in logs, logs
     assert "Traceback" not in logs and "r0tated-S3cret" not in logs
+
+
+def test_a_kubelet_on_a_known_vm_is_initialized_by_a_targeted_sweep(tmp_path: Path, engine: EngineSimulator,
+                                                                     kube: KubeApiSimulator) -> None:
+    """Issue 20, part 4: a kubelet joining on a VM of the last discovery costs one GET of that VM, not a paged search
+    of the fleet (join latency: benchmarks/join.py). The periodic sweep is a minute away and no engine event
+    comes: only the node watch can trigger."""
+    cfg = write_config(tmp_path / "join.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file,
+                       extra="[controller]\nsync_interval = 60\nevent_poll_interval = 1\n", register=False)
+    r = Replica("joiner", cfg, kube.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path, leader_elect=False)
+    try:
+        wait_for(lambda: "sweep finished" in r.logs(), 20, "the first sweep", r.logs)
+        assert kube.list_nodes() == []  # register = false: nodes come from kubelets
+        engine.reset_requests()
+        vm = next(v for v in engine.fleet.vms.values() if v.status == "up" and v.name.startswith("k8s-worker"))
+        node_ip = next(ip for d in vm.devices if d.name == "eth0" for ip in d.ips if "." in ip)
+        kube.register_kubelet_node(vm.name, internal_ip=node_ip, system_uuid=vm.id.upper())
+        wait_for(lambda: (kube.get_node(vm.name) or {}).get("spec", {}).get("providerID") == f"ovirt://{vm.id}",
+                 20, "initialization", r.logs)
+        node = kube.get_node(vm.name)
+        assert node is not None and TAINT_UNINITIALIZED not in {t["key"] for t in node["spec"].get("taints") or []}
+        searches = [r.query.get("search", "") for r in engine.requests if r.path.endswith("/api/vms")]
+        assert all(f"id={vm.id}" in q for q in searches), searches  # no search of the fleet, its filter narrowed
+        assert engine.request_count(f"/vms/{vm.id}", method="GET") >= 1  # its VM fetched: fresh addresses
+        wait_for(lambda: "targeted sweep finished" in r.logs(), 10, "the targeted sweep's log line", r.logs)
+        assert r.logs().count("sweep started") == 1  # the first full sweep only
+    finally:
+        r.stop()

@@ -198,6 +198,55 @@ def test_triggers_during_a_sweep_wait_for_it_and_then_its_debounce() -> None:
     assert step(s, T0 + 5.5)[1].kind is StepKind.TARGETED
 
 
+# --- joining nodes --------------------------------------------------------------------------------------------
+
+def test_a_few_joining_nodes_make_a_targeted_sweep_that_refreshes_their_vms() -> None:
+    """A kubelet joining: one GET of its VM, as the upstream node controller makes one cloud call per node, not a
+    paged search of the fleet (before: every node waiting for initialization made a full sweep)."""
+    s = after_first_sweep().trigger("node a waits", vm_ids=["a"], joining=True)
+    s = s.trigger("node h waits", host_ids=["h"], joining=True)
+    s, sweep = step(s, T0 + 0.5)
+    assert sweep == Step(StepKind.TARGETED, reasons=("node a waits", "node h waits"), vm_ids=("a",),
+                         host_ids=("h",))
+    assert not s.joining_vms and not s.joining_hosts
+
+
+def test_a_burst_of_joining_nodes_is_planned_from_the_last_discovery_with_the_events_refreshed() -> None:
+    s = after_first_sweep().trigger("e", vm_ids=["x"])
+    burst = [f"vm{i:04d}" for i in range(1000)]
+    for vm_id in burst:
+        s = s.trigger(f"node {vm_id} waits", vm_ids=[vm_id], joining=True)
+    s = s.trigger("node x waits", vm_ids=["x"], joining=True)  # an event target is refreshed, not cached
+    s, sweep = step(s, T0 + 0.5)
+    assert sweep.kind is StepKind.TARGETED
+    assert sweep.vm_ids == ("x",) and sweep.cached_vm_ids == tuple(burst) and sweep.host_ids == ()
+    assert len(sweep.reasons) == 1002
+
+
+def test_exactly_max_targeted_joining_and_event_targets_are_all_refreshed() -> None:
+    s = after_first_sweep().trigger("e", vm_ids=["x"])
+    s = s.trigger("n", vm_ids=[str(i) for i in range(MAX_TARGETED - 1)], joining=True)
+    _, sweep = step(s, T0 + 1)
+    assert len(sweep.vm_ids) == MAX_TARGETED and sweep.cached_vm_ids == ()
+    _, sweep = step(s.trigger("n2", vm_ids=["y"], joining=True), T0 + 1)
+    assert sweep.vm_ids == ("x",) and len(sweep.cached_vm_ids) == MAX_TARGETED
+
+
+@pytest.mark.parametrize(("why", "make"), [
+    ("unknown joining owner", lambda s: (s.trigger("n", vm_ids=["x"], joining=True), False)),
+    ("a node that names no VM", lambda s: (s.trigger("n", vm_ids=["x"], joining=True).trigger("node m waits"),
+                                           True)),
+    ("too many event targets", lambda s: (s.trigger("n", vm_ids=["x"], joining=True).trigger(
+        "e", vm_ids=[str(i) for i in range(MAX_TARGETED + 1)]), True)),
+])
+def test_joining_nodes_go_with_a_full_sweep_when_one_is_needed(
+        why: str, make: Callable[[Schedule], tuple[Schedule, bool]]) -> None:
+    s, known = make(after_first_sweep())
+    s, sweep = step(s, T0 + 1, known=known)
+    assert sweep.kind is StepKind.FULL, why
+    assert not s.early and not s.joining_vms
+
+
 # --- standby and the node cache -------------------------------------------------------------------------------
 
 def test_a_standby_never_sweeps_and_a_new_leader_sweeps_at_once() -> None:
@@ -229,6 +278,7 @@ class Advance:
 class Trigger:
     vm_ids: tuple[str, ...]
     host_ids: tuple[str, ...]
+    joining: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,7 +301,8 @@ class Finish:
 IDS = st.lists(st.sampled_from(["a", "b", "c", "unknown"]), max_size=3).map(tuple)
 EVENTS = st.lists(st.one_of(
     st.builds(Advance, st.floats(0.0, 400.0)),
-    st.builds(Trigger, IDS, st.lists(st.sampled_from(["h1", "h2"]), max_size=2).map(tuple)),
+    st.builds(Trigger, IDS, st.lists(st.sampled_from(["h1", "h2"]), max_size=2).map(tuple), st.booleans()),
+    st.builds(Trigger, st.lists(st.sampled_from("defghijk"), max_size=8).map(tuple), st.just(()), st.just(True)),
     st.builds(Lead, st.booleans()),
     st.builds(Sync, st.booleans()),
     st.builds(Finish, st.booleans(), st.floats(0.0, 0.999), st.floats(0.0, 30.0)),
@@ -276,7 +327,7 @@ def test_the_schedule_never_overlaps_sweeps_never_sweeps_on_standby_and_bounds_b
         if isinstance(event, Advance):
             now += event.seconds
         elif isinstance(event, Trigger):
-            s = s.trigger("t", vm_ids=event.vm_ids, host_ids=event.host_ids)
+            s = s.trigger("t", vm_ids=event.vm_ids, host_ids=event.host_ids, joining=event.joining)
             pending |= set(event.vm_ids) | set(event.host_ids)
         elif isinstance(event, Lead):
             leading = event.leading
@@ -308,17 +359,24 @@ def test_the_schedule_never_overlaps_sweeps_never_sweeps_on_standby_and_bounds_b
             assert leading and synced  # never a sweep on standby or without the node cache
             assert previous.due(now)  # never before the debounce or backoff, unless the periodic one is due
             assert not s.early and not s.vm_targets and not s.host_targets and not s.needs_full
+            assert not s.joining_vms and not s.joining_hosts
             if nxt.kind is StepKind.TARGETED:
                 assert now < previous.next_full and not previous.needs_full
-                assert 0 < len(nxt.vm_ids) + len(nxt.host_ids) <= timing.max_targeted
-                assert known(nxt.vm_ids, nxt.host_ids)
-                assert set(nxt.vm_ids) | set(nxt.host_ids) == previous.vm_targets | previous.host_targets
+                refreshed, cached = {*nxt.vm_ids, *nxt.host_ids}, {*nxt.cached_vm_ids, *nxt.cached_host_ids}
+                assert len(refreshed) + len(cached) > 0 and len(refreshed) <= timing.max_targeted
+                assert not cached or len(refreshed) + len(cached) > timing.max_targeted  # few: all refreshed
+                assert not refreshed & cached
+                assert known((*nxt.vm_ids, *nxt.cached_vm_ids), nxt.host_ids)
+                # every target taken; the refreshed ones are every event target and, when few, the joining ones
+                assert refreshed | cached == (previous.vm_targets | previous.host_targets | previous.joining_vms
+                                              | previous.joining_hosts)
+                assert previous.vm_targets | previous.host_targets <= refreshed
             pending.clear()
             in_flight = nxt.kind
             assert s.sweeping is nxt.kind
         else:
             assert MIN_WAIT <= nxt.seconds <= MAX_WAIT
-            assert s.vm_targets | s.host_targets == pending  # no trigger is lost
+            assert s.vm_targets | s.host_targets | s.joining_vms | s.joining_hosts == pending  # no trigger lost
             if in_flight is None and leading and synced:
                 assert not previous.due(now)  # a due sweep is never postponed
             if nxt.kind is StepKind.STANDBY:

@@ -12,6 +12,7 @@ from ovirt_cloudprovider.core import providerid
 from ovirt_cloudprovider.core.desired import desired_nodes
 from ovirt_cloudprovider.core.plan import plan_sync
 from ovirt_cloudprovider.core.records import (
+    ANNOTATION_PROVIDED_NODE_IP,
     KIND_HOST,
     LABEL_MANAGED_BY,
     MANAGED_BY_VALUE,
@@ -25,7 +26,7 @@ from ovirt_cloudprovider.core.records import (
     VirtualMachine,
 )
 from ovirt_cloudprovider.core.settings import ControllerConfig, NodesConfig
-from ovirt_cloudprovider.core.targeted import Fleet, fleet_of, plan_targeted, restrict, targets_of
+from ovirt_cloudprovider.core.targeted import Fleet, fleet_of, plan_targeted, restrict, stale_for, targets_of
 from tests.core.plan_builders import UNINITIALIZED
 
 IDS = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(1, 9)]
@@ -190,3 +191,70 @@ def test_the_restricted_path_is_taken_for_plain_status_changes_and_refused_when_
     repeated = (ObservedNode(name="web", uid="a", resource_version="1"),
                 ObservedNode(name="web", uid="b", resource_version="1"))
     assert plan_targeted(base, targets_of([web.id]), repeated, controller=CONTROLLER) is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), st.integers(0, 6), st.sampled_from(["web", "k-9", "db.example.com"]), st.integers(0, 3))
+def test_a_joining_nodes_targets_plan_what_the_whole_plan_does_to_it(world: World, which: int, name: str,
+                                                                     how: int) -> None:
+    """A kubelet's node waiting for initialization, planned from the last discovery with only the owners that may
+    claim it (Fleet.joining): the same actions as the whole plan over that discovery filtered to them, and every
+    action of the whole plan on that node among them."""
+    snapshot, observed, cfg, _, _ = world
+    machine = snapshot.vms[which % len(snapshot.vms)].id
+    if name not in {n.name for n in observed}:  # a kubelet on one of the VMs joins too
+        observed = tuple(sorted((*observed, ObservedNode(
+            name=name, uid=f"uid-{name}", resource_version="1", system_uuid=spelled(machine, how),
+            taints=(UNINITIALIZED,))), key=lambda n: n.name))
+    desired = desired_nodes(snapshot, cfg)
+    fleet = fleet_of(snapshot, desired, cfg)
+    everything = plan_sync(desired, observed, nodes=replace(cfg, delete=False), controller=CONTROLLER)
+    for node in observed:
+        joining = fleet.joining(node) if node.waits_for_cloud_provider else None
+        if joining is None:
+            continue
+        targets = targets_of(*joining)
+        plan = plan_targeted(fleet, targets, observed, controller=CONTROLLER)
+        assert plan is not None
+        event("joining")
+        assert plan.actions == restrict(everything, targets).actions
+        assert {a for a in everything.actions if a.node == node.name} <= set(plan.actions)
+
+
+def test_a_joining_node_is_targeted_only_when_its_system_uuid_names_a_vm_or_host_of_the_discovery() -> None:
+    cfg = NodesConfig()
+    web = VirtualMachine(id=IDS[0], name="web", status="up", cluster="east", datacenter="dc")
+    db = VirtualMachine(id=IDS[1], name="db", status="up", cluster="east", datacenter="dc")
+    host = Host(id=HOST_IDS[0], name="h1", status="up", system_uuid=HOST_UUIDS[0])
+    snapshot = Snapshot(vms=(web, db), query="", hosts=(host,), hosts_query="")
+    fleet = fleet_of(snapshot, desired_nodes(snapshot, cfg), cfg)
+
+    def kubelet(name: str, system_uuid: str | None) -> ObservedNode:
+        return ObservedNode(name=name, uid=f"uid-{name}", resource_version="1", system_uuid=system_uuid,
+                            taints=(UNINITIALIZED,))
+
+    assert fleet.joining(kubelet("web", IDS[0].upper())) == ((web.id,), ())
+    assert fleet.joining(kubelet("web", providerid.uuid_forms(IDS[0])[1])) == ((web.id,), ())  # mixed-endian
+    # named like db, but its machine is web: both may claim it (the planner decides), both are planned
+    assert fleet.joining(kubelet("db", IDS[0])) == (tuple(sorted((web.id, db.id))), ())
+    assert fleet.joining(kubelet("h1", HOST_UUIDS[0])) == ((), (host.id,))
+    assert fleet.joining(kubelet("web", None)) is None  # no systemUUID: a full sweep decides
+    assert fleet.joining(kubelet("web", IDS[5])) is None  # a machine the discovery does not have (a new VM)
+    assert fleet.joining(kubelet("web", "not-a-uuid")) is None
+
+
+def test_a_joining_node_whose_node_ip_the_last_discovery_lacks_names_its_vm_for_a_refresh() -> None:
+    cfg = NodesConfig()
+    booted = VirtualMachine(id=IDS[0], name="web", status="up", cluster="east", datacenter="dc",
+                            nics=(GuestNic("eth0", ips=("10.0.0.1",)),), guest_agent=True)
+    silent = VirtualMachine(id=IDS[1], name="db", status="up", cluster="east", datacenter="dc")  # no IP yet
+    snapshot = Snapshot(vms=(booted, silent), query="")
+    fleet = fleet_of(snapshot, desired_nodes(snapshot, cfg), cfg)
+    observed = tuple(ObservedNode(name=vm.name, uid=f"uid-{vm.name}", resource_version="1", system_uuid=vm.id,
+                                  annotations=((ANNOTATION_PROVIDED_NODE_IP, ip),), taints=(UNINITIALIZED,))
+                     for vm, ip in ((booted, "10.0.0.1"), (silent, "10.0.0.2")))
+    plan = plan_targeted(fleet, targets_of([booted.id, silent.id]), observed, controller=CONTROLLER)
+    assert plan is not None
+    assert {a.node for a in plan.actions if a.kind is ActionKind.INITIALIZE} == {"web"}
+    assert stale_for(plan, [booted.id, silent.id]) == (silent.id,)
+    assert stale_for(plan, [booted.id]) == ()  # only the ones asked about
