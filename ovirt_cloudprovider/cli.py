@@ -442,8 +442,8 @@ def _run_settings(args: argparse.Namespace, config: Config) -> Config:
     return replace(config, controller=ctl)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    config = _run_settings(args, _load(args))
+def _stop_on_signals() -> threading.Event:
+    """An Event that SIGTERM and SIGINT set (each logged once as ``shutting down``): a long-running command's stop."""
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -452,6 +452,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _run_settings(args, _load(args))
+    stop = _stop_on_signals()
     return app.run_controller(config, kubeconfig=args.kubeconfig, stop=stop)
 
 
@@ -476,14 +482,7 @@ def cmd_autoscaler(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--metrics-bind-address: {exc}") from None
         config = replace(config, controller=replace(config.controller, metrics_bind_address=args.metrics_bind_address))
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = _stop_on_signals()
     return AutoscalerServer(config, settings).run(stop)
 
 
