@@ -47,10 +47,12 @@ class LeanVm(NamedTuple):
 
 
 class Named(NamedTuple):
-    """An entity of a listed collection: its name and (for a cluster) its data center's id."""
+    """An entity of a listed collection: its name and (for a cluster) its data center's id and CPU architecture
+    (an enum value the SDK knows, else None)."""
 
     name: str | None
     datacenter_id: str | None = None
+    architecture: str | None = None
 
 
 class _Unreadable(ValueError):
@@ -199,6 +201,7 @@ def _link(el: _Element | None) -> tuple[str | None, str | None]:
 _VM = ("name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
        "reported_devices", "tags", "instance_type", "affinity_labels", "placement_policy")
 _CLUSTER = frozenset({"data_center"})
+_LISTED = frozenset({"data_center", "cpu"})
 
 
 def _vm(el: _Element) -> LeanVm:
@@ -298,8 +301,11 @@ def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: st
             item_id = el.get("id")
             if not item_id:
                 raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
-            dc = _fields(el, _CLUSTER).get("data_center")
-            out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None)
+            v = _fields(el, _LISTED)
+            dc = v.get("data_center")
+            arch = _child_text(v.get("cpu"), "architecture")
+            out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None,
+                                 sys.intern(arch) if arch in ARCHITECTURES else None)
     except _Unreadable as exc:
         raise EngineDataError(f"engine answer for {answer} at {where}: {exc}") from None
     return out
