@@ -23,11 +23,13 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
   index is tracked, not the last item). Only the AuditLogType codes in
   :data:`~.errors.NODE_EVENT_CODES` are returned.
 - **Hosts** (only when built with ``hosts=<search>``, from ``[filters] hosts``): ``discover`` also runs one paged
-  host search, ``<hosts> sortby name asc page N`` with ``follow=nics,cluster.data_center`` (one request per page,
-  never one per host), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
-  :data:`~.errors.HOST_EVENT_CODES` (with the host's id). ``fetch_hosts`` GETs hosts by id with the same follow
-  (host events, and confirming a host node's deletion; 404: None). Without it no host search is ever made
-  (operations ``search_hosts``, ``get_host``).
+  host search, ``<hosts> sortby name asc page N`` with ``follow=nics`` (one request per page, never one per host,
+  one page at a time, read by :mod:`.fasthosts`; the names of clusters and data centers joined from the lists the
+  VM discovery read), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
+  :data:`~.errors.HOST_EVENT_CODES` (with the host's id). ``fetch_hosts`` GETs hosts by id with
+  ``follow=nics,cluster.data_center`` (read by the SDK; host events, and confirming a host node's deletion;
+  404: None). Without it no host search is ever made (operations ``search_hosts``, ``get_host``; without a VM
+  discovery before it, ``discover_hosts`` also lists ``/clusters`` and ``/datacenters``).
 - **Metadata**: with ``tag_tree`` (``[nodes] tag_labels``), and whenever the VM or host search names a tag (``tag=``),
   the tag tree is listed once per discovery (``/tags``, operation ``list_tags``) and the Snapshot carries it;
   with ``affinity_labels`` the VM pages (and the host search, and the GETs by id) follow ``affinity_labels``.
