@@ -18,6 +18,7 @@ interned: thousands of records share one string each.
 from __future__ import annotations
 
 import dataclasses
+import io
 import operator
 import sys
 from collections.abc import Callable, Mapping
@@ -33,6 +34,11 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
                           remove_pis=True, collect_ids=False, remove_blank_text=True)
 
 _Element = etree._Element
+
+# the same rules for a streamed read (iterparse)
+_STREAM: dict[str, bool] = {"resolve_entities": False, "no_network": True, "load_dtd": False,
+                            "remove_comments": True, "remove_pis": True, "collect_ids": False,
+                            "remove_blank_text": True}
 
 # el[:], the list of an element's children made by lxml at once (lxml-stubs do not type the slice); it costs less
 # than iterating over el or a tag filter when the element has only a few children
@@ -288,26 +294,40 @@ def read_vm(el: _Element, answer: str, where: str) -> LeanVm:
 
 
 def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: str) -> dict[str, Named]:
-    """id → name (and data center id) of every entity of a collection answer (``<clusters>``, ...)."""
-    root = parse(body)
-    if root.tag != root_tag:
-        raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{root.tag}>, "
-                              f"not <{root_tag}>")
+    """id → name (and data center id, CPU architecture) of every entity of a collection answer (``<clusters>``,
+    ...). Read as a stream: each entity is dropped once read, so a list of a thousand hosts (each with its links,
+    CPU, hardware, ...) never stands as a whole tree next to the VM pages."""
     out: dict[str, Named] = {}
+    root: _Element | None = None
     try:
-        for el in root:
-            if el.tag != item_tag:
+        for event, el in etree.iterparse(io.BytesIO(body), events=("start", "end"), **_STREAM):
+            if root is None:
+                root = el
+                if root.tag != root_tag:
+                    raise EngineDataError(f"engine answer for {answer} at {where}: the root element is "
+                                          f"<{root.tag}>, not <{root_tag}>")
                 continue
-            item_id = el.get("id")
-            if not item_id:
-                raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
-            v = _fields(el, _LISTED)
-            dc = v.get("data_center")
-            arch = _child_text(v.get("cpu"), "architecture")
-            out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None,
-                                 sys.intern(arch) if arch in ARCHITECTURES else None)
+            if event != "end" or el.getparent() is not root:
+                continue
+            if el.tag == item_tag:
+                item_id = el.get("id")
+                if not item_id:
+                    raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
+                v = _fields(el, _LISTED)
+                dc = v.get("data_center")
+                arch = _child_text(v.get("cpu"), "architecture")
+                out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None,
+                                     sys.intern(arch) if arch in ARCHITECTURES else None)
+            el.clear()
+            while el.getprevious() is not None:
+                del root[0]
     except _Unreadable as exc:
         raise EngineDataError(f"engine answer for {answer} at {where}: {exc}") from None
+    except etree.XMLSyntaxError as e:
+        xml_root(body)  # raises MalformedXml with expat's line and reason, as the SDK path reports it
+        raise MalformedXml(e.lineno or 1, str(e.msg)) from None
+    if root is None:
+        parse(body)  # no element at all: not well-formed
     return out
 
 
