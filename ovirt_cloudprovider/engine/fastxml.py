@@ -298,36 +298,35 @@ def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: st
     ...). Read as a stream: each entity is dropped once read, so a list of a thousand hosts (each with its links,
     CPU, hardware, ...) never stands as a whole tree next to the VM pages."""
     out: dict[str, Named] = {}
-    root: _Element | None = None
+    stream = etree.iterparse(io.BytesIO(body), events=("end",), tag=item_tag, **_STREAM)
     try:
-        for event, el in etree.iterparse(io.BytesIO(body), events=("start", "end"), **_STREAM):
-            if root is None:
-                root = el
-                if root.tag != root_tag:
-                    raise EngineDataError(f"engine answer for {answer} at {where}: the root element is "
-                                          f"<{root.tag}>, not <{root_tag}>")
-                continue
-            if event != "end" or el.getparent() is not root:
-                continue
-            if el.tag == item_tag:
-                item_id = el.get("id")
-                if not item_id:
-                    raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
-                v = _fields(el, _LISTED)
-                dc = v.get("data_center")
-                arch = _child_text(v.get("cpu"), "architecture")
-                out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None,
-                                     sys.intern(arch) if arch in ARCHITECTURES else None)
+        for _, el in stream:  # only the item's tag reaches Python (filtered by lxml)
+            parent = el.getparent()
+            if parent is None or parent.getparent() is not None:
+                continue  # the root itself, or an element of that tag deeper down
+            if parent.tag != root_tag:
+                break  # said below
+            item_id = el.get("id")
+            if not item_id:
+                raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
+            v = _fields(el, _LISTED)
+            dc = v.get("data_center")
+            arch = _child_text(v.get("cpu"), "architecture")
+            out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None,
+                                 sys.intern(arch) if arch in ARCHITECTURES else None)
             el.clear()
             while el.getprevious() is not None:
-                del root[0]
+                del parent[0]
+        else:
+            parent = stream.root
     except _Unreadable as exc:
         raise EngineDataError(f"engine answer for {answer} at {where}: {exc}") from None
     except etree.XMLSyntaxError as e:
         xml_root(body)  # raises MalformedXml with expat's line and reason, as the SDK path reports it
         raise MalformedXml(e.lineno or 1, str(e.msg)) from None
-    if root is None:
-        parse(body)  # no element at all: not well-formed
+    if parent.tag != root_tag:
+        raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{parent.tag}>, "
+                              f"not <{root_tag}>")
     return out
 
 
