@@ -23,11 +23,13 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
   index is tracked, not the last item). Only the AuditLogType codes in
   :data:`~.errors.NODE_EVENT_CODES` are returned.
 - **Hosts** (only when built with ``hosts=<search>``, from ``[filters] hosts``): ``discover`` also runs one paged
-  host search, ``<hosts> sortby name asc page N`` with ``follow=nics,cluster.data_center`` (one request per page,
-  never one per host), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
-  :data:`~.errors.HOST_EVENT_CODES` (with the host's id). ``fetch_hosts`` GETs hosts by id with the same follow
-  (host events, and confirming a host node's deletion; 404: None). Without it no host search is ever made
-  (operations ``search_hosts``, ``get_host``).
+  host search, ``<hosts> sortby name asc page N`` with ``follow=nics`` (one request per page, never one per host,
+  one page at a time, read by :mod:`.fasthosts`; the names of clusters and data centers joined from the lists the
+  VM discovery read), and the Snapshot carries the hosts; ``events_since`` also returns the host events of
+  :data:`~.errors.HOST_EVENT_CODES` (with the host's id). ``fetch_hosts`` GETs hosts by id with
+  ``follow=nics,cluster.data_center`` (read by the SDK; host events, and confirming a host node's deletion;
+  404: None). Without it no host search is ever made (operations ``search_hosts``, ``get_host``; without a VM
+  discovery before it, ``discover_hosts`` also lists ``/clusters`` and ``/datacenters``).
 - **Metadata**: with ``tag_tree`` (``[nodes] tag_labels``), and whenever the VM or host search names a tag (``tag=``),
   the tag tree is listed once per discovery (``/tags``, operation ``list_tags``) and the Snapshot carries it;
   with ``affinity_labels`` the VM pages (and the host search, and the GETs by id) follow ``affinity_labels``.
@@ -42,6 +44,7 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -70,6 +73,7 @@ from .errors import (
     EngineNotFoundError,
     scrub,
 )
+from .fasthosts import LeanHost, joined_host, read_hosts
 from .fastxml import LeanVm, Named, Names, joined, read_names, read_tags, read_vms
 from .host_records import host_follow, host_record
 from .paging import LISTS, Get, list_gets, page_get
@@ -126,6 +130,7 @@ class EngineClient:
         # the VMs of the last discovery of the first query asked, by id (see _reuse)
         self._previous_query: str | None = None
         self._previous: dict[str, VirtualMachine] = {}
+        self._listed: tuple[dict[str, Named], dict[str, Named]] | None = None  # clusters, data centers listed last
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -183,7 +188,7 @@ class EngineClient:
                 page += 1
         hosts: tuple[Host, ...] = ()
         if self._hosts is not None:
-            hosts, host_requests = self.discover_hosts(self._hosts)
+            hosts, host_requests = self.discover_hosts(self._hosts, listed=self._listed if self._lean else None)
             requests += host_requests
         seconds = time.monotonic() - started
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
@@ -297,6 +302,7 @@ class EngineClient:
                 fail=lambda exc, get: classify(exc, get.what, c, self._endpoint, self._scrub))
 
         requests = self._call("search_vms", "VM search", sweep, observe=False)
+        self._listed = (lists["clusters"], lists["datacenters"])  # joined into the hosts of this discovery
         names = Names(clusters=lists["clusters"], datacenters=lists["datacenters"], hosts=lists["hosts"],
                       instance_types=lists["instancetypes"])
         return ({vm_id: joined(lean, names, self._where) for vm_id, lean in found.items()}, inconsistent, requests,
@@ -329,10 +335,19 @@ class EngineClient:
             raise EngineDataError(f"engine answer for {answer} at {self._where}: VM {got} (name {name!r}) "
                                   f"cannot be read ({exc.__class__.__name__}: {exc})") from None
 
-    def discover_hosts(self, query: str) -> tuple[tuple[Host, ...], int]:
-        """Every host the oVirt host search ``query`` matches, in one paged search with their NICs, cluster and
-        data center inlined: (the hosts, the requests it took). Raises EngineError on any failure."""
+    def discover_hosts(self, query: str, *, listed: tuple[dict[str, Named], dict[str, Named]] | None = None
+                       ) -> tuple[tuple[Host, ...], int]:
+        """Every host the oVirt host search ``query`` matches, in one paged search: (the hosts, the requests it
+        took). Raises EngineError on any failure.
+
+        Lean (the default): the pages inline only the hosts' NICs (and affinity labels), are read by
+        :mod:`.fasthosts` one at a time, and the names of clusters and data centers are joined in from
+        ``listed`` (the lists of the VM discovery just made) or, without it, from ``/clusters`` and
+        ``/datacenters`` listed here. With ``lean=False``, the cluster and data center are inlined and the SDK
+        reads the pages."""
         base = query.strip()
+        if self._lean:
+            return self._lean_hosts(base, listed)
         hosts: dict[str, Host] = {}
         requests = 0
         page = 1
@@ -359,6 +374,65 @@ class EngineClient:
                 page += 1
         log.debug("host search finished", extra=kv(query=base, hosts=len(hosts), requests=requests))
         return tuple(hosts.values()), requests
+
+    def _lean_hosts(self, base: str, listed: tuple[dict[str, Named], dict[str, Named]] | None
+                    ) -> tuple[tuple[Host, ...], int]:
+        """The lean host search of :meth:`discover_hosts`: one request at a time (exactly ``ceil((N + 1) /
+        page_size)`` pages, never one past the end), each page read and dropped before the next is asked for."""
+        found: dict[str, LeanHost] = {}
+        lists: dict[str, dict[str, Named]] = {}
+        follow = "nics,affinity_labels" if self._affinity else "nics"
+
+        def page(n: int) -> Get:
+            query = {"search": f"{base} sortby name asc page {n}".strip(), "max": str(self._page_size),
+                     "follow": follow}
+            return Get("search_hosts", "host search", "hosts", query, n)
+
+        def read(get: Get, body: bytes) -> bool:
+            if not get.page:
+                root, item = LISTS[get.path]
+                lists[get.path] = read_names(body, root, item, f"/{get.path}", self._where)
+                return True
+            items = read_hosts(body, f"the host search page {get.page}", self._where)
+            new = 0
+            for lean in items:
+                new += lean.host.id not in found
+                found[lean.host.id] = lean
+            if len(items) < self._page_size:
+                return False
+            if new == 0:
+                raise EngineFaultError(f"host search at {self._where}: page {get.page} repeated the hosts of "
+                                       "earlier pages (the engine ignores 'page' in searches)")
+            return True
+
+        others = [] if listed is not None else [Get(f"list_{path}", "host search", path)
+                                                for path in ("clusters", "datacenters")]
+
+        def sweep(c: SdkConnection) -> int:
+            found.clear()
+            lists.clear()
+            sent = 0
+            for get in itertools.chain(others, (page(n) for n in itertools.count(1))):
+                with observe_engine(self._metrics, get.operation) as outcome:
+                    try:
+                        body = c.finish_get(c.start_get(get.path, get.query))
+                    except EngineError:
+                        raise
+                    except Exception as exc:
+                        raise classify(exc, get.what, c, self._endpoint, self._scrub) from exc
+                    outcome.code = str(c.last_status or 200)
+                sent += 1
+                if not read(get, body):
+                    break
+                del body  # one page's XML at a time
+            return sent
+
+        with self._lock:
+            requests = self._call("search_hosts", "host search", sweep, observe=False)
+        clusters, datacenters = listed if listed is not None else (lists["clusters"], lists["datacenters"])
+        hosts = tuple(joined_host(lean, clusters, datacenters, self._where) for lean in found.values())
+        log.debug("host search finished", extra=kv(query=base, hosts=len(hosts), requests=requests))
+        return hosts, requests
 
     def fetch_vms(self, vm_ids: Sequence[str]) -> dict[str, VirtualMachine | None]:
         """The current record of each VM in ``vm_ids`` (one GET per VM, with the discovery's ``follow``);

@@ -46,6 +46,7 @@ VM_STATUSES = frozenset(str(e.value) for e in sdk.types.VmStatus)
 ARCHITECTURES = frozenset(str(e.value) for e in sdk.types.Architecture)
 REPORTED_DEVICE_TYPES = frozenset(str(e.value) for e in sdk.types.ReportedDeviceType)
 VM_AFFINITIES = frozenset(str(e.value) for e in sdk.types.VmAffinity)
+HOST_STATUSES = frozenset(str(e.value) for e in sdk.types.HostStatus)
 
 _CURL_TEXT_RE = re.compile(r"\((?:<[^>]*>,\s*)?(\d+),\s*['\"](.*?)['\"]\)")
 _TLS_CURL_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91})
@@ -279,5 +280,5 @@ def _transport_error(what: str, curl: tuple[int, str] | None, exc: Exception, en
     return EngineTransientError(scrub(f"{what} at {endpoint.where} failed: {reason}"))
 
 
-__all__ = ["ARCHITECTURES", "REPORTED_DEVICE_TYPES", "VM_AFFINITIES", "VM_STATUSES", "MalformedXml", "SdkConnection",
-           "classify", "engine_not_found", "open_connection", "xml_root"]
+__all__ = ["ARCHITECTURES", "HOST_STATUSES", "REPORTED_DEVICE_TYPES", "VM_AFFINITIES", "VM_STATUSES", "MalformedXml",
+           "SdkConnection", "classify", "engine_not_found", "open_connection", "xml_root"]

@@ -18,6 +18,7 @@ interned: thousands of records share one string each.
 from __future__ import annotations
 
 import dataclasses
+import io
 import operator
 import sys
 from collections.abc import Callable, Mapping
@@ -34,6 +35,11 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 
 _Element = etree._Element
 
+# the same rules for a streamed read (iterparse)
+_STREAM: dict[str, bool] = {"resolve_entities": False, "no_network": True, "load_dtd": False,
+                            "remove_comments": True, "remove_pis": True, "collect_ids": False,
+                            "remove_blank_text": True}
+
 # el[:], the list of an element's children made by lxml at once (lxml-stubs do not type the slice); it costs less
 # than iterating over el or a tag filter when the element has only a few children
 _children = cast(Callable[[_Element], list[_Element]], operator.itemgetter(slice(None)))
@@ -47,10 +53,12 @@ class LeanVm(NamedTuple):
 
 
 class Named(NamedTuple):
-    """An entity of a listed collection: its name and (for a cluster) its data center's id."""
+    """An entity of a listed collection: its name and (for a cluster) its data center's id and CPU architecture
+    (an enum value the SDK knows, else None)."""
 
     name: str | None
     datacenter_id: str | None = None
+    architecture: str | None = None
 
 
 class _Unreadable(ValueError):
@@ -199,6 +207,7 @@ def _link(el: _Element | None) -> tuple[str | None, str | None]:
 _VM = ("name", "status", "fqdn", "cluster", "host", "cpu", "memory", "os", "guest_operating_system",
        "reported_devices", "tags", "instance_type", "affinity_labels", "placement_policy")
 _CLUSTER = frozenset({"data_center"})
+_LISTED = frozenset({"data_center", "cpu"})
 
 
 def _vm(el: _Element) -> LeanVm:
@@ -285,23 +294,39 @@ def read_vm(el: _Element, answer: str, where: str) -> LeanVm:
 
 
 def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: str) -> dict[str, Named]:
-    """id → name (and data center id) of every entity of a collection answer (``<clusters>``, ...)."""
-    root = parse(body)
-    if root.tag != root_tag:
-        raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{root.tag}>, "
-                              f"not <{root_tag}>")
+    """id → name (and data center id, CPU architecture) of every entity of a collection answer (``<clusters>``,
+    ...). Read as a stream: each entity is dropped once read, so a list of a thousand hosts (each with its links,
+    CPU, hardware, ...) never stands as a whole tree next to the VM pages."""
     out: dict[str, Named] = {}
+    stream = etree.iterparse(io.BytesIO(body), events=("end",), tag=item_tag, **_STREAM)
     try:
-        for el in root:
-            if el.tag != item_tag:
-                continue
+        for _, el in stream:  # only the item's tag reaches Python (filtered by lxml)
+            parent = el.getparent()
+            if parent is None or parent.getparent() is not None:
+                continue  # the root itself, or an element of that tag deeper down
+            if parent.tag != root_tag:
+                break  # said below
             item_id = el.get("id")
             if not item_id:
                 raise EngineDataError(f"engine answer for {answer} at {where}: a <{item_tag}> without an id")
-            dc = _fields(el, _CLUSTER).get("data_center")
-            out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None)
+            v = _fields(el, _LISTED)
+            dc = v.get("data_center")
+            arch = _child_text(v.get("cpu"), "architecture")
+            out[item_id] = Named(_child_text(el, "name"), dc.get("id") if dc is not None else None,
+                                 sys.intern(arch) if arch in ARCHITECTURES else None)
+            el.clear()
+            while el.getprevious() is not None:
+                del parent[0]
+        else:
+            parent = stream.root
     except _Unreadable as exc:
         raise EngineDataError(f"engine answer for {answer} at {where}: {exc}") from None
+    except etree.XMLSyntaxError as e:
+        xml_root(body)  # raises MalformedXml with expat's line and reason, as the SDK path reports it
+        raise MalformedXml(e.lineno or 1, str(e.msg)) from None
+    if parent.tag != root_tag:
+        raise EngineDataError(f"engine answer for {answer} at {where}: the root element is <{parent.tag}>, "
+                              f"not <{root_tag}>")
     return out
 
 

@@ -205,7 +205,7 @@ def test_with_hosts_a_sweep_adds_one_request_per_page_of_hosts(world: World, eng
     with_hosts = requests_of_a_sweep(world)
     host_requests = [q for _, path, q in with_hosts if path.endswith("/hosts") and q]  # not the VMs' host list
     assert len(host_requests) == 1  # 3 hosts, page size 5: one request, never one per host
-    assert dict(host_requests[0])["follow"] == "nics,cluster.data_center"
+    assert dict(host_requests[0])["follow"] == "nics"  # lean: cluster and data center joined from the lists
     with World(engine, kube, hosts="name=*") as every:
         requests = requests_of_a_sweep(every)
     assert len([p for _, p, q in requests if p.endswith("/hosts") and q]) == 2  # 9 hosts: pages of 5

@@ -109,9 +109,14 @@ def test_every_recorded_vm_sample_is_checked() -> None:
 def test_reader_reads_recorded_lists_as_the_sdk_does(rel: str, root: str, item: str) -> None:
     body = (SAMPLES / rel).read_bytes()
     names = read_names(body, root, item, "test", WHERE)
-    want = {x.id: (x.name, x.data_center.id if getattr(x, "data_center", None) is not None else None)
+    def arch(x: object) -> str | None:  # a cluster's CPU architecture (the hosts' is joined from it)
+        cpu = getattr(x, "cpu", None) if root == "clusters" else None
+        value = getattr(cpu, "architecture", None)
+        return None if value is None else str(value.value)
+
+    want = {x.id: (x.name, x.data_center.id if getattr(x, "data_center", None) is not None else None, arch(x))
             for x in Reader.read(body)}
-    assert {k: (v.name, v.datacenter_id) for k, v in names.items()} == want
+    assert {k: (v.name, v.datacenter_id, v.architecture) for k, v in names.items()} == want
     assert names
 
 
