@@ -55,13 +55,16 @@ FIGURES = Collector()
 
 @dataclass
 class ModelFigures:
-    """The model-based test's figures (``tests/faults/test_model.py``): examples run, steps taken, and what its
-    invariants counted (each must stay 0), and the examples whose heal phase converged."""
+    """The model-based test's figures (``tests/faults/test_model.py``): examples run, steps taken, controller
+    instances in the cluster, what its invariants counted (each must stay 0), and the examples whose heal phase
+    converged."""
 
     examples: int = 0
     steps: int = 0
+    instances: int = 0  # controller instances in one cluster (the most an example ran)
     nodes_lost: int = 0
     foreign_touched: int = 0
+    cross_writes: int = 0
     writes_while_standby: int = 0
     outside_filter: int = 0
     wrong_taints: int = 0
@@ -73,9 +76,14 @@ class ModelFigures:
             for name, n in counts.items():
                 setattr(self, name, getattr(self, name) + n)
 
+    def saw_instances(self, n: int) -> None:
+        with self.lock:
+            self.instances = max(self.instances, n)
+
     def line(self) -> str:
-        return (f"faults: family=model examples={self.examples} steps={self.steps} nodes_lost={self.nodes_lost} "
-                f"foreign_touched={self.foreign_touched} writes_while_standby={self.writes_while_standby} "
+        return (f"faults: family=model examples={self.examples} steps={self.steps} instances={self.instances} "
+                f"nodes_lost={self.nodes_lost} foreign_touched={self.foreign_touched} "
+                f"cross_writes={self.cross_writes} writes_while_standby={self.writes_while_standby} "
                 f"outside_filter={self.outside_filter} wrong_taints={self.wrong_taints} converged={self.converged}")
 
 

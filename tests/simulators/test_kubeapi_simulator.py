@@ -127,6 +127,20 @@ def test_missing_or_wrong_token_is_401_unauthorized(kubeapi_tls: KubeApiSimulato
     assert raw(kubeapi_tls, "GET", "/version", token="wrong")[0] == 401
 
 
+def test_static_tokens_authenticate_as_their_users_in_the_request_log(kubeapi_sims: Sims) -> None:
+    """``users`` (kube-apiserver's --token-auth-file): each token is its user, recorded with every request; a
+    token that is none of them, or none at all, is 401."""
+    sim = kubeapi_sims(users={"tok-a": "system:serviceaccount:kube-system:a", "tok-b": "b"})
+    assert raw(sim, "POST", "/api/v1/nodes", node("n1"), token="tok-a")[0] == 201
+    assert raw(sim, "PATCH", "/api/v1/nodes/n1", {"metadata": {"labels": {"x": "y"}}},
+               ctype="application/merge-patch+json", token="tok-b")[0] == 200
+    assert raw(sim, "GET", "/api/v1/nodes", token="tok-c")[0] == 401
+    assert raw(sim, "GET", "/api/v1/nodes")[0] == 401
+    assert [(r.verb, r.user, r.code) for r in sim.requests] == [
+        ("create", "system:serviceaccount:kube-system:a", 201), ("patch", "b", 200), ("list", "", 401),
+        ("list", "", 401)]
+
+
 # --- watch ------------------------------------------------------------------------------------------
 
 def test_watch_from_compacted_version_gets_410_then_a_relist_resumes(

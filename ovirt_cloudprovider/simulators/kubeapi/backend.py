@@ -23,6 +23,7 @@ class Backend(Protocol):
 
     token: str | None
     admin_token: str | None
+    users: dict[str, str]
     rbac: RbacPolicy | None
     host: str
     bookmark_interval: float

@@ -201,6 +201,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             tokens[sim.token] = default_user
         if sim.admin_token:
             tokens[sim.admin_token] = ADMIN_USER
+        tokens.update(sim.users)
         if not tokens:
             return default_user
         auth = self.headers.get("Authorization", "")

@@ -70,7 +70,9 @@ class KubeApiSimulator(LoopbackServer):
     - ``tls``: serve HTTPS with the shared test certificate (``.ca_file`` is its CA).
     - ``token``: require ``Authorization: Bearer <token>`` (401 otherwise); with ``rbac`` the token is the
       policy's service account, without it an administrator. ``admin_token`` adds a token that bypasses
-      RBAC (for test set-up through kubectl). Without any token every request is that identity.
+      RBAC (for test set-up through kubectl). ``users``: more tokens, each authenticating as the user it names
+      (kube-apiserver's ``--token-auth-file``; not subject to ``rbac`` unless it is the policy's user), so
+      that the request log tells several clients apart. Without any token every request is that identity.
     - ``rbac``: an :class:`RbacPolicy`; requests it does not allow get kube-apiserver's 403 and are
       recorded in :attr:`forbidden`.
     - ``history``: how many changes are kept for watches and paginated lists; older ones are compacted
@@ -81,13 +83,15 @@ class KubeApiSimulator(LoopbackServer):
     """
 
     def __init__(self, *, tls: bool = False, token: str | None = None, rbac: RbacPolicy | None = None,
-                 admin_token: str | None = None, host: str = "127.0.0.1", port: int = 0, history: int = 1000,
+                 admin_token: str | None = None, users: Mapping[str, str] | None = None, host: str = "127.0.0.1",
+                 port: int = 0, history: int = 1000,
                  namespaces: Iterable[str] = (), bookmark_interval: float = 60.0,
                  watch_timeout: float = 1800.0) -> None:
         super().__init__(host, port)
         self.tls = tls
         self.token = token
         self.admin_token = admin_token
+        self.users: dict[str, str] = dict(users or {})
         self.rbac = rbac
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
