@@ -161,13 +161,18 @@ class Fleet:
         """The VM ids and host ids (as this discovery spells them) of every owner that may claim ``node``, a node
         waiting for its cloud provider, when its systemUUID names one of them (a VM's id, a host's SMBIOS
         uuid): the targets of a targeted sweep that plans it. None when it names none (no systemUUID, or a
-        machine this discovery does not have: only a new discovery can say) or one of them cannot be planned
-        alone (:attr:`unsafe`)."""
+        machine this discovery does not have: only a new discovery can say), or when any owner of this
+        discovery cannot be planned alone (:attr:`unsafe`) or any name is contested."""
+        if node.provider_id:  # a kubelet's node carries none; one that does is matched by it: planned whole
+            return None
         forms = providerid.uuid_forms(node.system_uuid) if node.system_uuid else ()
         if not any(isinstance(self.entries.get(f), NodeSpec) or f in self.host_uuids for f in forms):
             return None
         keys = self.claimants(node)
-        if not keys or keys & self.unsafe:
+        # An unclaimed node's matching reads every spec that may weakly claim it, so a discovery with any owner
+        # that cannot be planned alone (listed twice, inconsistent, duplicate names) or any contested name is
+        # planned whole: which spec a weak match goes to is then not decidable from the claimants alone.
+        if not keys or self.unsafe or self.contested:
             return None
         vm_ids: list[str] = []
         host_ids: list[str] = []
