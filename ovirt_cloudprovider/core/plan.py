@@ -46,9 +46,13 @@ Matching a VM (NodeSpec) to nodes
     several VMs, is ambiguous (AMBIGUOUS, a Warning Event, no writes for those nodes, no registration).
     A VM claimed by two kubelet nodes with its providerID is ambiguous too.
     Our own placeholder (``app.kubernetes.io/managed-by=ovirt-cloudprovider``) gives way to a kubelet
-    node of the same VM: the kubelet node is initialized/updated and the placeholder deleted
+    node of the same VM: the kubelet node is initialized/updated, and the placeholder is deleted
     (``ReplacedByKubelet``, with uid + resourceVersion preconditions; needs ``nodes.delete``; not
-    counted by the circuit breaker, since the VM is present).
+    counted by the circuit breaker, since the VM is present) only once the kubelet node is initialized
+    (our providerID, no uninitialized taint): in the sweep that initializes it the placeholder is kept
+    (the INITIALIZE's message says so) and the next sweep deletes it. The writer applies different
+    nodes' actions in parallel, so a lease lost mid-apply or a failed initialization never leaves the VM
+    with only an uninitialized node.
 
 Writes to a matched node (the *owner*)
     - INITIALIZE (``nodes.initialize``) when it has no providerID or carries the
@@ -507,6 +511,7 @@ class _Planner:
                                             f"has node {owner.name}; {node.name} is left alone.")
             self._replace(placeholders, owner, spec)
             self._sync(owner, spec)
+            self._note_kept(placeholders, owner)
             return
         if has_poisoned or len(clean) > 1:
             for node in clean:
@@ -517,6 +522,7 @@ class _Planner:
         if clean:
             self._replace(placeholders, clean[0], spec)
             self._sync(clean[0], spec)
+            self._note_kept(placeholders, clean[0])
             return
         if placeholders:
             self._placeholder_only(placeholders, spec)
@@ -559,7 +565,11 @@ class _Planner:
     # -- writes for present VMs --
 
     def _replace(self, placeholders: list[ObservedNode], owner: ObservedNode, spec: NodeSpec) -> None:
-        if not self.cfg.delete:
+        """Delete our placeholders of ``spec``'s VM once its kubelet node ``owner`` is initialized; while it still
+        waits for initialization they are kept (the writer applies different nodes' actions in parallel: a lease
+        lost mid-apply, or a failed initialization, must not leave the VM with only an uninitialized node), and
+        the sweep's INITIALIZE of ``owner`` says so (:meth:`_note_kept`)."""
+        if not self.cfg.delete or _needs_initialization(owner):
             return
         for node in placeholders:
             self.deleting.add(node.name)
@@ -568,6 +578,17 @@ class _Planner:
                 f"Deleting placeholder node {node.name} of {_vm(spec)}: the kubelet registered node "
                 f"{owner.name} for the same VM.",
             ))
+
+    def _note_kept(self, placeholders: list[ObservedNode], owner: ObservedNode) -> None:
+        """The INITIALIZE of a kubelet node planned while our placeholders of its VM are kept (:meth:`_replace`)
+        names them: they are deleted in a later sweep, once ``owner`` is initialized."""
+        if not (placeholders and self.cfg.delete and _needs_initialization(owner)):
+            return
+        for i, action in enumerate(self.actions):
+            if action.kind == ActionKind.INITIALIZE and action.node == owner.name:
+                self.actions[i] = replace(action, message=(
+                    f"{action.message} Placeholder node {_names(placeholders)} is kept until node {owner.name} "
+                    "is initialized, and deleted in a later sweep (ReplacedByKubelet)."))
 
     def _register(self, spec: NodeSpec) -> None:
         if not (self.cfg.register and spec.running):

@@ -365,18 +365,36 @@ def test_extra_unprovisioned_node_of_a_vm_that_has_its_node_is_reported() -> Non
 
 # --- placeholder vs kubelet -------------------------------------------------------------------------------
 
-def test_kubelet_node_replaces_our_placeholder() -> None:
+def test_kubelet_node_replaces_our_placeholder_once_initialized() -> None:
+    """The placeholder is deleted only in the sweep after the one that initializes the kubelet's node: the writer
+    applies different nodes' actions in parallel, so planning both at once could land the deletion without the
+    initialization (lease lost mid-apply, initialization failed) and leave the VM with only an uninitialized node."""
     spec = make_spec("web1", fqdn="web1.example.com")
     placeholder = synced_node(spec, placeholder=True)
     kubelet = kubelet_node("web1.example.com", system_uuid=spec.vm_id)
-    p = plan(desired(spec), [placeholder, kubelet])
-    assert kinds(p) == [("web1", K.DELETE), ("web1.example.com", K.INITIALIZE)]
-    delete = p.actions[0]
+    first = plan(desired(spec), [placeholder, kubelet])
+    assert kinds(first) == [("web1.example.com", K.INITIALIZE)]
+    assert "Placeholder node web1 is kept until node web1.example.com is initialized" in first.actions[0].message
+    # the initialization did not land (lease lost, conflict): the next sweep plans it again, still no deletion
+    assert kinds(plan(desired(spec), [placeholder, kubelet])) == [("web1.example.com", K.INITIALIZE)]
+    second = plan(desired(spec), list(apply_in_memory([placeholder, kubelet], first.actions)))
+    assert kinds(second) == [("web1", K.DELETE)]
+    delete = second.actions[0]
     assert delete.reason == "ReplacedByKubelet" and delete.uid == placeholder.uid
     assert delete.resource_version == placeholder.resource_version
     assert "web1.example.com" in delete.message
-    assert p.managed_nodes == 1
-    assert_converged(desired(spec), [placeholder, kubelet])
+    assert (first.managed_nodes, second.managed_nodes) == (2, 1)  # the kept placeholder, then the kubelet's node
+
+
+def test_placeholder_is_kept_while_its_kubelet_node_carries_the_uninitialized_taint() -> None:
+    spec = make_spec("web1")
+    placeholder = synced_node(spec, placeholder=True)
+    kubelet = synced_node(spec, name="web1-k", taints=(UNINITIALIZED,))
+    p = plan(desired(spec), [placeholder, kubelet])
+    assert kinds(p) == [("web1-k", K.INITIALIZE)]
+    # initialization off: the placeholder stays as long as the kubelet's node is not initialized
+    assert [a for a in plan(desired(spec), [placeholder, kubelet], nodes=replace(NODES, initialize=False)).actions
+            if a.kind == K.DELETE] == []
 
 
 def test_kubelet_node_with_provider_id_replaces_our_placeholder() -> None:
@@ -392,7 +410,10 @@ def test_placeholder_replacement_needs_the_delete_switch_and_is_not_breaker_coun
     specs = [make_spec(f"web{i}") for i in range(4)]
     observed = [synced_node(s, placeholder=True) for s in specs]
     observed += [kubelet_node(f"k{i}", system_uuid=s.vm_id) for i, s in enumerate(specs)]
-    p = plan(desired(*specs), observed, controller=ControllerConfig(max_delete_count=1))
+    first = plan(desired(*specs), observed, controller=ControllerConfig(max_delete_count=1))
+    assert {a.kind for a in first.actions} == {K.INITIALIZE}
+    initialized = list(apply_in_memory(observed, first.actions))
+    p = plan(desired(*specs), initialized, controller=ControllerConfig(max_delete_count=1))
     assert sum(a.reason == "ReplacedByKubelet" for a in p.actions) == 4
     off = plan(desired(*specs), observed, nodes=NodesConfig(delete=False))
     assert {a.kind for a in off.actions} == {K.INITIALIZE}
@@ -899,6 +920,28 @@ def _check_unadopted(world: World, p: Plan, by_name: dict[str, ObservedNode]) ->
             assert node.registered_by_us and not node.kubelet_joined and vm_id_of(node.provider_id) is not None
 
 
+def _check_second_plan(world: World, p: Plan, after: tuple[ObservedNode, ...], vm_ids: set[str]) -> None:
+    """The next plan only continues counting absent VMs (and registers names that a deletion freed), and deletes
+    the placeholders of the VMs whose kubelet node the first one initialized (ReplacedByKubelet, a sweep later)."""
+    cfg = {"nodes": world.nodes, "controller": world.controller}
+    second = plan(world.desired, after, **cfg)  # type: ignore[arg-type]
+    freed = {a.node for a in p.actions if a.kind == K.DELETE}
+    initialized = {a.vm_id for a in p.actions if a.kind == K.INITIALIZE}
+    marks = {a.node: int(dict(a.annotations or ())[ANNOTATION_ABSENT_SWEEPS] or 0) for a in p.actions
+             if a.kind == K.MARK_ABSENT}
+    for action in writes(second):
+        if action.kind == K.REGISTER:
+            assert action.node in freed, kinds(second)
+        elif action.reason == "ReplacedByKubelet":
+            assert action.kind == K.DELETE and action.vm_id in initialized, kinds(second)
+        else:
+            assert action.kind in (K.MARK_ABSENT, K.DELETE), kinds(second)
+            node = next(n for n in after if n.name == action.node)
+            assert vm_id_of(node.provider_id) not in vm_ids
+            if action.kind == K.MARK_ABSENT and action.node in marks:
+                assert dict(action.annotations or ())[ANNOTATION_ABSENT_SWEEPS] == str(marks[action.node] + 1)
+
+
 def _check_world(world: World) -> None:
     cfg = {"nodes": world.nodes, "controller": world.controller}
     p = plan(world.desired, world.observed, **cfg)  # type: ignore[arg-type]
@@ -947,20 +990,7 @@ def _check_world(world: World) -> None:
         if node.uid in world.foreign_uids | world.stray_uids:
             assert node == next(n for n in world.observed if n.uid == node.uid)
 
-    # The next plan only continues counting absent VMs (and registers names that a deletion freed).
-    second = plan(world.desired, after, **cfg)  # type: ignore[arg-type]
-    freed = {a.node for a in p.actions if a.kind == K.DELETE}
-    marks = {a.node: int(dict(a.annotations or ())[ANNOTATION_ABSENT_SWEEPS] or 0) for a in p.actions
-             if a.kind == K.MARK_ABSENT}
-    for action in writes(second):
-        if action.kind == K.REGISTER:
-            assert action.node in freed, kinds(second)
-        else:
-            assert action.kind in (K.MARK_ABSENT, K.DELETE), kinds(second)
-            node = next(n for n in after if n.name == action.node)
-            assert vm_id_of(node.provider_id) not in vm_ids
-            if action.kind == K.MARK_ABSENT and action.node in marks:
-                assert dict(action.annotations or ())[ANNOTATION_ABSENT_SWEEPS] == str(marks[action.node] + 1)
+    _check_second_plan(world, p, after, vm_ids)
 
     # And within N + 2 sweeps the fleet is steady: zero writes.
     observed = after

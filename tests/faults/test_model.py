@@ -25,16 +25,16 @@ Each step changes one thing, then the default instance sweeps once:
 
 After every sweep: no node of a VM (or host) that exists and matches its owner's filter is deleted (the owner
 recorded on the node; a legacy node's is the default instance, the only one that counts legacy nodes absent; a
-placeholder may give way to its VM's kubelet node, initialized or not yet) (``nodes_lost``); no write to a foreign
-node (another providerID, or none and no match) (``foreign_touched``); no write by an instance to a node another
-instance owns, to a legacy node of a VM or host outside its filter (but the default instance's), or to a kubelet's
-node none of its VMs or hosts claims, and no node's owner replaced (``cross_writes``); no more writes by an instance
-than its ``may_write`` granted (``writes_while_standby``); no node registered or initialized for a VM outside its
-owner's filter, and no targeted sweep writing to the node of one (``outside_filter``); no shutdown or maintenance
-taint added to a running VM's or up host's node, or removed from a stopped one's (``wrong_taints``). At the end a
-heal phase (glitches off, both leading, rounds of sweeps) must converge to the state computed from the engine
-simulator's own model and each instance's filters: every node owned by an instance whose filter holds its VM or
-host; an instance whose VM (or host) search matches nothing keeps its VM (host) nodes as they are, EmptyDiscovery
+placeholder gives way only to its VM's kubelet node once that one is initialized) (``nodes_lost``); no write to a
+foreign node (another providerID, or none and no match) (``foreign_touched``); no write by an instance to a node
+another instance owns, to a legacy node of a VM or host outside its filter (but the default instance's), or to a
+kubelet's node none of its VMs or hosts claims, and no node's owner replaced (``cross_writes``); no more writes by
+an instance than its ``may_write`` granted (``writes_while_standby``); no node registered or initialized for a VM
+outside its owner's filter, and no targeted sweep writing to the node of one (``outside_filter``); no shutdown or
+maintenance taint added to a running VM's or up host's node, or removed from a stopped one's (``wrong_taints``). At
+the end a heal phase (glitches off, both leading, rounds of sweeps) must converge to the state computed from the
+engine simulator's own model and each instance's filters: every node owned by an instance whose filter holds its VM
+or host; an instance whose VM (or host) search matches nothing keeps its VM (host) nodes as they are, EmptyDiscovery
 (``converged``).
 
 Bounded: ``OVCP_MODEL_EXAMPLES`` examples (20 by default) of at most ``OVCP_MODEL_STEPS`` steps (12),
@@ -487,14 +487,11 @@ class FleetModel(RuleBasedStateMachine):
         for name, node in before.items():
             key = key_of(node)
             rules = self.rules_of(node)
-            if (name not in after and rules is not None and key is not None
-                    and (owner := members[rules.name].owner(key)) is not None):
-                # A placeholder may give way to its kubelet's node (ReplacedByKubelet): initialized in the same
-                # sweep, or, when the lease was lost after the deletion and before the initialization, still
-                # unprovisioned (the next leader initializes it): either way the VM keeps a node.
-                only = Members({}, {key: owner}) if providerid.is_host_key(key) else Members({key: owner}, {})
+            if name not in after and rules is not None and members[rules.name].owner(key) is not None:
+                # A placeholder gives way to its kubelet's node (ReplacedByKubelet) only once that node is
+                # initialized (our providerID, no uninitialized taint): never in the sweep that initializes it.
                 replaced = (node["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) and any(
-                    key_of(n) == key or (not pid(n) and only.weak_match(n)) for n in after.values())
+                    key_of(n) == key and not has_taint(n, TAINT_UNINITIALIZED) for n in after.values())
                 if not replaced:
                     lost.append(name)
             owner = union.owner(key)
