@@ -11,4 +11,15 @@ real processes), ``deploy/`` (manifests, RBAC, the image) and ``simulators/``. `
 engine answers the tests compare against (see ``samples/PROVENANCE.md``).
 """
 
+import os
+
+from hypothesis import settings
+
 pytest_plugins = ["tests.engine_fixtures", "tests.kube_fixtures", "tests.controller.world"]
+
+# Property tests: random exploration on developers' machines (failures saved in .hypothesis/ and replayed), the
+# same examples on every CI run (``CI`` set, as .ci/run sets it), so that CI's verdict is reproducible and a new
+# counterexample is found and fixed on a developer's machine, not by a coin toss at merge time.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
