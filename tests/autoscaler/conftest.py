@@ -4,6 +4,9 @@ calling the service the way the cluster-autoscaler does."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -71,6 +74,30 @@ def config_for(engine: EngineSimulator, *groups: NodeGroupConfig, timeout: float
                                                              timeout=timeout),
                   controller=replace(ControllerConfig(), metrics_bind_address="127.0.0.1:0"),
                   autoscaler=AutoscalerConfig(mark_key_file=str(MARK_KEY_FILE)), nodegroups=groups or (POOL, OTHER))
+
+
+def start_autoscaler(engine: EngineSimulator, conf: str, *, max_size: int) -> tuple[subprocess.Popen[str], int]:
+    """A real ``ovirt-cloudprovider autoscaler`` process (insecure gRPC, loopback) for one group ``pool`` with
+    ``max_size``, and the gRPC port it logged once serving. The caller stops it (kill and wait in a finally)."""
+    engine.write_config(conf)
+    with open(conf, "a") as f:
+        f.write(f"\n[autoscaler]\nmark_key_file = {MARK_KEY_FILE}\n"
+                f"[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = {max_size}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", "autoscaler", "--config", conf,
+                             "--insecure-grpc", "--grpc-bind-address", "127.0.0.1:0", "--metrics-bind-address",
+                             "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = ""
+    for _ in range(50):
+        line = proc.stderr.readline()
+        if "autoscaler serving" in line:
+            break
+    port = re.search(r"port=(\d+)", line)
+    if port is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert port, line
+    return proc, int(port.group(1))
 
 
 def is_marked(description: str, group: str) -> bool:

@@ -5,10 +5,7 @@ started by the next process (tests/autoscaler/test_service.py, the restart betwe
 
 from __future__ import annotations
 
-import re
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import grpc
 
 from ovirt_cloudprovider.autoscaler.protocol import load
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
-from tests.autoscaler.conftest import MARK_KEY_FILE, is_marked
+from tests.autoscaler.conftest import is_marked, start_autoscaler
 from tests.helpers import wait_for
 
 
@@ -25,27 +22,13 @@ def _group_vms(sim: EngineSimulator, group: str) -> int:
 
 
 def test_sigterm_during_a_scale_up_stops_creating(tmp_path: Path, sim: EngineSimulator) -> None:
-    conf = sim.write_config(str(tmp_path / "ovirt.conf"))
-    with open(conf, "a") as f:
-        f.write(f"\n[autoscaler]\nmark_key_file = {MARK_KEY_FILE}\n"
-                "[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 5\n")
-    proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", "autoscaler", "--config", conf,
-                             "--insecure-grpc", "--grpc-bind-address", "127.0.0.1:0", "--metrics-bind-address",
-                             "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    proc, port = start_autoscaler(sim, str(tmp_path / "ovirt.conf"), max_size=5)
     outcome: list[grpc.StatusCode] = []
     try:
-        assert proc.stderr is not None
-        line = ""
-        for _ in range(50):
-            line = proc.stderr.readline()
-            if "autoscaler serving" in line:
-                break
-        port = re.search(r"port=(\d+)", line)
-        assert port, line
         # every create and tag takes the engine 1.5 s: five VMs would take 15 s
         sim.set_latency(1.5, path_prefix="/ovirt-engine/api/vms", method="POST")
         pb, services = load()
-        channel = grpc.insecure_channel(f"127.0.0.1:{port.group(1)}")
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
 
         def scale_up() -> None:
             try:

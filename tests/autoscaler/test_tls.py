@@ -13,7 +13,7 @@ import pytest
 
 from ovirt_cloudprovider.autoscaler.server import grpc_settings
 from ovirt_cloudprovider.simulators.engine import EngineSimulator
-from tests.autoscaler.conftest import MARK_KEY_FILE, Scaler, config_for
+from tests.autoscaler.conftest import Scaler, config_for, start_autoscaler
 
 
 def _openssl(*args: str) -> None:
@@ -102,28 +102,13 @@ def test_refuses_a_config_without_node_groups(tmp_path: Path, sim: EngineSimulat
 
 
 def test_the_command_serves_and_stops_on_sigterm(tmp_path: Path, sim: EngineSimulator) -> None:
-    import re
     import signal
 
     from ovirt_cloudprovider.autoscaler.protocol import load
-    conf = sim.write_config(str(tmp_path / "ovirt.conf"))
-    with open(conf, "a") as f:
-        f.write(f"\n[autoscaler]\nmark_key_file = {MARK_KEY_FILE}\n"
-                "[nodegroup pool]\ntemplate = k8s-node\ncluster = east-a\nmax_size = 2\n")
-    proc = subprocess.Popen([sys.executable, "-m", "ovirt_cloudprovider", "autoscaler", "--config", conf,
-                             "--insecure-grpc", "--grpc-bind-address", "127.0.0.1:0", "--metrics-bind-address",
-                             "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    proc, port = start_autoscaler(sim, str(tmp_path / "ovirt.conf"), max_size=2)
     try:
-        assert proc.stderr is not None
-        line = ""
-        for _ in range(50):
-            line = proc.stderr.readline()
-            if "autoscaler serving" in line:
-                break
-        m = re.search(r"port=(\d+)", line)
-        assert m, line
         pb, services = load()
-        with grpc.insecure_channel(f"127.0.0.1:{m.group(1)}") as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             groups = services.CloudProviderStub(channel).NodeGroups(pb.NodeGroupsRequest(), timeout=10)
         assert [g.id for g in groups.nodeGroups] == ["pool"]
         proc.send_signal(signal.SIGTERM)
