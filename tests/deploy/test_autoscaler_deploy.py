@@ -40,6 +40,7 @@ from tests.deploy.test_deploy import (
     MONITORING_OVERLAY,
     NAME,
     SCHEMA_VERSIONS,
+    SERVICEMONITOR_OVERLAY,
     Obj,
     Workspace,
     by_kind,
@@ -70,14 +71,7 @@ AUTOSCALER_KINDS = ["Deployment", "Service", "Service", "ServiceAccount"]
 # cluster-autoscaler/cloudprovider/externalgrpc/externalgrpc_cloud_provider.go, kubernetes/autoscaler).
 CLOUD_CONFIG_KEYS = {"address", "key", "cert", "cacert", "grpc_timeout"}
 
-AUTOSCALER_OVERLAY = f"""\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - ../{CLONE}/deploy
-components:
-  - ../{CLONE}/deploy/components/autoscaler
-"""
+AUTOSCALER_OVERLAY = SERVICEMONITOR_OVERLAY.replace("servicemonitor", "autoscaler")
 AUTOSCALER_FILES = {
     **CONFIG_FILES,
     "autoscaler.conf": "[connection]\nuri = https://engine.example.com/ovirt-engine/api\n"

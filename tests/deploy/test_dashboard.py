@@ -10,16 +10,9 @@ import json
 from typing import Any
 
 from tests.deploy.prom import DASHBOARD_FILE, exported_metric_names, label_problems, metric_names_in
-from tests.deploy.test_deploy import DEPLOY, KUBECTL, Workspace, needs_kubectl, one
+from tests.deploy.test_deploy import DEPLOY, KUBECTL, SERVICEMONITOR_OVERLAY, Workspace, needs_kubectl, one
 
-COMPONENT_OVERLAY = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - ../ovirt-cloudprovider/deploy
-components:
-  - ../ovirt-cloudprovider/deploy/components/grafana-dashboard
-"""  # laid out as deploy/README.md says: the overlay next to the clone
+COMPONENT_OVERLAY = SERVICEMONITOR_OVERLAY.replace("servicemonitor", "grafana-dashboard")
 
 
 def dashboard() -> dict[str, Any]:
