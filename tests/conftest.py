@@ -11,8 +11,11 @@ real processes), ``deploy/`` (manifests, RBAC, the image) and ``simulators/``. `
 engine answers the tests compare against (see ``samples/PROVENANCE.md``).
 """
 
+import logging
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
 
 pytest_plugins = ["tests.engine_fixtures", "tests.kube_fixtures", "tests.controller.world"]
@@ -23,3 +26,25 @@ pytest_plugins = ["tests.engine_fixtures", "tests.kube_fixtures", "tests.control
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what an in-process ``main()`` did to logging (``setup_logging`` replaces the root handlers).
+
+    Without this, the root logger keeps a handler on the stderr that pytest captured for that one test and closed
+    after it, and every later log line from a lingering thread prints a "Logging error" into the run's output.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("urllib3", "kubernetes", "ovirtsdk4")}
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
+    for name, lvl in levels.items():
+        logging.getLogger(name).setLevel(lvl)

@@ -306,7 +306,7 @@ class NodeCache:
 
     @property
     def lists(self) -> int:
-        """How many complete LISTs were made (1 after the initial sync; more after relists)."""
+        """How many LISTs were completed and their changes delivered to ``on_event`` (1 after the initial sync)."""
         return self._lists
 
     @property
@@ -430,7 +430,6 @@ class NodeCache:
             self._nodes = items
             self._snapshot = None
             self._rv = rv
-        self._lists += 1
         changes: list[tuple[str, ObservedNode]] = []
         for name, node in items.items():
             prev = old.get(name)
@@ -442,11 +441,12 @@ class NodeCache:
             elif not _same_view(prev, node):
                 changes.append((MODIFIED, node))
         changes.extend((DELETED, prev) for name, prev in old.items() if name not in items)
-        log.info("node list complete" if self._lists == 1 else "node relist complete",
+        log.info("node list complete" if self._lists == 0 else "node relist complete",
                  extra=kv(nodes=len(items), pages=pages, resource_version=rv, changes=len(changes)))
         self._synced.set()
         for typ, node in changes:
             self._emit(typ, node)
+        self._lists += 1  # counted once its changes are delivered: a reader of `lists` sees them all
 
     def _watch(self) -> tuple[_WatchEnd, int]:
         timeout = self._watch_timeout if self._watch_timeout is not None else random.uniform(120.0, 240.0)

@@ -323,6 +323,26 @@ class TestNodeCache:
         assert wait_for(lambda: cache.lists == 2 and cache.get("new") is not None and cache.get("old") is None)
         assert ("DELETED", "old") in seen and ("ADDED", "new") in seen
 
+    def test_relist_counted_after_its_changes_are_delivered(self, kubeapi: KubeApiSimulator,
+                                                            make_cache: Any) -> None:
+        # CI saw lists == 2 before the relist's DELETED/ADDED had reached on_event (the count came first).
+        kubeapi.create_node({"metadata": {"name": "old"}})
+        seen: list[tuple[str, str]] = []
+
+        def slow(t: str, n: Any) -> None:
+            time.sleep(0.2)
+            seen.append((t, n.name))
+
+        cache = make_cache(on_event=slow)
+        assert cache.wait_synced(5)
+        assert wait_for(lambda: kubeapi.active_watches == 1)
+        kubeapi.set_latency(0.5, verb="list", resource="nodes")
+        assert kubeapi.drop_watches("nodes", abrupt=True) == 1
+        kubeapi.create_node({"metadata": {"name": "new"}})
+        kubeapi.delete_node("old")
+        assert wait_for(lambda: cache.lists == 2, timeout=10)
+        assert ("DELETED", "old") in seen and ("ADDED", "new") in seen
+
     def test_410_after_compaction_relists(self, kubeapi: KubeApiSimulator, make_cache: Any,
                                           caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level(logging.INFO, logger="ovirt_cloudprovider.kube.informer")
