@@ -34,7 +34,11 @@ Joining nodes
     upstream node controller makes one cloud call per node); with more (a burst of kubelets) the joining ones
     are planned from the last complete discovery (``Step.cached_vm_ids`` / ``cached_host_ids``), so that a
     thousand kubelets cost one planning of a thousand nodes, not a thousand engine calls or a paged search.
-    Any other node waiting for initialization is a trigger for a full sweep.
+    Any other node waiting for initialization is a trigger for a full sweep. A node that joins while a targeted
+    sweep applies is taken by that sweep (:meth:`Schedule.take_joining`: its *extension*, asked for by the
+    writer whenever its queued nodes' first writes have run out), with no debounce, as long as every pending
+    trigger is a joining one and the periodic full sweep is not due: a burst of kubelets is initialized as
+    the writer frees up, not batch after batch.
 
 Never two sweeps at once
     A sweep step marks the schedule as sweeping until :meth:`Schedule.full_finished` or
@@ -208,6 +212,22 @@ class Schedule:
                                host_ids=tuple(sorted({*host_ids, *cached_hosts})))
         return taken, Step(kind, reasons=reasons, vm_ids=vm_ids, host_ids=host_ids, cached_vm_ids=cached_vms,
                            cached_host_ids=cached_hosts)
+
+    def take_joining(self, now: float, known: Known, *, taken: frozenset[str] = frozenset(),
+                     taken_hosts: frozenset[str] = frozenset()) -> tuple[Schedule, tuple[str, ...], tuple[str, ...]]:
+        """The joining nodes' owners that a targeted sweep in flight may take (its extension, planned from the
+        last discovery), and the schedule without them: only while every pending trigger is a joining one (no
+        full sweep asked for or due at ``now``, no VM or host to refresh) and they are all ``known``; never
+        the owners that sweep took already (``taken``, ``taken_hosts``: they stay for the next sweep). Nothing
+        to take: ``(self, (), ())``."""
+        vm_ids = tuple(sorted(self.joining_vms - taken))
+        host_ids = tuple(sorted(self.joining_hosts - taken_hosts))
+        if (self.sweeping is not StepKind.TARGETED or now >= self.next_full or self.needs_full or self.vm_targets
+                or self.host_targets or not (vm_ids or host_ids) or not known(vm_ids, host_ids)):
+            return self, (), ()
+        left_vms, left_hosts = self.joining_vms & taken, self.joining_hosts & taken_hosts
+        return replace(self, joining_vms=left_vms, joining_hosts=left_hosts,
+                       reasons=self.reasons if left_vms or left_hosts else frozenset()), vm_ids, host_ids
 
     def full_finished(self, now: float, *, ok: bool, jitter: float) -> Schedule:
         """A full sweep ended at ``now``: ``ok`` (also when interrupted: nothing failed) → the next one after the
