@@ -4,13 +4,14 @@ advances, triggers, leadership and cache changes and sweep results (pure, fast).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ovirt_cloudprovider.core.schedule import (
+    MAX_EXTENSION,
     MAX_TARGETED,
     MAX_WAIT,
     MIN_WAIT,
@@ -244,6 +245,7 @@ def test_a_targeted_sweep_in_flight_takes_the_nodes_that_joined_meanwhile() -> N
     ("a full sweep asked for", lambda s: s.trigger("became leader"), T0 + 1),
     ("an event target to refresh", lambda s: s.trigger("e", vm_ids=["x"]), T0 + 1),
     ("the periodic sweep due", lambda s: s, T0 + TIMING.interval + 1),
+    ("the sweep started a minute ago", lambda s: replace(s, next_full=T0 + 3600), T0 + 0.5 + MAX_EXTENSION),
 ])
 def test_no_extension_while_anything_else_is_pending(why: str, make: Callable[[Schedule], Schedule],
                                                      now: float) -> None:
