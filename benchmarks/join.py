@@ -11,8 +11,12 @@ first change that initialized the node (providerID set, taint gone). Prints ``ke
 - ``single_s`` (max) and ``single_median_s``: ``--singles`` kubelets joining one at a time (one second apart);
 - ``burst_p50_s``, ``burst_p99_s``, ``burst_max_s``: ``--burst`` kubelets joining at once (created one after
   another as fast as the API simulator takes them: ``burst_create_s``), and ``burst_all_s`` from the first
-  create to the last initialization; ``burst_full_sweeps`` / ``burst_targeted_sweeps``: the controller's sweeps
-  meanwhile (from its log);
+  create to the last initialization; ``burst_addressed_p50_s`` / ``burst_addressed_p99_s``: from the create to
+  the node's addresses (the ``nodes/status`` patch that follows the initialization; ``burst_addressed``: the
+  nodes that got one, those whose VM reports an IP), and ``burst_address_lag_max_s``, the longest one of them
+  was initialized without them; ``burst_full_sweeps`` /
+  ``burst_targeted_sweeps``: the controller's sweeps meanwhile (from its log; ``burst_joined_meanwhile``: the
+  nodes a targeted sweep took while it was applying);
 - ``peak_rss_mb``: VmHWM of the controller.
 
     python benchmarks/join.py --vms 10000 --burst 1000 --kube-api-qps 2000 --kube-api-burst 2000
@@ -89,16 +93,30 @@ def joins(engine: SimProcess, kube: SimProcess, workdir: Path, args: argparse.Na
             progress(f"{len(burst)} kubelets join")
             kube.call("join", kubelets=[[name, vm_id.upper()] for vm_id, name in burst])
             latencies = wait_joined(kube, {name for _, name in burst}, args.timeout)
+            initialized_at = max(t[1] for n, t in kube.call("join_times").items() if n in latencies)
+            index = after  # the sweep that took the last ones has finished (their addresses and Events written)
+            while True:
+                index, arrived, _ = ctl.wait_for("targeted sweep finished", after=index, timeout=60)
+                if arrived >= initialized_at:
+                    break
+                index += 1
             times = kube.call("join_times")
             created = [times[name][0] for _, name in burst]
             initialized = [times[name][1] for _, name in burst]
+            addressed = {name: times[name][2] - times[name][0] for _, name in burst if times[name][2] is not None}
             values = list(latencies.values())
             res.update(burst=len(burst), burst_p50_s=percentile(values, 50), burst_p99_s=percentile(values, 99),
                        burst_max_s=max(values), burst_create_s=max(created) - min(created),
-                       burst_all_s=max(initialized) - min(created))
+                       burst_all_s=max(initialized) - min(created), burst_addressed=len(addressed))
+            if addressed:
+                res.update(burst_addressed_p50_s=percentile(list(addressed.values()), 50),
+                           burst_addressed_p99_s=percentile(list(addressed.values()), 99),
+                           burst_address_lag_max_s=max(max(0.0, times[n][2] - times[n][1]) for n in addressed))
             lines = [d for _, d in ctl.lines[after:]]
             res["burst_full_sweeps"] = sum(1 for d in lines if d.get("msg") == "sweep finished")
             res["burst_targeted_sweeps"] = sum(1 for d in lines if d.get("msg") == "targeted sweep finished")
+            res["burst_joined_meanwhile"] = sum(int(d.get("joined_meanwhile") or 0) for d in lines
+                                                if d.get("msg") == "targeted sweep finished")
         res["peak_rss_mb"] = ctl.peak_rss_mb()
     finally:
         ctl.stop()

@@ -78,13 +78,16 @@ def _engine_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 class Joins:
     """Kubelets joining (for benchmarks/join.py): each Node is created as a kubelet with
     ``--cloud-provider=external`` registers it (the uninitialized taint, no providerID), one after another in a
-    thread, and the time (time.monotonic, the same clock in every process) of its create and of the first change
-    that initialized it (providerID set, the taint gone) is kept; a thread follows the store's changes."""
+    thread, and the time (time.monotonic, the same clock in every process) of its create, of the first change
+    that initialized it (providerID set, the taint gone) and of the first that gave it an address other than its
+    Hostname (the cloud provider's addresses: the kubelet, without ``--node-ip``, reports only its Hostname) is
+    kept; a thread follows the store's changes."""
 
     def __init__(self, sim: Any) -> None:
         self.sim = sim
         self.created: dict[str, float] = {}
         self.initialized: dict[str, float] = {}
+        self.addressed: dict[str, float] = {}
         self.waiting: set[str] = set()
         self.lock = threading.Lock()
         self.stopped = False
@@ -106,9 +109,10 @@ class Joins:
         return len(kubelets)
 
     def times(self) -> dict[str, list[float | None]]:
-        """name → [created, initialized (None: not yet)] of every node joined so far."""
+        """name → [created, initialized, addressed (None: not yet)] of every node joined so far."""
         with self.lock:
-            return {name: [self.created.get(name), self.initialized.get(name)] for name in self.waiting}
+            return {name: [self.created.get(name), self.initialized.get(name), self.addressed.get(name)]
+                    for name in self.waiting}
 
     def _follow(self) -> None:
         store = self.sim.store
@@ -126,10 +130,14 @@ class Joins:
                 spec = ev.obj.get("spec") or {}
                 done = spec.get("providerID") and not any(
                     t.get("key") == "node.cloudprovider.kubernetes.io/uninitialized" for t in spec.get("taints") or [])
+                addresses = (ev.obj.get("status") or {}).get("addresses") or []
+                addressed = any(a.get("type") != "Hostname" for a in addresses)
                 name = ev.key[2]
                 with self.lock:
                     if done and name in self.waiting and name not in self.initialized:
                         self.initialized[name] = time.monotonic()
+                    if addressed and name in self.waiting and name not in self.addressed:
+                        self.addressed[name] = time.monotonic()
 
 
 def _kube_ops(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:

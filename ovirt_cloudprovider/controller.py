@@ -18,7 +18,10 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   missed events) is a full sweep. A node that waits for initialization (a kubelet joining) whose systemUUID
   names a VM or host of the last discovery is a targeted sweep of those too (core/targeted.py
   ``Fleet.joining``): refreshed when few, planned from the last discovery in a burst (core/schedule.py), and a
-  VM whose record was too old for the kubelet's ``--node-ip`` is refreshed after; any other is a full sweep;
+  VM whose record was too old for the kubelet's ``--node-ip`` is refreshed after; any other is a full sweep.
+  Kubelets that join while a targeted sweep applies are planned by it, from its index, whenever its writer's
+  queued nodes' first writes have run out (its extension: ``Schedule.take_joining``), not after it and a
+  debounce;
 - never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
   only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
   event poller backs off the same way.
@@ -101,7 +104,8 @@ class _Cache(Protocol):
 
 
 class _Writer(Protocol):
-    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult: ...
+    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None,
+              more: Callable[[], Sequence[Action]] | None = None) -> ApplyResult: ...
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,8 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
                        nodes: Sequence[ObservedNode], writer: _Writer, metrics: Metrics | None = None,
                        may_write: Callable[[], bool] = lambda: True, health: HealthState | None = None,
                        host_ids: Sequence[str] = (), fleet: Fleet | None = None,
-                       cached_vm_ids: Sequence[str] = (), cached_host_ids: Sequence[str] = ()) -> SweepReport:
+                       cached_vm_ids: Sequence[str] = (), cached_host_ids: Sequence[str] = (),
+                       more: Callable[[Fleet], Sequence[Action]] | None = None) -> SweepReport:
     """Refresh only ``vm_ids`` and ``host_ids`` (of ``base``, the last complete discovery; ``fleet`` its index
     when the caller has it) and apply the actions for their nodes and for those of ``cached_vm_ids`` and
     ``cached_host_ids`` (a burst of joining kubelets), which are planned from ``base`` as it is. Deletion is off
@@ -237,13 +242,15 @@ def run_targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_id
     a write (the controller then sweeps in full).
 
     The plan is that of core/targeted.py, which costs the targets, not the fleet; where it cannot prove its
-    answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. Returns a
-    report whose ``snapshot`` is ``base`` updated (and ``fleet`` its index)."""
+    answer equal to the whole plan filtered to the targets, the whole fleet is planned and filtered. ``more``
+    (the controller's extension: kubelets that joined meanwhile) is asked, with the updated index, for further
+    actions whenever the writer's queued nodes' first writes have run out; they are applied and counted with
+    this sweep's. Returns a report whose ``snapshot`` is ``base`` updated (and ``fleet`` its index)."""
     correlation_id = new_correlation_id()
     with engine.correlated(correlation_id):
         return _targeted_sweep(config=config, engine=engine, base=base, vm_ids=vm_ids, nodes=nodes, writer=writer,
                                metrics=metrics, may_write=may_write, health=health, host_ids=host_ids, fleet=fleet,
-                               cached_vm_ids=cached_vm_ids, cached_host_ids=cached_host_ids,
+                               cached_vm_ids=cached_vm_ids, cached_host_ids=cached_host_ids, more=more,
                                correlation_id=correlation_id)
 
 
@@ -251,7 +258,7 @@ def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: 
                     nodes: Sequence[ObservedNode], writer: _Writer, metrics: Metrics | None,
                     may_write: Callable[[], bool], health: HealthState | None, host_ids: Sequence[str],
                     fleet: Fleet | None, cached_vm_ids: Sequence[str], cached_host_ids: Sequence[str],
-                    correlation_id: str) -> SweepReport:
+                    more: Callable[[Fleet], Sequence[Action]] | None, correlation_id: str) -> SweepReport:
     start = time.monotonic()
     if health:
         health.sweep_started()
@@ -290,13 +297,23 @@ def _targeted_sweep(*, config: Config, engine: _Engine, base: Snapshot, vm_ids: 
                                       controller=config.controller, now=now), targets)
             updated = fleet_of(snapshot, desired, config.nodes)
         snapshot = updated.snapshot
+        index = updated
+        extended: list[int] = []
+
+        def extension() -> Sequence[Action]:
+            actions = more(index) if more is not None else ()
+            extended.append(len(actions))
+            return actions
+
         report = replace(_apply(plan, replace(snapshot, requests=len(fresh) + len(fresh_hosts)), writer=writer,
-                                may_write=may_write, start=start), fleet=updated)
+                                may_write=may_write, start=start, more=extension if more is not None else None),
+                         fleet=updated)
         if metrics:
             _record_vms(metrics, snapshot)
             _record_out_of_service(metrics, plan)
             metrics.targeted_syncs_total.labels("success" if report.ok else "failure").inc()
-        _log_report("targeted sweep finished", report, whole_fleet=whole, correlation_id=correlation_id)
+        _log_report("targeted sweep finished", report, whole_fleet=whole, joined_meanwhile=sum(extended),
+                    correlation_id=correlation_id)
         return report
     finally:
         if health:
@@ -384,14 +401,16 @@ def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None, *,
 
 
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
-           start: float) -> SweepReport:
-    """Apply ``plan`` (``writer`` None: dry run); the writer asks ``may_write`` before each writing action."""
+           start: float, more: Callable[[], Sequence[Action]] | None = None) -> SweepReport:
+    """Apply ``plan`` (``writer`` None: dry run); the writer asks ``may_write`` before each writing action, and
+    ``more`` (when given) for further actions as it frees up."""
     counts = dict(Counter(a.kind.value for a in plan.actions))
     _log_plan(plan)
     applied = failed = conflicts = refused = 0
     interrupted = False
-    if writer is not None and plan.actions:
-        result = writer.apply(plan.actions, may_write=may_write)
+    if writer is not None and (plan.actions or more is not None):
+        result = writer.apply(plan.actions, may_write=may_write, more=more) if more is not None else \
+            writer.apply(plan.actions, may_write=may_write)
         applied, failed, conflicts, remaining = result.applied, result.failed, result.conflicts, result.interrupted
         refused = result.refused
         if remaining:
@@ -474,6 +493,16 @@ TARGETED_HOST_EVENT_KINDS = frozenset({"host-failed", "host-detected", "host-mai
                                        "host-stopped"})
 
 
+@dataclass
+class _Extension:
+    """What a targeted sweep took (canonical VM and host ids), its extensions included, and which of those were
+    planned from a record too old for their kubelet's ``--node-ip`` (core/targeted.py ``stale_for``)."""
+
+    vm_ids: frozenset[str]
+    host_ids: frozenset[str]
+    stale: set[str] = field(default_factory=set)
+
+
 class _Leader(Protocol):
     @property
     def is_leader(self) -> bool: ...
@@ -517,6 +546,9 @@ class Controller:
             backoff_max=config.controller.backoff_max))
         self._snapshot: Snapshot | None = None  # the last complete discovery
         self._fleet: Fleet | None = None  # the same, indexed for targeted sweeps (core/targeted.py)
+        # the canonical ids of the last complete discovery's VMs and hosts (self._spellings), None until asked
+        # for; a full sweep drops them (a targeted sweep replaces records, never the ids)
+        self._spelling: tuple[dict[str, str], dict[str, str]] | None = None
         # where the event poller starts: read by the loop just before a full sweep (so that no event between
         # the sweep's discovery and the first poll is lost); None while this replica does not lead
         self._event_index: int | None = None
@@ -574,7 +606,7 @@ class Controller:
                 self._wake.clear()
 
     def _known_now(self, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
-        return self._snapshot is not None and self._known(self._snapshot, vm_ids, host_ids)
+        return self._known(vm_ids, host_ids)
 
     def _full_sweep(self, step: schedule.Step) -> None:
         log.info("sweep triggered", extra=kv(reasons=_reasons(step.reasons)))
@@ -586,7 +618,7 @@ class Controller:
             metrics=self.metrics, may_write=self.may_write, health=self.health))
         end = time.monotonic()
         if report.snapshot is not None:
-            self._snapshot, self._fleet = report.snapshot, report.fleet
+            self._snapshot, self._fleet, self._spelling = report.snapshot, report.fleet, None
             self._engine_back.set()
         ok = report.ok or report.interrupted
         with self._lock:
@@ -601,39 +633,82 @@ class Controller:
             reasons=_reasons(step.reasons), vms=len(step.vm_ids), hosts=len(step.host_ids),
             cached=len(step.cached_vm_ids) + len(step.cached_host_ids)))
         base = self._snapshot
+        spelled = self._spellings()
+        joined = _Extension(vm_ids=frozenset(normalize_vm_id(i) for i in (*step.vm_ids, *step.cached_vm_ids)),
+                            host_ids=frozenset(normalize_vm_id(i) for i in (*step.host_ids, *step.cached_host_ids)))
         report = self._survive("targeted sweep", functools.partial(
             run_targeted_sweep, config=self.config, engine=self.engine, base=base,
-            vm_ids=self._spelled_as(step.vm_ids, (vm.id for vm in base.vms)),
-            host_ids=self._spelled_as(step.host_ids, (h.id for h in base.hosts)), fleet=self._fleet,
-            cached_vm_ids=self._spelled_as(step.cached_vm_ids, (vm.id for vm in base.vms)),
-            cached_host_ids=self._spelled_as(step.cached_host_ids, (h.id for h in base.hosts)),
+            vm_ids=self._spelled_as(step.vm_ids, spelled[0]), host_ids=self._spelled_as(step.host_ids, spelled[1]),
+            fleet=self._fleet, cached_vm_ids=self._spelled_as(step.cached_vm_ids, spelled[0]),
+            cached_host_ids=self._spelled_as(step.cached_host_ids, spelled[1]),
             nodes=self.cache.nodes(), writer=self.writer, metrics=self.metrics, may_write=self.may_write,
-            health=self.health)) if base is not None else SweepReport(ok=False, error="no complete discovery yet")
+            health=self.health, more=functools.partial(self._joined_meanwhile, joined)))\
+            if base is not None else SweepReport(ok=False, error="no complete discovery yet")
         ok = report.ok and report.fleet is not None
         if report.ok and report.fleet is not None:
             self._snapshot, self._fleet = report.fleet.snapshot, report.fleet
         # joining nodes planned from the last discovery whose --node-ip it did not report yet: their VMs refreshed
         stale = stale_for(report.plan, step.cached_vm_ids) if report.plan is not None else ()
+        stale = tuple(sorted({*stale, *joined.stale}))
         with self._lock:  # a failure asks for a full sweep (with its backoff)
             self._schedule = self._schedule.targeted_finished(time.monotonic(), ok=ok)
             if stale:
                 self._schedule = self._schedule.trigger("joining nodes' VMs refreshed", vm_ids=stale)
         # its plan is not kept while the next sweep plans (10k actions of a registration)
 
-    @staticmethod
-    def _known(snapshot: Snapshot, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
-        """Every target is a VM or host of ``snapshot`` (host targets only when it searched hosts); ids compared
-        canonically (core/providerid.py)."""
-        if host_ids and (snapshot.hosts_query is None or not {normalize_vm_id(i) for i in host_ids}
-                         <= {normalize_vm_id(h.id) for h in snapshot.hosts}):
+    def _joined_meanwhile(self, joined: _Extension, fleet: Fleet) -> Sequence[Action]:
+        """The targeted sweep's extension (called by the writer, from a worker thread, whenever its queued nodes'
+        first writes have run out): the owners of the nodes that joined since the sweep started, taken from the
+        schedule (core/schedule.py ``take_joining``: only while nothing but joining nodes is pending), planned
+        from ``fleet`` (the sweep's updated index) as a burst is (core/targeted.py); never an owner the sweep
+        took already (its node waits for the next sweep). A plan core/targeted.py cannot prove gives nothing
+        and leaves them to the next sweep."""
+        with self._lock:
+            self._schedule, vm_ids, host_ids = self._schedule.take_joining(
+                time.monotonic(), self._known_now, taken=joined.vm_ids, taken_hosts=joined.host_ids)
+        if not vm_ids and not host_ids:
+            return ()
+        reason = f"{len(vm_ids) + len(host_ids)} joining nodes' owners"
+        plan = plan_targeted(fleet, targets_of(vm_ids, host_ids), self.cache.nodes(),
+                             controller=self.config.controller, now=time.time())
+        if plan is None:
+            with self._lock:
+                self._schedule = self._schedule.trigger(reason, vm_ids=vm_ids, host_ids=host_ids, joining=True)
+            return ()
+        joined.vm_ids |= {normalize_vm_id(i) for i in vm_ids}
+        joined.host_ids |= {normalize_vm_id(i) for i in host_ids}
+        joined.stale |= set(stale_for(plan, vm_ids))
+        log.debug("targeted sweep extended", extra=kv(vms=len(vm_ids), hosts=len(host_ids),
+                                                      actions=len(plan.actions)))
+        return plan.actions
+
+    def _spellings(self) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """The last complete discovery's VM and host ids by their canonical form (core/providerid.py), made once
+        per discovery (a targeted sweep keeps every id): a burst of joins costs its own ids, not the fleet's."""
+        snapshot, spelling = self._snapshot, self._spelling
+        if snapshot is None:
+            return {}, {}
+        if spelling is None:
+            spelling = ({normalize_vm_id(vm.id): vm.id for vm in snapshot.vms},
+                        {normalize_vm_id(h.id): h.id for h in snapshot.hosts})
+            self._spelling = spelling
+        return spelling
+
+    def _known(self, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
+        """Every target is a VM or host of the last complete discovery (host targets only when it searched
+        hosts); ids compared canonically (core/providerid.py)."""
+        snapshot = self._snapshot
+        if snapshot is None:
             return False
-        return not vm_ids or {normalize_vm_id(i) for i in vm_ids} <= {normalize_vm_id(vm.id) for vm in snapshot.vms}
+        vms, hosts = self._spellings()
+        if host_ids and (snapshot.hosts_query is None or not all(normalize_vm_id(i) in hosts for i in host_ids)):
+            return False
+        return all(normalize_vm_id(i) in vms for i in vm_ids)
 
     @staticmethod
-    def _spelled_as(ids: Sequence[str], known: Iterable[str]) -> tuple[str, ...]:
-        """``ids`` as ``known`` (the snapshot's records) spell them, so that the targeted sweep refreshes those
-        records; an id it does not know stays as it is."""
-        spelling = {normalize_vm_id(i): i for i in known}
+    def _spelled_as(ids: Sequence[str], spelling: Mapping[str, str]) -> tuple[str, ...]:
+        """``ids`` as ``spelling`` (the snapshot's records, by canonical id) spells them, so that the targeted
+        sweep refreshes those records; an id it does not know stays as it is."""
         return tuple(dict.fromkeys(spelling.get(normalize_vm_id(i), i) for i in ids))
 
     def _survive(self, what: str, sweep: Callable[[], SweepReport]) -> SweepReport:

@@ -34,7 +34,12 @@ Joining nodes
     upstream node controller makes one cloud call per node); with more (a burst of kubelets) the joining ones
     are planned from the last complete discovery (``Step.cached_vm_ids`` / ``cached_host_ids``), so that a
     thousand kubelets cost one planning of a thousand nodes, not a thousand engine calls or a paged search.
-    Any other node waiting for initialization is a trigger for a full sweep.
+    Any other node waiting for initialization is a trigger for a full sweep. A node that joins while a targeted
+    sweep applies is taken by that sweep (:meth:`Schedule.take_joining`: its *extension*, asked for by the
+    writer whenever its queued nodes' first writes have run out), with no debounce, as long as every pending
+    trigger is a joining one, the periodic full sweep is not due and the sweep started less than
+    ``MAX_EXTENSION`` (60) seconds ago: a burst of kubelets is initialized as the writer frees up, not batch
+    after batch.
 
 Never two sweeps at once
     A sweep step marks the schedule as sweeping until :meth:`Schedule.full_finished` or
@@ -67,6 +72,7 @@ MIN_WAIT = 0.05
 CACHE_WAIT = 0.5  # how often a due sweep looks whether the node cache has synced
 SUCCESS_JITTER = 0.1  # a full sweep's interval is stretched by up to 10 %
 MAX_TARGETED = 20  # more VMs and hosts than this in one burst: one paged search is cheaper
+MAX_EXTENSION = 60.0  # seconds after its start a targeted sweep still takes the nodes that join meanwhile
 
 REASON_PERIODIC = "periodic"
 REASON_TARGETED_FAILED = "targeted sweep failed"
@@ -149,6 +155,7 @@ class Schedule:
     needs_full: bool = False  # a pending trigger that only a full sweep answers
     failures: int = 0  # consecutive failed full sweeps
     sweeping: StepKind | None = None  # the sweep in flight
+    sweep_started: float = 0.0  # when it started
 
     @property
     def early(self) -> bool:
@@ -200,7 +207,8 @@ class Schedule:
                     and known(tuple(sorted({*vm_ids, *cached_vms})), tuple(sorted({*host_ids, *cached_hosts}))))
         kind = StepKind.TARGETED if targeted else StepKind.FULL
         taken = replace(self, reasons=frozenset(), vm_targets=frozenset(), host_targets=frozenset(),
-                        joining_vms=frozenset(), joining_hosts=frozenset(), needs_full=False, sweeping=kind)
+                        joining_vms=frozenset(), joining_hosts=frozenset(), needs_full=False, sweeping=kind,
+                        sweep_started=now)
         if not targeted:
             return taken, Step(kind, reasons=reasons)
         if count + joining <= self.timing.max_targeted:  # few: every one refreshed
@@ -208,6 +216,24 @@ class Schedule:
                                host_ids=tuple(sorted({*host_ids, *cached_hosts})))
         return taken, Step(kind, reasons=reasons, vm_ids=vm_ids, host_ids=host_ids, cached_vm_ids=cached_vms,
                            cached_host_ids=cached_hosts)
+
+    def take_joining(self, now: float, known: Known, *, taken: frozenset[str] = frozenset(),
+                     taken_hosts: frozenset[str] = frozenset()) -> tuple[Schedule, tuple[str, ...], tuple[str, ...]]:
+        """The joining nodes' owners that a targeted sweep in flight may take (its extension, planned from the
+        last discovery), and the schedule without them: only while every pending trigger is a joining one (no
+        full sweep asked for or due at ``now``, no VM or host to refresh), they are all ``known`` and the sweep
+        started less than ``MAX_EXTENSION`` seconds ago (a stream of joins never makes one endless sweep); never
+        the owners that sweep took already (``taken``, ``taken_hosts``: they stay for the next sweep). Nothing
+        to take: ``(self, (), ())``."""
+        vm_ids = tuple(sorted(self.joining_vms - taken))
+        host_ids = tuple(sorted(self.joining_hosts - taken_hosts))
+        if (self.sweeping is not StepKind.TARGETED or now >= min(self.next_full, self.sweep_started + MAX_EXTENSION)
+                or self.needs_full or self.vm_targets
+                or self.host_targets or not (vm_ids or host_ids) or not known(vm_ids, host_ids)):
+            return self, (), ()
+        left_vms, left_hosts = self.joining_vms & taken, self.joining_hosts & taken_hosts
+        return replace(self, joining_vms=left_vms, joining_hosts=left_hosts,
+                       reasons=self.reasons if left_vms or left_hosts else frozenset()), vm_ids, host_ids
 
     def full_finished(self, now: float, *, ok: bool, jitter: float) -> Schedule:
         """A full sweep ended at ``now``: ``ok`` (also when interrupted: nothing failed) → the next one after the

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
+import itertools
 import logging
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -59,6 +61,7 @@ from .errors import NO_ANSWER, api_status, describe_error, one_line, retry_after
 from .events import EventRecorder
 from .ratelimit import TokenBucket
 from .raw import CoreRequests
+from .workqueue import EVENT, FOLLOW_UP, StepQueue, Task
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +152,17 @@ class NodeWriter:
 
     Concurrency: ``apply`` groups the actions by node (the planner sorts them by node, and orders the
     actions of one node so that the one carrying the resourceVersion precondition comes first); up to
-    ``workers`` nodes are written at once, the actions of one node in order by one worker (daemon threads,
+    ``workers`` requests are in flight at once, one node's requests strictly in order (daemon threads,
     started by each ``apply`` and joined before it returns: a request hung at shutdown does not keep the
-    process alive past its shutdown deadline). ``limiter``
+    process alive past its shutdown deadline). Which request goes next is :class:`~.workqueue.StepQueue`'s:
+    every node's first write before the follow-ups (a ``nodes/status`` patch, the node's next action), those
+    before the Events. The rule that keeps this safe for an initialization (the node patch removes the
+    uninitialized taint, the status patch then writes the addresses, as k8s.io/cloud-provider's node controller
+    does, Update then address patch then the ``Synced`` Event): a node's address patch waits for at most
+    ``MAX_FOLLOW_UPS`` other nodes' first writes (about 0.1 s at a few hundred writes a second), never for a
+    whole batch; an untainted node never has wrong addresses meanwhile, only the kubelet's own (its Hostname,
+    or its ``--node-ip``, which the planner checked against the VM). The taint removal cannot go after the
+    addresses: the node patch carries the planned resourceVersion, which the status patch would change. ``limiter``
     (a :class:`~.ratelimit.TokenBucket`, None = unlimited) is taken before every request, retries and
     Events included.
 
@@ -193,50 +204,53 @@ class NodeWriter:
 
     # -- public --
 
-    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult:
+    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None,
+              more: Callable[[], Sequence[Action]] | None = None) -> ApplyResult:
         """Apply every action; a failure of one does not stop the others.
 
-        The actions of one node are applied in their order, different nodes concurrently (up to ``workers``).
-        ``may_write`` (e.g. "this replica still holds the Lease") is the fence: it is asked before every action
-        that writes and again right before every request is sent (after the wait for a rate-limit token, before
-        every retry, Events included); once it says no, or once ``stop`` is set, nothing more is sent and the
-        actions not completed are ``interrupted``.
+        The actions of one node are applied in their order, different nodes concurrently (up to ``workers``),
+        every node's first request before the follow-ups (``nodes/status`` patches, a node's next action) and
+        those before the Events (kube/workqueue.py). ``may_write`` (e.g. "this replica still holds the Lease") is
+        the fence: it is asked before every action that writes and again right before every request is sent
+        (after the wait for a rate-limit token, before every retry, Events included); once it says no, or once
+        ``stop`` is set, nothing more is sent and the actions not completed are ``interrupted``. ``more``, when
+        given, is asked for further actions whenever the queued nodes' first requests have run out (from a worker
+        thread, one call at a time): they are applied and counted with these, as one apply.
         """
         run = _Run(len(actions), self._clock(), may_write)
-        groups: dict[str, list[tuple[int, Action]]] = {}
-        for index, action in enumerate(actions):
-            groups.setdefault(action.node or f"\x00vm:{action.vm_id or ''}", []).append((index, action))
-        if self._workers == 1 or len(groups) <= 1:
-            for group in groups.values():
-                self._apply_group(group, run)
+        counter = itertools.count()
+
+        def tasks(batch: Sequence[Action]) -> list[tuple[str, Callable[[], Task]]]:
+            groups: dict[str, list[tuple[int, Action]]] = {}
+            for action in batch:
+                groups.setdefault(action.node or f"\x00vm:{action.vm_id or ''}", []).append((next(counter), action))
+            return [(key, functools.partial(self._node_task, group, run)) for key, group in groups.items()]
+
+        def extend() -> list[tuple[str, Callable[[], Task]]]:
+            assert more is not None
+            if run.halted or self._stop.is_set():
+                return []
+            extra = more()
+            run.add(len(extra))
+            return tasks(extra)
+
+        queue = StepQueue(tasks(actions), more=extend if more is not None else None)
+        crashed: list[BaseException] = []
+        nodes = len({a.node or a.vm_id for a in actions})
+        if more is None and (self._workers == 1 or nodes <= 1):
+            self._work(queue, run, crashed)  # in this thread
         else:
-            # one task per worker, each taking the next node's group from one shared iterator: a task per node
-            # would hold memory for every node of a large registration until the pool drained
-            pending = iter(groups.values())
-            lock = threading.Lock()
-            crashed: list[BaseException] = []
-
-            def work() -> None:
-                try:
-                    while True:
-                        with lock:
-                            group = next(pending, None)
-                        if group is None:
-                            return
-                        self._apply_group(group, run)
-                except BaseException as exc:  # re-raised in apply's thread, as a Future's result() would
-                    crashed.append(exc)
-
             # daemon threads (a ThreadPoolExecutor's are joined at interpreter exit): a request hung at shutdown
             # (read timeout 30 s) never holds the process beyond the shutdown deadline; apply still waits for them
-            workers = [threading.Thread(target=work, name=f"node-writer_{i}", daemon=True)
-                       for i in range(min(self._workers, len(groups)))]
+            count = self._workers if more is not None else min(self._workers, nodes)
+            workers = [threading.Thread(target=self._work, args=(queue, run, crashed), name=f"node-writer_{i}",
+                                        daemon=True) for i in range(count)]
             for thread in workers:
                 thread.start()
             for thread in workers:
                 thread.join()
-            if crashed:
-                raise crashed[0]
+        if crashed:  # re-raised in apply's thread, as a Future's result() would
+            raise crashed[0]
         tally = run.tally
         return ApplyResult(
             applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
@@ -248,22 +262,34 @@ class NodeWriter:
             errors=tuple(e for _, e in sorted(run.errors)),
         )
 
-    def _apply_group(self, group: Sequence[tuple[int, Action]], run: _Run) -> None:
-        """The actions of one node, in order (one worker)."""
+    def _work(self, queue: StepQueue, run: _Run, crashed: list[BaseException]) -> None:
+        """One worker: run the queue's steps until it is done (the fence: this apply's ``may_write``)."""
         self._fence.may_write = run.may_write
         try:
-            self._apply_actions(group, run)
+            while (step := queue.take()) is not None:
+                key, task = step
+                try:
+                    priority: int | None = next(task)
+                except StopIteration:
+                    priority = None
+                except BaseException as exc:
+                    crashed.append(exc)
+                    priority = None
+                queue.done(key, task, priority)
         finally:
             self._fence.may_write = None
 
-    def _apply_actions(self, group: Sequence[tuple[int, Action]], run: _Run) -> None:
-        for index, action in group:
+    def _node_task(self, group: Sequence[tuple[int, Action]], run: _Run) -> Task:
+        """The actions of one node, in order: a generator that yields the priority of its next request."""
+        for position, (index, action) in enumerate(group):
+            if position:
+                yield FOLLOW_UP
             if run.halted or self._stop.is_set() or (action.writes and not run.may_write()):
                 run.halt()
                 run.finish(index, action, _INTERRUPTED, None, self)
                 continue
             try:
-                result, error = self._apply_one(action)
+                result, error = yield from self._apply_one(action)
             except _Interrupted:
                 run.halt()
                 result, error = _INTERRUPTED, None
@@ -292,13 +318,14 @@ class NodeWriter:
 
     # -- one action --
 
-    def _apply_one(self, action: Action) -> tuple[str, str | None]:
+    def _apply_one(self, action: Action) -> Generator[int, None, tuple[str, str | None]]:
+        """One action's requests (a generator: it yields the priority of each request after its first)."""
         kind = action.kind
         try:
             if kind is ActionKind.REGISTER:
                 uid = self._register(action)
             elif kind in _PATCH_KINDS:
-                uid = self._patch(action)
+                uid = yield from self._patch(action)
             elif kind is ActionKind.DELETE:
                 uid = self._delete(action)
             elif kind is ActionKind.BLOCK_DELETE:
@@ -317,6 +344,7 @@ class NodeWriter:
                                                       reason=action.reason, message=action.message))
                 if action.warning and action.node and action.uid:
                     # about an existing node (e.g. its kubelet's --node-ip): a Warning Event on it
+                    yield EVENT
                     self._recorder.record(action, action.uid)
                 return SUCCESS, None
             else:  # pragma: no cover - exhaustive
@@ -324,7 +352,7 @@ class NodeWriter:
         except _Failed as failure:
             error = f"{action.node}: {kind.value}: {failure}"
             if failure.result == ERROR and failure.status in REFUSED_STATUSES:
-                self._refused(action, failure)
+                yield from self._refused(action, failure)
                 return REFUSED, error
             log.warning("node action conflict" if failure.result == CONFLICT else "node action failed",
                         extra=kv(node=action.node, action=kind.value, status=failure.status or None,
@@ -334,10 +362,11 @@ class NodeWriter:
             log.info("node action applied",
                      extra=kv(node=action.node, action=kind.value, reason=action.reason))
         if kind in _EVENT_KINDS and uid is not _NOT_OURS:
+            yield EVENT
             self._recorder.record(action, uid)
         return SUCCESS, None
 
-    def _refused(self, action: Action, failure: _Failed) -> None:
+    def _refused(self, action: Action, failure: _Failed) -> Generator[int, None, None]:
         """One node's write refused by the API: a log line, and a Warning Event on the node when it exists."""
         log.warning("node write refused; this node is skipped until the next sweep",
                     extra=kv(node=action.node, action=action.kind.value, status=failure.status,
@@ -345,6 +374,7 @@ class NodeWriter:
         if action.uid and action.kind is not ActionKind.REGISTER:
             message = (f"The API refused to {action.kind.value} node {action.node} (HTTP {failure.status}): "
                        f"{failure}. The node is skipped this sweep; the other nodes are not affected.")
+            yield EVENT
             self._recorder.record(dataclasses.replace(action, reason=REASON_WRITE_REFUSED, message=message,
                                                       warning=True), action.uid)
 
@@ -374,7 +404,7 @@ class NodeWriter:
         uid = (created.get("metadata") or {}).get("uid")
         return str(uid) if uid else None
 
-    def _patch(self, action: Action) -> str | None:
+    def _patch(self, action: Action) -> Generator[int, None, str | None]:
         metadata: dict[str, Any] = {}
         spec: dict[str, Any] = {}
         if action.labels:
@@ -402,6 +432,8 @@ class NodeWriter:
                 lambda: self._api.patch_node(action.node, patch, content_type=CONTENT_SMP, timeout=self._timeout),
                 conflict=(409, 404))
         if action.addresses is not None:
+            if patch:
+                yield FOLLOW_UP  # the addresses after every queued node's first write (kube/workqueue.py)
             status = {"status": {"addresses": [_address_body(a) for a in action.addresses]}}
             self._request(
                 "patch_node_status", action,
@@ -494,6 +526,11 @@ class _Run:
 
     def halt(self) -> None:
         self.halted = True
+
+    def add(self, count: int) -> None:
+        """``count`` more actions (an extension of the apply)."""
+        with self._lock:
+            self.total += count
 
     def finish(self, index: int, action: Action, result: str, error: str | None, writer: NodeWriter) -> None:
         with self._lock:

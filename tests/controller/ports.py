@@ -25,6 +25,10 @@ class Writer:
     def __init__(self) -> None:
         self.actions: list[Action] = []
 
-    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None) -> ApplyResult:
-        self.actions.extend(actions)
-        return ApplyResult(applied=len(actions))
+    def apply(self, actions: Sequence[Action], *, may_write: Callable[[], bool] | None = None,
+              more: Callable[[], Sequence[Action]] | None = None) -> ApplyResult:
+        applied = list(actions)
+        while more is not None and (extra := more()):  # a sweep's extension: until it has nothing more
+            applied.extend(extra)
+        self.actions.extend(applied)
+        return ApplyResult(applied=len(applied))

@@ -337,3 +337,41 @@ def test_a_kubelet_on_a_known_vm_is_initialized_by_a_targeted_sweep(tmp_path: Pa
         assert r.logs().count("sweep started") == 1  # the first full sweep only
     finally:
         r.stop()
+
+
+def test_kubelets_joining_while_a_targeted_sweep_applies_are_taken_by_it(tmp_path: Path, engine: EngineSimulator,
+                                                                          kube: KubeApiSimulator) -> None:
+    """Issue 20, part 4: kubelets that join while a targeted sweep applies are planned and written by that sweep as
+    its writer frees up (its extension), not held until it finishes and a debounce has passed; every one ends
+    initialized, with its VM's addresses and an Event."""
+    cfg = write_config(tmp_path / "join.conf", uri=engine.url, password=PASSWORD, ca_file=engine.ca_file,
+                       extra="[controller]\nsync_interval = 60\nevent_poll_interval = 1\n", register=False)
+    r = Replica("joiner", cfg, kube.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path, leader_elect=False)
+    try:
+        wait_for(lambda: "sweep finished" in r.logs(), 20, "the first sweep", r.logs)
+        vms = [v for v in engine.fleet.vms.values() if v.status == "up" and v.name.startswith("k8s-worker")
+               and any("." in ip for d in v.devices if d.name == "eth0" for ip in d.ips)][:4]
+        assert len(vms) == 4
+        kube.set_latency(1.0, verb="patch", resource="nodes")  # every initializing patch takes a second
+        kube.register_kubelet_node(vms[0].name, system_uuid=vms[0].id.upper())
+        wait_for(lambda: "targeted sweep triggered" in r.logs(), 10, "the first targeted sweep", r.logs)
+        for vm in vms[1:]:  # while it applies (no --node-ip: the kubelet reports only its Hostname)
+            kube.register_kubelet_node(vm.name, system_uuid=vm.id.upper())
+
+        def done() -> bool:
+            for vm in vms:
+                node = kube.get_node(vm.name) or {}
+                if (node.get("spec", {}).get("providerID") != f"ovirt://{vm.id}"
+                        or TAINT_UNINITIALIZED in {t["key"] for t in node["spec"].get("taints") or []}
+                        or not any(a["type"] == "InternalIP" for a in node["status"].get("addresses") or [])
+                        or not kube.list_events(involved_name=vm.name)):
+                    return False
+            return True
+
+        wait_for(done, 30, "every node initialized, with addresses and an Event", r.logs)
+        wait_for(lambda: "targeted sweep finished" in r.logs(), 10, "the targeted sweep's log line", r.logs)
+        first = next(line for line in r.logs().splitlines() if "targeted sweep finished" in line)
+        assert "joined_meanwhile=3" in first, first  # the first sweep took the three that joined meanwhile
+        assert r.logs().count("sweep started") == 1  # the first full sweep only
+    finally:
+        r.stop()

@@ -4,13 +4,14 @@ advances, triggers, leadership and cache changes and sweep results (pure, fast).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ovirt_cloudprovider.core.schedule import (
+    MAX_EXTENSION,
     MAX_TARGETED,
     MAX_WAIT,
     MIN_WAIT,
@@ -221,6 +222,39 @@ def test_a_burst_of_joining_nodes_is_planned_from_the_last_discovery_with_the_ev
     assert sweep.kind is StepKind.TARGETED
     assert sweep.vm_ids == ("x",) and sweep.cached_vm_ids == tuple(burst) and sweep.host_ids == ()
     assert len(sweep.reasons) == 1002
+
+
+def test_a_targeted_sweep_in_flight_takes_the_nodes_that_joined_meanwhile() -> None:
+    """Its extension: no debounce, no second sweep; what it took already stays for the next sweep."""
+    s, sweep = step(after_first_sweep().trigger("node a waits", vm_ids=["a"], joining=True), T0 + 0.5)
+    assert sweep.kind is StepKind.TARGETED and s.sweeping is StepKind.TARGETED
+    s = s.trigger("node b waits", vm_ids=["b"], joining=True).trigger("node h waits", host_ids=["h"], joining=True)
+    taken, vm_ids, host_ids = s.take_joining(T0 + 0.6, everything_known, taken=frozenset({"a"}))
+    assert (vm_ids, host_ids) == (("b",), ("h",))
+    assert not taken.early and not taken.joining_vms and not taken.joining_hosts
+    # a node whose owner the sweep took already (its node changed again meanwhile) waits for the next sweep
+    again = taken.trigger("node a waits", vm_ids=["a"], joining=True)
+    kept, vm_ids, host_ids = again.take_joining(T0 + 0.7, everything_known, taken=frozenset({"a", "b"}))
+    assert (vm_ids, host_ids) == ((), ()) and kept == again
+    both = again.trigger("node c waits", vm_ids=["c"], joining=True)
+    left, vm_ids, _ = both.take_joining(T0 + 0.7, everything_known, taken=frozenset({"a", "b"}))
+    assert vm_ids == ("c",) and left.joining_vms == {"a"} and left.early
+
+
+@pytest.mark.parametrize(("why", "make", "now"), [
+    ("a full sweep asked for", lambda s: s.trigger("became leader"), T0 + 1),
+    ("an event target to refresh", lambda s: s.trigger("e", vm_ids=["x"]), T0 + 1),
+    ("the periodic sweep due", lambda s: s, T0 + TIMING.interval + 1),
+    ("the sweep started a minute ago", lambda s: replace(s, next_full=T0 + 3600), T0 + 0.5 + MAX_EXTENSION),
+])
+def test_no_extension_while_anything_else_is_pending(why: str, make: Callable[[Schedule], Schedule],
+                                                     now: float) -> None:
+    s, _ = step(after_first_sweep().trigger("node a waits", vm_ids=["a"], joining=True), T0 + 0.5)
+    s = make(s.trigger("node b waits", vm_ids=["b"], joining=True))
+    assert s.take_joining(now, everything_known) == (s, (), ()), why
+    assert s.take_joining(T0 + 1, nothing_known)[1] == ()
+    idle = after_first_sweep().trigger("node b waits", vm_ids=["b"], joining=True)
+    assert idle.take_joining(T0 + 1, everything_known)[1] == ()  # no sweep in flight: the next one takes it
 
 
 def test_exactly_max_targeted_joining_and_event_targets_are_all_refreshed() -> None:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN, Action, ActionKind, Taint
+from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN, TAINT_UNINITIALIZED, Action, ActionKind, Taint
 from ovirt_cloudprovider.kube.ratelimit import TokenBucket
+from ovirt_cloudprovider.kube.workqueue import MAX_FOLLOW_UPS
 from ovirt_cloudprovider.kube.writer import NodeWriter
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.kube.test_kube import observe, register, spec_for, taints_of, writes
@@ -162,7 +163,8 @@ def test_no_write_after_may_write_says_no(kubeapi: KubeApiSimulator, kube_api_cl
     result = writer.apply([register(s) for s in specs(40)], may_write=may_write)
     assert result.applied == 5 and result.interrupted == 35 and result.failed == 0
     assert len(kubeapi.list_nodes()) == 5
-    assert len(kubeapi.list_events()) == 4  # the fifth node's Event came after the fence: not sent
+    # the Events come after the nodes' first writes (kube/workqueue.py): once the fence said no, none was sent
+    assert kubeapi.list_events() == []
 
 
 def test_stop_before_apply_writes_nothing(kubeapi: KubeApiSimulator, kube_api_client: k8s.ApiClient) -> None:
@@ -225,3 +227,82 @@ def test_progress_every_five_seconds(kube_api_client: k8s.ApiClient, caplog: pyt
     lines = progress_lines(caplog)
     assert [x["done"] for x in lines] == [5, 10]
     assert lines[0]["rate"] == 1.0 and lines[1]["seconds"] == 10.0
+
+
+# --- the order of a batch's writes (kube/workqueue.py) -----------------------------------------------------
+
+def initializations(kubeapi: KubeApiSimulator, n: int) -> list[Action]:
+    """``n`` kubelet nodes (the uninitialized taint, no providerID) and the INITIALIZE of each."""
+    actions = []
+    for spec in specs(n):
+        kubeapi.register_kubelet_node(spec.name, lease=False)
+        obs = observe(kubeapi, spec.name)
+        actions.append(Action(kind=ActionKind.INITIALIZE, node=spec.name, reason="InitializedNode",
+                              message=f"Initialized node from VM {spec.name}", vm_id=spec.vm_id, uid=obs.uid,
+                              resource_version=obs.resource_version, spec=spec, labels=spec.labels,
+                              taints=tuple(t for t in obs.taints if t.key != TAINT_UNINITIALIZED),
+                              provider_id=spec.provider_id, addresses=spec.addresses))
+    return actions
+
+
+def writes_in_order(kubeapi: KubeApiSimulator) -> list[tuple[str, str]]:
+    """(what, node) of every write the simulator answered, in the order it received them."""
+    found = []
+    for r in sorted(kubeapi.requests, key=lambda r: r.received):
+        if r.verb == "patch" and r.resource in ("nodes", "nodes/status"):
+            found.append((r.resource, r.name))
+        elif r.verb == "create" and r.resource == "events":
+            found.append(("events", ""))
+    return found
+
+
+def test_a_batch_of_initializations_removes_every_taint_before_the_follow_ups(
+        kubeapi: KubeApiSimulator, kube_api_client: k8s.ApiClient) -> None:
+    """Issue 20, part 4: the initializing patch (providerID, taint removal: when the node becomes usable) of every
+    node of a batch goes before the batch's address patches, and those before its Events; one node's requests stay
+    in order (its addresses after its taint removal, its Event last)."""
+    actions = initializations(kubeapi, 24)
+    kubeapi.reset_counts()
+    # one worker: the order in which the requests are handed out is the order the API receives them
+    result = NodeWriter(kube_api_client, workers=1, event_repeat_interval=0.0).apply(actions)
+    assert (result.applied, result.failed, result.conflicts) == (24, 0, 0), result.errors
+    names = [spec.name for spec in specs(24)]
+    assert writes_in_order(kubeapi) == [("nodes", n) for n in names] + [("nodes/status", n) for n in names] + \
+        [("events", "")] * 24
+    for spec in specs(24):  # every node initialized, with its addresses and its Event
+        node = kubeapi.get_node(spec.name) or {}
+        assert node["spec"]["providerID"] == spec.provider_id
+        assert TAINT_UNINITIALIZED not in {t["key"] for t in node["spec"].get("taints") or []}
+        assert [(a["type"], a["address"]) for a in node["status"]["addresses"]] == \
+            [(a.type, a.address) for a in spec.addresses]
+        assert [e["reason"] for e in kubeapi.list_events(involved_name=spec.name)] == ["InitializedNode"]
+
+
+def test_a_nodes_addresses_wait_for_a_bounded_number_of_other_nodes(
+        kubeapi: KubeApiSimulator, kube_api_client: k8s.ApiClient) -> None:
+    """The rule that keeps the reordering safe: a node's address patch waits for at most MAX_FOLLOW_UPS other
+    nodes' initializing patches (plus a few in flight), never for a whole large batch."""
+    actions = initializations(kubeapi, MAX_FOLLOW_UPS * 2 + 40)
+    kubeapi.reset_counts()
+    result = NodeWriter(kube_api_client, workers=1, event_repeat_interval=0.0).apply(actions)
+    assert result.applied == len(actions), result.errors
+    order = writes_in_order(kubeapi)
+    waited = []
+    for spec in specs(len(actions)):
+        first = order.index(("nodes", spec.name))
+        then = order.index(("nodes/status", spec.name))
+        assert first < then
+        waited.append(sum(1 for what, _ in order[first + 1:then] if what == "nodes"))
+    assert max(waited) == MAX_FOLLOW_UPS - 1, waited
+
+
+def test_parallel_workers_keep_each_nodes_order(kubeapi: KubeApiSimulator, kube_api_client: k8s.ApiClient) -> None:
+    actions = initializations(kubeapi, 40)
+    kubeapi.reset_counts()
+    result = NodeWriter(kube_api_client, workers=8, event_repeat_interval=0.0).apply(actions)
+    assert (result.applied, result.failed, result.conflicts) == (40, 0, 0), result.errors
+    order = writes_in_order(kubeapi)
+    for spec in specs(40):
+        assert order.index(("nodes", spec.name)) < order.index(("nodes/status", spec.name))
+        assert [e["reason"] for e in kubeapi.list_events(involved_name=spec.name)] == ["InitializedNode"]
+        assert (kubeapi.get_node(spec.name) or {})["spec"]["providerID"] == spec.provider_id
