@@ -44,6 +44,7 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import threading
@@ -86,6 +87,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EVENT_PAGE_SIZE = 500
+
+
+def _with_previous_nics(lean: LeanVm, old: VirtualMachine | None) -> LeanVm:
+    """``lean`` holding ``old``'s guest NICs when they are equal (most of a VM record's memory: its devices, their
+    IPs and MACs), as each page is read: the last discovery's records are still held (the controller keeps its
+    Snapshot for targeted sweeps) while this one runs, and the whole record is replaced by the equal old one only
+    once the discovery is complete (:meth:`EngineClient._reuse`); without this, an unchanged fleet's devices
+    existed twice until then."""
+    if old is None or old.nics is lean.vm.nics or old.nics != lean.vm.nics:
+        return lean
+    return lean._replace(vm=dataclasses.replace(lean.vm, nics=old.nics))
 
 
 class EngineClient:
@@ -260,6 +272,7 @@ class EngineClient:
         inconsistent: set[str] = set()
         lists: dict[str, dict[str, Named]] = {}
         tree: list[tuple[Tag, ...]] = []
+        previous = self._previous  # the last discovery's records (see _reuse), read only
 
         def read(get: Get, body: bytes) -> bool:
             if get.path == "tags":
@@ -273,6 +286,7 @@ class EngineClient:
             new = 0
             for lean in items:
                 key = normalize_vm_id(lean.vm.id)  # ids compared canonically: a twin in upper case is caught
+                lean = _with_previous_nics(lean, previous.get(key))
                 seen = found.get(key)
                 new += seen is None
                 if seen is not None and seen != lean:  # not a page shift's repeat: two different VMs

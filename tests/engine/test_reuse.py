@@ -51,3 +51,20 @@ def test_a_narrowed_search_does_not_replace_what_the_sweep_search_remembers(
     assert [vm.id for vm in narrowed.vms] == [one.id] and narrowed.vms[0] is one
     again = client.discover("")
     assert all(a is b for a, b in zip(again.vms, first.vms, strict=True))
+
+
+def test_a_changed_vm_holds_its_previous_devices_while_the_discovery_runs(
+        engine_sims: Sims, engine_conn_for: ConnFor, clients: Callable[..., EngineClient]) -> None:
+    """The lean discovery shares each VM's unchanged guest devices with its last record as each page is read, so
+    the devices (most of a record's memory) never exist twice, not even for a VM whose record changed."""
+    sim = engine_sims(generate_fleet(20, seed=5))
+    conn = engine_conn_for(sim)
+    client = clients(conn, page_size=10)
+    first = client.discover("")
+    moved = next(vm for vm in first.vms if vm.status == "up" and vm.nics and vm.host)
+    sim.migrate(moved.id)
+    second = client.discover("")
+    (now,) = (vm for vm in second.vms if vm.id == moved.id)
+    assert now is not moved and now.host != moved.host
+    assert now.nics == moved.nics and now.nics is moved.nics
+    assert second == clients(conn, page_size=10).discover("")  # values exactly those of a fresh client
