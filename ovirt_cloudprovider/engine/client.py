@@ -142,6 +142,7 @@ class EngineClient:
         # the VMs of the last discovery of the first query asked, by id (see _reuse)
         self._previous_query: str | None = None
         self._previous: dict[str, VirtualMachine] = {}
+        self._previous_hosts: dict[str, Host] = {}
         self._listed: tuple[dict[str, Named], dict[str, Named]] | None = None  # clusters, data centers listed last
 
     # --- public API ------------------------------------------------------------------------------
@@ -201,6 +202,7 @@ class EngineClient:
         hosts: tuple[Host, ...] = ()
         if self._hosts is not None:
             hosts, host_requests = self.discover_hosts(self._hosts, listed=self._listed if self._lean else None)
+            hosts = self._reuse_hosts(hosts)
             requests += host_requests
         seconds = time.monotonic() - started
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
@@ -246,9 +248,19 @@ class EngineClient:
             old = previous.get(vm_id)
             if old is not None and old is not vm and old == vm:
                 vms[vm_id] = old
-        if query == self._previous_query:
-            self._previous = vms
-        return vms
+        if query != self._previous_query:
+            return vms
+        # keyed by the kept records' own id strings: the new ones, equal, would otherwise be held a second time
+        self._previous = {(vm.id if vm.id == vm_id else vm_id): vm for vm_id, vm in vms.items()}
+        return self._previous
+
+    def _reuse_hosts(self, hosts: tuple[Host, ...]) -> tuple[Host, ...]:
+        """``hosts`` with each host equal to its record of the last discovery replaced by that record, as
+        :meth:`_reuse` does for VMs (the host search is always ``[filters] hosts``)."""
+        previous = self._previous_hosts
+        hosts = tuple(old if (old := previous.get(h.id)) is not None and old == h else h for h in hosts)
+        self._previous_hosts = {h.id: h for h in hosts}
+        return hosts
 
     def _note_invalid_ips(self, vms: Iterable[VirtualMachine]) -> None:
         """Count guest-reported IPs that are no address (in the metric) and log them once per VM (again only
