@@ -169,9 +169,11 @@ def node_addresses(vm: VirtualMachine, nodes: NodesConfig) -> tuple[NodeAddress,
     for nic in sorted(vm.nics, key=_nic_key):
         if interface_ignored(nic.name, nodes):
             continue
-        usable = (parse_ip(raw) for raw in nic.ips)
-        for ip in sorted((ip for ip in usable if ip is not None), key=_ip_key):
+        usable = [(ip, raw) for raw in nic.ips if (ip := parse_ip(raw)) is not None]
+        for ip, raw in sorted(usable, key=lambda pair: _ip_key(pair[0])):
             text = ip.compressed
+            if text == raw:  # the discovery's own string, not a copy per node
+                text = raw
             if text in seen:
                 continue
             seen.add(text)

@@ -159,18 +159,40 @@ def _labels(vm: VirtualMachine, nodes: NodesConfig,
     return tuple(sorted(labels.items())), notes
 
 
-def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig,
-              shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None,
+class LabelSets:
+    """Equal label sets, and equal ``(key, value)`` pairs, kept once across the NodeSpecs of one discovery.
+
+    VMs of one cluster, host and instance type have equal label sets, and most pairs (``("kubernetes.io/os",
+    "linux")``, the zone, the cluster) repeat on nearly every node: thousands of specs then hold one tuple each at
+    most and a few hundred pairs, not a copy of every pair each. Sharing changes no value, only how many copies
+    exist."""
+
+    __slots__ = ("_pairs", "_sets")
+
+    def __init__(self) -> None:
+        self._sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def one(self, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """``labels``, or the equal set seen before; its pairs are the ones seen before."""
+        got = self._sets.get(labels)
+        if got is None:
+            pairs = self._pairs
+            got = tuple([pairs.setdefault(pair, pair) for pair in labels])
+            self._sets[got] = got
+        return got
+
+
+def node_spec(vm: VirtualMachine, name: str, nodes: NodesConfig, shared: LabelSets | None = None,
               tags: TagLabels | None = None) -> NodeSpec:
     """The Node ``vm`` should become under ``name`` (see :mod:`.providerid`).
 
-    ``shared``: label sets seen before (VMs of one cluster, host and instance type have equal ones); an equal
-    label set is taken from it, so thousands of specs hold a few dozen label tuples."""
+    ``shared``: label sets and pairs seen before (:class:`LabelSets`)."""
     system_uuid = providerid.vm_uuid(vm.id) or providerid.normalize_vm_id(vm.id)
     status = vm.status.strip().lower()
     labels, notes = _labels(vm, nodes, tags)
     if shared is not None:
-        labels = shared.setdefault(labels, labels)
+        labels = shared.one(labels)
     return NodeSpec(
         name=name,
         provider_id=providerid.build(vm.id),
@@ -230,7 +252,7 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
 
     specs: list[NodeSpec] = []
     contested: list[NodeSpec] = []  # the NodeSpecs of the duplicate-name VMs, for the planner (Desired.contested)
-    label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+    label_sets = LabelSets()
     tags = tag_labels(snapshot.tags, nodes.tag_labels)
     for name, vms in by_name.items():
         if len(vms) == 1:
@@ -261,8 +283,7 @@ def desired_nodes(snapshot: Snapshot, nodes: NodesConfig) -> Desired:
 
 
 def _contested(vms: list[VirtualMachine], name: str, nodes: NodesConfig,
-               shared: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
-               tags: TagLabels | None) -> list[NodeSpec]:
+               shared: LabelSets, tags: TagLabels | None) -> list[NodeSpec]:
     """The NodeSpecs of VMs that map to one node name (all skipped as duplicate-name); a VM whose NodeSpec raises
     has none, so it can never keep the name."""
     found: list[NodeSpec] = []

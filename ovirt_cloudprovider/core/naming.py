@@ -71,7 +71,7 @@ def make_node_name(raw: str) -> tuple[str | None, str | None]:
     """``raw`` as a valid node name → ``(name, None)``, or ``(None, problem)`` when it cannot be."""
     lowered = raw.strip().lower()
     if _DNS_SUBDOMAIN.fullmatch(lowered):
-        return lowered, None
+        return (raw if lowered == raw else lowered), None  # the VM's own string when valid: one copy, not two
     replaced = re.sub(r"[^a-z0-9.-]+", "-", lowered)
     labels = [re.sub(r"-{2,}", "-", label).strip("-") for label in replaced.split(".")]
     name = ".".join(label for label in labels if label)

@@ -251,6 +251,8 @@ REASON_UNADOPTED = "UnadoptedPlaceholder"
 REASON_OUT_OF_SERVICE_TAINTED = "OutOfServiceTaintAdded"
 REASON_OUT_OF_SERVICE_UNTAINTED = "OutOfServiceTaintRemoved"
 
+_MANAGED_BY = (LABEL_MANAGED_BY, MANAGED_BY_VALUE)  # the label of every registration, one pair for all of them
+
 # Order of actions on one node (see the module docstring); REGISTER and SKIP concern no existing node.
 _KIND_ORDER = {
     kind: i for i, kind in enumerate((
@@ -349,6 +351,8 @@ class _Planner:
         # Ownership (core/ownership.py): other instances' nodes only hold their names and VMs; unclaimed legacy nodes
         # are matched (and adopted when present) but never counted absent by an instance with another name.
         self.owner = ownership.Owner(controller.instance, desired.engine)
+        self.owner_annotations = self.owner.annotations  # one tuple for every registration
+        self.registered_labels: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         parts = ownership.partition(self.by_name.values(), self.owner)
         # A node whose owner cannot be read is held like another instance's node: its name and VM stay taken,
         # nothing is written to it, and a SKIP Warning says why.
@@ -625,17 +629,27 @@ class _Planner:
                         "providerID, whose systemUUID is not the VM id; not registering a second node for it.",
             ))
             return
-        labels: dict[str, str | None] = {**spec.label_map, LABEL_MANAGED_BY: MANAGED_BY_VALUE}
+        labels = self._registered_labels(spec.labels)
         self.actions.append(Action(
             kind=ActionKind.REGISTER, node=spec.name, reason=REASON_REGISTERED, vm_id=spec.vm_id, spec=spec,
             owner_kind=spec.kind,
-            labels=tuple(sorted(labels.items(), key=lambda kv: kv[0])),
-            annotations=((_id_annotation(spec), spec.vm_id), *self.owner.annotations), taints=(NOT_READY_TAINT,),
+            labels=labels,
+            annotations=((_id_annotation(spec), spec.vm_id), *self.owner_annotations), taints=(NOT_READY_TAINT,),
             provider_id=spec.provider_id,
             addresses=tuple(spec.addresses),
             message=f"Registered node {spec.name} for {_vm(spec)} with {len(spec.addresses)} address(es) "
                     f"and {len(labels)} label(s).",
         ))
+
+    def _registered_labels(self, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """A registration's labels: the NodeSpec's and ``app.kubernetes.io/managed-by``, sorted by key; equal sets
+        are one tuple of the NodeSpec's own pairs (a registration of thousands of nodes copies no pair)."""
+        got = self.registered_labels.get(labels)
+        if got is None:
+            pairs = {pair[0]: pair for pair in labels}
+            pairs[LABEL_MANAGED_BY] = _MANAGED_BY
+            got = self.registered_labels[labels] = tuple(sorted(pairs.values(), key=lambda kv: kv[0]))
+        return got
 
     def _sync(self, node: ObservedNode, spec: NodeSpec) -> None:
         """Bring one owner node to ``spec`` (:meth:`_sync_node`), and record this instance as its owner."""

@@ -90,8 +90,10 @@ class Fleet:
     hosts_discovered: bool
     entries: Mapping[str, Entry]  # owner key → its NodeSpec, or its skip record(s)
     names: Mapping[str, str]  # node name → owner key of the NodeSpec of that name
-    fqdns: Mapping[str, frozenset[str]]  # folded FQDN → owner keys of NodeSpecs with it
-    host_uuids: Mapping[str, frozenset[str]]  # a host NodeSpec's SMBIOS uuid → owner keys
+    # folded FQDN → owner keys of NodeSpecs with it, sorted (a tuple: nearly always one key, and a frozenset of one
+    # costs four times a tuple's memory, for every node of the fleet)
+    fqdns: Mapping[str, tuple[str, ...]]
+    host_uuids: Mapping[str, tuple[str, ...]]  # a host NodeSpec's SMBIOS uuid → owner keys, sorted
     unsafe: frozenset[str]  # owners that cannot be re-derived alone (listed twice, duplicate names, inconsistent)
     duplicate_names: bool  # some node name has several owners
     contested: tuple[NodeSpec, ...] = ()  # Desired.contested: every targeted plan sees them all (few)
@@ -148,12 +150,12 @@ class Fleet:
         for form in providerid.uuid_forms(node.system_uuid) if node.system_uuid else ():
             if isinstance(self.entries.get(form), NodeSpec):
                 found.add(form)  # a VM's machine uuid is its key
-            found |= self.host_uuids.get(form, frozenset())
+            found.update(self.host_uuids.get(form, ()))
         named = self.names.get(node.name)
         if named is not None:
             found.add(named)
         for key in {_fold(node.name), _fold(node.hostname)} - {""}:
-            found |= self.fqdns.get(key, frozenset())
+            found.update(self.fqdns.get(key, ()))
         return found
 
 
@@ -201,14 +203,15 @@ def _host_uuid(spec: NodeSpec) -> str:
     return (spec.node_info.system_uuid if spec.node_info else "") if spec.kind == KIND_HOST else ""
 
 
-def _add(index: dict[str, frozenset[str]], value: str, key: str) -> None:
+def _add(index: dict[str, tuple[str, ...]], value: str, key: str) -> None:
     if value:
-        index[value] = index.get(value, frozenset()) | {key}
+        got = index.get(value, ())
+        index[value] = got if key in got else tuple(sorted((*got, key)))
 
 
-def _discard(index: dict[str, frozenset[str]], value: str, key: str) -> None:
+def _discard(index: dict[str, tuple[str, ...]], value: str, key: str) -> None:
     if value and value in index:
-        rest = index[value] - {key}
+        rest = tuple(k for k in index[value] if k != key)
         if rest:
             index[value] = rest
         else:
@@ -219,8 +222,8 @@ def fleet_of(snapshot: Snapshot, desired: Desired, nodes: NodesConfig) -> Fleet:
     """Index ``desired``, which must be ``desired_nodes(snapshot, nodes)``."""
     entries: dict[str, Entry] = {}
     names: dict[str, str] = {}
-    fqdns: dict[str, frozenset[str]] = {}
-    host_uuids: dict[str, frozenset[str]] = {}
+    fqdns: dict[str, tuple[str, ...]] = {}
+    host_uuids: dict[str, tuple[str, ...]] = {}
     for spec in desired.nodes:
         key = _spec_key(spec)
         entries[key] = spec

@@ -44,6 +44,7 @@ of :mod:`.connection` across sweeps, and serializes every engine call with one l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import threading
@@ -88,6 +89,17 @@ T = TypeVar("T")
 EVENT_PAGE_SIZE = 500
 
 
+def _with_previous_nics(lean: LeanVm, old: VirtualMachine | None) -> LeanVm:
+    """``lean`` holding ``old``'s guest NICs when they are equal (most of a VM record's memory: its devices, their
+    IPs and MACs), as each page is read: the last discovery's records are still held (the controller keeps its
+    Snapshot for targeted sweeps) while this one runs, and the whole record is replaced by the equal old one only
+    once the discovery is complete (:meth:`EngineClient._reuse`); without this, an unchanged fleet's devices
+    existed twice until then."""
+    if old is None or old.nics is lean.vm.nics or old.nics != lean.vm.nics:
+        return lean
+    return lean._replace(vm=dataclasses.replace(lean.vm, nics=old.nics))
+
+
 class EngineClient:
     """A long-lived client of one oVirt engine. Thread-safe: engine calls are serialized by a lock.
 
@@ -130,6 +142,7 @@ class EngineClient:
         # the VMs of the last discovery of the first query asked, by id (see _reuse)
         self._previous_query: str | None = None
         self._previous: dict[str, VirtualMachine] = {}
+        self._previous_hosts: dict[str, Host] = {}
         self._listed: tuple[dict[str, Named], dict[str, Named]] | None = None  # clusters, data centers listed last
 
     # --- public API ------------------------------------------------------------------------------
@@ -189,6 +202,7 @@ class EngineClient:
         hosts: tuple[Host, ...] = ()
         if self._hosts is not None:
             hosts, host_requests = self.discover_hosts(self._hosts, listed=self._listed if self._lean else None)
+            hosts = self._reuse_hosts(hosts)
             requests += host_requests
         seconds = time.monotonic() - started
         log.info("discovery finished", extra=kv(query=base, vms=len(vms), requests=requests,
@@ -234,9 +248,19 @@ class EngineClient:
             old = previous.get(vm_id)
             if old is not None and old is not vm and old == vm:
                 vms[vm_id] = old
-        if query == self._previous_query:
-            self._previous = vms
-        return vms
+        if query != self._previous_query:
+            return vms
+        # keyed by the kept records' own id strings: the new ones, equal, would otherwise be held a second time
+        self._previous = {(vm.id if vm.id == vm_id else vm_id): vm for vm_id, vm in vms.items()}
+        return self._previous
+
+    def _reuse_hosts(self, hosts: tuple[Host, ...]) -> tuple[Host, ...]:
+        """``hosts`` with each host equal to its record of the last discovery replaced by that record, as
+        :meth:`_reuse` does for VMs (the host search is always ``[filters] hosts``)."""
+        previous = self._previous_hosts
+        hosts = tuple(old if (old := previous.get(h.id)) is not None and old == h else h for h in hosts)
+        self._previous_hosts = {h.id: h for h in hosts}
+        return hosts
 
     def _note_invalid_ips(self, vms: Iterable[VirtualMachine]) -> None:
         """Count guest-reported IPs that are no address (in the metric) and log them once per VM (again only
@@ -260,6 +284,7 @@ class EngineClient:
         inconsistent: set[str] = set()
         lists: dict[str, dict[str, Named]] = {}
         tree: list[tuple[Tag, ...]] = []
+        previous = self._previous  # the last discovery's records (see _reuse), read only
 
         def read(get: Get, body: bytes) -> bool:
             if get.path == "tags":
@@ -273,6 +298,7 @@ class EngineClient:
             new = 0
             for lean in items:
                 key = normalize_vm_id(lean.vm.id)  # ids compared canonically: a twin in upper case is caught
+                lean = _with_previous_nics(lean, previous.get(key))
                 seen = found.get(key)
                 new += seen is None
                 if seen is not None and seen != lean:  # not a page shift's repeat: two different VMs

@@ -100,7 +100,7 @@ def _as_dict(node: Any) -> Mapping[str, Any]:
 
 
 class Shared:
-    """Equal parts of the cached nodes kept once: label pairs and taints (most repeat on every node).
+    """Equal parts of the cached nodes kept once: label and annotation pairs and taints (most repeat on every node).
 
     A cache of thousands of nodes would otherwise hold thousands of equal ``("kubernetes.io/os", "linux")``
     tuples and not-ready taints. Sharing changes no value, only how many copies exist; the table is emptied when
@@ -137,9 +137,10 @@ class Shared:
 def observed_node(node: Any, shared: Shared | None = None) -> ObservedNode:
     """Reduce a Node (a ``V1Node`` or its JSON dict) to what planning needs.
 
-    With ``shared``, label pairs and taints equal to those of other nodes are the same objects (see
-    :class:`Shared`). Equal strings within the node (its name, hostname label and Hostname address; its
-    systemUUID and VM-id annotation) are one string, and label keys and values are interned."""
+    With ``shared``, label and annotation pairs and taints equal to those of other nodes are the same objects (see
+    :class:`Shared`: the owner annotations, for one, repeat on every node). Equal strings within the
+    node (its name, hostname label and Hostname address; its systemUUID and VM-id annotation) are one string, and
+    label keys and values and annotation keys are interned."""
     d = _as_dict(node)
     meta = d.get("metadata") or {}
     spec = d.get("spec") or {}
@@ -159,6 +160,12 @@ def observed_node(node: Any, shared: Shared | None = None) -> ObservedNode:
         if text in strings:  # the node's own name (kubernetes.io/hostname): no other node shares the pair
             return k, strings[text]
         return shared.pair(k, sys.intern(text))
+
+    def annotation(key: Any, value: Any) -> tuple[str, str]:
+        k, text = sys.intern(str(key)), str(value)
+        if text in strings:  # the node's own VM id (its systemUUID): no other node shares the pair
+            return k, strings[text]
+        return shared.pair(k, text)  # the owner annotations: equal on every node of one instance
 
     name = same(meta.get("name") or "")
     node_info = status.get("nodeInfo") or {}
@@ -185,7 +192,7 @@ def observed_node(node: Any, shared: Shared | None = None) -> ObservedNode:
         system_uuid=system_uuid,
         # label keys and most values repeat on every node: one shared string and pair each keeps the cache small
         labels=tuple(sorted(label(k, v) for k, v in labels.items())),
-        annotations=tuple(sorted((sys.intern(str(k)), same(v)) for k, v in annotations.items())),
+        annotations=tuple(sorted(annotation(k, v) for k, v in annotations.items())),
         taints=taints,
         addresses=addresses,
         hostname=hostname,

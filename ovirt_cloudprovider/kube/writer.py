@@ -25,13 +25,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import itertools
 import logging
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -218,13 +217,12 @@ class NodeWriter:
         thread, one call at a time): they are applied and counted with these, as one apply.
         """
         run = _Run(len(actions), self._clock(), may_write)
-        counter = itertools.count()
+        taken = [0]  # action indices handed out (run.finish counts each index once)
 
-        def tasks(batch: Sequence[Action]) -> list[tuple[str, Callable[[], Task]]]:
-            groups: dict[str, list[tuple[int, Action]]] = {}
-            for action in batch:
-                groups.setdefault(action.node or f"\x00vm:{action.vm_id or ''}", []).append((next(counter), action))
-            return [(key, functools.partial(self._node_task, group, run)) for key, group in groups.items()]
+        def tasks(batch: Sequence[Action]) -> Iterator[tuple[str, Callable[[], Task]]]:
+            start, taken[0] = taken[0], taken[0] + len(batch)
+            return ((_node_key(group[0][1]), functools.partial(self._node_task, group, run))
+                    for group in _by_node(batch, start)[1])
 
         def extend() -> list[tuple[str, Callable[[], Task]]]:
             assert more is not None
@@ -232,7 +230,7 @@ class NodeWriter:
                 return []
             extra = more()
             run.add(len(extra))
-            return tasks(extra)
+            return list(tasks(extra))
 
         queue = StepQueue(tasks(actions), more=extend if more is not None else None)
         crashed: list[BaseException] = []
@@ -555,6 +553,44 @@ class _Run:
 
 
 _NOT_OURS = "\x00not-ours"  # _delete's answer when the node was already gone
+
+
+def _node_key(action: Action) -> str:
+    return action.node or f"\x00vm:{action.vm_id or ''}"
+
+
+def _by_node(actions: Sequence[Action], start: int = 0) -> tuple[int, Iterator[list[tuple[int, Action]]]]:
+    """The actions grouped by node (in the order of each node's first action; a group's actions in their order,
+    each with its index, counted from ``start``), and how many groups. The planner's actions come sorted by node:
+    then each group is made only when a worker takes it (a registration of thousands of nodes holds no index of
+    them all); else they are grouped first."""
+    seen: set[str] = set()
+    last: str | None = None
+    for action in actions:
+        key = _node_key(action)
+        if key != last:
+            if key in seen:
+                break
+            seen.add(key)
+            last = key
+    else:
+        return len(seen), _runs(actions, start)
+    groups: dict[str, list[tuple[int, Action]]] = {}
+    for index, action in enumerate(actions, start):
+        groups.setdefault(_node_key(action), []).append((index, action))
+    return len(groups), iter(groups.values())
+
+
+def _runs(actions: Sequence[Action], start: int) -> Iterator[list[tuple[int, Action]]]:
+    """The runs of consecutive actions of one node, one list each, as they are taken."""
+    group: list[tuple[int, Action]] = []
+    for index, action in enumerate(actions, start):
+        if group and _node_key(group[-1][1]) != _node_key(action):
+            yield group
+            group = []
+        group.append((index, action))
+    if group:
+        yield group
 
 
 def _records_owner(action: Action) -> bool:

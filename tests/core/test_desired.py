@@ -445,6 +445,17 @@ def test_equal_label_sets_are_one_tuple_across_the_specs_of_a_sweep() -> None:
         assert info is not None and info.system_uuid == vm.id
 
 
+def test_equal_label_pairs_are_one_pair_across_the_specs_of_a_sweep() -> None:
+    """Specs whose label sets differ (another host) still share the pairs they have in common."""
+    vms = tuple(machine(f"w{i}", str(uuid.UUID(int=i + 1)), cluster="c1", datacenter="dc", host=f"h{i}",
+                        architecture="x86_64") for i in range(2))
+    a, b = desired_nodes(Snapshot(vms=vms, query=""), DEFAULT).nodes
+    assert a.labels != b.labels
+    common = [(x, y) for x, y in zip(a.labels, b.labels, strict=True) if x == y]
+    assert len(common) >= 3 and all(x is y for x, y in common)
+    assert a.labels == node_labels(vms[0], DEFAULT) and b.labels == node_labels(vms[1], DEFAULT)
+
+
 def test_vm_nodes_carry_the_kind_label_as_host_nodes_do() -> None:
     (spec,) = desired_nodes(snapshot(VM_ON), DEFAULT).nodes
     assert dict(spec.labels)["ovirt.org/kind"] == "vm"

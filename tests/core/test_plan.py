@@ -108,6 +108,20 @@ def test_register_running_vm_with_no_node() -> None:
     assert_converged(desired(spec), [])
 
 
+def test_registrations_copy_no_label_pair_of_their_specs() -> None:
+    """A registration of thousands of nodes holds their NodeSpecs' own label pairs, and equal label sets are one
+    tuple (the first sweep's plan, at scale, was the largest structure of the controller's peak memory)."""
+    one = make_spec("web1")
+    two = replace(make_spec("web2"), labels=one.labels)
+    p = plan(desired(one, two), [])
+    a, b = (a for a in p.actions if a.kind is K.REGISTER)
+    assert a.labels is b.labels and a.labels == tuple(sorted({**one.label_map, LABEL_MANAGED_BY: MANAGED_BY_VALUE}
+                                                            .items()))
+    assert all(pair is own for pair, own in zip((pl for pl in a.labels or () if pl[0] != LABEL_MANAGED_BY),
+                                                 one.labels, strict=True))
+    assert a.annotations is not None and b.annotations is not None and a.annotations[1] is b.annotations[1]
+
+
 @pytest.mark.parametrize("status", ["down", "suspended", "unknown", "not_responding", "image_locked"])
 def test_no_registration_for_a_vm_that_does_not_run(status: str) -> None:
     assert plan(desired(make_spec("web1", status=status)), []).actions == ()

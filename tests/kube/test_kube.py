@@ -787,6 +787,9 @@ def test_shared_parts_change_no_value_of_the_compact_record() -> None:
     assert a.labels[1] is b.labels[1] is c.labels[1]
     assert a.labels[2] is b.labels[2] and c.labels[2] == ("topology.kubernetes.io/zone", "z2")
     assert a.taints[0] is b.taints[0] and a.taints[1] is not b.taints[1]
+    # annotation pairs too (the owner annotations repeat on every node), but not the node's own VM id
+    assert a.annotations[0] == ("note", "x") and a.annotations[0] is b.annotations[0]
+    assert a.annotation_map[ANNOTATION_VM_ID] != b.annotation_map[ANNOTATION_VM_ID]
     # within a node, equal strings are one string (name, hostname label and Hostname address)
     assert a.labels[0][1] is a.name and a.hostname is a.name
     assert a.system_uuid is a.annotation_map[ANNOTATION_VM_ID]

@@ -5,6 +5,7 @@ progress log."""
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from typing import Any
 
@@ -14,7 +15,7 @@ from kubernetes import client as k8s
 from ovirt_cloudprovider.core.records import TAINT_SHUTDOWN, TAINT_UNINITIALIZED, Action, ActionKind, Taint
 from ovirt_cloudprovider.kube.ratelimit import TokenBucket
 from ovirt_cloudprovider.kube.workqueue import MAX_FOLLOW_UPS
-from ovirt_cloudprovider.kube.writer import NodeWriter
+from ovirt_cloudprovider.kube.writer import NodeWriter, _by_node
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.kube.test_kube import observe, register, spec_for, taints_of, writes
 
@@ -306,3 +307,18 @@ def test_parallel_workers_keep_each_nodes_order(kubeapi: KubeApiSimulator, kube_
         assert order.index(("nodes", spec.name)) < order.index(("nodes/status", spec.name))
         assert [e["reason"] for e in kubeapi.list_events(involved_name=spec.name)] == ["InitializedNode"]
         assert (kubeapi.get_node(spec.name) or {})["spec"]["providerID"] == spec.provider_id
+
+
+def test_actions_are_grouped_by_node_in_order_sorted_or_not() -> None:
+    """The writer's groups: each node's actions in their order, nodes in the order of their first action, whether
+    the actions come sorted by node (the planner's: then no index of every node is built) or not."""
+    rng = random.Random(20)
+    for _ in range(200):
+        actions = [Action(kind=ActionKind.UPDATE, node=rng.choice(["a", "b", "c", "", "d"]), reason="r",
+                          message=str(i), vm_id=rng.choice(["v1", "v2", None])) for i in range(rng.randrange(12))]
+        for given in (actions, sorted(actions, key=lambda a: (a.node, a.vm_id or ""))):
+            want: dict[str, list[tuple[int, Action]]] = {}
+            for index, action in enumerate(given):
+                want.setdefault(action.node or f"\x00vm:{action.vm_id or ''}", []).append((index, action))
+            count, groups = _by_node(given)
+            assert (count, list(groups)) == (len(want), list(want.values()))
