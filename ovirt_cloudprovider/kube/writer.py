@@ -215,7 +215,8 @@ class NodeWriter:
         ``stop`` is set, nothing more is sent and the actions not completed are ``interrupted``. ``more``, when
         given, is asked for further actions whenever the queued nodes' first requests have run out (from a worker
         thread, one call at a time): they are applied and counted with these, as one apply; when it raises it is
-        not asked again, the queued actions are still applied and the failure is counted in ``failed`` (an error).
+        not asked again, the queued actions are still applied and the failure is counted in ``failed`` (an error);
+        once the fence says no, or ``stop`` is set, it is not asked.
         """
         run = _Run(len(actions), self._clock(), may_write)
         taken = [0]  # action indices handed out (run.finish counts each index once)
@@ -227,7 +228,7 @@ class NodeWriter:
 
         def extend() -> list[tuple[str, Callable[[], Task]]]:
             assert more is not None
-            if run.halted or self._stop.is_set():
+            if run.halted or self._stop.is_set() or not run.may_write():  # no planning for a lost lease
                 return []
             try:
                 extra = more()

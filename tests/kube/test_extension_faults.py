@@ -75,3 +75,29 @@ def test_an_extension_that_raises_loses_no_queued_write_and_kills_no_worker(
     for spec in specs(12):
         assert initialized(kubeapi, spec.name, spec), spec.name
         assert [e["reason"] for e in kubeapi.list_events(involved_name=spec.name)] == ["InitializedNode"]
+
+
+def test_the_extension_is_not_asked_once_the_fence_says_no(kubeapi: KubeApiSimulator,
+                                                           kube_api_client: k8s.ApiClient) -> None:
+    """Leadership lost while the apply runs: the extension (which takes the joining nodes' triggers off the
+    controller's schedule and plans them) is not asked any more; nothing is written after the fence said no."""
+    actions = initializations(kubeapi, 3)
+    kubeapi.reset_counts()
+    asked: list[int] = []
+
+    def patched() -> int:
+        return sum(1 for r in kubeapi.requests if r.verb == "patch")
+
+    def may_write() -> bool:  # leadership lost once the three initializing patches are sent
+        return patched() < 3
+
+    def more() -> Sequence[Action]:
+        asked.append(1)
+        return ()
+
+    result, raised, died = apply_bounded(NodeWriter(kube_api_client, workers=1, event_repeat_interval=0.0),
+                                         actions, may_write=may_write, more=more)
+    assert (died, raised) == ([], [])
+    assert result is not None and result.interrupted == 3 and result.failed == 0, result
+    assert asked == []
+    assert patched() == 3 and kubeapi.list_events() == []
