@@ -21,7 +21,9 @@ while this replica may write). :class:`Controller` runs sweeps when :class:`~.co
   VM whose record was too old for the kubelet's ``--node-ip`` is refreshed after; any other is a full sweep.
   Kubelets that join while a targeted sweep applies are planned by it, from its index, whenever its writer's
   queued nodes' first writes have run out (its extension: ``Schedule.take_joining``), not after it and a
-  debounce;
+  debounce. A kubelet's node whose initializing patch met a conflict (409) and which still waits is a joining
+  trigger again after that sweep when the node cache has seen it change since planning (a change the node
+  watch does not report, such as its status' image list, would otherwise leave it to the periodic sweep);
 - never two sweeps at once (one thread sweeps), none while this replica does not lead, and after a failure
   only after a jittered exponential backoff (``backoff_base`` doubling up to ``backoff_max``); the engine
   event poller backs off the same way.
@@ -400,6 +402,13 @@ def _confirm_host_deletions(plan: Plan, engine: _Engine, query: str | None, *,
                                   researched=None if researched is None else frozenset(researched), unowned=unowned)
 
 
+def _planned_versions(actions: Sequence[Action]) -> dict[str, str]:
+    """The nodes of ``actions`` that initialize a node (a kubelet's), and the resourceVersion each was planned
+    against."""
+    return {a.node: a.resource_version for a in actions
+            if a.kind is ActionKind.INITIALIZE and a.node and a.resource_version}
+
+
 def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write: Callable[[], bool],
            start: float, more: Callable[[], Sequence[Action]] | None = None) -> SweepReport:
     """Apply ``plan`` (``writer`` None: dry run); the writer asks ``may_write`` before each writing action, and
@@ -501,6 +510,7 @@ class _Extension:
     vm_ids: frozenset[str]
     host_ids: frozenset[str]
     stale: set[str] = field(default_factory=set)
+    planned: dict[str, str] = field(default_factory=dict)  # the extensions' nodes: the resourceVersion planned
 
 
 class _Leader(Protocol):
@@ -624,6 +634,8 @@ class Controller:
         with self._lock:
             self._schedule = self._schedule.full_finished(end, ok=ok, jitter=self._rng.random())
             failures, delay = self._schedule.failures, self._schedule.next_full - end
+        if report.conflicts and report.plan is not None:
+            self._rejoin_changed(_planned_versions(report.plan.actions))
         if not ok:
             log.info("retrying after backoff", extra=kv(failures=failures, seconds=round(delay, 1)))
         # only the snapshot is kept (for targeted sweeps), not the plan
@@ -654,7 +666,31 @@ class Controller:
             self._schedule = self._schedule.targeted_finished(time.monotonic(), ok=ok)
             if stale:
                 self._schedule = self._schedule.trigger("joining nodes' VMs refreshed", vm_ids=stale)
+        if report.conflicts:
+            planned = _planned_versions(report.plan.actions) if report.plan is not None else {}
+            self._rejoin_changed({**planned, **joined.planned})
         # its plan is not kept while the next sweep plans (10k actions of a registration)
+
+    def _rejoin_changed(self, planned: Mapping[str, str]) -> None:
+        """After a sweep whose writes met conflicts: every node of ``planned`` (name → the resourceVersion its
+        writes were planned against) that still waits for initialization and that the node cache has seen change
+        since is a joining trigger again. A kubelet's change the node watch does not report (its status' image
+        list: only the resourceVersion changes for us) answers the initializing patch 409 and would otherwise
+        leave its node uninitialized until the periodic sweep; a node the cache has not seen change is not
+        retried (its next write would conflict again: its next event or the periodic sweep plans it)."""
+        fleet = self._fleet
+        if fleet is None or not planned:
+            return
+        again = [(node.name, targets) for node in self.cache.nodes()
+                 if node.name in planned and node.waits_for_cloud_provider
+                 and node.resource_version != planned[node.name] and (targets := fleet.joining(node)) is not None]
+        if not again:
+            return
+        with self._lock:
+            for name, (vm_ids, host_ids) in again:
+                self._schedule = self._schedule.trigger(f"node {name} waits for initialization after a conflict",
+                                                        vm_ids=vm_ids, host_ids=host_ids, joining=True)
+        self._wake.set()
 
     def _joined_meanwhile(self, joined: _Extension, fleet: Fleet) -> Sequence[Action]:
         """The targeted sweep's extension (called by the writer, from a worker thread, whenever its queued nodes'
@@ -678,6 +714,7 @@ class Controller:
         joined.vm_ids |= {normalize_vm_id(i) for i in vm_ids}
         joined.host_ids |= {normalize_vm_id(i) for i in host_ids}
         joined.stale |= set(stale_for(plan, vm_ids))
+        joined.planned.update(_planned_versions(plan.actions))
         log.debug("targeted sweep extended", extra=kv(vms=len(vm_ids), hosts=len(host_ids),
                                                       actions=len(plan.actions)))
         return plan.actions

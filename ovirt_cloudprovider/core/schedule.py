@@ -67,6 +67,8 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from .providerid import normalize_vm_id
+
 MAX_WAIT = 2.0  # the longest wait between two looks at the schedule
 MIN_WAIT = 0.05
 CACHE_WAIT = 0.5  # how often a due sweep looks whether the node cache has synced
@@ -223,15 +225,17 @@ class Schedule:
         last discovery), and the schedule without them: only while every pending trigger is a joining one (no
         full sweep asked for or due at ``now``, no VM or host to refresh), they are all ``known`` and the sweep
         started less than ``MAX_EXTENSION`` seconds ago (a stream of joins never makes one endless sweep); never
-        the owners that sweep took already (``taken``, ``taken_hosts``: they stay for the next sweep). Nothing
+        the owners that sweep took already (``taken``, ``taken_hosts``, canonical ids (core/providerid.py) compared
+        with the owners' canonically: they stay for the next sweep). Nothing
         to take: ``(self, (), ())``."""
-        vm_ids = tuple(sorted(self.joining_vms - taken))
-        host_ids = tuple(sorted(self.joining_hosts - taken_hosts))
+        left_vms = frozenset(i for i in self.joining_vms if normalize_vm_id(i) in taken)
+        left_hosts = frozenset(i for i in self.joining_hosts if normalize_vm_id(i) in taken_hosts)
+        vm_ids = tuple(sorted(self.joining_vms - left_vms))
+        host_ids = tuple(sorted(self.joining_hosts - left_hosts))
         if (self.sweeping is not StepKind.TARGETED or now >= min(self.next_full, self.sweep_started + MAX_EXTENSION)
                 or self.needs_full or self.vm_targets
                 or self.host_targets or not (vm_ids or host_ids) or not known(vm_ids, host_ids)):
             return self, (), ()
-        left_vms, left_hosts = self.joining_vms & taken, self.joining_hosts & taken_hosts
         return replace(self, joining_vms=left_vms, joining_hosts=left_hosts,
                        reasons=self.reasons if left_vms or left_hosts else frozenset()), vm_ids, host_ids
 

@@ -14,7 +14,8 @@ tasks wait between their steps, Events included; beyond either the workers take 
 nodes, so neither memory (a registration of 10,000 nodes) nor the time from a node's first write to its
 follow-ups grows with the batch. ``more`` (optional) is asked for further tasks whenever the queued first steps
 have run out (at most one worker asks at a time): how a sweep of joining nodes takes the kubelets that joined
-while it was applying.
+while it was applying. When ``more`` raises it is not asked again, the queued steps still run and what it raised
+is kept in :attr:`StepQueue.failure`.
 
 Lifecycle: built per apply; :meth:`StepQueue.take` blocks a worker until a step is ready, and answers None once
 nothing is queued, running or to be had from ``more``; :meth:`StepQueue.done` reports a step's result.
@@ -57,6 +58,7 @@ class StepQueue:
         self._running = 0  # steps handed out and not done
         self._seq = itertools.count()
         self._asking = False  # a worker is calling ``more``
+        self.failure: BaseException | None = None  # what ``more`` raised (then it is not asked again)
         self._cond = threading.Condition()
 
     def take(self) -> tuple[str, Task] | None:
@@ -93,16 +95,24 @@ class StepQueue:
         return step
 
     def _ask_locked(self) -> list[tuple[str, Callable[[], Task]]]:
-        """Call ``more`` without the lock (one worker at a time)."""
+        """Call ``more`` without the lock (one worker at a time). When it raises, it is not asked again and what
+        it raised is kept in :attr:`failure` (the caller's to report): the queued steps still run, and no worker
+        dies of it (a dead worker would leave them queued, unsent)."""
         assert self._more is not None
         more = self._more
         self._asking = True
         self._cond.release()
+        failure: BaseException | None = None
         try:
             return more()
+        except BaseException as exc:  # kept for the caller, which re-raises or reports it
+            failure = exc
+            return []
         finally:
             self._cond.acquire()
             self._asking = False
+            if failure is not None:
+                self.failure, self._more = failure, None
 
     def done(self, key: str, task: Task, priority: int | None) -> None:
         """A step of ``key``'s ``task`` ran; ``priority`` is that of its next step, None when it finished."""

@@ -214,7 +214,9 @@ class NodeWriter:
         (after the wait for a rate-limit token, before every retry, Events included); once it says no, or once
         ``stop`` is set, nothing more is sent and the actions not completed are ``interrupted``. ``more``, when
         given, is asked for further actions whenever the queued nodes' first requests have run out (from a worker
-        thread, one call at a time): they are applied and counted with these, as one apply.
+        thread, one call at a time): they are applied and counted with these, as one apply; when it raises it is
+        not asked again, the queued actions are still applied and the failure is counted in ``failed`` (an error);
+        once the fence says no, or ``stop`` is set, it is not asked.
         """
         run = _Run(len(actions), self._clock(), may_write)
         taken = [0]  # action indices handed out (run.finish counts each index once)
@@ -226,9 +228,15 @@ class NodeWriter:
 
         def extend() -> list[tuple[str, Callable[[], Task]]]:
             assert more is not None
-            if run.halted or self._stop.is_set():
+            if run.halted or self._stop.is_set() or not run.may_write():  # no planning for a lost lease
                 return []
-            extra = more()
+            try:
+                extra = more()
+            except Exception as exc:  # a bug in the extension: its nodes are the next sweep's, these go on
+                error = f"extension: {type(exc).__name__}: {one_line(exc)}"
+                log.error("asking for more actions failed; the queued ones are applied", extra=kv(error=error))
+                run.failed_outside(error)
+                raise
             run.add(len(extra))
             return list(tasks(extra))
 
@@ -247,12 +255,14 @@ class NodeWriter:
                 thread.start()
             for thread in workers:
                 thread.join()
+        if queue.failure is not None and not isinstance(queue.failure, Exception):
+            crashed.append(queue.failure)  # not a bug of the extension (e.g. KeyboardInterrupt): the caller's
         if crashed:  # re-raised in apply's thread, as a Future's result() would
             raise crashed[0]
         tally = run.tally
         return ApplyResult(
             applied=sum(n for (_, r), n in tally.items() if r == SUCCESS),
-            failed=sum(n for (_, r), n in tally.items() if r == ERROR),
+            failed=sum(n for (_, r), n in tally.items() if r == ERROR) + run.outside,
             conflicts=sum(n for (_, r), n in tally.items() if r == CONFLICT),
             refused=sum(n for (_, r), n in tally.items() if r == REFUSED),
             interrupted=run.interrupted,
@@ -514,6 +524,7 @@ class _Run:
         self.tally: collections.Counter[tuple[str, str]] = collections.Counter()
         self.errors: list[tuple[int, str]] = []
         self.interrupted = 0
+        self.outside = 0  # failures of no action (failed_outside)
         self.done = 0
         self._last_done = 0
         self._last_time = started
@@ -524,6 +535,12 @@ class _Run:
 
     def halt(self) -> None:
         self.halted = True
+
+    def failed_outside(self, error: str) -> None:
+        """A failure of no action (the extension's): counted as failed, its error after the actions'."""
+        with self._lock:
+            self.outside += 1
+            self.errors.append((1 << 62, error))
 
     def add(self, count: int) -> None:
         """``count`` more actions (an extension of the apply)."""

@@ -416,3 +416,16 @@ def test_the_schedule_never_overlaps_sweeps_never_sweeps_on_standby_and_bounds_b
             if nxt.kind is StepKind.STANDBY:
                 assert not leading and s.next_full == now + timing.interval
 
+
+
+def test_an_owner_the_sweep_took_is_not_taken_again_whatever_its_spelling() -> None:
+    """The controller hands ``taken`` in canonical form (core/providerid.py) while the joining owners are spelled as
+    the discovery spells them: an owner the sweep took must not be planned a second time by its extension (a
+    second initialization from a node cache that has not seen the first: a spurious 409) because the engine
+    spells its id in upper case or with braces."""
+    vm = "6F1C8F0E-1111-4B4B-9C9C-000000000001"
+    s, _ = step(after_first_sweep().trigger("node a waits", vm_ids=[vm], joining=True), T0 + 0.5)
+    s = s.trigger("node a changed", vm_ids=[vm], joining=True).trigger("node h", host_ids=["{H-1}"], joining=True)
+    kept, vm_ids, host_ids = s.take_joining(T0 + 0.6, everything_known, taken=frozenset({vm.lower()}),
+                                            taken_hosts=frozenset({"{h-1}"}))
+    assert (vm_ids, host_ids) == ((), ()) and kept == s

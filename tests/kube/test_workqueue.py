@@ -53,3 +53,19 @@ def test_more_is_asked_when_the_first_steps_run_out_and_a_nodes_tasks_stay_in_or
     # the new node x's first step goes before the follow-ups; a's second task waits for its first to finish
     assert log == ["a:0", "b:0", "x:0", "a:1", "x:1", "b:1", "a:2", "a2:0"]
     assert asked[0] == 2 and len(asked) >= 2  # asked once the first steps had run out, until it had nothing
+
+
+def test_more_that_raises_is_not_asked_again_and_the_queued_steps_still_run() -> None:
+    """A failing extension must not end the worker that asked (its queued steps would never be sent): the queue
+    keeps what it raised for the writer to report, and runs what it has."""
+    log: list[str] = []
+    asked: list[int] = []
+
+    def more() -> list[tuple[str, Callable[[], Task]]]:
+        asked.append(1)
+        raise RuntimeError("planning failed")
+
+    queue = StepQueue([(n, task(log, n, (FOLLOW_UP, EVENT))) for n in "ab"], more=more)
+    drain(queue)
+    assert log == ["a:0", "b:0", "a:1", "b:1", "a:2", "b:2"]
+    assert asked == [1] and isinstance(queue.failure, RuntimeError)
