@@ -17,6 +17,9 @@ first change that initialized the node (providerID set, taint gone). Prints ``ke
   was initialized without them; ``burst_full_sweeps`` /
   ``burst_targeted_sweeps``: the controller's sweeps meanwhile (from its log; ``burst_joined_meanwhile``: the
   nodes a targeted sweep took while it was applying);
+- ``burst_controller_cpu_s``: the controller process's CPU seconds (user + system, /proc/PID/stat) from the
+  burst's first create to the end of the sweep that took its last nodes (``burst_controller_cpu_ms_per_join``:
+  per node of the burst), and ``burst_kube_api_cpu_s`` the Kubernetes API simulator's meanwhile;
 - ``peak_rss_mb``: VmHWM of the controller.
 
     python benchmarks/join.py --vms 10000 --burst 1000 --kube-api-qps 2000 --kube-api-burst 2000
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from record import record  # benchmarks/record.py: --write-results
-from scale import Controller, out, progress  # benchmarks/scale.py
+from scale import Controller, cpu_seconds, out, progress  # benchmarks/scale.py
 from simproc import SimProcess  # benchmarks/simproc.py (the script directory is on sys.path)
 
 TARGET_P99_S = 2.0
@@ -90,6 +93,7 @@ def joins(engine: SimProcess, kube: SimProcess, workdir: Path, args: argparse.Na
         burst = running[args.singles:args.singles + args.burst]
         if burst:
             after = len(ctl.lines)
+            cpu0, kube_cpu0 = ctl.cpu_seconds(), cpu_seconds(kube.pid)
             progress(f"{len(burst)} kubelets join")
             kube.call("join", kubelets=[[name, vm_id.upper()] for vm_id, name in burst])
             latencies = wait_joined(kube, {name for _, name in burst}, args.timeout)
@@ -100,6 +104,10 @@ def joins(engine: SimProcess, kube: SimProcess, workdir: Path, args: argparse.Na
                 if arrived >= initialized_at:
                     break
                 index += 1
+            cpu, kube_cpu = ctl.cpu_seconds() - cpu0, cpu_seconds(kube.pid) - kube_cpu0
+            res.update(burst_controller_cpu_s=round(cpu, 2),
+                       burst_controller_cpu_ms_per_join=round(1000 * cpu / len(burst), 2),
+                       burst_kube_api_cpu_s=round(kube_cpu, 2))
             times = kube.call("join_times")
             created = [times[name][0] for _, name in burst]
             initialized = [times[name][1] for _, name in burst]

@@ -219,6 +219,8 @@ def _join_rows(f: dict[str, Any], judge: bool) -> list[str]:
             addresses,
             f"{sec(f['burst_all_s'])} s (the creates took {sec(f['burst_create_s'])} s)",
             f"{f['burst_full_sweeps']} full, {f['burst_targeted_sweeps']} targeted{meanwhile}",
+            (f"{f['burst_controller_cpu_ms_per_join']:.2f} ms ({sec(f['burst_controller_cpu_s'])} s; the API "
+             f"simulator's {sec(f['burst_kube_api_cpu_s'])} s)" if "burst_controller_cpu_s" in f else ""),
             f"{mb(f['peak_rss_mb'])} MB"]
 
 
@@ -230,6 +232,7 @@ def join_table(results: Results) -> list[str]:
               f"a burst of {f['burst']:,}: p50 / p99 (target ≤ {JOIN_TARGET_P99:g} s) / max",
               "the burst's addresses (status patch): p50 / p99 from the create (longest after the initialization)",
               "the burst, first create to last initialization", "sweeps during the burst",
+              "the controller's CPU per join during the burst (in all; the API simulator's meanwhile)",
               "peak resident memory of the controller"]
     cells = [_join_rows(g, judge=i == len(figures) - 1) for i, g in enumerate(figures)]
     lines = [f"| from a kubelet's Node create to its initialization, {f['vms']:,} VMs | "

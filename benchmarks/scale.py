@@ -200,6 +200,13 @@ def _lean_read(queries: list[tuple[str, dict[str, str]]], bodies: list[bytes]) -
 
 # --- the controller process --------------------------------------------------------------------
 
+def cpu_seconds(pid: int) -> float:
+    """Process ``pid``'s CPU time so far (user + system, all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 class Controller:
     """``python -m ovirt_cloudprovider run`` with JSON logs; its log lines are kept as dicts."""
 
@@ -250,6 +257,10 @@ class Controller:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM")
+
+    def cpu_seconds(self) -> float:
+        """The controller process's CPU time so far (user + system, all its threads)."""
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

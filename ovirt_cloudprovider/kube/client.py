@@ -8,7 +8,8 @@
   error that http.client raises quotes the header, token included; the error names the file, never the token.
 - Requests and responses are plain JSON (raw responses, see :mod:`.raw`; bodies sent with the
   ``CONTENT_*`` types); :func:`read_json` reads such an answer and releases its connection, so no
-  client model object is ever built.
+  client model object is ever built; :func:`discard` reads an answer we do not use (a patched Node's echo)
+  without decoding it, and releases its connection.
 - :func:`utc_now` and :func:`rfc3339`: the timestamps we write.
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "CONTENT_JSON",
     "CONTENT_MERGE",
     "CONTENT_SMP",
+    "discard",
     "load_api_client",
     "read_json",
     "rfc3339",
@@ -117,6 +119,16 @@ def read_json(resp: Any) -> dict[str, Any]:
         return {}
     doc = json.loads(data)
     return doc if isinstance(doc, dict) else {}
+
+
+def discard(resp: Any) -> None:
+    """Read a raw response body (:mod:`.raw`) that is not needed, without decoding it, and release it (read to the
+    end, its keep-alive connection goes back to the pool)."""
+    try:
+        resp.data  # noqa: B018 - reading is the point
+    finally:
+        with contextlib.suppress(Exception):
+            resp.release_conn()
 
 
 def utc_now() -> datetime:

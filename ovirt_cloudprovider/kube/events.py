@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from ..core.records import Action, ActionKind
 from ..logs import kv
 from ..metrics import Metrics, observe_kube
-from .client import CONTENT_JSON, CONTENT_SMP, read_json, rfc3339, utc_now
+from .client import CONTENT_JSON, CONTENT_SMP, discard, read_json, rfc3339, utc_now
 from .errors import REQUEST_ERRORS, describe_error, one_line
 from .raw import CoreRequests
 
@@ -88,7 +88,7 @@ class EventRecorder:
                         resp: Any = self._api.patch_namespaced_event(
                             name, EVENT_NAMESPACE, patch, content_type=CONTENT_SMP, timeout=self._timeout)
                         outcome.code = str(resp.status)
-                        read_json(resp)
+                        discard(resp)
                     self._remember_event(key, (name, count + 1, now))
                     return
                 except ApiException as exc:

@@ -38,11 +38,14 @@ class _Requests:
         headers: dict[str, str] = {"Accept": _ACCEPT}
         if content_type:
             headers["Content-Type"] = content_type
-        params = self._client.param_serialize(
+        # The body goes to call_api as it is, not through param_serialize: our bodies are plain JSON values (str,
+        # int, bool, None, lists, dicts), which its sanitize_for_serialization would copy unchanged, value by
+        # value, before the client's json.dumps (the BearerToken auth does not read the body).
+        method, url, header_params, _, post_params = self._client.param_serialize(
             method=method, resource_path=path, path_params=path_params or {}, query_params=list(query),
-            header_params=headers, body=body, post_params=[], files={}, auth_settings=list(_AUTH),
+            header_params=headers, body=None, post_params=[], files={}, auth_settings=list(_AUTH),
             collection_formats={})
-        resp: Any = self._client.call_api(*params, _request_timeout=timeout)
+        resp: Any = self._client.call_api(method, url, header_params, body, post_params, _request_timeout=timeout)
         if not 200 <= resp.status <= 299:
             resp.read()  # the error body, for the exception (and the connection goes back to the pool)
             raise ApiException.from_response(http_resp=resp, body=None, data=None)

@@ -55,7 +55,7 @@ from ..core.records import (
 )
 from ..logs import kv
 from ..metrics import Metrics, observe_kube
-from .client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, read_json, rfc3339
+from .client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, discard, read_json, rfc3339
 from .errors import NO_ANSWER, api_status, describe_error, one_line, retry_after_seconds
 from .events import EventRecorder
 from .ratelimit import TokenBucket
@@ -408,7 +408,7 @@ class NodeWriter:
         created = self._request(
             "create_node", action,
             lambda: self._api.create_node(body, content_type=CONTENT_JSON, timeout=self._timeout),
-            conflict=(409,))
+            conflict=(409,), answer=True)
         uid = (created.get("metadata") or {}).get("uid")
         return str(uid) if uid else None
 
@@ -467,9 +467,10 @@ class NodeWriter:
     # -- requests --
 
     def _request(self, operation: str, action: Action, call: Callable[[], Any], *,
-                 conflict: tuple[int, ...] = (409,), gone_ok: bool = False) -> dict[str, Any]:
-        """Run one request with retries on 429/5xx/no answer; the JSON answer, or raise _Failed
-        (_Interrupted when, right before an attempt, the writer was stopped or the fence said no)."""
+                 conflict: tuple[int, ...] = (409,), gone_ok: bool = False, answer: bool = False) -> dict[str, Any]:
+        """Run one request with retries on 429/5xx/no answer; the JSON answer (with ``answer``; else the answer is
+        read undecoded, and {}), or raise _Failed (_Interrupted when, right before an attempt, the writer was
+        stopped or the fence said no)."""
         attempt = 0
         while True:
             attempt += 1
@@ -479,7 +480,10 @@ class NodeWriter:
                 with observe_kube(self._metrics, operation) as outcome:
                     resp = call()
                     outcome.code = str(resp.status)
-                    return read_json(resp)
+                    if answer:
+                        return read_json(resp)
+                    discard(resp)  # a patched node's echo: the informer's watch brings the node
+                    return {}
             except ApiException as exc:
                 status, _, _ = api_status(exc)
                 if status == 404 and gone_ok:

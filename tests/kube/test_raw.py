@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ConflictException, NotFoundException, UnauthorizedException
 
-from ovirt_cloudprovider.kube.client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, read_json
+from ovirt_cloudprovider.kube.client import CONTENT_JSON, CONTENT_MERGE, CONTENT_SMP, discard, read_json
 from ovirt_cloudprovider.kube.raw import CoreRequests
 from ovirt_cloudprovider.simulators.kubeapi import KubeApiSimulator
 from tests.helpers import REPO
@@ -60,6 +60,27 @@ def test_errors_are_the_clients_exceptions_with_the_status_body(kubeapi_tls: Kub
     with pytest.raises(UnauthorizedException) as unauth:  # the bearer token is what the ApiClient sends
         CoreRequests(api_client_for(kubeapi_tls, token="wrong")).list_node(timeout=T)
     assert unauth.value.status == 401
+
+
+def test_bodies_arrive_as_sent_and_discarded_answers_keep_one_connection(
+        kubeapi_tls: KubeApiSimulator, api_client_for: Callable[..., k8s.ApiClient]) -> None:
+    """Over TLS with a bearer token: a body (nested dicts, lists, numbers, booleans, None) arrives as it was given,
+    with the auth the ApiClient adds; answers read with ``discard`` (undecoded) give their keep-alive connection
+    back, so a hundred writes use one connection."""
+    client = api_client_for(kubeapi_tls)
+    api = CoreRequests(client)
+    read_json(api.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
+                              content_type=CONTENT_JSON, timeout=T))
+    taints = [{"key": "k", "effect": "NoSchedule", "value": "v"}]
+    for i in range(100):
+        discard(api.patch_node("n1", {"metadata": {"labels": {"i": str(i)}, "annotations": {"gone": None}},
+                                      "spec": {"taints": taints, "unschedulable": i % 2 == 1, "podCIDRs": []}},
+                               content_type=CONTENT_SMP, timeout=T))
+    node = kubeapi_tls.get_node("n1") or {}
+    assert node["metadata"]["labels"] == {"i": "99"}
+    assert node["spec"]["taints"] == taints and node["spec"]["unschedulable"] is True
+    pool = client.rest_client.pool_manager.connection_from_url(client.configuration.host)
+    assert pool.num_connections == 1 and pool.num_requests == 101
 
 
 def test_event_requests(kubeapi: KubeApiSimulator, kube_api_client: k8s.ApiClient) -> None:
