@@ -221,10 +221,12 @@ class NodeWriter:
         run = _Run(len(actions), self._clock(), may_write)
         taken = [0]  # action indices handed out (run.finish counts each index once)
 
-        def tasks(batch: Sequence[Action]) -> Iterator[tuple[str, Callable[[], Task]]]:
+        def tasks(batch: Sequence[Action]) -> tuple[int, Iterator[tuple[str, Callable[[], Task]]]]:
+            """How many nodes ``batch`` writes, and their tasks (each made when a worker takes it)."""
             start, taken[0] = taken[0], taken[0] + len(batch)
-            return ((_node_key(group[0][1]), functools.partial(self._node_task, group, run))
-                    for group in _by_node(batch, start)[1])
+            nodes, groups = _by_node(batch, start)
+            return nodes, ((_node_key(group[0][1]), functools.partial(self._node_task, group, run))
+                           for group in groups)
 
         def extend() -> list[tuple[str, Callable[[], Task]]]:
             assert more is not None
@@ -238,11 +240,11 @@ class NodeWriter:
                 run.failed_outside(error)
                 raise
             run.add(len(extra))
-            return list(tasks(extra))
+            return list(tasks(extra)[1])
 
-        queue = StepQueue(tasks(actions), more=extend if more is not None else None)
+        nodes, initial = tasks(actions)
+        queue = StepQueue(initial, more=extend if more is not None else None)
         crashed: list[BaseException] = []
-        nodes = len({a.node or a.vm_id for a in actions})
         if more is None and (self._workers == 1 or nodes <= 1):
             self._work(queue, run, crashed)  # in this thread
         else:
