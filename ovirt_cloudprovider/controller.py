@@ -418,8 +418,7 @@ def _apply(plan: Plan, snapshot: Snapshot, *, writer: _Writer | None, may_write:
     applied = failed = conflicts = refused = 0
     interrupted = False
     if writer is not None and (plan.actions or more is not None):
-        result = writer.apply(plan.actions, may_write=may_write, more=more) if more is not None else \
-            writer.apply(plan.actions, may_write=may_write)
+        result = writer.apply(plan.actions, may_write=may_write, more=more)
         applied, failed, conflicts, remaining = result.applied, result.failed, result.conflicts, result.interrupted
         refused = result.refused
         if remaining:
@@ -604,7 +603,7 @@ class Controller:
             leading, synced = self.may_write(), self.cache.synced
             with self._lock:
                 self._schedule, step = self._schedule.next_step(time.monotonic(), leading=leading, synced=synced,
-                                                                known=self._known_now)
+                                                                known=self._known)
             if step.kind is StepKind.FULL:
                 self._wake.clear()
                 self._full_sweep(step)
@@ -614,9 +613,6 @@ class Controller:
             else:
                 self._wake.wait(step.seconds)
                 self._wake.clear()
-
-    def _known_now(self, vm_ids: Sequence[str], host_ids: Sequence[str]) -> bool:
-        return self._known(vm_ids, host_ids)
 
     def _full_sweep(self, step: schedule.Step) -> None:
         log.info("sweep triggered", extra=kv(reasons=_reasons(step.reasons)))
@@ -701,7 +697,7 @@ class Controller:
         and leaves them to the next sweep."""
         with self._lock:
             self._schedule, vm_ids, host_ids = self._schedule.take_joining(
-                time.monotonic(), self._known_now, taken=joined.vm_ids, taken_hosts=joined.host_ids)
+                time.monotonic(), self._known, taken=joined.vm_ids, taken_hosts=joined.host_ids)
         if not vm_ids and not host_ids:
             return ()
         reason = f"{len(vm_ids) + len(host_ids)} joining nodes' owners"
