@@ -6,7 +6,8 @@ change costs one set of records while the controller still holds the last Snapsh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,19 @@ from ovirt_cloudprovider.simulators.engine import EngineSimulator, generate_flee
 
 ConnFor = Callable[..., ConnectionConfig]
 Sims = Callable[..., EngineSimulator]
+
+
+def assert_only_the_changed_is_new(first: Sequence[Any], second: Sequence[Any], changed_id: str,
+                                   status: str) -> None:
+    """``second`` (records of a later discovery) lists the records of ``first`` in their order, each the same
+    object as before but ``changed_id``'s, which is a new record with ``status``."""
+    by_id = {r.id: r for r in first}
+    assert [r.id for r in second] == [r.id for r in first]
+    for record in second:
+        if record.id == changed_id:
+            assert record.status == status and record is not by_id[record.id]
+        else:
+            assert record is by_id[record.id]
 
 
 @pytest.mark.parametrize("lean", [True, False])
@@ -30,13 +44,7 @@ def test_unchanged_vms_keep_their_records_changed_ones_are_new(engine_sims: Sims
     changed = next(vm for vm in first.vms if vm.status == "up")
     sim.set_status(changed.id, "down")
     second = client.discover("")
-    by_id = {vm.id: vm for vm in first.vms}
-    assert [vm.id for vm in second.vms] == [vm.id for vm in first.vms]
-    for vm in second.vms:
-        if vm.id == changed.id:
-            assert vm.status == "down" and vm is not by_id[vm.id]
-        else:
-            assert vm is by_id[vm.id]
+    assert_only_the_changed_is_new(first.vms, second.vms, changed.id, "down")
     # what the client remembers holds no second copy of the ids either: its keys are the records' own strings
     assert all(key is vm.id for key, vm in client._previous.items())
     # the records are exactly those of a client that remembers nothing
@@ -86,11 +94,5 @@ def test_unchanged_hosts_keep_their_records_changed_ones_are_new(engine_sims: Si
     changed = next(h for h in first.hosts if h.status == "up")
     sim.set_host_status(changed.id, "maintenance")
     second = client.discover("")
-    by_id = {h.id: h for h in first.hosts}
-    assert [h.id for h in second.hosts] == [h.id for h in first.hosts]
-    for host in second.hosts:
-        if host.id == changed.id:
-            assert host.status == "maintenance" and host is not by_id[host.id]
-        else:
-            assert host is by_id[host.id]
+    assert_only_the_changed_is_new(first.hosts, second.hosts, changed.id, "maintenance")
     assert second == clients(conn, page_size=10, lean=lean, hosts="name=*").discover("")
