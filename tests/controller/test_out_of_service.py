@@ -49,6 +49,14 @@ def settled(kube: KubeApiSimulator, lifecycle: NodeLifecycle) -> None:
     wait_for(still, timeout=5, what="the node lifecycle mode to settle")
 
 
+def kubelet_ready_again(kube: KubeApiSimulator, lifecycle: NodeLifecycle, name: str) -> None:
+    """The node's kubelet posts status again and reports Ready; then the lifecycle mode settles."""
+    lifecycle.resume_kubelet(name)
+    kube.update_node_status(name, ready=True)
+    wait_for(lambda: ready(kube, name) == "True", timeout=5, what="the node Ready")
+    settled(kube, lifecycle)
+
+
 def reasons(kube: KubeApiSimulator, name: str) -> set[str]:
     return {str(e.get("reason")) for e in kube.list_events(involved_name=name)}
 
@@ -89,10 +97,7 @@ def test_a_vm_that_is_really_off_gets_the_taint_after_two_down_reads_and_loses_i
     settled(kube, lifecycle)
     assert world.sweep().ok
     assert OUT_OF_SERVICE in taints(kube, vm.name)  # running again, but no kubelet is Ready yet
-    lifecycle.resume_kubelet(vm.name)
-    kube.update_node_status(vm.name, ready=True)
-    wait_for(lambda: ready(kube, vm.name) == "True", timeout=5, what="the node Ready")
-    settled(kube, lifecycle)
+    kubelet_ready_again(kube, lifecycle, vm.name)
     assert world.sweep().ok
     assert OUT_OF_SERVICE not in taints(kube, vm.name)
     assert "OutOfServiceTaintRemoved" in reasons(kube, vm.name)
@@ -144,10 +149,7 @@ def test_a_taint_put_on_before_the_switch_was_turned_off_goes_when_the_vm_runs_a
         assert switched_off.sweep().ok
         assert OUT_OF_SERVICE in taints(kube, vm.name)  # still down and NotReady: kept
         engine.set_status(vm.name, "up")
-        lifecycle.resume_kubelet(vm.name)
-        kube.update_node_status(vm.name, ready=True)
-        wait_for(lambda: ready(kube, vm.name) == "True", timeout=5, what="the node Ready")
-        settled(kube, lifecycle)
+        kubelet_ready_again(kube, lifecycle, vm.name)
         assert switched_off.sweep().ok
         assert OUT_OF_SERVICE not in taints(kube, vm.name)
         assert "OutOfServiceTaintRemoved" in reasons(kube, vm.name)
