@@ -23,7 +23,20 @@ from ..core.hosts import kernel_of_cmdline
 from ..core.records import Host, HostNic
 from .connection import HOST_STATUSES
 from .errors import EngineDataError
-from .fastxml import Named, _child_text, _children, _cpus, _Element, _fields, _int, _text, _Unreadable, _values, parse
+from .fastxml import (
+    Named,
+    _child_text,
+    _children,
+    _cpus,
+    _Element,
+    _fields,
+    _int,
+    _text,
+    _Unreadable,
+    _unreadable_record,
+    _values,
+    parse,
+)
 
 
 class LeanHost(NamedTuple):
@@ -158,14 +171,7 @@ def read_hosts(body: bytes, answer: str, where: str) -> list[LeanHost]:
                 continue
             except _Unreadable as exc:
                 unreadable = exc
-        try:
-            name = _child_text(el, "name")
-        except _Unreadable as exc:
-            raise EngineDataError(f"engine answer for {answer} at {where}: a <host> cannot be read ({exc})") from None
-        if unreadable is None:
-            raise EngineDataError(f"engine answer for {answer} at {where}: a <host> without an id (name {name!r})")
-        raise EngineDataError(f"engine answer for {answer} at {where}: host {got} (name {name!r}) cannot be read "
-                              f"(ValueError: {unreadable})")
+        raise _unreadable_record(el, answer, where, tag="host", noun="host", got=got, unreadable=unreadable) from None
     return out
 
 

@@ -283,14 +283,21 @@ def read_vm(el: _Element, answer: str, where: str) -> LeanVm:
             unreadable: _Unreadable | None = exc
     else:
         unreadable = None
-    try:  # what went wrong, named (only on this path: the VM's name is read twice only here)
+    raise _unreadable_record(el, answer, where, tag="vm", noun="VM", got=got, unreadable=unreadable) from None
+
+
+def _unreadable_record(el: _Element, answer: str, where: str, *, tag: str, noun: str, got: str | None,
+                       unreadable: _Unreadable | None) -> EngineDataError:
+    """The error for a ``<vm>`` or ``<host>`` element (``tag``) without an id (``unreadable`` None) or with a value
+    that cannot be read, named by its name when that can be read (the name is read twice only on this path)."""
+    try:
         name = _child_text(el, "name")
     except _Unreadable as exc:
-        raise EngineDataError(f"engine answer for {answer} at {where}: a <vm> cannot be read ({exc})") from None
+        return EngineDataError(f"engine answer for {answer} at {where}: a <{tag}> cannot be read ({exc})")
     if unreadable is None:
-        raise EngineDataError(f"engine answer for {answer} at {where}: a <vm> without an id (name {name!r})")
-    raise EngineDataError(f"engine answer for {answer} at {where}: VM {got} (name {name!r}) cannot be read "
-                          f"(ValueError: {unreadable})") from None
+        return EngineDataError(f"engine answer for {answer} at {where}: a <{tag}> without an id (name {name!r})")
+    return EngineDataError(f"engine answer for {answer} at {where}: {noun} {got} (name {name!r}) cannot be read "
+                           f"(ValueError: {unreadable})")
 
 
 def read_names(body: bytes, root_tag: str, item_tag: str, answer: str, where: str) -> dict[str, Named]:
