@@ -35,6 +35,7 @@ from .fastxml import (
     _Unreadable,
     _unreadable_record,
     _values,
+    named_in,
     parse,
 )
 
@@ -184,11 +185,7 @@ def joined_host(lean: LeanHost, clusters: Mapping[str, Named], datacenters: Mapp
         return host
 
     def find(kind: str, table: Mapping[str, Named], ref: str) -> Named:
-        named = table.get(ref)
-        if named is None:
-            raise EngineDataError(f"engine answer at {where}: host {host.name} ({host.id}) names the {kind} {ref}, "
-                                  f"which the list of {kind}s does not hold")
-        return named
+        return named_in(table, ref, kind=kind, where=where, owner=f"host {host.name} ({host.id})")
 
     cluster = find("cluster", clusters, host.cluster_id)
     dc = find("data center", datacenters, cluster.datacenter_id) if cluster.datacenter_id is not None else None

@@ -381,11 +381,7 @@ def joined(lean: LeanVm, names: Names, where: str) -> VirtualMachine:
     vm = lean.vm
 
     def find(kind: str, table: Mapping[str, Named], ref: str) -> Named:
-        named = table.get(ref)
-        if named is None:
-            raise EngineDataError(f"engine answer at {where}: VM {vm.name} ({vm.id}) names the {kind} {ref}, which "
-                                  f"the list of {kind}s does not hold")
-        return named
+        return named_in(table, ref, kind=kind, where=where, owner=f"VM {vm.name} ({vm.id})")
 
     changes: dict[str, str | None] = {}
     if vm.cluster_id is not None and vm.cluster is None:
@@ -401,4 +397,14 @@ def joined(lean: LeanVm, names: Names, where: str) -> VirtualMachine:
     return dataclasses.replace(vm, **changes) if changes else vm  # type: ignore[arg-type]
 
 
-__all__ = ["LeanVm", "Named", "Names", "joined", "parse", "read_names", "read_tags", "read_vm", "read_vms"]
+__all__ = ["LeanVm", "Named", "Names", "joined", "named_in", "parse", "read_names", "read_tags", "read_vm", "read_vms"]
+
+
+def named_in(table: Mapping[str, Named], ref: str, *, kind: str, where: str, owner: str) -> Named:
+    """``table``'s entry for ``ref`` (a ``kind``: cluster, data center, ...), joined into ``owner``'s record (e.g.
+    ``VM web-1 (id)``); an id the list does not hold is an EngineDataError (the links and the lists disagree)."""
+    named = table.get(ref)
+    if named is None:
+        raise EngineDataError(f"engine answer at {where}: {owner} names the {kind} {ref}, which the list of {kind}s "
+                              f"does not hold")
+    return named

@@ -82,6 +82,13 @@ def test_reader_reads_the_recorded_hosts_as_the_sdk_does() -> None:
     assert same_or_refused((SAMPLES / "manageiq/hosts.xml").read_bytes()) is True  # without NICs too
 
 
+def test_a_host_naming_a_cluster_the_list_lacks_is_refused_by_name() -> None:
+    lean = next(h for h in read_hosts(recorded_hosts_with_nics(), "t", WHERE) if h.host.cluster_id)
+    with pytest.raises(EngineDataError, match=rf"host {lean.host.name} \({lean.host.id}\) names the cluster "
+                                              rf"{lean.host.cluster_id}, which the list of clusters does not hold"):
+        joined_host(lean, {}, {}, WHERE)
+
+
 def test_recorded_hosts_joined_with_the_recorded_lists() -> None:
     body = recorded_hosts_with_nics()
     clusters = read_names((SAMPLES / "manageiq/clusters.xml").read_bytes(), "clusters", "cluster", "t", WHERE)
